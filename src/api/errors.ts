@@ -1,0 +1,63 @@
+import type { FastifyError, FastifyInstance } from 'fastify';
+
+export type OpenAIErrorType = 'invalid_request_error' | 'not_found_error' | 'server_error';
+
+export interface OpenAIErrorBody {
+  error: { message: string; type: OpenAIErrorType; param: string | null; code: string | null };
+}
+
+/** An error answered in OpenAI's shape: `{ error: { message, type, param, code } }`. */
+export class OpenAIError extends Error {
+  override readonly name = 'OpenAIError';
+
+  constructor(
+    readonly statusCode: number,
+    message: string,
+    readonly param: string | null = null,
+    readonly code: string | null = null,
+    readonly type: OpenAIErrorType = statusCode >= 500 ? 'server_error' : 'invalid_request_error',
+  ) {
+    super(message);
+  }
+
+  toBody(): OpenAIErrorBody {
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
+  }
+}
+
+export const invalidRequest = (message: string, param: string | null = null, code: string | null = null) =>
+  new OpenAIError(400, message, param, code);
+
+export const modelNotFound = (model: string) =>
+  new OpenAIError(404, `The model \`${model}\` does not exist.`, 'model', 'model_not_found');
+
+/** Fastify's own client errors (body parsing, content type, size), reworded for API clients. */
+function fromFastify(err: FastifyError): OpenAIError {
+  const status = err.statusCode ?? 500;
+  switch (err.code) {
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return invalidRequest(`We could not parse the JSON body of your request: ${err.message}`, null, 'invalid_json');
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new OpenAIError(413, `Request body is too large: ${err.message}`, null, 'request_too_large');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new OpenAIError(415, `${err.message}; send the body as application/json.`, null, 'unsupported_media_type');
+    default:
+      if (err instanceof SyntaxError) {
+        return invalidRequest(`We could not parse the JSON body of your request: ${err.message}`, null, 'invalid_json');
+      }
+      return status < 500 ? new OpenAIError(status, err.message) : new OpenAIError(500, 'The server had an error while processing your request.');
+  }
+}
+
+export function registerErrorHandlers(app: FastifyInstance): void {
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    const apiError = err instanceof OpenAIError ? err : fromFastify(err);
+    if (apiError.statusCode >= 500) request.log.error({ err }, 'request failed');
+    void reply.code(apiError.statusCode).send(apiError.toBody());
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const error = new OpenAIError(404, `Unknown request URL: ${request.method} ${request.url}.`, null, 'unknown_url');
+    void reply.code(404).send(error.toBody());
+  });
+}

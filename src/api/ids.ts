@@ -1,0 +1,4 @@
+import { randomBytes } from 'node:crypto';
+
+/** Response ids in OpenAI's style: a prefix and 24 random hex digits. */
+export const responseId = (prefix: 'cmpl' | 'chatcmpl') => `${prefix}-${randomBytes(12).toString('hex')}`;

@@ -1,0 +1,138 @@
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+
+export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../models/tinystories-gpt2', import.meta.url));
+
+const integer = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+
+/** Every setting: its command-line flag, its environment variable, its default and what it does. */
+const OPTIONS = {
+  model: {
+    env: 'ORTSERVE_MODEL',
+    schema: z.string().min(1).default(DEFAULT_MODEL_DIR),
+    help: 'model directory (Hugging Face Optimum ONNX layout)',
+    shown: 'models/tinystories-gpt2',
+  },
+  'model-file': {
+    env: 'ORTSERVE_MODEL_FILE',
+    schema: z.string().min(1).default('model.onnx'),
+    help: 'graph file inside the model directory (or its onnx/ folder), e.g. model_quantized.onnx',
+  },
+  'served-model-name': {
+    env: 'ORTSERVE_SERVED_MODEL_NAME',
+    schema: z.string().min(1).optional(),
+    help: 'model id in the API',
+    shown: 'the model directory name',
+  },
+  host: { env: 'ORTSERVE_HOST', schema: z.string().min(1).default('0.0.0.0'), help: 'address to listen on' },
+  port: { env: 'PORT', alias: 'ORTSERVE_PORT', schema: integer(0, 65535).default(8000), help: 'port to listen on' },
+  device: {
+    env: 'ORTSERVE_DEVICE',
+    schema: z.enum(['cpu', 'cuda']).default('cpu'),
+    help: 'execution provider: cpu or cuda',
+  },
+  threads: {
+    env: 'ORTSERVE_THREADS',
+    schema: integer(0, 1024).default(0),
+    help: 'threads per forward pass (0: one per core)',
+  },
+  'max-batch': {
+    env: 'ORTSERVE_MAX_BATCH',
+    schema: integer(1, 1024).default(16),
+    help: 'most sequences decoded together in one step',
+  },
+  'log-level': {
+    env: 'ORTSERVE_LOG_LEVEL',
+    schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    help: 'log level (prompt text is logged at debug only)',
+  },
+} as const;
+
+type OptionName = keyof typeof OPTIONS;
+
+const ConfigSchema = z.object(
+  Object.fromEntries(Object.entries(OPTIONS).map(([name, option]) => [name, option.schema])) as {
+    [K in OptionName]: (typeof OPTIONS)[K]['schema'];
+  },
+);
+
+type RawConfig = z.infer<typeof ConfigSchema>;
+
+export interface ServerConfig {
+  model: string;
+  modelFile: string;
+  servedModelName: string | undefined;
+  host: string;
+  port: number;
+  device: 'cpu' | 'cuda';
+  threads: number;
+  maxBatch: number;
+  logLevel: RawConfig['log-level'];
+}
+
+/** A setting that does not validate; the message names the flag and its variable. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+export type CliCommand = { kind: 'help'; text: string } | { kind: 'serve'; config: ServerConfig };
+
+export function helpText(): string {
+  const lines = ['Usage: ortserve [options]', '', 'OpenAI-compatible completion server for ONNX decoder models.', '', 'Options:'];
+  for (const [name, option] of Object.entries(OPTIONS) as [OptionName, (typeof OPTIONS)[OptionName]][]) {
+    const fallback = 'shown' in option ? option.shown : option.schema.def.type === 'default' ? String(option.schema.parse(undefined)) : '';
+    const env = 'alias' in option ? `${option.env}, ${option.alias}` : option.env;
+    lines.push(`  --${name.padEnd(20)} ${option.help}`);
+    lines.push(`  ${''.padEnd(22)} env ${env}${fallback ? `; default ${fallback}` : ''}`);
+  }
+  lines.push(`  --${'help'.padEnd(20)} show this help`);
+  return lines.join('\n');
+}
+
+/** Reads the configuration from command-line flags, falling back to environment variables. */
+export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv = {}): CliCommand {
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      options: {
+        ...Object.fromEntries(Object.keys(OPTIONS).map((name) => [name, { type: 'string' as const }])),
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    });
+  } catch (err) {
+    throw new ConfigError(`${(err as Error).message}\nRun ortserve --help for the options.`);
+  }
+  if (parsed.values.help) return { kind: 'help', text: helpText() };
+
+  const raw: Record<string, unknown> = {};
+  for (const [name, option] of Object.entries(OPTIONS) as [OptionName, (typeof OPTIONS)[OptionName]][]) {
+    const fromEnv = env[option.env] ?? ('alias' in option ? env[option.alias] : undefined);
+    const value = parsed.values[name] ?? (fromEnv === '' ? undefined : fromEnv);
+    if (value !== undefined) raw[name] = value;
+  }
+  const result = ConfigSchema.safeParse(raw);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const name = String(issue.path[0]) as OptionName;
+    throw new ConfigError(`invalid --${name} (env ${OPTIONS[name].env}): ${issue.message}`);
+  }
+  const c = result.data;
+  return {
+    kind: 'serve',
+    config: {
+      model: c.model,
+      modelFile: c['model-file'],
+      servedModelName: c['served-model-name'],
+      host: c.host,
+      port: c.port,
+      device: c.device,
+      threads: c.threads,
+      maxBatch: c['max-batch'],
+      logLevel: c['log-level'],
+    },
+  };
+}

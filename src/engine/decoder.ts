@@ -1,0 +1,75 @@
+import * as ort from 'onnxruntime-node';
+import type { DecoderSignature } from '../model/session.js';
+import type { BatchKvCache } from './kv-cache.js';
+import { float16ToNumber } from './float16.js';
+
+export interface DecoderStep {
+  /** [batch, stepLength] token ids, row-major. */
+  inputIds: BigInt64Array;
+  stepLength: number;
+  /** Per row: padding at the start of this step (a prefill batch of prompts of different lengths). */
+  stepPads?: readonly number[];
+  cache: BatchKvCache;
+}
+
+export interface DecoderOutput {
+  /** Logits of the last position of each row. */
+  logits: Float32Array[];
+  present: ort.Tensor[];
+}
+
+/** One forward pass of an ONNX decoder over a batch, feeding and returning the KV cache. */
+export class DecoderRunner {
+  constructor(
+    private readonly session: ort.InferenceSession,
+    readonly signature: DecoderSignature,
+  ) {}
+
+  async run(step: DecoderStep): Promise<DecoderOutput> {
+    const { cache, stepLength } = step;
+    const batch = cache.batchSize;
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor('int64', step.inputIds, [batch, stepLength]),
+      attention_mask: new ort.Tensor('int64', cache.attentionMask(stepLength, step.stepPads), [batch, cache.pastLength + stepLength]),
+    };
+    if (this.signature.hasPositionIds) {
+      feeds.position_ids = new ort.Tensor('int64', this.positionIds(step), [batch, stepLength]);
+    }
+    if (this.signature.hasUseCacheBranch) {
+      feeds.use_cache_branch = new ort.Tensor('bool', new Uint8Array([cache.pastLength > 0 ? 1 : 0]), [1]);
+    }
+    this.signature.pastNames.forEach((name, i) => {
+      feeds[name] = cache.pastTensors[i]!;
+    });
+    const outputs = await this.session.run(feeds);
+    const logits = outputs.logits!;
+    const vocab = logits.dims[2]!;
+    const rows: Float32Array[] = [];
+    for (let row = 0; row < batch; row++) {
+      const offset = (row * stepLength + stepLength - 1) * vocab;
+      rows.push(lastPositionLogits(logits.data as Float32Array | Uint16Array, offset, vocab, logits.type));
+    }
+    return { logits: rows, present: this.signature.presentNames.map((name) => outputs[name]!) };
+  }
+
+  /** Positions count real tokens only, so a padded row sees the same positions as it would alone. */
+  private positionIds(step: DecoderStep): BigInt64Array {
+    const { cache, stepLength } = step;
+    const ids = new BigInt64Array(cache.batchSize * stepLength);
+    for (let row = 0; row < cache.batchSize; row++) {
+      const start = cache.realLength(row);
+      const pad = step.stepPads?.[row] ?? 0;
+      for (let i = 0; i < stepLength; i++) {
+        ids[row * stepLength + i] = BigInt(Math.max(0, start + i - pad));
+      }
+    }
+    return ids;
+  }
+}
+
+function lastPositionLogits(data: Float32Array | Uint16Array, offset: number, vocab: number, type: string): Float32Array {
+  if (type === 'float32') return (data as Float32Array).slice(offset, offset + vocab);
+  const row = new Float32Array(vocab);
+  for (let i = 0; i < vocab; i++) row[i] = float16ToNumber(data[offset + i]!);
+  return row;
+}

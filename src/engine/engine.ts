@@ -1,0 +1,117 @@
+import { Worker } from 'node:worker_threads';
+import { ModelLoadError } from '../model/errors.js';
+import type { DecoderSignature } from '../model/session.js';
+import { AsyncQueue } from './async-queue.js';
+import type { FromWorker, SequenceRequest, TokenUpdate, ToWorker, WorkerConfig } from './protocol.js';
+
+export type GenerationRequest = Omit<SequenceRequest, 'id'>;
+
+/** The engine failed a sequence (the runtime raised an error). */
+export class EngineError extends Error {
+  override readonly name = 'EngineError';
+}
+
+/**
+ * The server's handle on the engine worker. Sequences go in as token ids; their tokens come back
+ * as an async iterable that ends after the token that carries a finish reason.
+ */
+export class Engine {
+  private nextId = 1;
+  private readonly streams = new Map<number, AsyncQueue<TokenUpdate>>();
+  private closed = false;
+
+  private constructor(
+    private readonly worker: Worker,
+    readonly signature: DecoderSignature,
+    readonly vocabSize: number,
+  ) {
+    worker.on('message', (message: FromWorker) => this.dispatch(message));
+    worker.on('error', (err) => this.failAll(new EngineError(`engine stopped: ${err.message}`)));
+    worker.on('exit', (code) => {
+      if (!this.closed) this.failAll(new EngineError(`engine stopped with exit code ${code}`));
+    });
+  }
+
+  static async start(config: WorkerConfig): Promise<Engine> {
+    const worker = new Worker(new URL('./worker-bootstrap.mjs', import.meta.url), { workerData: config });
+    let onMessage: (message: FromWorker) => void = () => {};
+    let onError: (err: Error) => void = () => {};
+    let onExit: (code: number) => void = () => {};
+    const ready = await new Promise<Extract<FromWorker, { type: 'ready' }>>((resolve, reject) => {
+      onMessage = (message) => {
+        if (message.type === 'ready') resolve(message);
+        else if (message.type === 'failed') reject(new ModelLoadError(message.message));
+      };
+      onError = reject;
+      onExit = (code) => reject(new Error(`engine exited during start-up with code ${code}`));
+      worker.on('message', onMessage).on('error', onError).on('exit', onExit);
+    })
+      .catch(async (err: unknown) => {
+        await worker.terminate();
+        throw err;
+      })
+      .finally(() => {
+        worker.off('message', onMessage).off('error', onError).off('exit', onExit);
+      });
+    return new Engine(worker, ready.signature, ready.vocabSize);
+  }
+
+  /** Generates one sequence; aborting `signal` cancels it in the engine. */
+  generate(request: GenerationRequest, signal?: AbortSignal): AsyncIterable<TokenUpdate> {
+    const id = this.nextId++;
+    const stream = new AsyncQueue<TokenUpdate>();
+    if (this.closed) {
+      stream.fail(new EngineError('engine is closed'));
+      return stream;
+    }
+    this.streams.set(id, stream);
+    const cancel = () => {
+      if (this.streams.delete(id)) {
+        this.post({ type: 'cancel', id });
+        stream.end();
+      }
+    };
+    if (signal?.aborted) {
+      this.streams.delete(id);
+      stream.end();
+      return stream;
+    }
+    signal?.addEventListener('abort', cancel, { once: true });
+    this.post({ type: 'submit', request: { ...request, id } });
+    return stream;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.failAll(new EngineError('engine is closed'));
+    await this.worker.terminate();
+  }
+
+  private post(message: ToWorker): void {
+    this.worker.postMessage(message);
+  }
+
+  private dispatch(message: FromWorker): void {
+    if (message.type === 'tokens') {
+      for (const update of message.updates) {
+        const stream = this.streams.get(update.id);
+        if (!stream) continue;
+        stream.push(update);
+        if (update.finishReason) {
+          this.streams.delete(update.id);
+          stream.end();
+        }
+      }
+    } else if (message.type === 'error') {
+      for (const id of message.ids) {
+        this.streams.get(id)?.fail(new EngineError(message.message));
+        this.streams.delete(id);
+      }
+    }
+  }
+
+  private failAll(err: Error): void {
+    for (const stream of this.streams.values()) stream.fail(err);
+    this.streams.clear();
+  }
+}

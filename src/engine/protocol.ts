@@ -1,0 +1,47 @@
+import type { DecoderSignature, Device } from '../model/session.js';
+
+/** Messages between the server (main thread) and the engine worker. Only token ids cross. */
+
+export type FinishReason = 'stop' | 'length';
+
+export interface SequenceRequest {
+  id: number;
+  promptIds: number[];
+  maxTokens: number;
+  temperature: number;
+  topP: number;
+  /** Seeds the sampler; without one, every run differs. */
+  seed?: number;
+  /** Separates the random streams of the choices of one seeded request. */
+  seedStream: number;
+  /** Token ids that end the sequence (EOS); they are reported but are not part of the text. */
+  stopTokenIds: number[];
+}
+
+export interface TokenUpdate {
+  id: number;
+  tokenId: number;
+  /** Set on a sequence's last token. */
+  finishReason?: FinishReason;
+}
+
+export interface WorkerConfig {
+  modelPath: string;
+  device: Device;
+  threads: number;
+  maxBatch: number;
+  contextLength: number;
+  /** From config.json, for shapes the graph leaves symbolic. */
+  numKvHeads: number;
+  headDim: number;
+}
+
+export type ToWorker =
+  | { type: 'submit'; request: SequenceRequest }
+  | { type: 'cancel'; id: number };
+
+export type FromWorker =
+  | { type: 'ready'; signature: DecoderSignature; vocabSize: number }
+  | { type: 'failed'; message: string }
+  | { type: 'tokens'; updates: TokenUpdate[] }
+  | { type: 'error'; ids: number[]; message: string };

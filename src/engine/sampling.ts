@@ -1,0 +1,83 @@
+import type { Rng } from './rng.js';
+
+export interface SamplingParams {
+  /** 0 picks the most likely token (greedy); higher values flatten the distribution. */
+  temperature: number;
+  /** Nucleus sampling: draw only from the most likely tokens whose probabilities add up to top_p. */
+  topP: number;
+}
+
+/** Index of the largest value; the lowest index wins a tie. */
+export function argmax(values: ArrayLike<number>): number {
+  let best = 0;
+  let bestValue = values[0]!;
+  for (let i = 1; i < values.length; i++) {
+    if (values[i]! > bestValue) {
+      bestValue = values[i]!;
+      best = i;
+    }
+  }
+  return best;
+}
+
+/**
+ * Tokens whose probability is below this fraction of the most likely one's are left out of the
+ * nucleus search at first; they are only sorted when the likely ones do not reach top_p.
+ */
+const NUCLEUS_PREFILTER = 1e-4;
+
+/** Draws a token id from `logits` (one row, vocabulary-sized). `weights` is scratch space of the same size. */
+export function sampleToken(
+  logits: Float32Array,
+  params: SamplingParams,
+  rng: Rng,
+  weights: Float64Array = new Float64Array(logits.length),
+): number {
+  if (params.temperature === 0) return argmax(logits);
+  const invTemperature = 1 / params.temperature;
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i]! > max) max = logits[i]!;
+  let total = 0;
+  for (let i = 0; i < logits.length; i++) {
+    const w = Math.exp((logits[i]! - max) * invTemperature);
+    weights[i] = w;
+    total += w;
+  }
+  if (params.topP < 1) return sampleNucleus(weights, total, params.topP, rng);
+  let target = rng.next() * total;
+  for (let i = 0; i < logits.length; i++) {
+    target -= weights[i]!;
+    if (target < 0) return i;
+  }
+  return argmax(logits);
+}
+
+function sampleNucleus(weights: Float64Array, total: number, topP: number, rng: Rng): number {
+  // The largest weight is exp(0) = 1 after subtracting the max logit.
+  let candidates: number[] = [];
+  let candidateMass = 0;
+  for (let i = 0; i < weights.length; i++) {
+    if (weights[i]! >= NUCLEUS_PREFILTER) {
+      candidates.push(i);
+      candidateMass += weights[i]!;
+    }
+  }
+  const needed = topP * total;
+  if (candidateMass < needed) {
+    candidates = Array.from(weights.keys());
+  }
+  candidates.sort((x, y) => weights[y]! - weights[x]! || x - y);
+  let kept = 0;
+  let keptMass = 0;
+  while (kept < candidates.length) {
+    keptMass += weights[candidates[kept]!]!;
+    kept++;
+    if (keptMass >= needed) break;
+  }
+  let target = rng.next() * keptMass;
+  for (let k = 0; k < kept; k++) {
+    target -= weights[candidates[k]!]!;
+    if (target < 0) return candidates[k]!;
+  }
+  return candidates[0]!;
+}

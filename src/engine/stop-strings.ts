@@ -1,0 +1,56 @@
+export interface StopScan {
+  /** Text that can be sent to the client now. */
+  text: string;
+  /** True once a stop string was found: `text` ends right before it and nothing follows. */
+  stopped: boolean;
+}
+
+/**
+ * Finds stop strings in generated text that arrives in pieces. Text that could still turn out to
+ * be the start of a stop string is held back; everything else passes through at once.
+ */
+export class StopStringMatcher {
+  private pending = '';
+  private done = false;
+
+  constructor(private readonly stops: readonly string[]) {}
+
+  push(delta: string): StopScan {
+    if (this.done) return { text: '', stopped: true };
+    if (this.stops.length === 0) return { text: delta, stopped: false };
+    const buffer = this.pending + delta;
+    let cut = -1;
+    for (const stop of this.stops) {
+      const at = buffer.indexOf(stop);
+      if (at !== -1 && (cut === -1 || at < cut)) cut = at;
+    }
+    if (cut !== -1) {
+      this.done = true;
+      this.pending = '';
+      return { text: buffer.slice(0, cut), stopped: true };
+    }
+    const hold = this.longestStopPrefixAtEnd(buffer);
+    this.pending = buffer.slice(buffer.length - hold);
+    return { text: buffer.slice(0, buffer.length - hold), stopped: false };
+  }
+
+  /** What is still held back when generation ends for another reason: it was no stop string. */
+  flush(): string {
+    const rest = this.pending;
+    this.pending = '';
+    return this.done ? '' : rest;
+  }
+
+  private longestStopPrefixAtEnd(buffer: string): number {
+    let longest = 0;
+    for (const stop of this.stops) {
+      for (let length = Math.min(stop.length - 1, buffer.length); length > longest; length--) {
+        if (buffer.endsWith(stop.slice(0, length))) {
+          longest = length;
+          break;
+        }
+      }
+    }
+    return longest;
+  }
+}

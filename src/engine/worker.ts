@@ -1,0 +1,34 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import { createDecoderSession, readDecoderSignature } from '../model/session.js';
+import { ContinuousBatcher } from './batcher.js';
+import { DecoderRunner } from './decoder.js';
+import type { FromWorker, ToWorker, WorkerConfig } from './protocol.js';
+
+/** The engine thread: owns the ONNX session, so that forward passes never block the HTTP server. */
+
+const port = parentPort!;
+const config = workerData as WorkerConfig;
+const send = (message: FromWorker) => port.postMessage(message);
+
+try {
+  const session = await createDecoderSession(config.modelPath, { device: config.device, threads: config.threads });
+  const signature = readDecoderSignature(session, config);
+  const runner = new DecoderRunner(session, signature);
+  const vocabSize = (session.outputMetadata.find((meta) => meta.name === 'logits') as { shape?: unknown[] } | undefined)
+    ?.shape?.[2];
+  const batcher = new ContinuousBatcher(
+    runner,
+    { maxBatch: config.maxBatch, contextLength: config.contextLength },
+    {
+      tokens: (updates) => send({ type: 'tokens', updates }),
+      failed: (ids, message) => send({ type: 'error', ids, message }),
+    },
+  );
+  port.on('message', (message: ToWorker) => {
+    if (message.type === 'submit') batcher.submit(message.request);
+    else batcher.cancel(message.id);
+  });
+  send({ type: 'ready', signature, vocabSize: typeof vocabSize === 'number' ? vocabSize : 0 });
+} catch (err) {
+  send({ type: 'failed', message: (err as Error).message });
+}

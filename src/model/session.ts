@@ -1,0 +1,115 @@
+import * as ort from 'onnxruntime-node';
+import { ModelLoadError } from './errors.js';
+import type { ModelConfig } from './config.js';
+
+export type KvDataType = 'float32' | 'float16';
+export type Device = 'cpu' | 'cuda';
+
+/** The decoder's inputs and outputs, discovered from the graph rather than assumed. */
+export interface DecoderSignature {
+  numLayers: number;
+  numKvHeads: number;
+  headDim: number;
+  kvType: KvDataType;
+  logitsType: KvDataType;
+  hasPositionIds: boolean;
+  /** Merged decoders (one graph for the first and later steps) switch on this boolean input. */
+  hasUseCacheBranch: boolean;
+  /** `past_key_values.{i}.key`, `.value` for every layer, in layer order. */
+  pastNames: string[];
+  /** `present.{i}.key`, `.value`, matching `pastNames` one for one. */
+  presentNames: string[];
+}
+
+export interface SessionOptions {
+  device: Device;
+  threads: number;
+}
+
+const PAST = /^past_key_values\.(\d+)\.(key|value)$/;
+const KNOWN_INPUTS = new Set(['input_ids', 'attention_mask', 'position_ids', 'use_cache_branch']);
+
+interface TensorMeta {
+  name: string;
+  type: string;
+  shape: readonly (number | string)[];
+}
+
+function tensorMeta(list: readonly ort.InferenceSession.ValueMetadata[]): Map<string, TensorMeta> {
+  const byName = new Map<string, TensorMeta>();
+  for (const meta of list) {
+    if (meta.isTensor) byName.set(meta.name, { name: meta.name, type: meta.type, shape: meta.shape });
+  }
+  return byName;
+}
+
+function dataType(meta: TensorMeta, what: string): KvDataType {
+  if (meta.type === 'float32' || meta.type === 'float16') return meta.type;
+  throw new ModelLoadError(`model graph: ${what} ${meta.name} has type ${meta.type}; float32 or float16 expected`);
+}
+
+/** Reads a decoder's I/O from the session metadata; `config` fills what the shapes leave symbolic. */
+export function readDecoderSignature(
+  session: Pick<ort.InferenceSession, 'inputMetadata' | 'outputMetadata'>,
+  config: Pick<ModelConfig, 'numKvHeads' | 'headDim'>,
+): DecoderSignature {
+  const inputs = tensorMeta(session.inputMetadata);
+  const outputs = tensorMeta(session.outputMetadata);
+  for (const name of ['input_ids', 'attention_mask']) {
+    if (!inputs.has(name)) throw new ModelLoadError(`model graph: required input ${name} is missing`);
+  }
+  const logits = outputs.get('logits');
+  if (!logits) throw new ModelLoadError('model graph: output logits is missing');
+
+  const layers = new Set<number>();
+  for (const name of inputs.keys()) {
+    const match = PAST.exec(name);
+    if (match) layers.add(Number(match[1]));
+    else if (!KNOWN_INPUTS.has(name)) throw new ModelLoadError(`model graph: unsupported input ${name}`);
+  }
+  if (layers.size === 0) {
+    throw new ModelLoadError('model graph: no past_key_values.* inputs; export it with --task text-generation-with-past');
+  }
+  const numLayers = layers.size;
+  const pastNames: string[] = [];
+  const presentNames: string[] = [];
+  for (let layer = 0; layer < numLayers; layer++) {
+    for (const kind of ['key', 'value']) {
+      const past = `past_key_values.${layer}.${kind}`;
+      const present = `present.${layer}.${kind}`;
+      if (!inputs.has(past)) throw new ModelLoadError(`model graph: input ${past} is missing`);
+      if (!outputs.has(present)) throw new ModelLoadError(`model graph: output ${present} is missing`);
+      pastNames.push(past);
+      presentNames.push(present);
+    }
+  }
+  const firstPast = inputs.get(pastNames[0])!;
+  const dim = (index: number, fallback: number) => {
+    const value = firstPast.shape[index];
+    return typeof value === 'number' && value > 0 ? value : fallback;
+  };
+  return {
+    numLayers,
+    numKvHeads: dim(1, config.numKvHeads),
+    headDim: dim(3, config.headDim),
+    kvType: dataType(firstPast, 'input'),
+    logitsType: dataType(logits, 'output'),
+    hasPositionIds: inputs.has('position_ids'),
+    hasUseCacheBranch: inputs.has('use_cache_branch'),
+    pastNames,
+    presentNames,
+  };
+}
+
+export async function createDecoderSession(modelPath: string, options: SessionOptions): Promise<ort.InferenceSession> {
+  try {
+    return await ort.InferenceSession.create(modelPath, {
+      executionProviders: [options.device],
+      intraOpNumThreads: options.threads,
+      interOpNumThreads: 1,
+      graphOptimizationLevel: 'all',
+    });
+  } catch (err) {
+    throw new ModelLoadError(`${modelPath}: cannot load the ONNX graph (${(err as Error).message})`);
+  }
+}

@@ -1,0 +1,44 @@
+import { Tokenizer } from '@huggingface/tokenizers';
+import type { ModelFiles } from './files.js';
+import { ModelLoadError } from './errors.js';
+
+/** A special token in tokenizer_config.json is a plain string or an AddedToken object. */
+export function specialTokenText(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'object' && value !== null && typeof (value as { content?: unknown }).content === 'string') {
+    return (value as { content: string }).content;
+  }
+  return undefined;
+}
+
+/** Text ↔ token ids for one model, backed by the model's own tokenizer.json. */
+export class TextTokenizer {
+  readonly bosToken: string | undefined;
+  readonly eosToken: string | undefined;
+  private readonly tokenizer: Tokenizer;
+
+  constructor(files: Pick<ModelFiles, 'tokenizerJson' | 'tokenizerConfig'>) {
+    try {
+      this.tokenizer = new Tokenizer(files.tokenizerJson, files.tokenizerConfig);
+    } catch (err) {
+      throw new ModelLoadError(`tokenizer.json: cannot build the tokenizer (${(err as Error).message})`);
+    }
+    this.bosToken = specialTokenText(files.tokenizerConfig.bos_token);
+    this.eosToken = specialTokenText(files.tokenizerConfig.eos_token);
+  }
+
+  /** Token ids of `text`; `addSpecialTokens` applies the tokenizer's post-processor (a BOS, say). */
+  encode(text: string, addSpecialTokens = true): number[] {
+    return this.tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+  }
+
+  /** Text of `ids` with special tokens left out. */
+  decode(ids: readonly number[]): string {
+    if (ids.length === 0) return '';
+    return this.tokenizer.decode(ids as number[], { skip_special_tokens: true });
+  }
+
+  idToToken(id: number): string | undefined {
+    return this.tokenizer.id_to_token(id);
+  }
+}

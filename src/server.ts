@@ -1,0 +1,75 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { chatRoutes } from './api/chat.js';
+import { completionRoutes } from './api/completions.js';
+import { registerErrorHandlers } from './api/errors.js';
+import { healthRoutes, modelRoutes } from './api/models.js';
+import type { ServerConfig } from './config.js';
+import { Engine } from './engine/engine.js';
+import { loadModel, type LoadedModel } from './model/model.js';
+
+const REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+/** The HTTP application over a loaded model and a running engine. */
+export function buildApp(model: LoadedModel, engine: Engine, options: { logLevel: ServerConfig['logLevel'] }): FastifyInstance {
+  const app = Fastify({
+    logger: { level: options.logLevel, redact: ['req.headers.authorization'] },
+    genReqId: (request) => {
+      const given = request.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+  });
+  app.addHook('onSend', async (request, reply) => {
+    void reply.header('x-request-id', request.id);
+  });
+  registerErrorHandlers(app);
+  void app.register(healthRoutes);
+  void app.register(modelRoutes, { model, startedAt: Math.floor(Date.now() / 1000) });
+  void app.register(completionRoutes, { model, engine });
+  void app.register(chatRoutes, { model, engine });
+  return app;
+}
+
+export interface RunningServer {
+  app: FastifyInstance;
+  model: LoadedModel;
+  engine: Engine;
+  /** The address the server listens on, e.g. http://127.0.0.1:8000. */
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Loads the model, starts the engine and listens. */
+export async function startServer(config: ServerConfig): Promise<RunningServer> {
+  const model = loadModel(config.model, { modelFile: config.modelFile, servedModelName: config.servedModelName });
+  const engine = await Engine.start({
+    modelPath: model.files.modelPath,
+    device: config.device,
+    threads: config.threads,
+    maxBatch: config.maxBatch,
+    contextLength: model.config.contextLength,
+    numKvHeads: model.config.numKvHeads,
+    headDim: model.config.headDim,
+  });
+  const app = buildApp(model, engine, { logLevel: config.logLevel });
+  try {
+    await app.listen({ host: config.host, port: config.port });
+  } catch (err) {
+    await engine.close();
+    throw err;
+  }
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  app.log.info({ model: model.id, modelPath: model.files.modelPath, contextLength: model.config.contextLength, device: config.device }, 'model ready');
+  return {
+    app,
+    model,
+    engine,
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    close: async () => {
+      await app.close();
+      await engine.close();
+    },
+  };
+}
