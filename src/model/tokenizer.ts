@@ -32,10 +32,10 @@ export class TextTokenizer {
     return this.tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids;
   }
 
-  /** Text of `ids` with special tokens left out. */
-  decode(ids: readonly number[]): string {
+  /** Text of `ids`; special tokens (BOS, EOS) are left out unless `skipSpecialTokens` is false. */
+  decode(ids: readonly number[], skipSpecialTokens = true): string {
     if (ids.length === 0) return '';
-    return this.tokenizer.decode(ids as number[], { skip_special_tokens: true });
+    return this.tokenizer.decode(ids as number[], { skip_special_tokens: skipSpecialTokens });
   }
 
   idToToken(id: number): string | undefined {

@@ -1,0 +1,56 @@
+import { fileURLToPath } from 'node:url';
+import type { ServerConfig } from '../../src/config.js';
+import { startServer, type RunningServer } from '../../src/server.js';
+
+export const fixture = (path: string) => fileURLToPath(new URL(`../fixtures/${path}`, import.meta.url));
+export const DEFAULT_MODEL = fileURLToPath(new URL('../../models/tinystories-gpt2', import.meta.url));
+
+/** Model directories by the names the goldens use. */
+export const MODEL_DIRS: Record<string, string> = {
+  'tinystories-gpt2': DEFAULT_MODEL,
+  'tiny-gpt2': fixture('models/tiny-gpt2'),
+  'tiny-llama': fixture('models/tiny-llama'),
+};
+
+/** A live server on an ephemeral loopback port. */
+export function startTestServer(overrides: Partial<ServerConfig> = {}): Promise<RunningServer> {
+  return startServer({
+    model: DEFAULT_MODEL,
+    modelFile: 'model.onnx',
+    servedModelName: undefined,
+    host: '127.0.0.1',
+    port: 0,
+    device: 'cpu',
+    threads: 1,
+    maxBatch: 16,
+    logLevel: 'silent',
+    ...overrides,
+  });
+}
+
+export interface JsonResponse {
+  status: number;
+  headers: Headers;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- response bodies are checked field by field
+  body: any;
+}
+
+/** Sends a request with a JSON body (or raw text) and reads the JSON answer. */
+export async function request(server: RunningServer, method: string, path: string, payload?: unknown, headers: Record<string, string> = {}): Promise<JsonResponse> {
+  const init: RequestInit = { method, headers: { ...headers } };
+  if (payload !== undefined) {
+    init.body = typeof payload === 'string' ? payload : JSON.stringify(payload);
+    (init.headers as Record<string, string>)['content-type'] ??= 'application/json';
+  }
+  const response = await fetch(`${server.url}${path}`, init);
+  const text = await response.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // not JSON: keep the text
+  }
+  return { status: response.status, headers: response.headers, body };
+}
+
+export const postJson = (server: RunningServer, path: string, payload: unknown) => request(server, 'POST', path, payload);
