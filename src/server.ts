@@ -61,12 +61,13 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
-  app.log.info({ model: model.id, modelPath: model.files.modelPath, contextLength: model.config.contextLength, device: config.device }, 'model ready');
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  app.log.info({ url, model: model.id, modelPath: model.files.modelPath, contextLength: model.config.contextLength, device: config.device }, 'model ready');
   return {
     app,
     model,
     engine,
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    url,
     close: async () => {
       await app.close();
       await engine.close();

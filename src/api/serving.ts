@@ -43,7 +43,7 @@ export function planChoices(
   maxTokens: { requested: number | null | undefined; default: number; param: string; promptParam: string },
 ): ChoicePlan {
   const context = model.config.contextLength;
-  if (promptIds.length === 0) throw invalidRequest(`'${maxTokens.promptParam}' must not be empty.`, maxTokens.promptParam);
+  if (promptIds.length === 0) throw invalidRequest(`'${maxTokens.promptParam}' must not be empty.`, maxTokens.promptParam, 'invalid_value');
   if (promptIds.length >= context) {
     throw invalidRequest(
       `This model's maximum context length is ${context} tokens. However, your ${maxTokens.promptParam} is ${promptIds.length} tokens long, which leaves no room for a completion. Please reduce the length of the ${maxTokens.promptParam}.`,

@@ -1,0 +1,150 @@
+import type { RunningServer } from '../../src/server.js';
+import { postJson, request, startTestServer } from '../helpers/server.js';
+
+const MODEL = 'tinystories-gpt2';
+const completion = (fields: Record<string, unknown>) => ({ model: MODEL, prompt: 'Once upon a time', max_tokens: 4, ...fields });
+const chat = (fields: Record<string, unknown>) => ({ model: MODEL, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4, ...fields });
+
+function expectOpenAIError(body: unknown, param: string | null, code?: string) {
+  expect(body).toEqual({
+    error: {
+      message: expect.any(String),
+      type: 'invalid_request_error',
+      param,
+      code: code ?? expect.anything(),
+    },
+  });
+}
+
+describe('client mistakes get OpenAI-style 4xx errors', () => {
+  let server: RunningServer;
+
+  beforeAll(async () => {
+    server = await startTestServer();
+  });
+  afterAll(() => server.close());
+
+  it('unknown model → 404 model_not_found, on both endpoints and /v1/models/{id}', async () => {
+    for (const [path, body] of [
+      ['/v1/completions', completion({ model: 'gpt-4' })],
+      ['/v1/chat/completions', chat({ model: 'gpt-4' })],
+    ] as const) {
+      const response = await postJson(server, path, body);
+      expect(response.status).toBe(404);
+      expectOpenAIError(response.body, 'model', 'model_not_found');
+      expect(response.body.error.message).toContain('gpt-4');
+    }
+    const card = await request(server, 'GET', '/v1/models/gpt-4');
+    expect(card.status).toBe(404);
+    expectOpenAIError(card.body, 'model', 'model_not_found');
+  });
+
+  it('malformed JSON → 400 invalid_json', async () => {
+    const response = await postJson(server, '/v1/completions', '{"model": "tinystories-gpt2", "prompt": ');
+    expect(response.status).toBe(400);
+    expectOpenAIError(response.body, null, 'invalid_json');
+  });
+
+  it('a body that is not an object → 400', async () => {
+    for (const body of ['[]', '"text"', '42', 'null']) {
+      const response = await postJson(server, '/v1/completions', body);
+      expect(response.status).toBe(400);
+      expect(response.body.error.type).toBe('invalid_request_error');
+    }
+  });
+
+  it('a body that is not JSON → 415 in the error shape', async () => {
+    const response = await request(server, 'POST', '/v1/completions', 'prompt=hi', { 'content-type': 'application/x-www-form-urlencoded' });
+    expect(response.status).toBe(415);
+    expect(response.body.error.type).toBe('invalid_request_error');
+  });
+
+  it.each([
+    ['temperature', completion({ temperature: 2.5 })],
+    ['temperature', completion({ temperature: -0.1 })],
+    ['temperature', completion({ temperature: 'hot' })],
+    ['top_p', completion({ top_p: 1.5 })],
+    ['top_p', completion({ top_p: -1 })],
+    ['n', completion({ n: 0 })],
+    ['n', completion({ n: 1.5 })],
+    ['max_tokens', completion({ max_tokens: 0 })],
+    ['max_tokens', completion({ max_tokens: 'many' })],
+    ['stop', completion({ stop: ['a', 'b', 'c', 'd', 'e'] })],
+    ['stop', completion({ stop: 42 })],
+    ['seed', completion({ seed: 1.5 })],
+    ['stream', completion({ stream: 'yes' })],
+    ['prompt', { model: MODEL }],
+    ['prompt', completion({ prompt: 42 })],
+    ['model', { prompt: 'hi' }],
+  ])('completions: bad %s → 400 naming it', async (param, body) => {
+    const response = await postJson(server, '/v1/completions', body);
+    expect(response.status).toBe(400);
+    expectOpenAIError(response.body, param);
+    expect(response.body.error.message).toContain(param);
+  });
+
+  it.each([
+    ['messages', chat({ messages: [] })],
+    ['messages', chat({ messages: 'hello' })],
+    ['messages[0].role', chat({ messages: [{ role: 'wizard', content: 'Hi' }] })],
+    ['messages[0].content', chat({ messages: [{ role: 'user' }] })],
+    ['messages[0].content', chat({ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] })],
+    ['temperature', chat({ temperature: 3 })],
+    ['max_completion_tokens', chat({ max_completion_tokens: 0 })],
+    ['stop', chat({ stop: ['1', '2', '3', '4', '5'] })],
+  ])('chat: bad %s → 400 naming it', async (param, body) => {
+    const response = await postJson(server, '/v1/chat/completions', body);
+    expect(response.status).toBe(400);
+    expectOpenAIError(response.body, param);
+  });
+
+  it('a prompt longer than the context → 400 context_length_exceeded', async () => {
+    const response = await postJson(server, '/v1/completions', completion({ prompt: 'Once upon a time '.repeat(200), max_tokens: undefined }));
+    expect(response.status).toBe(400);
+    expectOpenAIError(response.body, 'prompt', 'context_length_exceeded');
+    expect(response.body.error.message).toContain("maximum context length is 512 tokens");
+  });
+
+  it('prompt + max_tokens beyond the context → 400 with the token counts', async () => {
+    const response = await postJson(server, '/v1/completions', completion({ max_tokens: 600 }));
+    expect(response.status).toBe(400);
+    expectOpenAIError(response.body, 'max_tokens', 'context_length_exceeded');
+    expect(response.body.error.message).toContain('you requested 604 tokens (4 in the prompt, 600 in the completion)');
+  });
+
+  it('an empty prompt → 400', async () => {
+    const response = await postJson(server, '/v1/completions', completion({ prompt: '' }));
+    expect(response.status).toBe(400);
+    expectOpenAIError(response.body, 'prompt');
+  });
+
+  it('an unknown URL → 404 in the error shape', async () => {
+    const response = await request(server, 'GET', '/v1/engines');
+    expect(response.status).toBe(404);
+    expectOpenAIError(response.body, null, 'unknown_url');
+  });
+
+  it('ignores unknown fields, as OpenAI does', async () => {
+    const response = await postJson(server, '/v1/completions', completion({ frobnicate: true, temperature: 0 }));
+    expect(response.status).toBe(200);
+  });
+
+  it('stops at the context length with finish_reason length when no max_tokens is given', async () => {
+    const prompt = 'Once upon a time '.repeat(97);
+    const rendered = server.model.chatTemplate.render([{ role: 'user', content: prompt }]);
+    const promptTokens = server.model.tokenizer.encode(rendered).length;
+    expect(promptTokens).toBeGreaterThan(480);
+    expect(promptTokens).toBeLessThan(512);
+    const response = await postJson(server, '/v1/chat/completions', chat({ messages: [{ role: 'user', content: prompt }], max_tokens: undefined, temperature: 0 }));
+    expect(response.status).toBe(200);
+    expect(response.body.choices[0].finish_reason).toBe('length');
+    expect(response.body.usage.total_tokens).toBe(512);
+  });
+
+  it('the server keeps serving after all of these', async () => {
+    const health = await request(server, 'GET', '/health');
+    expect(health.status).toBe(200);
+    expect(health.body).toEqual({ status: 'ok' });
+    expect(health.headers.get('x-request-id')).toBeTruthy();
+  });
+});
