@@ -42,6 +42,21 @@ const OPTIONS = {
     schema: integer(1, 1024).default(16),
     help: 'most sequences decoded together in one step',
   },
+  'max-queue': {
+    env: 'ORTSERVE_MAX_QUEUE',
+    schema: integer(0, 1_000_000).default(256),
+    help: 'most sequences waiting for a batch slot; beyond it requests get 429',
+  },
+  'max-kv-tokens': {
+    env: 'ORTSERVE_MAX_KV_TOKENS',
+    schema: integer(0).default(0),
+    help: 'most tokens (prompt + max_tokens) running sequences may hold in the KV cache together (0: max-batch × context)',
+  },
+  'prefill-chunk': {
+    env: 'ORTSERVE_PREFILL_CHUNK',
+    schema: integer(1, 65536).default(16),
+    help: 'prompt tokens prefilled between two decode steps (smaller: smoother streams, slower first token)',
+  },
   'log-level': {
     env: 'ORTSERVE_LOG_LEVEL',
     schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -68,6 +83,9 @@ export interface ServerConfig {
   device: 'cpu' | 'cuda';
   threads: number;
   maxBatch: number;
+  maxQueue: number;
+  maxKvTokens: number;
+  prefillChunk: number;
   logLevel: RawConfig['log-level'];
 }
 
@@ -132,6 +150,9 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv = {}): 
       device: c.device,
       threads: c.threads,
       maxBatch: c['max-batch'],
+      maxQueue: c['max-queue'],
+      maxKvTokens: c['max-kv-tokens'],
+      prefillChunk: c['prefill-chunk'],
       logLevel: c['log-level'],
     },
   };

@@ -5,7 +5,7 @@ import type { RouteOptions } from './completions.js';
 import { invalidRequest } from './errors.js';
 import { responseId } from './ids.js';
 import { ChatCompletionRequestSchema, type ChatRequestMessage } from './schemas.js';
-import { checkModel, createdNow, planChoices, runChoices, usage } from './serving.js';
+import { checkModel, createdNow, ensureCapacity, planChoices, runChoices, usage } from './serving.js';
 import { disconnectSignal, streamChoices } from './streaming.js';
 import { parseBody } from './validation.js';
 
@@ -44,6 +44,7 @@ export const chatRoutes: FastifyPluginAsync<RouteOptions> = async (app, { model,
       param: useCompletionTokens ? 'max_completion_tokens' : 'max_tokens',
       promptParam: 'messages',
     });
+    ensureCapacity(engine, plan);
     request.log.info({ promptTokens: promptIds.length, n: plan.n, maxTokens: plan.request.maxTokens, stream: !!body.stream }, 'chat completion');
     request.log.debug({ messages: body.messages }, 'chat messages');
 

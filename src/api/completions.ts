@@ -3,7 +3,7 @@ import type { Engine } from '../engine/engine.js';
 import type { LoadedModel } from '../model/model.js';
 import { responseId } from './ids.js';
 import { CompletionRequestSchema } from './schemas.js';
-import { checkModel, createdNow, planChoices, runChoices, usage } from './serving.js';
+import { checkModel, createdNow, ensureCapacity, planChoices, runChoices, usage } from './serving.js';
 import { disconnectSignal, streamChoices } from './streaming.js';
 import { parseBody } from './validation.js';
 
@@ -26,6 +26,7 @@ export const completionRoutes: FastifyPluginAsync<RouteOptions> = async (app, { 
       param: 'max_tokens',
       promptParam: 'prompt',
     });
+    ensureCapacity(engine, plan);
     request.log.info({ promptTokens: promptIds.length, n: plan.n, maxTokens: plan.request.maxTokens, stream: !!body.stream }, 'completion');
     request.log.debug({ prompt: body.prompt }, 'completion prompt');
 

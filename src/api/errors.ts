@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 
-export type OpenAIErrorType = 'invalid_request_error' | 'not_found_error' | 'server_error';
+export type OpenAIErrorType = 'invalid_request_error' | 'rate_limit_error' | 'server_error';
 
 export interface OpenAIErrorBody {
   error: { message: string; type: OpenAIErrorType; param: string | null; code: string | null };
@@ -16,6 +16,7 @@ export class OpenAIError extends Error {
     readonly param: string | null = null,
     readonly code: string | null = null,
     readonly type: OpenAIErrorType = statusCode >= 500 ? 'server_error' : 'invalid_request_error',
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }
@@ -27,6 +28,14 @@ export class OpenAIError extends Error {
 
 export const invalidRequest = (message: string, param: string | null = null, code: string | null = null) =>
   new OpenAIError(400, message, param, code);
+
+/** Seconds a client is asked to wait before retrying when the server is full. */
+const RETRY_AFTER_SECONDS = 1;
+
+export const serverBusy = () =>
+  new OpenAIError(429, 'The server is busy: every batch slot and queue place is taken. Retry shortly.', null, 'queue_full', 'rate_limit_error', {
+    'retry-after': String(RETRY_AFTER_SECONDS),
+  });
 
 export const modelNotFound = (model: string) =>
   new OpenAIError(404, `The model \`${model}\` does not exist.`, 'model', 'model_not_found');
@@ -54,7 +63,7 @@ export function registerErrorHandlers(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const apiError = err instanceof OpenAIError ? err : fromFastify(err);
     if (apiError.statusCode >= 500) request.log.error({ err }, 'request failed');
-    void reply.code(apiError.statusCode).send(apiError.toBody());
+    void reply.code(apiError.statusCode).headers(apiError.headers).send(apiError.toBody());
   });
   app.setNotFoundHandler((request, reply) => {
     const error = new OpenAIError(404, `Unknown request URL: ${request.method} ${request.url}.`, null, 'unknown_url');

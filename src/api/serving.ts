@@ -2,7 +2,7 @@ import type { Engine } from '../engine/engine.js';
 import type { FinishReason } from '../engine/protocol.js';
 import { generateText, type TextRequest } from '../engine/text-generation.js';
 import type { LoadedModel } from '../model/model.js';
-import { invalidRequest, modelNotFound } from './errors.js';
+import { invalidRequest, modelNotFound, serverBusy } from './errors.js';
 import { stopStrings } from './schemas.js';
 
 /** What the routes share: turning validated fields into engine requests and running the choices. */
@@ -72,6 +72,11 @@ export function planChoices(
       stop: stopStrings(fields.stop),
     },
   };
+}
+
+/** Turns a request away at once (429) when its choices do not fit in the batch and the queue. */
+export function ensureCapacity(engine: Engine, plan: ChoicePlan): void {
+  if (!engine.hasRoomFor(plan.n)) throw serverBusy();
 }
 
 export interface ChoiceListener {

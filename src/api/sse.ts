@@ -16,6 +16,7 @@ export class SseStream {
       connection: 'keep-alive',
       'x-request-id': String(reply.request.id),
     });
+    this.raw.flushHeaders();
   }
 
   get closed(): boolean {

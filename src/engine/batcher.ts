@@ -7,6 +7,14 @@ import { sampleToken } from './sampling.js';
 export interface BatcherOptions {
   /** Most sequences decoded together in one step. */
   maxBatch: number;
+  /** Most tokens (prompt plus completion budget) the running sequences may hold in the KV cache together. */
+  maxKvTokens: number;
+  /**
+   * Prompt tokens prefilled per step. Prompts are always cut into chunks of this size, so a
+   * sequence's numbers do not depend on what else runs, and a long prompt delays the running
+   * streams by one chunk per step instead of its whole length.
+   */
+  prefillChunk: number;
   contextLength: number;
 }
 
@@ -17,6 +25,8 @@ export interface BatcherEvents {
 
 interface Sequence {
   request: SequenceRequest;
+  /** KV-cache tokens this sequence may grow to. */
+  reservedTokens: number;
   rng: Rng;
   /** Tokens in the sequence so far: prompt and generated. */
   length: number;
@@ -28,16 +38,24 @@ interface Sequence {
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/** A sequence whose prompt is being run, chunk by chunk, before it joins the batch. */
+interface Prefill {
+  seq: Sequence;
+  cache: BatchKvCache;
+  done: number;
+}
+
 /**
  * Continuous batching: all running sequences advance together, one token per step, in one
- * decoder call. Waiting sequences join at the next step boundary after a prefill of their prompts;
- * finished and cancelled ones leave at once.
+ * decoder call. Between steps, one chunk of a waiting sequence's prompt is prefilled; when its
+ * prompt is done, it joins the batch. Finished and cancelled sequences leave at once.
  */
 export class ContinuousBatcher {
   private readonly waiting: Sequence[] = [];
   /** Running sequences, in the order of the cache's rows. */
   private active: Sequence[] = [];
   private cache: BatchKvCache | undefined;
+  private prefilling: Prefill | undefined;
   private running = false;
   private readonly layout: KvLayout;
   private scratch = new Float64Array(0);
@@ -68,6 +86,7 @@ export class ContinuousBatcher {
     }
     this.waiting.push({
       request,
+      reservedTokens: Math.min(promptIds.length + request.maxTokens, this.options.contextLength),
       rng: request.seed === undefined ? Rng.random() : new Rng(request.seed, request.seedStream),
       length: promptIds.length,
       generated: 0,
@@ -79,7 +98,7 @@ export class ContinuousBatcher {
   }
 
   cancel(id: number): void {
-    for (const seq of [...this.waiting, ...this.active]) {
+    for (const seq of [...this.waiting, ...this.active, ...(this.prefilling ? [this.prefilling.seq] : [])]) {
       if (seq.request.id === id) seq.cancelled = true;
     }
   }
@@ -96,63 +115,59 @@ export class ContinuousBatcher {
   private async loop(): Promise<void> {
     for (;;) {
       this.removeDone();
-      if (this.waiting.length === 0 && this.active.length === 0) return;
-      if (this.waiting.length > 0 && this.active.length < this.options.maxBatch) {
-        await this.guard(this.takeWaiting(), (joining) => this.prefill(joining));
-        this.removeDone();
-      }
+      const prefill = this.prefilling ?? this.admit();
+      if (!prefill && this.active.length === 0) return;
+      if (prefill) await this.guard([prefill.seq], () => this.prefillChunk(prefill));
       if (this.active.length > 0) await this.guard(this.active, () => this.decode());
       await yieldToEventLoop();
     }
   }
 
   /** Runs a step; if the runtime fails, the sequences in it fail and the rest carry on. */
-  private async guard(sequences: Sequence[], step: (sequences: Sequence[]) => Promise<void>): Promise<void> {
+  private async guard(sequences: Sequence[], step: () => Promise<void>): Promise<void> {
     try {
-      await step(sequences);
+      await step();
     } catch (err) {
-      const failed = new Set(sequences);
       this.events.failed(
         sequences.map((seq) => seq.request.id),
         `inference failed: ${(err as Error).message}`,
       );
-      for (const seq of failed) seq.cancelled = true;
+      for (const seq of sequences) seq.cancelled = true;
       if (sequences === this.active) {
         this.active = [];
         this.cache = undefined;
       }
+      if (this.prefilling && sequences.includes(this.prefilling.seq)) this.prefilling = undefined;
     }
   }
 
-  private takeWaiting(): Sequence[] {
-    const room = this.options.maxBatch - this.active.length;
-    return this.waiting.splice(0, room);
+  /** Starts the prefill of the first waiting sequence if the batch and the KV budget have room. */
+  private admit(): Prefill | undefined {
+    const next = this.waiting[0];
+    if (!next || this.active.length >= this.options.maxBatch) return undefined;
+    const reserved = this.active.reduce((sum, seq) => sum + seq.reservedTokens, 0);
+    if (this.active.length > 0 && reserved + next.reservedTokens > this.options.maxKvTokens) return undefined;
+    this.waiting.shift();
+    this.prefilling = { seq: next, cache: BatchKvCache.empty(this.layout, 1), done: 0 };
+    return this.prefilling;
   }
 
-  /** Runs the prompts of joining sequences as one left-padded batch and adds them to the cache. */
-  private async prefill(joining: Sequence[]): Promise<void> {
-    const live = joining.filter((seq) => !seq.cancelled);
-    if (live.length === 0) return;
-    const width = Math.max(...live.map((seq) => seq.request.promptIds.length));
-    const inputIds = new BigInt64Array(live.length * width);
-    const stepPads = live.map((seq, row) => {
-      const prompt = seq.request.promptIds;
-      const pad = width - prompt.length;
-      prompt.forEach((id, i) => {
-        inputIds[row * width + pad + i] = BigInt(id);
-      });
-      return pad;
-    });
-    const cache = BatchKvCache.empty(this.layout, live.length);
-    const output = await this.runner.run({ inputIds, stepLength: width, stepPads, cache });
-    cache.advance(output.present, width, stepPads);
-    const updates = live.map((seq, row) => this.accept(seq, output.logits[row]!));
-    this.events.tokens(updates);
-    const keep = live.map((seq, row) => (seq.finished || seq.cancelled ? -1 : row)).filter((row) => row >= 0);
-    if (keep.length === 0) return;
-    const kept = cache.select(keep);
-    this.cache = this.cache ? this.cache.concat(kept) : kept;
-    this.active.push(...keep.map((row) => live[row]!));
+  /** Runs the next chunk of a prompt; after the last one, samples the first token and joins the batch. */
+  private async prefillChunk(prefill: Prefill): Promise<void> {
+    const prompt = prefill.seq.request.promptIds;
+    const end = Math.min(prompt.length, prefill.done + this.options.prefillChunk);
+    const inputIds = BigInt64Array.from(prompt.slice(prefill.done, end), (id) => BigInt(id));
+    const output = await this.runner.run({ inputIds, stepLength: inputIds.length, cache: prefill.cache });
+    prefill.cache.advance(output.present, inputIds.length);
+    prefill.done = end;
+    if (end < prompt.length) return;
+    this.prefilling = undefined;
+    const { seq } = prefill;
+    if (seq.cancelled) return;
+    this.events.tokens([this.accept(seq, output.logits[0]!)]);
+    if (seq.finished) return;
+    this.cache = this.cache ? this.cache.concat(prefill.cache) : prefill.cache;
+    this.active.push(seq);
   }
 
   /** One token for every running sequence. */
@@ -186,6 +201,7 @@ export class ContinuousBatcher {
     for (let i = this.waiting.length - 1; i >= 0; i--) {
       if (this.waiting[i]!.cancelled) this.waiting.splice(i, 1);
     }
+    if (this.prefilling?.seq.cancelled) this.prefilling = undefined;
     const keep: number[] = [];
     this.active.forEach((seq, row) => {
       if (!seq.finished && !seq.cancelled) keep.push(row);

@@ -6,6 +6,11 @@ import type { FromWorker, SequenceRequest, TokenUpdate, ToWorker, WorkerConfig }
 
 export type GenerationRequest = Omit<SequenceRequest, 'id'>;
 
+export interface EngineOptions extends WorkerConfig {
+  /** Most sequences that may wait for a batch slot; `hasRoomFor` turns away what does not fit. */
+  maxQueue: number;
+}
+
 /** The engine failed a sequence (the runtime raised an error). */
 export class EngineError extends Error {
   override readonly name = 'EngineError';
@@ -22,6 +27,7 @@ export class Engine {
 
   private constructor(
     private readonly worker: Worker,
+    private readonly capacity: number,
     readonly signature: DecoderSignature,
     readonly vocabSize: number,
   ) {
@@ -32,7 +38,8 @@ export class Engine {
     });
   }
 
-  static async start(config: WorkerConfig): Promise<Engine> {
+  static async start(options: EngineOptions): Promise<Engine> {
+    const { maxQueue, ...config } = options;
     const worker = new Worker(new URL('./worker-bootstrap.mjs', import.meta.url), { workerData: config });
     let onMessage: (message: FromWorker) => void = () => {};
     let onError: (err: Error) => void = () => {};
@@ -53,7 +60,17 @@ export class Engine {
       .finally(() => {
         worker.off('message', onMessage).off('error', onError).off('exit', onExit);
       });
-    return new Engine(worker, ready.signature, ready.vocabSize);
+    return new Engine(worker, config.maxBatch + maxQueue, ready.signature, ready.vocabSize);
+  }
+
+  /** Sequences running or waiting. */
+  get load(): number {
+    return this.streams.size;
+  }
+
+  /** Whether `sequences` more fit in the running batch and the queue. */
+  hasRoomFor(sequences: number): boolean {
+    return this.streams.size + sequences <= this.capacity;
   }
 
   /** Generates one sequence; aborting `signal` cancels it in the engine. */

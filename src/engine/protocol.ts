@@ -30,6 +30,8 @@ export interface WorkerConfig {
   device: Device;
   threads: number;
   maxBatch: number;
+  maxKvTokens: number;
+  prefillChunk: number;
   contextLength: number;
   /** From config.json, for shapes the graph leaves symbolic. */
   numKvHeads: number;

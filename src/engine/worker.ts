@@ -18,7 +18,7 @@ try {
     ?.shape?.[2];
   const batcher = new ContinuousBatcher(
     runner,
-    { maxBatch: config.maxBatch, contextLength: config.contextLength },
+    config,
     {
       tokens: (updates) => send({ type: 'tokens', updates }),
       failed: (ids, message) => send({ type: 'error', ids, message }),

@@ -23,6 +23,9 @@ export function startTestServer(overrides: Partial<ServerConfig> = {}): Promise<
     device: 'cpu',
     threads: 1,
     maxBatch: 16,
+    maxQueue: 256,
+    maxKvTokens: 0,
+    prefillChunk: 16,
     logLevel: 'silent',
     ...overrides,
   });

@@ -1,0 +1,155 @@
+import type { RunningServer } from '../../src/server.js';
+import { goldens, GOLDEN_MODELS } from '../helpers/goldens.js';
+import { MODEL_DIRS, postJson, request, startTestServer } from '../helpers/server.js';
+
+const DEFAULT = 'tinystories-gpt2';
+
+describe('the engine runs off the main thread', () => {
+  let server: RunningServer;
+
+  beforeAll(async () => {
+    server = await startTestServer();
+  });
+  afterAll(() => server.close());
+
+  it('answers /health within 100 ms while a long generation runs', async () => {
+    const generation = postJson(server, '/v1/completions', { model: DEFAULT, prompt: 'Once upon a time', max_tokens: 400, n: 16, temperature: 1 });
+    let busy = true;
+    void generation.finally(() => {
+      busy = false;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const latencies: number[] = [];
+    while (busy && latencies.length < 50) {
+      const started = performance.now();
+      const health = await request(server, 'GET', '/health');
+      latencies.push(performance.now() - started);
+      expect(health.status).toBe(200);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(busy).toBe(true);
+    expect(latencies.length).toBeGreaterThan(5);
+    expect(Math.max(...latencies)).toBeLessThan(100);
+    expect((await generation).status).toBe(200);
+  });
+});
+
+describe.each(GOLDEN_MODELS)('%s: a request gives the same tokens alone or among 15 others', (name) => {
+  let server: RunningServer;
+
+  beforeAll(async () => {
+    server = await startTestServer({ model: MODEL_DIRS[name]! });
+  });
+  afterAll(() => server.close());
+
+  const complete = (body: Record<string, unknown>) => postJson(server, '/v1/completions', { model: name, ...body });
+  const text = async (body: Record<string, unknown>) => {
+    const response = await complete(body);
+    expect(response.status).toBe(200);
+    return response.body.choices.map((choice: { text: string }) => choice.text) as string[];
+  };
+  /** Fifteen other requests of other lengths and settings, started together. */
+  const otherTraffic = () =>
+    Array.from({ length: 15 }, (_, i) =>
+      complete({
+        prompt: `${'The cat sat on the mat. '.repeat(1 + (i % 6))}Then`,
+        max_tokens: 5 + ((i * 7) % 30),
+        temperature: i % 3 === 0 ? 0 : 0.9,
+        seed: i,
+      }),
+    );
+
+  it('greedy: every golden prompt', async () => {
+    for (const golden of goldens[name].prompts) {
+      const alone = await text({ prompt: golden.prompt, max_tokens: 24, temperature: 0 });
+      expect(alone).toEqual([golden.completion_text]);
+      const others = otherTraffic();
+      const together = await text({ prompt: golden.prompt, max_tokens: 24, temperature: 0 });
+      await Promise.all(others);
+      expect(together).toEqual(alone);
+    }
+  });
+
+  it('seeded sampling', async () => {
+    const body = { prompt: goldens[name].prompts[1]!.prompt, max_tokens: 24, temperature: 0.8, top_p: 0.95, seed: 42, n: 2 };
+    const alone = await text(body);
+    const others = otherTraffic();
+    const together = await text(body);
+    await Promise.all(others);
+    expect(together).toEqual(alone);
+  });
+});
+
+describe('capacity', () => {
+  let server: RunningServer;
+
+  beforeAll(async () => {
+    server = await startTestServer({ maxBatch: 1, maxQueue: 1 });
+  });
+  afterAll(() => server.close());
+
+  /** Greedy on this prompt runs to the end of the context without an EOS. */
+  const longStream = (signal: AbortSignal) =>
+    fetch(`${server.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: DEFAULT, prompt: 'Hello, my name is', max_tokens: 507, stream: true, temperature: 0 }),
+      signal,
+    });
+
+  it('answers 429 with Retry-After at once when the batch and the queue are full', async () => {
+    const first = new AbortController();
+    const second = new AbortController();
+    const streams = [await longStream(first.signal), await longStream(second.signal)];
+    try {
+      const started = performance.now();
+      const refused = await postJson(server, '/v1/completions', { model: DEFAULT, prompt: 'Hi', max_tokens: 4 });
+      expect(performance.now() - started).toBeLessThan(1000);
+      expect(refused.status).toBe(429);
+      expect(refused.headers.get('retry-after')).toBe('1');
+      expect(refused.body.error).toMatchObject({ type: 'rate_limit_error', code: 'queue_full' });
+      const tooMany = await postJson(server, '/v1/chat/completions', { model: DEFAULT, messages: [{ role: 'user', content: 'Hi' }], n: 3 });
+      expect(tooMany.status).toBe(429);
+    } finally {
+      first.abort();
+      second.abort();
+      await Promise.allSettled(streams.map((s) => s.body?.cancel()));
+    }
+  });
+
+  it('frees the slot of a client that disconnects, so the next request is served at once', async () => {
+    for (let round = 0; round < 3; round++) {
+      const controller = new AbortController();
+      const response = await longStream(controller.signal);
+      const reader = response.body!.getReader();
+      await reader.read();
+      controller.abort();
+      await reader.cancel().catch(() => undefined);
+      const started = performance.now();
+      let served = await postJson(server, '/v1/completions', { model: DEFAULT, prompt: 'Hi', max_tokens: 4, temperature: 0 });
+      // The server learns of the disconnect as the socket closes; give it a moment if this raced it.
+      for (let tries = 0; served.status === 429 && tries < 10; tries++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        served = await postJson(server, '/v1/completions', { model: DEFAULT, prompt: 'Hi', max_tokens: 4, temperature: 0 });
+      }
+      expect(served.status).toBe(200);
+      expect(performance.now() - started).toBeLessThan(2000);
+    }
+  });
+
+  it('frees the slot of a non-streaming client that disconnects', async () => {
+    const controller = new AbortController();
+    const pending = fetch(`${server.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: DEFAULT, prompt: 'Hello, my name is', max_tokens: 507, n: 2, temperature: 0 }),
+      signal: controller.signal,
+    }).catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(server.engine.load).toBe(2);
+    controller.abort();
+    await pending;
+    for (let tries = 0; server.engine.load > 0 && tries < 50; tries++) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(server.engine.load).toBe(0);
+  });
+});
