@@ -7,8 +7,6 @@ export interface DecoderStep {
   /** [batch, stepLength] token ids, row-major. */
   inputIds: BigInt64Array;
   stepLength: number;
-  /** Per row: padding at the start of this step (a prefill batch of prompts of different lengths). */
-  stepPads?: readonly number[];
   cache: BatchKvCache;
 }
 
@@ -30,7 +28,7 @@ export class DecoderRunner {
     const batch = cache.batchSize;
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor('int64', step.inputIds, [batch, stepLength]),
-      attention_mask: new ort.Tensor('int64', cache.attentionMask(stepLength, step.stepPads), [batch, cache.pastLength + stepLength]),
+      attention_mask: new ort.Tensor('int64', cache.attentionMask(stepLength), [batch, cache.pastLength + stepLength]),
     };
     if (this.signature.hasPositionIds) {
       feeds.position_ids = new ort.Tensor('int64', this.positionIds(step), [batch, stepLength]);
@@ -58,10 +56,7 @@ export class DecoderRunner {
     const ids = new BigInt64Array(cache.batchSize * stepLength);
     for (let row = 0; row < cache.batchSize; row++) {
       const start = cache.realLength(row);
-      const pad = step.stepPads?.[row] ?? 0;
-      for (let i = 0; i < stepLength; i++) {
-        ids[row * stepLength + i] = BigInt(Math.max(0, start + i - pad));
-      }
+      for (let i = 0; i < stepLength; i++) ids[row * stepLength + i] = BigInt(start + i);
     }
     return ids;
   }

@@ -25,7 +25,7 @@ export class BatchKvCache {
     readonly layout: KvLayout,
     private tensors: ort.Tensor[],
     private length: number,
-    readonly pads: number[],
+    readonly pads: readonly number[],
   ) {}
 
   static empty(layout: KvLayout, batchSize: number): BatchKvCache {
@@ -51,33 +51,18 @@ export class BatchKvCache {
     return this.length - this.pads[row]!;
   }
 
-  /** Attention mask for a step that adds `stepPads[row]` padding then real tokens, `stepLength` in all. */
-  attentionMask(stepLength: number, stepPads?: readonly number[]): BigInt64Array {
+  /** Attention mask for a step of `stepLength` new tokens in every row: the padding slots are hidden. */
+  attentionMask(stepLength: number): BigInt64Array {
     const width = this.length + stepLength;
-    const mask = new BigInt64Array(this.batchSize * width);
+    const mask = new BigInt64Array(this.batchSize * width).fill(1n);
     for (let row = 0; row < this.batchSize; row++) {
-      const pastPad = this.pads[row]!;
-      const stepPad = stepPads?.[row] ?? 0;
-      for (let col = 0; col < width; col++) {
-        const hidden = col < pastPad || (col >= this.length && col < this.length + stepPad);
-        mask[row * width + col] = hidden ? 0n : 1n;
-      }
+      mask.fill(0n, row * width, row * width + this.pads[row]!);
     }
     return mask;
   }
 
-  /**
-   * Takes the decoder's `present.*` outputs after a step of `stepLength` tokens as the new cache.
-   * Step padding (prompts of different lengths) is only possible on an empty cache, where it
-   * becomes the rows' left padding.
-   */
-  advance(present: ort.Tensor[], stepLength: number, stepPads?: readonly number[]): void {
-    if (stepPads) {
-      if (this.length > 0) throw new Error('step padding needs an empty cache');
-      stepPads.forEach((pad, row) => {
-        this.pads[row] = pad;
-      });
-    }
+  /** Takes the decoder's `present.*` outputs after a step of `stepLength` tokens as the new cache. */
+  advance(present: ort.Tensor[], stepLength: number): void {
     this.tensors = present;
     this.length += stepLength;
   }
