@@ -5,7 +5,7 @@ import type { RouteOptions } from './completions.js';
 import { invalidRequest } from './errors.js';
 import { responseId } from './ids.js';
 import { ChatCompletionRequestSchema, type ChatRequestMessage } from './schemas.js';
-import { checkModel, createdNow, ensureCapacity, planChoices, runChoices, usage } from './serving.js';
+import { checkModel, createdNow, planChoices, planSummary, runChoices, usage } from './serving.js';
 import { disconnectSignal, streamChoices } from './streaming.js';
 import { parseBody } from './validation.js';
 
@@ -38,14 +38,13 @@ export const chatRoutes: FastifyPluginAsync<RouteOptions> = async (app, { model,
     checkModel(model, body.model);
     const promptIds = chatPromptIds(model, body.messages);
     const useCompletionTokens = body.max_completion_tokens !== null && body.max_completion_tokens !== undefined;
-    const plan = planChoices(model, promptIds, body, {
+    const plan = planChoices(model, engine, promptIds, body, {
       requested: useCompletionTokens ? body.max_completion_tokens : body.max_tokens,
       default: Number.POSITIVE_INFINITY,
       param: useCompletionTokens ? 'max_completion_tokens' : 'max_tokens',
       promptParam: 'messages',
     });
-    ensureCapacity(engine, plan);
-    request.log.info({ promptTokens: promptIds.length, n: plan.n, maxTokens: plan.request.maxTokens, stream: !!body.stream }, 'chat completion');
+    request.log.info(planSummary(plan, body.stream), 'chat completion');
     request.log.debug({ messages: body.messages }, 'chat messages');
 
     const id = responseId('chatcmpl');

@@ -3,7 +3,7 @@ import type { Engine } from '../engine/engine.js';
 import type { LoadedModel } from '../model/model.js';
 import { responseId } from './ids.js';
 import { CompletionRequestSchema } from './schemas.js';
-import { checkModel, createdNow, ensureCapacity, planChoices, runChoices, usage } from './serving.js';
+import { checkModel, createdNow, planChoices, planSummary, runChoices, usage } from './serving.js';
 import { disconnectSignal, streamChoices } from './streaming.js';
 import { parseBody } from './validation.js';
 
@@ -20,14 +20,13 @@ export const completionRoutes: FastifyPluginAsync<RouteOptions> = async (app, { 
     const body = parseBody(CompletionRequestSchema, request.body);
     checkModel(model, body.model);
     const promptIds = model.tokenizer.encode(body.prompt);
-    const plan = planChoices(model, promptIds, body, {
+    const plan = planChoices(model, engine, promptIds, body, {
       requested: body.max_tokens,
       default: DEFAULT_MAX_TOKENS,
       param: 'max_tokens',
       promptParam: 'prompt',
     });
-    ensureCapacity(engine, plan);
-    request.log.info({ promptTokens: promptIds.length, n: plan.n, maxTokens: plan.request.maxTokens, stream: !!body.stream }, 'completion');
+    request.log.info(planSummary(plan, body.stream), 'completion');
     request.log.debug({ prompt: body.prompt }, 'completion prompt');
 
     const id = responseId('cmpl');

@@ -34,10 +34,12 @@ export function checkModel(model: LoadedModel, requested: string): void {
 /**
  * Plans the choices of a request: sampling settings and a token budget that fits the context.
  * `maxTokens` is what the client asked for; without it, `defaultMaxTokens` is used, cut to the
- * room the context leaves.
+ * room the context leaves. A request whose choices do not fit in the batch and the queue is
+ * turned away at once (429).
  */
 export function planChoices(
   model: LoadedModel,
+  engine: Engine,
   promptIds: number[],
   fields: SamplingFields,
   maxTokens: { requested: number | null | undefined; default: number; param: string; promptParam: string },
@@ -60,8 +62,10 @@ export function planChoices(
       'context_length_exceeded',
     );
   }
+  const n = fields.n ?? 1;
+  if (!engine.hasRoomFor(n)) throw serverBusy();
   return {
-    n: fields.n ?? 1,
+    n,
     request: {
       promptIds,
       maxTokens: requested ?? Math.min(maxTokens.default, room),
@@ -74,10 +78,13 @@ export function planChoices(
   };
 }
 
-/** Turns a request away at once (429) when its choices do not fit in the batch and the queue. */
-export function ensureCapacity(engine: Engine, plan: ChoicePlan): void {
-  if (!engine.hasRoomFor(plan.n)) throw serverBusy();
-}
+/** What the logs say of a planned request (never the prompt text). */
+export const planSummary = (plan: ChoicePlan, stream: boolean | null | undefined) => ({
+  promptTokens: plan.request.promptIds.length,
+  n: plan.n,
+  maxTokens: plan.request.maxTokens,
+  stream: !!stream,
+});
 
 export interface ChoiceListener {
   text?(index: number, text: string): void;
