@@ -29,6 +29,20 @@ describe.each(GOLDEN_MODELS)('%s matches Hugging Face transformers', (name) => {
     else expect(body.usage.completion_tokens).toBe(24);
   });
 
+  it('streams every golden completion as deltas that add up to the same text', async () => {
+    for (const prompt of golden.prompts) {
+      const response = await fetch(`${server.url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: name, prompt: prompt.prompt, max_tokens: 24, temperature: 0, stream: true }),
+      });
+      const events = (await response.text()).split('\n\n').filter(Boolean);
+      expect(events.at(-1)).toBe('data: [DONE]');
+      const chunks = events.slice(0, -1).map((event) => JSON.parse(event.replace(/^data: /, '')) as { choices: { text: string }[] });
+      expect(chunks.map((chunk) => chunk.choices[0]!.text).join('')).toBe(prompt.completion_text);
+    }
+  });
+
   it('tokenizes every prompt and tokenizer case as Hugging Face does', () => {
     const tokenizer = new TextTokenizer(readModelFiles(MODEL_DIRS[name]!));
     for (const prompt of golden.prompts) expect(tokenizer.encode(prompt.prompt)).toEqual(prompt.prompt_ids);
