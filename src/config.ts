@@ -4,7 +4,12 @@ import { z } from 'zod';
 
 export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../models/tinystories-gpt2', import.meta.url));
 
-const integer = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+const integer = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z
+    .string()
+    .regex(/^-?\d+$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
 
 /** Every setting: its command-line flag, its environment variable, its default and what it does. */
 const OPTIONS = {
@@ -128,8 +133,10 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv = {}): 
 
   const raw: Record<string, unknown> = {};
   for (const [name, option] of Object.entries(OPTIONS) as [OptionName, (typeof OPTIONS)[OptionName]][]) {
-    const fromEnv = env[option.env] ?? ('alias' in option ? env[option.alias] : undefined);
-    const value = parsed.values[name] ?? (fromEnv === '' ? undefined : fromEnv);
+    // An empty variable counts as unset, as in most shells' `VAR= command` idiom.
+    const setInEnv = (key: string) => (env[key] === '' ? undefined : env[key]);
+    const fromEnv = setInEnv(option.env) ?? ('alias' in option ? setInEnv(option.alias) : undefined);
+    const value = parsed.values[name] ?? fromEnv;
     if (value !== undefined) raw[name] = value;
   }
   const result = ConfigSchema.safeParse(raw);

@@ -1,0 +1,245 @@
+import { join } from 'node:path';
+import { ConfigError, helpText, parseCli, type ServerConfig } from '../../src/config.js';
+
+/** The configuration parseCli returns for a serve command; fails the test on `--help`. */
+function serve(argv: string[], env: NodeJS.ProcessEnv = {}): ServerConfig {
+  const command = parseCli(argv, env);
+  if (command.kind !== 'serve') throw new Error(`expected a serve command, got ${command.kind}`);
+  return command.config;
+}
+
+/** The ConfigError parseCli throws. */
+function configError(argv: string[], env: NodeJS.ProcessEnv = {}): ConfigError {
+  try {
+    parseCli(argv, env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error(`parseCli(${JSON.stringify(argv)}) did not throw`);
+}
+
+const FLAGS: [flag: string, env: string][] = [
+  ['model', 'ORTSERVE_MODEL'],
+  ['model-file', 'ORTSERVE_MODEL_FILE'],
+  ['served-model-name', 'ORTSERVE_SERVED_MODEL_NAME'],
+  ['host', 'ORTSERVE_HOST'],
+  ['port', 'PORT'],
+  ['device', 'ORTSERVE_DEVICE'],
+  ['threads', 'ORTSERVE_THREADS'],
+  ['max-batch', 'ORTSERVE_MAX_BATCH'],
+  ['max-queue', 'ORTSERVE_MAX_QUEUE'],
+  ['max-kv-tokens', 'ORTSERVE_MAX_KV_TOKENS'],
+  ['prefill-chunk', 'ORTSERVE_PREFILL_CHUNK'],
+  ['log-level', 'ORTSERVE_LOG_LEVEL'],
+];
+
+describe('parseCli', () => {
+  describe('defaults', () => {
+    it('serves the bundled model on 0.0.0.0:8000 on the CPU when nothing is set', () => {
+      const config = serve([]);
+      expect(config.port).toBe(8000);
+      expect(config.host).toBe('0.0.0.0');
+      expect(config.device).toBe('cpu');
+      expect(config.model.endsWith(join('models', 'tinystories-gpt2'))).toBe(true);
+      expect(config.modelFile).toBe('model.onnx');
+      expect(config.servedModelName).toBeUndefined();
+      expect(config.threads).toBe(0);
+      expect(config.maxBatch).toBe(16);
+      expect(config.maxQueue).toBe(256);
+      expect(config.maxKvTokens).toBe(0);
+      expect(config.prefillChunk).toBe(16);
+      expect(config.logLevel).toBe('info');
+    });
+
+    it('ignores environment variables that are set but empty', () => {
+      const config = serve([], { PORT: '', ORTSERVE_HOST: '', ORTSERVE_DEVICE: '' });
+      expect(config.port).toBe(8000);
+      expect(config.host).toBe('0.0.0.0');
+      expect(config.device).toBe('cpu');
+    });
+
+    it('does not read the real process environment when no env is passed', () => {
+      const saved = process.env.PORT;
+      process.env.PORT = '1234';
+      try {
+        expect(serve([]).port).toBe(8000);
+      } finally {
+        if (saved === undefined) delete process.env.PORT;
+        else process.env.PORT = saved;
+      }
+    });
+  });
+
+  describe('environment variables', () => {
+    it('reads every ORTSERVE_* variable', () => {
+      const config = serve([], {
+        ORTSERVE_MODEL: '/models/x',
+        ORTSERVE_MODEL_FILE: 'model_quantized.onnx',
+        ORTSERVE_SERVED_MODEL_NAME: 'story-teller',
+        ORTSERVE_HOST: '127.0.0.1',
+        ORTSERVE_DEVICE: 'cuda',
+        ORTSERVE_THREADS: '3',
+        ORTSERVE_MAX_BATCH: '4',
+        ORTSERVE_MAX_QUEUE: '5',
+        ORTSERVE_MAX_KV_TOKENS: '4096',
+        ORTSERVE_PREFILL_CHUNK: '32',
+        ORTSERVE_LOG_LEVEL: 'debug',
+      });
+      expect(config).toMatchObject({
+        model: '/models/x',
+        modelFile: 'model_quantized.onnx',
+        servedModelName: 'story-teller',
+        host: '127.0.0.1',
+        port: 8000,
+        device: 'cuda',
+        threads: 3,
+        maxBatch: 4,
+        maxQueue: 5,
+        maxKvTokens: 4096,
+        prefillChunk: 32,
+        logLevel: 'debug',
+      });
+    });
+
+    it('reads the port from PORT, as a number', () => {
+      expect(serve([], { PORT: '9090' }).port).toBe(9090);
+    });
+
+    it('reads the port from ORTSERVE_PORT too', () => {
+      expect(serve([], { ORTSERVE_PORT: '9191' }).port).toBe(9191);
+    });
+  });
+
+  describe('flags', () => {
+    it('read every setting from its flag', () => {
+      const config = serve([
+        '--model', 'some/dir',
+        '--model-file', 'model_quantized.onnx',
+        '--served-model-name', 'm',
+        '--host', '::1',
+        '--port', '0',
+        '--device', 'cuda',
+        '--threads', '2',
+        '--max-batch', '1',
+        '--max-queue', '0',
+        '--max-kv-tokens', '100',
+        '--prefill-chunk', '1',
+        '--log-level', 'silent',
+      ]);
+      expect(config).toMatchObject({
+        model: 'some/dir',
+        modelFile: 'model_quantized.onnx',
+        servedModelName: 'm',
+        host: '::1',
+        port: 0,
+        device: 'cuda',
+        threads: 2,
+        maxBatch: 1,
+        maxQueue: 0,
+        maxKvTokens: 100,
+        prefillChunk: 1,
+        logLevel: 'silent',
+      });
+    });
+
+    it('accept the --flag=value form', () => {
+      expect(serve(['--port=8123']).port).toBe(8123);
+    });
+
+    it('override the environment', () => {
+      const config = serve(['--port', '9000', '--host', '127.0.0.1', '--device', 'cpu'], {
+        PORT: '7000',
+        ORTSERVE_PORT: '7001',
+        ORTSERVE_HOST: '10.0.0.1',
+        ORTSERVE_DEVICE: 'cuda',
+      });
+      expect(config.port).toBe(9000);
+      expect(config.host).toBe('127.0.0.1');
+      expect(config.device).toBe('cpu');
+    });
+
+    it('override an invalid environment value instead of failing on it', () => {
+      expect(serve(['--port', '9000'], { PORT: 'abc' }).port).toBe(9000);
+    });
+  });
+
+  describe('--help', () => {
+    it.each([['--help'], ['-h']])('%s returns the help text instead of a configuration', (flag) => {
+      const command = parseCli([flag], { PORT: 'not a port' });
+      expect(command.kind).toBe('help');
+      if (command.kind === 'help') expect(command.text).toBe(helpText());
+    });
+
+    it.each(FLAGS)('lists --%s with its environment variable %s', (flag, env) => {
+      const lines = helpText().split('\n');
+      const at = lines.findIndex((line) => line.trimStart().startsWith(`--${flag} `));
+      expect(at).toBeGreaterThanOrEqual(0);
+      expect(lines[at + 1]).toContain(`env ${env}`);
+    });
+
+    it('lists ORTSERVE_PORT as the second variable for the port', () => {
+      expect(helpText()).toContain('env PORT, ORTSERVE_PORT');
+    });
+
+    it('shows the defaults', () => {
+      const text = helpText();
+      expect(text).toContain('default 8000');
+      expect(text).toContain('default 0.0.0.0');
+      expect(text).toContain('default models/tinystories-gpt2');
+      expect(text).toContain('default cpu');
+    });
+  });
+
+  describe('invalid values', () => {
+    it.each([
+      [['--port', 'abc'], '--port'],
+      [['--port', '70000'], '--port'],
+      [['--port', '-1'], '--port'],
+      [['--port', '80.5'], '--port'],
+      [['--device', 'tpu'], '--device'],
+      [['--threads', 'many'], '--threads'],
+      [['--max-batch', '0'], '--max-batch'],
+      [['--max-batch', '1025'], '--max-batch'],
+      [['--max-queue', '-1'], '--max-queue'],
+      [['--prefill-chunk', '0'], '--prefill-chunk'],
+      [['--log-level', 'loud'], '--log-level'],
+      [['--model', ''], '--model'],
+    ])('%j throws a ConfigError naming %s', (argv, flag) => {
+      expect(configError(argv).message).toContain(flag);
+    });
+
+    it('names the flag and the variable when the bad value came from the environment', () => {
+      const message = configError([], { PORT: 'abc' }).message;
+      expect(message).toContain('--port');
+      expect(message).toContain('PORT');
+      expect(configError([], { ORTSERVE_DEVICE: 'tpu' }).message).toContain('ORTSERVE_DEVICE');
+    });
+
+    it('rejects an unknown flag, naming it', () => {
+      expect(configError(['--bogus', '1']).message).toContain('--bogus');
+    });
+
+    it('rejects a flag given without its value', () => {
+      expect(configError(['--port']).message).toContain('--port');
+    });
+
+    it('rejects positional arguments', () => {
+      expect(() => parseCli(['models/tinystories-gpt2'])).toThrow(ConfigError);
+    });
+  });
+});
+
+describe('blank and empty values', () => {
+  it('rejects a blank number instead of reading it as 0', () => {
+    for (const argv of [['--port', ''], ['--port', ' '], ['--max-queue', ''], ['--max-kv-tokens', ' ']]) {
+      expect(() => parseCli(argv)).toThrow(ConfigError);
+    }
+    expect(() => parseCli([], { PORT: ' ' })).toThrow(/--port/);
+  });
+
+  it('treats an empty variable as unset, so ORTSERVE_PORT applies when PORT is empty', () => {
+    const command = parseCli([], { PORT: '', ORTSERVE_PORT: '9000' });
+    expect(command.kind === 'serve' && command.config.port).toBe(9000);
+  });
+});
