@@ -1,4 +1,5 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { chatRoutes } from './api/chat.js';
 import { completionRoutes } from './api/completions.js';
@@ -9,6 +10,14 @@ import { Engine } from './engine/engine.js';
 import { loadModel, type LoadedModel } from './model/model.js';
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+
+/** `system_fingerprint`: changes when the model file or the server version changes. */
+function systemFingerprint(model: LoadedModel): string {
+  const digest = createHash('sha256').update(`${version}\0${model.id}\0${model.files.modelPath}`).digest('hex');
+  return `fp_${digest.slice(0, 10)}`;
+}
 
 /** The HTTP application over a loaded model and a running engine. */
 export function buildApp(model: LoadedModel, engine: Engine, options: { logLevel: ServerConfig['logLevel'] }): FastifyInstance {
@@ -25,8 +34,9 @@ export function buildApp(model: LoadedModel, engine: Engine, options: { logLevel
   registerErrorHandlers(app);
   void app.register(healthRoutes);
   void app.register(modelRoutes, { model, startedAt: Math.floor(Date.now() / 1000) });
-  void app.register(completionRoutes, { model, engine });
-  void app.register(chatRoutes, { model, engine });
+  const routeOptions = { model, engine, systemFingerprint: systemFingerprint(model) };
+  void app.register(completionRoutes, routeOptions);
+  void app.register(chatRoutes, routeOptions);
   return app;
 }
 

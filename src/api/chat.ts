@@ -4,13 +4,43 @@ import type { LoadedModel } from '../model/model.js';
 import type { RouteOptions } from './completions.js';
 import { invalidRequest } from './errors.js';
 import { responseId } from './ids.js';
-import { ChatCompletionRequestSchema, type ChatRequestMessage } from './schemas.js';
-import { checkModel, createdNow, planChoices, planSummary, runChoices, usage } from './serving.js';
-import { disconnectSignal, streamChoices } from './streaming.js';
+import { chatLogprobs } from './logprobs.js';
+import { ChatCompletionRequestSchema, type ChatCompletionRequest, type ChatRequestMessage } from './schemas.js';
+import { checkModel, createdNow, planGeneration, planSummary, runGeneration, usage } from './serving.js';
+import { disconnectSignal, streamGeneration } from './streaming.js';
 import { parseBody } from './validation.js';
 
-function templateMessage(message: ChatRequestMessage): ChatMessage {
-  const content = typeof message.content === 'string' ? message.content : message.content.map((part) => part.text).join('');
+const unsupported = (param: string, what = `'${param}'`) =>
+  invalidRequest(`${what} is not supported by this server (yet).`, param, 'unsupported_parameter');
+
+/** Fields of OpenAI's chat API that a plain text decoder cannot honour: refused rather than ignored. */
+function refuseUnsupported(body: ChatCompletionRequest): void {
+  for (const field of ['tools', 'tool_choice', 'functions', 'function_call', 'audio'] as const) {
+    if (body[field] !== undefined && body[field] !== null) throw unsupported(field);
+  }
+  const format = body.response_format?.type;
+  if (format !== undefined && format !== 'text') {
+    throw invalidRequest(`response_format '${format}' is not supported by this server (yet); only 'text' is.`, 'response_format.type', 'unsupported_value');
+  }
+  if (body.top_logprobs !== null && body.top_logprobs !== undefined && !body.logprobs) {
+    throw invalidRequest("'top_logprobs' requires 'logprobs' to be true.", 'top_logprobs', 'invalid_value');
+  }
+}
+
+function templateMessage(message: ChatRequestMessage, index: number): ChatMessage {
+  let content: string;
+  if (typeof message.content === 'string') {
+    content = message.content;
+  } else {
+    content = message.content
+      .map((part, partIndex) => {
+        const param = `messages[${index}].content[${partIndex}]`;
+        if (part.type !== 'text') throw unsupported(`${param}.type`, `Content of type '${part.type}'`);
+        if (typeof part.text !== 'string') throw invalidRequest(`Missing required parameter: '${param}.text'.`, `${param}.text`, 'missing_required_parameter');
+        return part.text;
+      })
+      .join('');
+  }
   return {
     role: message.role === 'developer' ? 'system' : message.role,
     content,
@@ -20,9 +50,10 @@ function templateMessage(message: ChatRequestMessage): ChatMessage {
 
 /** Renders the conversation and tokenizes it; a template that writes its own BOS gets no second one. */
 function chatPromptIds(model: LoadedModel, messages: ChatRequestMessage[]): number[] {
+  const templateMessages = messages.map(templateMessage);
   let text: string;
   try {
-    text = model.chatTemplate.render(messages.map(templateMessage));
+    text = model.chatTemplate.render(templateMessages);
   } catch (err) {
     if (err instanceof ChatTemplateError) throw invalidRequest(`The chat template rejected the messages: ${err.message}`, 'messages');
     throw err;
@@ -32,17 +63,24 @@ function chatPromptIds(model: LoadedModel, messages: ChatRequestMessage[]): numb
   return model.tokenizer.encode(text, !templateWroteBos);
 }
 
-export const chatRoutes: FastifyPluginAsync<RouteOptions> = async (app, { model, engine }) => {
+export const chatRoutes: FastifyPluginAsync<RouteOptions> = async (app, { model, engine, systemFingerprint }) => {
+  const { tokenizer } = model;
+
   app.post('/v1/chat/completions', async (request, reply) => {
     const body = parseBody(ChatCompletionRequestSchema, request.body);
     checkModel(model, body.model);
+    refuseUnsupported(body);
     const promptIds = chatPromptIds(model, body.messages);
     const useCompletionTokens = body.max_completion_tokens !== null && body.max_completion_tokens !== undefined;
-    const plan = planChoices(model, engine, promptIds, body, {
-      requested: useCompletionTokens ? body.max_completion_tokens : body.max_tokens,
-      default: Number.POSITIVE_INFINITY,
-      param: useCompletionTokens ? 'max_completion_tokens' : 'max_tokens',
-      promptParam: 'messages',
+    const logprobs = body.logprobs ? (body.top_logprobs ?? 0) : undefined;
+    const plan = planGeneration(model, engine, [promptIds], body, {
+      budget: {
+        requested: useCompletionTokens ? body.max_completion_tokens : body.max_tokens,
+        default: Number.POSITIVE_INFINITY,
+        param: useCompletionTokens ? 'max_completion_tokens' : 'max_tokens',
+        promptParam: 'messages',
+      },
+      ...(logprobs !== undefined && { logprobs }),
     });
     request.log.info(planSummary(plan, body.stream), 'chat completion');
     request.log.debug({ messages: body.messages }, 'chat messages');
@@ -50,31 +88,41 @@ export const chatRoutes: FastifyPluginAsync<RouteOptions> = async (app, { model,
     const id = responseId('chatcmpl');
     const created = createdNow();
     if (body.stream) {
-      const envelope = { id, object: 'chat.completion.chunk' as const, created, model: model.id };
-      const chunk = (index: number, delta: Record<string, string>, finishReason: string | null) => ({
+      const includeUsage = !!body.stream_options?.include_usage;
+      const envelope = { id, object: 'chat.completion.chunk' as const, created, model: model.id, system_fingerprint: systemFingerprint, ...(includeUsage && { usage: null }) };
+      const chunk = (index: number, delta: Record<string, string>, logprobsField: unknown, finishReason: string | null) => ({
         ...envelope,
-        choices: [{ index, delta, logprobs: null, finish_reason: finishReason }],
+        choices: [{ index, delta, logprobs: logprobsField, finish_reason: finishReason }],
       });
-      await streamChoices(reply, engine, model, plan, {
-        start: (index) => chunk(index, { role: 'assistant', content: '' }, null),
-        text: (index, text) => chunk(index, { content: text }, null),
-        finish: (index, outcome) => chunk(index, {}, outcome.finishReason),
-      });
+      await streamGeneration(
+        reply,
+        engine,
+        model,
+        plan,
+        {
+          start: (index) => chunk(index, { role: 'assistant', content: '' }, null, null),
+          chunk: (index, piece) => chunk(index, { content: piece.text }, logprobs === undefined ? null : chatLogprobs(tokenizer, piece.tokens), null),
+          finish: (outcome) => chunk(outcome.index, {}, null, outcome.finishReason),
+          usage: (counts) => ({ ...envelope, choices: [], usage: counts }),
+        },
+        includeUsage,
+      );
       return reply;
     }
-    const outcomes = await runChoices(engine, model, plan, disconnectSignal(reply));
+    const { choices, completionTokens } = await runGeneration(engine, model, plan, disconnectSignal(reply));
     return {
       id,
       object: 'chat.completion' as const,
       created,
       model: model.id,
-      choices: outcomes.map((outcome, index) => ({
-        index,
+      system_fingerprint: systemFingerprint,
+      choices: choices.map((outcome) => ({
+        index: outcome.index,
         message: { role: 'assistant' as const, content: outcome.text, refusal: null },
-        logprobs: null,
+        logprobs: logprobs === undefined ? null : chatLogprobs(tokenizer, outcome.tokens),
         finish_reason: outcome.finishReason,
       })),
-      usage: usage(promptIds.length, outcomes),
+      usage: usage(plan, completionTokens),
     };
   });
 };

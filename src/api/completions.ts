@@ -1,57 +1,116 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Engine } from '../engine/engine.js';
 import type { LoadedModel } from '../model/model.js';
+import { invalidRequest } from './errors.js';
 import { responseId } from './ids.js';
-import { CompletionRequestSchema } from './schemas.js';
-import { checkModel, createdNow, planChoices, planSummary, runChoices, usage } from './serving.js';
-import { disconnectSignal, streamChoices } from './streaming.js';
+import { completionLogprobs, scoredPrompt, scoredTokens } from './logprobs.js';
+import { CompletionRequestSchema, type CompletionRequest } from './schemas.js';
+import { checkModel, checkTokenIds, createdNow, planGeneration, planSummary, runGeneration, usage } from './serving.js';
+import { disconnectSignal, streamGeneration } from './streaming.js';
 import { parseBody } from './validation.js';
 
 export interface RouteOptions {
   model: LoadedModel;
   engine: Engine;
+  /** Identifies the model and the server build that answered. */
+  systemFingerprint: string;
 }
 
 /** OpenAI's default for the legacy completions endpoint. */
 const DEFAULT_MAX_TOKENS = 16;
 
-export const completionRoutes: FastifyPluginAsync<RouteOptions> = async (app, { model, engine }) => {
+interface PromptInput {
+  ids: number[];
+  /** The prompt as text, for `echo`. */
+  text: string;
+}
+
+/** The four forms of `prompt`: text, texts, token ids, lists of token ids. */
+function promptInputs(model: LoadedModel, prompt: CompletionRequest['prompt']): PromptInput[] {
+  const { tokenizer } = model;
+  const fromText = (text: string) => ({ ids: tokenizer.encode(text), text });
+  const fromIds = (ids: number[]) => {
+    checkTokenIds(model, ids, 'prompt');
+    return { ids, text: tokenizer.decode(ids) };
+  };
+  if (typeof prompt === 'string') return [fromText(prompt)];
+  if (prompt.every((item): item is string => typeof item === 'string')) return prompt.map(fromText);
+  if (prompt.every((item): item is number => typeof item === 'number')) return [fromIds(prompt)];
+  return (prompt as number[][]).map(fromIds);
+}
+
+export const completionRoutes: FastifyPluginAsync<RouteOptions> = async (app, { model, engine, systemFingerprint }) => {
+  const { tokenizer } = model;
+
   app.post('/v1/completions', async (request, reply) => {
     const body = parseBody(CompletionRequestSchema, request.body);
     checkModel(model, body.model);
-    const promptIds = model.tokenizer.encode(body.prompt);
-    const plan = planChoices(model, engine, promptIds, body, {
-      requested: body.max_tokens,
-      default: DEFAULT_MAX_TOKENS,
-      param: 'max_tokens',
-      promptParam: 'prompt',
+    if (body.suffix) throw invalidRequest("'suffix' is not supported by this server.", 'suffix', 'unsupported_parameter');
+    const n = body.n ?? 1;
+    if (body.stream && body.best_of && body.best_of > n) {
+      throw invalidRequest("'best_of' greater than 'n' cannot be used with 'stream'.", 'best_of', 'unsupported_value');
+    }
+    const prompts = promptInputs(model, body.prompt);
+    const logprobs = body.logprobs ?? undefined;
+    const echo = !!body.echo;
+    const plan = planGeneration(model, engine, prompts.map((p) => p.ids), body, {
+      budget: { requested: body.max_tokens, default: DEFAULT_MAX_TOKENS, param: 'max_tokens', promptParam: 'prompt' },
+      ...(logprobs !== undefined && { logprobs }),
+      ...(echo && logprobs !== undefined && { promptLogprobs: logprobs }),
+      ...(body.best_of !== null && body.best_of !== undefined && { bestOf: body.best_of }),
     });
     request.log.info(planSummary(plan, body.stream), 'completion');
     request.log.debug({ prompt: body.prompt }, 'completion prompt');
 
-    const id = responseId('cmpl');
-    const created = createdNow();
-    const envelope = { id, object: 'text_completion' as const, created, model: model.id };
+    const envelope = { id: responseId('cmpl'), object: 'text_completion' as const, created: createdNow(), model: model.id, system_fingerprint: systemFingerprint };
+    const promptOf = (index: number) => prompts[Math.floor(index / plan.n)]!;
+
     if (body.stream) {
-      await streamChoices(reply, engine, model, plan, {
-        text: (index, text) => ({ ...envelope, choices: [{ index, text, logprobs: null, finish_reason: null }] }),
-        finish: (index, outcome) => ({
-          ...envelope,
-          choices: [{ index, text: '', logprobs: null, finish_reason: outcome.finishReason }],
-        }),
-      });
+      const includeUsage = !!body.stream_options?.include_usage;
+      const usageField = includeUsage ? { usage: null } : {};
+      const offsets = new Map<number, number>();
+      await streamGeneration(
+        reply,
+        engine,
+        model,
+        plan,
+        {
+          chunk: (index, chunk) => {
+            const first = !offsets.has(index);
+            const prompt = promptOf(index);
+            const text = (echo && first ? prompt.text : '') + chunk.text;
+            const tokens = [...(echo && first ? scoredPrompt(prompt.ids, chunk.promptLogprobs) : []), ...scoredTokens(chunk.tokens)];
+            const offset = offsets.get(index) ?? 0;
+            offsets.set(index, offset + text.length);
+            const choice = { index, text, logprobs: logprobs === undefined ? null : completionLogprobs(tokenizer, tokens, offset), finish_reason: null };
+            return { ...envelope, choices: [choice], ...usageField };
+          },
+          finish: (outcome) => ({
+            ...envelope,
+            choices: [{ index: outcome.index, text: '', logprobs: null, finish_reason: outcome.finishReason }],
+            ...usageField,
+          }),
+          usage: (counts) => ({ ...envelope, choices: [], usage: counts }),
+        },
+        includeUsage,
+      );
       return reply;
     }
-    const outcomes = await runChoices(engine, model, plan, disconnectSignal(reply));
+
+    const { choices, completionTokens } = await runGeneration(engine, model, plan, disconnectSignal(reply));
     return {
       ...envelope,
-      choices: outcomes.map((outcome, index) => ({
-        index,
-        text: outcome.text,
-        logprobs: null,
-        finish_reason: outcome.finishReason,
-      })),
-      usage: usage(promptIds.length, outcomes),
+      choices: choices.map((outcome) => {
+        const prompt = prompts[outcome.promptIndex]!;
+        const tokens = [...(echo ? scoredPrompt(prompt.ids, outcome.promptLogprobs) : []), ...scoredTokens(outcome.tokens)];
+        return {
+          index: outcome.index,
+          text: (echo ? prompt.text : '') + outcome.text,
+          logprobs: logprobs === undefined ? null : completionLogprobs(tokenizer, tokens, 0),
+          finish_reason: outcome.finishReason,
+        };
+      }),
+      usage: usage(plan, completionTokens),
     };
   });
 };

@@ -4,13 +4,19 @@ import { z } from 'zod';
 
 const MAX_STOP_STRINGS = 4;
 
-const stop = z.union([
-  z.string().min(1),
-  z.array(z.string().min(1)).max(MAX_STOP_STRINGS),
-], { error: `must be a string or an array of at most ${MAX_STOP_STRINGS} non-empty strings` });
+const stop = z.union([z.string().min(1), z.array(z.string().min(1)).max(MAX_STOP_STRINGS)], {
+  error: `must be a string or an array of at most ${MAX_STOP_STRINGS} non-empty strings`,
+});
 
-/** The sampling fields both endpoints share. `null` means "not given", as in OpenAI's SDKs. */
-const sampling = {
+const penalty = z.number().min(-2).max(2);
+
+/** Token id (as a string key, as JSON objects have) → bias from −100 to 100. */
+const logitBias = z.record(z.string().regex(/^\d+$/, 'keys must be token ids'), z.number().min(-100).max(100));
+
+const streamOptions = z.object({ include_usage: z.boolean().nullish() });
+
+/** The fields both endpoints share. `null` means "not given", as in OpenAI's SDKs. */
+const common = {
   model: z.string(),
   n: z.number().int().min(1).max(128).nullish(),
   stop: stop.nullish(),
@@ -18,31 +24,52 @@ const sampling = {
   top_p: z.number().min(0).max(1).nullish(),
   seed: z.number().int().nullish(),
   stream: z.boolean().nullish(),
+  stream_options: streamOptions.nullish(),
   max_tokens: z.number().int().min(1).nullish(),
+  presence_penalty: penalty.nullish(),
+  frequency_penalty: penalty.nullish(),
+  logit_bias: logitBias.nullish(),
+  user: z.string().nullish(),
 };
 
+const tokenId = z.number().int().min(0);
+
 export const CompletionRequestSchema = z.object({
-  ...sampling,
-  prompt: z.string(),
+  ...common,
+  prompt: z.union(
+    [z.string(), z.array(z.string()).min(1), z.array(tokenId).min(1), z.array(z.array(tokenId).min(1)).min(1)],
+    { error: 'must be a string, an array of strings, an array of token ids or an array of arrays of token ids' },
+  ),
+  best_of: z.number().int().min(1).max(128).nullish(),
+  echo: z.boolean().nullish(),
+  logprobs: z.number().int().min(0).max(5).nullish(),
+  suffix: z.string().nullish(),
 });
 export type CompletionRequest = z.infer<typeof CompletionRequestSchema>;
 
-const textPart = z.object({ type: z.literal('text'), text: z.string() });
-
-const messageContent = z.union([z.string(), z.array(textPart)], {
-  error: 'must be a string or an array of text parts ({"type": "text", "text": ...})',
-});
+const contentPart = z.looseObject({ type: z.string(), text: z.string().optional() });
 
 const message = z.object({
   role: z.enum(['system', 'developer', 'user', 'assistant']),
-  content: messageContent,
+  content: z.union([z.string(), z.array(contentPart)], {
+    error: 'must be a string or an array of text parts ({"type": "text", "text": ...})',
+  }),
   name: z.string().optional(),
 });
 
 export const ChatCompletionRequestSchema = z.object({
-  ...sampling,
+  ...common,
   messages: z.array(message).min(1),
   max_completion_tokens: z.number().int().min(1).nullish(),
+  logprobs: z.boolean().nullish(),
+  top_logprobs: z.number().int().min(0).max(20).nullish(),
+  response_format: z.looseObject({ type: z.string() }).nullish(),
+  // Accepted here so that they can be refused with a clear message.
+  tools: z.unknown().optional(),
+  tool_choice: z.unknown().optional(),
+  functions: z.unknown().optional(),
+  function_call: z.unknown().optional(),
+  audio: z.unknown().optional(),
 });
 export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequestSchema>;
 export type ChatRequestMessage = z.infer<typeof message>;

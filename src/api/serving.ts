@@ -1,6 +1,6 @@
 import type { Engine } from '../engine/engine.js';
-import type { FinishReason } from '../engine/protocol.js';
-import { generateText, type TextRequest } from '../engine/text-generation.js';
+import type { FinishReason, TokenLogprob } from '../engine/protocol.js';
+import { generateText, type GeneratedToken, type TextChunk, type TextRequest } from '../engine/text-generation.js';
 import type { LoadedModel } from '../model/model.js';
 import { invalidRequest, modelNotFound, serverBusy } from './errors.js';
 import { stopStrings } from './schemas.js';
@@ -14,110 +14,198 @@ export interface SamplingFields {
   temperature?: number | null;
   top_p?: number | null;
   seed?: number | null;
+  presence_penalty?: number | null;
+  frequency_penalty?: number | null;
+  logit_bias?: Record<string, number> | null;
 }
 
-export interface ChoicePlan {
-  request: Omit<TextRequest, 'seedStream'>;
+export interface TokenBudget {
+  /** What the client asked for, if anything. */
+  requested: number | null | undefined;
+  /** Used when nothing was asked for, cut to the room the context leaves. */
+  default: number;
+  /** The field names that errors point at. */
+  param: string;
+  promptParam: string;
+}
+
+export interface GenerationPlan {
+  /** Token ids of each prompt; a request may carry several. */
+  prompts: number[][];
+  /** Choices returned per prompt. */
   n: number;
+  /** Sequences generated per prompt; the `n` with the highest mean log-probability are returned. */
+  bestOf: number;
+  request: Omit<TextRequest, 'seedStream' | 'promptIds'>;
 }
 
 export interface ChoiceOutcome {
+  /** Position in `choices`: prompt index × n + choice. */
+  index: number;
+  promptIndex: number;
   text: string;
   finishReason: FinishReason;
   completionTokens: number;
+  tokens: GeneratedToken[];
+  promptLogprobs?: TokenLogprob[];
 }
 
 export function checkModel(model: LoadedModel, requested: string): void {
   if (requested !== model.id) throw modelNotFound(requested);
 }
 
-/**
- * Plans the choices of a request: sampling settings and a token budget that fits the context.
- * `maxTokens` is what the client asked for; without it, `defaultMaxTokens` is used, cut to the
- * room the context leaves. A request whose choices do not fit in the batch and the queue is
- * turned away at once (429).
- */
-export function planChoices(
-  model: LoadedModel,
-  engine: Engine,
-  promptIds: number[],
-  fields: SamplingFields,
-  maxTokens: { requested: number | null | undefined; default: number; param: string; promptParam: string },
-): ChoicePlan {
+export function checkTokenIds(model: LoadedModel, ids: readonly number[], param: string): void {
+  const vocab = model.config.vocabSize;
+  const bad = ids.find((id) => id >= vocab);
+  if (bad !== undefined) {
+    throw invalidRequest(`Invalid token id ${bad} in '${param}': the vocabulary has ${vocab} tokens (0 to ${vocab - 1}).`, param, 'invalid_value');
+  }
+}
+
+function logitBiasPairs(model: LoadedModel, bias: Record<string, number> | null | undefined): [number, number][] {
+  const pairs = Object.entries(bias ?? {}).map(([id, value]) => [Number(id), value] as [number, number]);
+  checkTokenIds(model, pairs.map(([id]) => id), 'logit_bias');
+  return pairs;
+}
+
+function checkContext(model: LoadedModel, promptLength: number, budget: TokenBudget): number {
   const context = model.config.contextLength;
-  if (promptIds.length === 0) throw invalidRequest(`'${maxTokens.promptParam}' must not be empty.`, maxTokens.promptParam, 'invalid_value');
-  if (promptIds.length >= context) {
+  const { promptParam } = budget;
+  if (promptLength === 0) throw invalidRequest(`'${promptParam}' must not be empty.`, promptParam, 'invalid_value');
+  if (promptLength >= context) {
     throw invalidRequest(
-      `This model's maximum context length is ${context} tokens. However, your ${maxTokens.promptParam} is ${promptIds.length} tokens long, which leaves no room for a completion. Please reduce the length of the ${maxTokens.promptParam}.`,
-      maxTokens.promptParam,
+      `This model's maximum context length is ${context} tokens. However, your ${promptParam} is ${promptLength} tokens long, which leaves no room for a completion. Please reduce the length of the ${promptParam}.`,
+      promptParam,
       'context_length_exceeded',
     );
   }
-  const room = context - promptIds.length;
-  const requested = maxTokens.requested ?? undefined;
+  const room = context - promptLength;
+  const requested = budget.requested ?? undefined;
   if (requested !== undefined && requested > room) {
     throw invalidRequest(
-      `This model's maximum context length is ${context} tokens. However, you requested ${promptIds.length + requested} tokens (${promptIds.length} in the ${maxTokens.promptParam}, ${requested} in the completion). Please reduce the length of the ${maxTokens.promptParam} or completion.`,
-      maxTokens.param,
+      `This model's maximum context length is ${context} tokens. However, you requested ${promptLength + requested} tokens (${promptLength} in the ${promptParam}, ${requested} in the completion). Please reduce the length of the ${promptParam} or completion.`,
+      budget.param,
       'context_length_exceeded',
     );
   }
+  return requested ?? Math.min(budget.default, room);
+}
+
+export interface PlanOptions {
+  budget: TokenBudget;
+  /** Alternatives per token when log-probabilities are asked for. */
+  logprobs?: number;
+  promptLogprobs?: number;
+  bestOf?: number;
+}
+
+/**
+ * Plans a request: sampling settings and a token budget that fits the context for every prompt.
+ * A request whose sequences do not fit in the batch and the queue is turned away at once (429).
+ */
+export function planGeneration(
+  model: LoadedModel,
+  engine: Engine,
+  prompts: number[][],
+  fields: SamplingFields,
+  options: PlanOptions,
+): GenerationPlan {
+  const maxTokens = Math.min(...prompts.map((ids) => checkContext(model, ids.length, options.budget)));
   const n = fields.n ?? 1;
-  if (!engine.hasRoomFor(n)) throw serverBusy();
+  const bestOf = options.bestOf ?? n;
+  if (bestOf < n) throw invalidRequest(`'best_of' (${bestOf}) must be at least 'n' (${n}).`, 'best_of', 'invalid_value');
+  if (!engine.hasRoomFor(prompts.length * bestOf)) throw serverBusy();
+  // Ranking by mean log-probability needs each token's log-probability.
+  const logprobs = options.logprobs ?? (bestOf > n ? 0 : undefined);
   return {
+    prompts,
     n,
+    bestOf,
     request: {
-      promptIds,
-      maxTokens: requested ?? Math.min(maxTokens.default, room),
+      maxTokens,
       temperature: fields.temperature ?? model.samplingDefaults.temperature,
       topP: fields.top_p ?? model.samplingDefaults.topP,
       ...(fields.seed !== null && fields.seed !== undefined && { seed: fields.seed }),
       stopTokenIds: model.config.eosTokenIds,
       stop: stopStrings(fields.stop),
+      presencePenalty: fields.presence_penalty ?? 0,
+      frequencyPenalty: fields.frequency_penalty ?? 0,
+      logitBias: logitBiasPairs(model, fields.logit_bias),
+      ...(logprobs !== undefined && { logprobs }),
+      ...(options.promptLogprobs !== undefined && { promptLogprobs: options.promptLogprobs }),
     },
   };
 }
 
 /** What the logs say of a planned request (never the prompt text). */
-export const planSummary = (plan: ChoicePlan, stream: boolean | null | undefined) => ({
-  promptTokens: plan.request.promptIds.length,
+export const planSummary = (plan: GenerationPlan, stream: boolean | null | undefined) => ({
+  prompts: plan.prompts.length,
+  promptTokens: plan.prompts.reduce((sum, ids) => sum + ids.length, 0),
   n: plan.n,
+  bestOf: plan.bestOf,
   maxTokens: plan.request.maxTokens,
   stream: !!stream,
 });
 
 export interface ChoiceListener {
-  text?(index: number, text: string): void;
-  finish?(index: number, outcome: ChoiceOutcome): void;
+  chunk?(index: number, chunk: TextChunk): void;
+  finish?(outcome: ChoiceOutcome): void;
 }
 
-/** Runs the `n` choices of a plan side by side (the engine batches them). */
-export async function runChoices(
+function meanLogprob(outcome: ChoiceOutcome): number {
+  const scored = outcome.tokens.filter((token) => token.logprob);
+  if (scored.length === 0) return -Infinity;
+  return scored.reduce((sum, token) => sum + token.logprob!.logprob, 0) / scored.length;
+}
+
+/**
+ * Runs every sequence of a plan side by side (the engine batches them). Listeners hear of choices
+ * as they stream, which only makes sense when no best_of ranking happens afterwards.
+ */
+export async function runGeneration(
   engine: Engine,
   model: LoadedModel,
-  plan: ChoicePlan,
+  plan: GenerationPlan,
   signal: AbortSignal,
   listener: ChoiceListener = {},
-): Promise<ChoiceOutcome[]> {
-  const runOne = async (index: number): Promise<ChoiceOutcome> => {
-    const generator = generateText(engine, model.tokenizer, { ...plan.request, seedStream: index }, signal);
+): Promise<{ choices: ChoiceOutcome[]; completionTokens: number }> {
+  const runOne = async (promptIndex: number, candidate: number): Promise<ChoiceOutcome> => {
+    const index = promptIndex * plan.n + candidate;
+    const request = { ...plan.request, promptIds: plan.prompts[promptIndex]!, seedStream: promptIndex * plan.bestOf + candidate };
+    const generator = generateText(engine, model.tokenizer, request, signal);
     let text = '';
+    const tokens: GeneratedToken[] = [];
+    let promptLogprobs: TokenLogprob[] | undefined;
     for (;;) {
       const step = await generator.next();
       if (step.done) {
-        const outcome = { text, ...step.value };
-        listener.finish?.(index, outcome);
+        const outcome = { index, promptIndex, text, tokens, ...step.value, ...(promptLogprobs && { promptLogprobs }) };
+        listener.finish?.(outcome);
         return outcome;
       }
-      text += step.value;
-      listener.text?.(index, step.value);
+      text += step.value.text;
+      tokens.push(...step.value.tokens);
+      promptLogprobs ??= step.value.promptLogprobs;
+      listener.chunk?.(index, step.value);
     }
   };
-  return Promise.all(Array.from({ length: plan.n }, (_, index) => runOne(index)));
+  const all = await Promise.all(
+    plan.prompts.flatMap((_, promptIndex) => Array.from({ length: plan.bestOf }, (_, candidate) => runOne(promptIndex, candidate))),
+  );
+  const completionTokens = all.reduce((sum, outcome) => sum + outcome.completionTokens, 0);
+  if (plan.bestOf === plan.n) return { choices: all, completionTokens };
+  const choices = plan.prompts.flatMap((_, promptIndex) =>
+    all
+      .filter((outcome) => outcome.promptIndex === promptIndex)
+      .sort((a, b) => meanLogprob(b) - meanLogprob(a))
+      .slice(0, plan.n)
+      .map((outcome, rank) => ({ ...outcome, index: promptIndex * plan.n + rank })),
+  );
+  return { choices, completionTokens };
 }
 
-export function usage(promptTokens: number, outcomes: readonly ChoiceOutcome[]) {
-  const completionTokens = outcomes.reduce((sum, outcome) => sum + outcome.completionTokens, 0);
+export function usage(plan: GenerationPlan, completionTokens: number) {
+  const promptTokens = plan.prompts.reduce((sum, ids) => sum + ids.length, 0);
   return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
 }
 

@@ -1,6 +1,7 @@
 import { BatchKvCache, type KvLayout } from './kv-cache.js';
 import type { DecoderRunner } from './decoder.js';
-import type { FinishReason, SequenceRequest, TokenUpdate } from './protocol.js';
+import { adjustLogits, hasAdjustments, tokenLogprob } from './logits.js';
+import type { FinishReason, SequenceRequest, TokenLogprob, TokenUpdate } from './protocol.js';
 import { Rng } from './rng.js';
 import { sampleToken } from './sampling.js';
 
@@ -32,6 +33,10 @@ interface Sequence {
   length: number;
   generated: number;
   lastToken: number;
+  /** How often each token has been generated, for the presence and frequency penalties. */
+  counts: Map<number, number>;
+  /** Log-probabilities of the prompt's tokens, gathered during prefill when asked for. */
+  promptLogprobs: TokenLogprob[] | undefined;
   finished: boolean;
   cancelled: boolean;
 }
@@ -91,6 +96,8 @@ export class ContinuousBatcher {
       length: promptIds.length,
       generated: 0,
       lastToken: promptIds[promptIds.length - 1]!,
+      counts: new Map(),
+      promptLogprobs: request.promptLogprobs === undefined ? undefined : [],
       finished: false,
       cancelled: false,
     });
@@ -157,8 +164,16 @@ export class ContinuousBatcher {
     const prompt = prefill.seq.request.promptIds;
     const end = Math.min(prompt.length, prefill.done + this.options.prefillChunk);
     const inputIds = BigInt64Array.from(prompt.slice(prefill.done, end), (id) => BigInt(id));
-    const output = await this.runner.run({ inputIds, stepLength: inputIds.length, cache: prefill.cache });
+    const { promptLogprobs } = prefill.seq;
+    const output = await this.runner.run({ inputIds, stepLength: inputIds.length, cache: prefill.cache }, !!promptLogprobs);
     prefill.cache.advance(output.present, inputIds.length);
+    if (promptLogprobs) {
+      const alternatives = prefill.seq.request.promptLogprobs!;
+      output.positionLogits!.forEach((logits, i) => {
+        const next = prompt[prefill.done + i + 1];
+        if (next !== undefined) promptLogprobs.push(tokenLogprob(logits, next, alternatives));
+      });
+    }
     prefill.done = end;
     if (end < prompt.length) return;
     this.prefilling = undefined;
@@ -184,16 +199,28 @@ export class ContinuousBatcher {
   }
 
   private accept(seq: Sequence, logits: Float32Array): TokenUpdate {
+    const { request } = seq;
+    const adjusted = hasAdjustments(request);
+    const raw = adjusted && request.logprobs !== undefined ? logits.slice() : logits;
+    if (adjusted) adjustLogits(logits, request, seq.counts);
     if (this.scratch.length < logits.length) this.scratch = new Float64Array(logits.length);
-    const tokenId = sampleToken(logits, seq.request, seq.rng, this.scratch);
+    const tokenId = sampleToken(logits, request, seq.rng, this.scratch);
     seq.generated++;
     seq.length++;
     seq.lastToken = tokenId;
+    seq.counts.set(tokenId, (seq.counts.get(tokenId) ?? 0) + 1);
     let finishReason: FinishReason | undefined;
-    if (seq.request.stopTokenIds.includes(tokenId)) finishReason = 'stop';
-    else if (seq.generated >= seq.request.maxTokens || seq.length >= this.options.contextLength) finishReason = 'length';
+    if (request.stopTokenIds.includes(tokenId)) finishReason = 'stop';
+    else if (seq.generated >= request.maxTokens || seq.length >= this.options.contextLength) finishReason = 'length';
     if (finishReason) seq.finished = true;
-    return { id: seq.request.id, tokenId, ...(finishReason && { finishReason }) };
+    const update: TokenUpdate = { id: request.id, tokenId };
+    if (request.logprobs !== undefined) update.logprob = tokenLogprob(raw, tokenId, request.logprobs);
+    if (seq.promptLogprobs) {
+      update.promptLogprobs = seq.promptLogprobs;
+      seq.promptLogprobs = undefined;
+    }
+    if (finishReason) update.finishReason = finishReason;
+    return update;
   }
 
   /** Drops finished and cancelled sequences from the queue and the running batch. */

@@ -13,6 +13,8 @@ export interface DecoderStep {
 export interface DecoderOutput {
   /** Logits of the last position of each row. */
   logits: Float32Array[];
+  /** With `allPositions`: the first row's logits at every position of the step. */
+  positionLogits?: Float32Array[];
   present: ort.Tensor[];
 }
 
@@ -23,7 +25,7 @@ export class DecoderRunner {
     readonly signature: DecoderSignature,
   ) {}
 
-  async run(step: DecoderStep): Promise<DecoderOutput> {
+  async run(step: DecoderStep, allPositions = false): Promise<DecoderOutput> {
     const { cache, stepLength } = step;
     const batch = cache.batchSize;
     const feeds: Record<string, ort.Tensor> = {
@@ -42,12 +44,15 @@ export class DecoderRunner {
     const outputs = await this.session.run(feeds);
     const logits = outputs.logits!;
     const vocab = logits.dims[2]!;
+    const data = logits.data as Float32Array | Uint16Array;
     const rows: Float32Array[] = [];
     for (let row = 0; row < batch; row++) {
-      const offset = (row * stepLength + stepLength - 1) * vocab;
-      rows.push(lastPositionLogits(logits.data as Float32Array | Uint16Array, offset, vocab, logits.type));
+      rows.push(logitsRow(data, (row * stepLength + stepLength - 1) * vocab, vocab, logits.type));
     }
-    return { logits: rows, present: this.signature.presentNames.map((name) => outputs[name]!) };
+    const present = this.signature.presentNames.map((name) => outputs[name]!);
+    if (!allPositions) return { logits: rows, present };
+    const positionLogits = Array.from({ length: stepLength }, (_, i) => logitsRow(data, i * vocab, vocab, logits.type));
+    return { logits: rows, positionLogits, present };
   }
 
   /** Positions count real tokens only, so a padded row sees the same positions as it would alone. */
@@ -62,7 +67,7 @@ export class DecoderRunner {
   }
 }
 
-function lastPositionLogits(data: Float32Array | Uint16Array, offset: number, vocab: number, type: string): Float32Array {
+function logitsRow(data: Float32Array | Uint16Array, offset: number, vocab: number, type: string): Float32Array {
   if (type === 'float32') return (data as Float32Array).slice(offset, offset + vocab);
   const row = new Float32Array(vocab);
   for (let i = 0; i < vocab; i++) row[i] = float16ToNumber(data[offset + i]!);

@@ -4,6 +4,12 @@ import type { DecoderSignature, Device } from '../model/session.js';
 
 export type FinishReason = 'stop' | 'length';
 
+/** A token's log-probability and the most likely alternatives as [token id, log-probability]. */
+export interface TokenLogprob {
+  logprob: number;
+  top: [number, number][];
+}
+
 export interface SequenceRequest {
   id: number;
   promptIds: number[];
@@ -16,11 +22,22 @@ export interface SequenceRequest {
   seedStream: number;
   /** Token ids that end the sequence (EOS); they are reported but are not part of the text. */
   stopTokenIds: number[];
+  presencePenalty: number;
+  frequencyPenalty: number;
+  /** [token id, bias] pairs added to the logits before sampling. */
+  logitBias: [number, number][];
+  /** Report each token's log-probability with this many alternatives; absent: no log-probabilities. */
+  logprobs?: number;
+  /** Report the prompt tokens' log-probabilities too (all but the first), with this many alternatives. */
+  promptLogprobs?: number;
 }
 
 export interface TokenUpdate {
   id: number;
   tokenId: number;
+  logprob?: TokenLogprob;
+  /** On a sequence's first token, when asked for: log-probabilities of prompt tokens 2…L. */
+  promptLogprobs?: TokenLogprob[];
   /** Set on a sequence's last token. */
   finishReason?: FinishReason;
 }

@@ -1,11 +1,24 @@
 import { IncrementalDetokenizer, type TokenDecoder } from './detokenizer.js';
 import type { Engine, GenerationRequest } from './engine.js';
-import type { FinishReason } from './protocol.js';
+import type { FinishReason, TokenLogprob } from './protocol.js';
 import { StopStringMatcher } from './stop-strings.js';
 
 export interface TextRequest extends GenerationRequest {
   /** Up to four strings that end the text; the text returned stops right before the first one. */
   stop: readonly string[];
+}
+
+export interface GeneratedToken {
+  id: number;
+  logprob?: TokenLogprob;
+}
+
+/** A piece of the completion: its text and the tokens that produced it. */
+export interface TextChunk {
+  text: string;
+  tokens: GeneratedToken[];
+  /** On the first chunk, when asked for: log-probabilities of the prompt's tokens after the first. */
+  promptLogprobs?: TokenLogprob[];
 }
 
 export interface TextResult {
@@ -14,16 +27,17 @@ export interface TextResult {
 }
 
 /**
- * One choice of a completion: generates tokens, turns them into text deltas (never half a UTF-8
+ * One choice of a completion: generates tokens, turns them into text (never half a UTF-8
  * character) and ends at EOS, at the token limit or before a stop string, which is never emitted.
- * The generator's return value says why it ended and how many tokens it took.
+ * A chunk is yielded whenever text is ready; the generator's return value says why it ended and
+ * how many tokens it took. End-of-sequence tokens count as generated but carry no text.
  */
 export async function* generateText(
   engine: Engine,
   decoder: TokenDecoder,
   request: TextRequest,
   signal?: AbortSignal,
-): AsyncGenerator<string, TextResult> {
+): AsyncGenerator<TextChunk, TextResult> {
   const stopTokens = new Set(request.stopTokenIds);
   const detokenizer = new IncrementalDetokenizer(decoder, request.promptIds);
   const stops = new StopStringMatcher(request.stop);
@@ -32,22 +46,32 @@ export async function* generateText(
   signal?.addEventListener('abort', abort, { once: true });
   let completionTokens = 0;
   let finishReason: FinishReason = 'length';
+  let pending: TextChunk = { text: '', tokens: [] };
+  const take = (text: string): TextChunk => {
+    const chunk = { ...pending, text };
+    pending = { text: '', tokens: [] };
+    return chunk;
+  };
   try {
     for await (const update of engine.generate(request, controller.signal)) {
       completionTokens++;
-      const text = stopTokens.has(update.tokenId) ? '' : detokenizer.push(update.tokenId);
+      if (update.promptLogprobs) pending.promptLogprobs = update.promptLogprobs;
+      const isStopToken = stopTokens.has(update.tokenId);
+      if (!isStopToken) pending.tokens.push({ id: update.tokenId, ...(update.logprob && { logprob: update.logprob }) });
+      const text = isStopToken ? '' : detokenizer.push(update.tokenId);
       const last = update.finishReason !== undefined;
       const scan = stops.push(last ? text + detokenizer.flush() : text);
-      if (scan.text) yield scan.text;
       if (scan.stopped) {
         finishReason = 'stop';
         controller.abort();
+        yield take(scan.text);
         break;
       }
       if (last) {
         finishReason = update.finishReason!;
-        const rest = stops.flush();
-        if (rest) yield rest;
+        yield take(scan.text + stops.flush());
+      } else if (scan.text) {
+        yield take(scan.text);
       }
     }
   } finally {
