@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { chatRoutes } from './api/chat.js';
+import { docsRoutes } from './api/docs.js';
 import { completionRoutes } from './api/completions.js';
 import { registerErrorHandlers } from './api/errors.js';
 import { healthRoutes, modelRoutes } from './api/models.js';
@@ -33,6 +34,7 @@ export function buildApp(model: LoadedModel, engine: Engine, options: { logLevel
   });
   registerErrorHandlers(app);
   void app.register(healthRoutes);
+  void app.register(docsRoutes);
   void app.register(modelRoutes, { model, startedAt: Math.floor(Date.now() / 1000) });
   const routeOptions = { model, engine, systemFingerprint: systemFingerprint(model) };
   void app.register(completionRoutes, routeOptions);

@@ -1,6 +1,8 @@
 import { fileURLToPath } from 'node:url';
+import OpenAI from 'openai';
 import type { ServerConfig } from '../../src/config.js';
 import { startServer, type RunningServer } from '../../src/server.js';
+import { responseErrors, validatingFetch, type ValidatingFetch } from './openapi.js';
 
 export const fixture = (path: string) => fileURLToPath(new URL(`../fixtures/${path}`, import.meta.url));
 export const DEFAULT_MODEL = fileURLToPath(new URL('../../models/tinystories-gpt2', import.meta.url));
@@ -47,6 +49,8 @@ export async function request(server: RunningServer, method: string, path: strin
   }
   const response = await fetch(`${server.url}${path}`, init);
   const text = await response.text();
+  const violations = responseErrors(path, response.status, response.headers.get('content-type') ?? '', text);
+  if (violations.length > 0) throw new Error(`${method} ${path}: the response does not match openapi.yaml:\n${violations.join('\n')}`);
   let body: unknown = text;
   try {
     body = JSON.parse(text);
@@ -57,3 +61,10 @@ export async function request(server: RunningServer, method: string, path: strin
 }
 
 export const postJson = (server: RunningServer, path: string, payload: unknown) => request(server, 'POST', path, payload);
+
+/** The official client, pointed at `server`, with every response checked against openapi.yaml. */
+export function openaiClient(server: RunningServer): { client: OpenAI; validation: ValidatingFetch } {
+  const validation = validatingFetch();
+  const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0, fetch: validation.fetch });
+  return { client, validation };
+}

@@ -2,7 +2,8 @@ import OpenAI from 'openai';
 import type { RunningServer } from '../../src/server.js';
 import { goldens } from '../helpers/goldens.js';
 import { copyModel } from '../helpers/model-copy.js';
-import { MODEL_DIRS, startTestServer } from '../helpers/server.js';
+import { MODEL_DIRS, openaiClient, startTestServer } from '../helpers/server.js';
+import type { ValidatingFetch } from '../helpers/openapi.js';
 
 const MODEL = 'tinystories-gpt2';
 const golden = goldens[MODEL].prompts[0]!;
@@ -10,12 +11,17 @@ const golden = goldens[MODEL].prompts[0]!;
 describe('the official openai client against a live server', () => {
   let server: RunningServer;
   let client: OpenAI;
+  let validation: ValidatingFetch;
 
   beforeAll(async () => {
     server = await startTestServer();
-    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    ({ client, validation } = openaiClient(server));
   });
   afterAll(() => server.close());
+  afterEach(async () => {
+    await validation.settled();
+    expect(validation.violations).toEqual([]);
+  });
 
   it('lists the served model', async () => {
     const models = await client.models.list();
@@ -164,12 +170,17 @@ describe('the official openai client against a live server', () => {
 describe('the chat template of a Llama model', () => {
   let server: RunningServer;
   let client: OpenAI;
+  let validation: ValidatingFetch;
 
   beforeAll(async () => {
     server = await startTestServer({ model: MODEL_DIRS['tiny-llama']! });
-    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    ({ client, validation } = openaiClient(server));
   });
   afterAll(() => server.close());
+  afterEach(async () => {
+    await validation.settled();
+    expect(validation.violations).toEqual([]);
+  });
 
   it('renders the messages with the template and one BOS', async () => {
     const chat = await client.chat.completions.create({
@@ -203,7 +214,7 @@ describe('a chat template that writes its own BOS', () => {
   });
 
   it('is not given a second one', async () => {
-    const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const { client, validation } = openaiClient(server);
     const chat = await client.chat.completions.create({
       model: 'llama-bos',
       messages: [{ role: 'user', content: 'Hi' }],
@@ -216,5 +227,7 @@ describe('a chat template that writes its own BOS', () => {
     expect(asRendered.filter((id) => id === 1)).toHaveLength(1);
     expect(tokenizer.encode(rendered, true).filter((id) => id === 1)).toHaveLength(2);
     expect(chat.usage!.prompt_tokens).toBe(asRendered.length);
+    await validation.settled();
+    expect(validation.violations).toEqual([]);
   });
 });

@@ -1,7 +1,8 @@
 import OpenAI from 'openai';
 import type { RunningServer } from '../../src/server.js';
 import { goldens } from '../helpers/goldens.js';
-import { startTestServer } from '../helpers/server.js';
+import { openaiClient, startTestServer } from '../helpers/server.js';
+import type { ValidatingFetch } from '../helpers/openapi.js';
 
 const MODEL = 'tinystories-gpt2';
 const golden = goldens[MODEL].prompts[0]!; // "Once upon a time": 24 greedy tokens, no EOS
@@ -10,12 +11,17 @@ const repetitive = goldens[MODEL].prompts[5]!; // "Tom was sad because": greedy 
 describe('the full OpenAI surface through the official client', () => {
   let server: RunningServer;
   let client: OpenAI;
+  let validation: ValidatingFetch;
 
   beforeAll(async () => {
     server = await startTestServer();
-    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    ({ client, validation } = openaiClient(server));
   });
   afterAll(() => server.close());
+  afterEach(async () => {
+    await validation.settled();
+    expect(validation.violations).toEqual([]);
+  });
 
   const greedy = { model: MODEL, temperature: 0 } as const;
 
