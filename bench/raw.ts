@@ -1,0 +1,104 @@
+/** The bar: a plain greedy loop over onnxruntime-node, all rows in one batch tensor, KV cache fed back each step. */
+import * as ort from 'onnxruntime-node';
+import { NEW_TOKENS, PROMPT_TOKENS, percentile } from './common.js';
+
+/** What the raw loop needs to know about a model. */
+export interface RawModel {
+  eosIds: ReadonlySet<number>;
+  /** KV heads and head size of the past_key_values.* inputs. */
+  numHeads: number;
+  headDim: number;
+}
+
+export interface RawResult {
+  batch: number;
+  prefillMs: number;
+  /** Mean of the NEW_TOKENS − 1 decode steps. */
+  stepMs: number;
+  stepP50Ms: number;
+  decodeMs: number;
+  decodeTokensPerSecond: number;
+  /** (batch × NEW_TOKENS) / (prefill + decode). */
+  endToEndTokensPerSecond: number;
+  /** Rows whose greedy tokens contain an EOS id (the loop does not stop there). */
+  rowsWithEos: number;
+  /** Greedy tokens of each row, to compare with the server's. */
+  tokens: number[][];
+}
+
+/** A plain greedy loop: all rows in one batch tensor, KV cache fed back each step. */
+export async function runRaw(session: ort.InferenceSession, model: RawModel, prompts: number[][]): Promise<RawResult> {
+  const batch = prompts.length;
+  const pastNames = session.inputNames.filter((name) => name.startsWith('past_key_values.'));
+  const hasPositionIds = session.inputNames.includes('position_ids');
+  const argmaxRows = (logits: ort.Tensor, seq: number): number[] => {
+    const vocab = logits.dims[2]!;
+    const data = logits.data as Float32Array;
+    const next: number[] = [];
+    for (let row = 0; row < batch; row++) {
+      const offset = (row * seq + seq - 1) * vocab;
+      let best = 0;
+      let bestValue = data[offset]!;
+      for (let i = 1; i < vocab; i++) {
+        const value = data[offset + i]!;
+        if (value > bestValue) {
+          bestValue = value;
+          best = i;
+        }
+      }
+      next.push(best);
+    }
+    return next;
+  };
+  const step = async (tokens: number[][], past: Record<string, ort.Tensor>, pastLength: number) => {
+    const seq = tokens[0]!.length;
+    const total = pastLength + seq;
+    const feeds: Record<string, ort.Tensor> = {
+      ...past,
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(tokens.flat(), BigInt), [batch, seq]),
+      attention_mask: new ort.Tensor('int64', new BigInt64Array(batch * total).fill(1n), [batch, total]),
+    };
+    if (hasPositionIds) {
+      const positions = new BigInt64Array(batch * seq);
+      for (let i = 0; i < positions.length; i++) positions[i] = BigInt(pastLength + (i % seq));
+      feeds.position_ids = new ort.Tensor('int64', positions, [batch, seq]);
+    }
+    const outputs = await session.run(feeds);
+    const next: Record<string, ort.Tensor> = {};
+    for (const name of pastNames) next[name] = outputs[name.replace('past_key_values.', 'present.')]!;
+    return { past: next, tokens: argmaxRows(outputs.logits!, seq) };
+  };
+  const emptyPast = Object.fromEntries(
+    pastNames.map((name) => [name, new ort.Tensor('float32', new Float32Array(0), [batch, model.numHeads, 0, model.headDim])]),
+  );
+
+  // Warm-up at this batch size: a short prefill and two decode steps.
+  let warm = await step(prompts.map((p) => p.slice(0, 8)), emptyPast, 0);
+  for (let i = 0; i < 2; i++) warm = await step(warm.tokens.map((t) => [t]), warm.past, 8 + i);
+
+  const generated: number[][] = prompts.map(() => []);
+  const prefillStart = performance.now();
+  let state = await step(prompts, emptyPast, 0);
+  const prefillMs = performance.now() - prefillStart;
+  state.tokens.forEach((t, row) => generated[row]!.push(t));
+  const stepTimes: number[] = [];
+  for (let i = 1; i < NEW_TOKENS; i++) {
+    const started = performance.now();
+    state = await step(state.tokens.map((t) => [t]), state.past, PROMPT_TOKENS + i - 1);
+    stepTimes.push(performance.now() - started);
+    state.tokens.forEach((t, row) => generated[row]!.push(t));
+  }
+  const decodeMs = stepTimes.reduce((a, b) => a + b, 0);
+  return {
+    batch,
+    prefillMs,
+    stepMs: decodeMs / stepTimes.length,
+    stepP50Ms: percentile(stepTimes, 50),
+    decodeMs,
+    decodeTokensPerSecond: (batch * stepTimes.length) / (decodeMs / 1000),
+    endToEndTokensPerSecond: (batch * NEW_TOKENS) / ((prefillMs + decodeMs) / 1000),
+    rowsWithEos: generated.filter((row) => row.some((id) => model.eosIds.has(id))).length,
+    tokens: generated,
+  };
+}
+

@@ -1,0 +1,680 @@
+/**
+ * ortserve's benchmark. In one run on one machine it measures, per model:
+ *  - raw: a plain greedy loop over onnxruntime-node in this process (batch 1 and 16), the bar;
+ *  - ortserve: the real server as a child process, 1, 4 and 16 concurrent streaming clients;
+ *  - transformers.js: `generate`, greedy, batch 1 and 16 (in a child process, see transformers-child.ts);
+ * prints one table with the ratios, and writes bench/results/<timestamp>.json and latest.json.
+ *
+ *   npm run bench [-- --model-set default|124m|all] [--skip-transformers] [--server-flags="--prefill-chunk 32"]
+ */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, totalmem } from 'node:os';
+import { basename, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Tokenizer } from '@huggingface/tokenizers';
+import * as ort from 'onnxruntime-node';
+import { runRaw, type RawResult } from './raw.js';
+import {
+  NEW_TOKENS,
+  PROMPT_TOKENS,
+  RESULT_PREFIX,
+  medianRun,
+  percentile,
+  type TransformersBatchResult,
+  type TransformersChildResult,
+  type TransformersJob,
+} from './common.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BENCH = join(ROOT, 'bench');
+const CLIENT_COUNTS = [1, 4, 16] as const;
+const BATCHES = [1, 16] as const;
+const MAX_ROWS = 16;
+/** Prompts built; the first MAX_ROWS whose greedy continuation has no EOS within NEW_TOKENS are used. */
+const CANDIDATES = 28;
+/** Most raw batch-16 runs spent replacing prompts whose greedy continuation hits EOS. */
+const SCREEN_ATTEMPTS = 3;
+const THREADS = availableParallelism();
+
+const MODELS = {
+  default: join(ROOT, 'models/tinystories-gpt2'),
+  '124m': join(BENCH, 'models/bench-gpt2-124m'),
+} as const;
+type ModelSet = keyof typeof MODELS;
+/**
+ * Rounds of every measurement; the run with the median tokens/s is reported. The default model's runs
+ * take tens of milliseconds, so one run is mostly noise; the 124M model's take seconds.
+ */
+const ROUNDS: Record<ModelSet, number> = { default: 5, '124m': 3 };
+
+/** Prompt source: each prompt is a window of this text that starts at a sentence and is exactly 32 tokens long. */
+const STORY = [
+  'Once upon a time, there was a little girl named Lily.',
+  'She lived in a small house near the woods with her mom, her dad and a big brown dog called Max.',
+  'Every morning Lily and Max ran down the hill to the river to look at the fish.',
+  'One day they found a shiny red stone under an old tree.',
+  'Lily wanted to keep it, but Max barked at it and wagged his tail.',
+  'Lily laughed and put the stone in her pocket.',
+  'On the way home, they met a boy named Tom who was sad because he had lost his kite.',
+  'Lily said, "Do not be sad, Tom. We will help you find it."',
+  'They looked in the bushes, behind the fence and up in the trees.',
+  'At last Max found the kite stuck in a tall green hedge.',
+  'Tom was very happy and gave Lily a big hug.',
+  'The three friends flew the kite together in the park until the sun went down.',
+  'When Lily got home, her mom made warm soup and fresh bread.',
+  'Lily told her mom and dad about the stone, the kite and her new friend.',
+  'Her dad smiled and said that being kind is the best thing a person can do.',
+  'That night Lily put the red stone on the shelf next to her bed.',
+  'In her dream, the stone began to glow, and a tiny bird flew out of it.',
+  'The bird said, "Thank you for being a good friend. I will sing for you every morning."',
+  'The next day, Lily heard a sweet song outside her window.',
+  'She ran to the garden and saw the tiny bird sitting on a flower.',
+  'Max jumped and barked, but the bird was not scared.',
+  'It flew around Lily three times and then landed on her hand.',
+  'Lily and the bird became best friends, and they played in the garden every day.',
+  'In the summer, Lily, Tom and Max went to the beach with a big blue bucket.',
+  'They built a sand castle with a tall tower and a deep moat.',
+  'A small crab walked into the moat, and Tom laughed so hard that he fell over.',
+  'When the waves came, the castle fell down, but the friends did not mind.',
+  'They knew they could build another one tomorrow.',
+  'In the fall, the leaves turned red and yellow and fell from the trees.',
+  'Lily and Max jumped into a big pile of leaves in the yard.',
+  'Her mom took a picture and put it on the wall in the kitchen.',
+  'Lily looked at the picture every day and remembered how much fun they had.',
+];
+
+// ---------- model files and prompts ----------
+
+interface ModelInfo {
+  name: ModelSet;
+  dir: string;
+  id: string;
+  tokenizer: Tokenizer;
+  eosIds: Set<number>;
+  numHeads: number;
+  headDim: number;
+}
+
+function readJson(path: string): Record<string, unknown> {
+  return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+}
+
+function loadModelInfo(name: ModelSet): ModelInfo {
+  const dir = MODELS[name];
+  const config = readJson(join(dir, 'config.json'));
+  const generation = existsSync(join(dir, 'generation_config.json')) ? readJson(join(dir, 'generation_config.json')) : {};
+  const eosIds = new Set<number>();
+  for (const id of [generation.eos_token_id ?? config.eos_token_id].flat()) if (typeof id === 'number') eosIds.add(id);
+  const numHeads = Number(config.n_head ?? config.num_key_value_heads ?? config.num_attention_heads);
+  const hidden = Number(config.n_embd ?? config.hidden_size);
+  const tokenizer = new Tokenizer(readJson(join(dir, 'tokenizer.json')), readJson(join(dir, 'tokenizer_config.json')));
+  return { name, dir, id: basename(dir), tokenizer, eosIds, numHeads, headDim: Number(config.head_dim ?? hidden / numHeads) };
+}
+
+interface Prompt {
+  text: string;
+  ids: number[];
+}
+
+/**
+ * CANDIDATES different prompts of exactly PROMPT_TOKENS tokens, as text: each starts at a sentence of
+ * STORY (or, if that runs short, at a later word) and takes words until it tokenizes to 32 tokens.
+ */
+function makePrompts(tokenizer: Tokenizer): Prompt[] {
+  const encode = (text: string) => tokenizer.encode(text, { add_special_tokens: true }).ids;
+  const words = STORY.join(' ').split(' ');
+  const sentenceStarts: number[] = [];
+  let at = 0;
+  for (const sentence of STORY) {
+    sentenceStarts.push(at);
+    at += sentence.split(' ').length;
+  }
+  const starts = [...sentenceStarts, ...words.map((_, i) => i).filter((i) => !sentenceStarts.includes(i))];
+  const prompts: Prompt[] = [];
+  const seen = new Set<string>();
+  for (const start of starts) {
+    for (let end = start + 1; end <= words.length; end++) {
+      const text = words.slice(start, end).join(' ');
+      const ids = encode(text);
+      if (ids.length > PROMPT_TOKENS) break;
+      if (ids.length === PROMPT_TOKENS && !seen.has(text)) {
+        seen.add(text);
+        prompts.push({ text, ids });
+        break;
+      }
+    }
+    if (prompts.length === CANDIDATES) return prompts;
+  }
+  if (prompts.length >= MAX_ROWS) return prompts;
+  throw new Error(`could only build ${prompts.length} prompts of exactly ${PROMPT_TOKENS} tokens`);
+}
+
+// ---------- ortserve as a child process ----------
+
+interface ServerHandle {
+  child: ChildProcessWithoutNullStreams;
+  url: string;
+  startMs: number;
+  exited: Promise<number | null>;
+}
+
+function startServer(model: ModelInfo, extraFlags: string[]): Promise<ServerHandle> {
+  const args = [join(ROOT, 'bin/ortserve.js'), '--model', model.dir, '--port', '0', '--host', '127.0.0.1', '--log-level', 'info', ...extraFlags];
+  const started = performance.now();
+  // Only the flags configure it: ORTSERVE_* and PORT from the caller's environment are left out.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('ORTSERVE_') && key !== 'PORT'));
+  const child = spawn(process.execPath, args, { cwd: ROOT, env });
+  const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)));
+  const stderr: string[] = [];
+  child.stderr.on('data', (data: Buffer) => stderr.push(data.toString()));
+  return new Promise((resolveReady, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error('server: no "model ready" log line within 180 s'));
+    }, 180_000);
+    // Keep reading stdout (the request logs) for the server's whole life so it never blocks on a full pipe.
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      let entry: { msg?: unknown; url?: unknown; level?: unknown };
+      try {
+        entry = JSON.parse(line) as typeof entry;
+      } catch {
+        return;
+      }
+      if (entry.msg === 'model ready' && typeof entry.url === 'string') {
+        clearTimeout(timer);
+        resolveReady({ child, url: entry.url, startMs: performance.now() - started, exited });
+      } else if (typeof entry.level === 'number' && entry.level >= 50) {
+        process.stderr.write(`server: ${line}\n`);
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code} before it was ready: ${stderr.join('').slice(-2000)}`));
+    });
+  });
+}
+
+async function stopServer(server: ServerHandle): Promise<void> {
+  server.child.kill('SIGTERM');
+  const killer = setTimeout(() => server.child.kill('SIGKILL'), 10_000);
+  await server.exited;
+  clearTimeout(killer);
+}
+
+interface StreamResult {
+  sent: number;
+  done: number;
+  /** Arrival times of the SSE chunks that carry text. */
+  arrivals: number[];
+  text: string;
+  usageTokens: number | undefined;
+  finishReason: string | undefined;
+  error: string | undefined;
+}
+
+interface CompletionChunk {
+  choices?: { text?: string; finish_reason?: string | null }[];
+  usage?: { completion_tokens?: number } | null;
+  error?: { message?: string };
+}
+
+/** One streaming client (POST /v1/completions, stream: true, greedy, NEW_TOKENS tokens). */
+async function streamCompletion(url: string, model: string, prompt: string, maxTokens: number): Promise<StreamResult> {
+  const result: StreamResult = { sent: performance.now(), done: 0, arrivals: [], text: '', usageTokens: undefined, finishReason: undefined, error: undefined };
+  try {
+    const response = await fetch(`${url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model, prompt, max_tokens: maxTokens, temperature: 0, stream: true, stream_options: { include_usage: true } }),
+      signal: AbortSignal.timeout(300_000),
+    });
+    if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}: ${await response.text()}`);
+    const decoder = new TextDecoder();
+    let buffer = '';
+    for await (const bytes of response.body) {
+      const now = performance.now();
+      buffer += decoder.decode(bytes, { stream: true });
+      let end: number;
+      while ((end = buffer.indexOf('\n\n')) !== -1) {
+        const event = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        if (!event.startsWith('data: ')) continue;
+        const data = event.slice(6);
+        if (data === '[DONE]') continue;
+        const chunk = JSON.parse(data) as CompletionChunk;
+        if (chunk.error) result.error = chunk.error.message ?? 'error event';
+        if (chunk.usage) result.usageTokens = chunk.usage.completion_tokens;
+        const choice = chunk.choices?.[0];
+        if (choice?.text) {
+          result.arrivals.push(now);
+          result.text += choice.text;
+        }
+        if (choice?.finish_reason) result.finishReason = choice.finish_reason;
+      }
+    }
+  } catch (err) {
+    result.error = (err as Error).message;
+  }
+  result.done = performance.now();
+  return result;
+}
+
+interface ServerResult {
+  clients: number;
+  wallMs: number;
+  /** Completion tokens (usage of each stream) / wall time from the first request sent to the last stream finished. */
+  tokensPerSecond: number;
+  completionTokens: number;
+  /** Text-bearing SSE chunks over all streams (normally one per token). */
+  textChunks: number;
+  ttftP50Ms: number;
+  ttftP95Ms: number;
+  itlP50Ms: number;
+  itlP95Ms: number;
+  itlMaxMs: number;
+  /** Streams that ended with finish_reason length and NEW_TOKENS tokens. */
+  fullStreams: number;
+  shortStreams: { client: number; tokens: number | undefined; finishReason: string | undefined; error: string | undefined }[];
+  /** Streams whose text equals the decoded greedy tokens of the raw loop. */
+  matchesRaw: number;
+}
+
+async function runClients(url: string, model: ModelInfo, prompts: Prompt[], clients: number, rawText: string[] | undefined): Promise<ServerResult> {
+  const start = performance.now();
+  const streams = await Promise.all(prompts.slice(0, clients).map((p) => streamCompletion(url, model.id, p.text, NEW_TOKENS)));
+  const end = Math.max(...streams.map((s) => s.done));
+  const completionTokens = streams.reduce((sum, s) => sum + (s.usageTokens ?? s.arrivals.length), 0);
+  const ttfts = streams.filter((s) => s.arrivals.length > 0).map((s) => s.arrivals[0]! - s.sent);
+  const gaps = streams.flatMap((s) => s.arrivals.slice(1).map((t, i) => t - s.arrivals[i]!));
+  const shortStreams = streams
+    .map((s, client) => ({ client, tokens: s.usageTokens, finishReason: s.finishReason, error: s.error }))
+    .filter((s) => s.tokens !== NEW_TOKENS || s.finishReason !== 'length' || s.error !== undefined);
+  return {
+    clients,
+    wallMs: end - start,
+    tokensPerSecond: completionTokens / ((end - start) / 1000),
+    completionTokens,
+    textChunks: streams.reduce((sum, s) => sum + s.arrivals.length, 0),
+    ttftP50Ms: percentile(ttfts, 50),
+    ttftP95Ms: percentile(ttfts, 95),
+    itlP50Ms: percentile(gaps, 50),
+    itlP95Ms: percentile(gaps, 95),
+    itlMaxMs: Math.max(...gaps),
+    fullStreams: clients - shortStreams.length,
+    shortStreams,
+    matchesRaw: rawText ? streams.filter((s, i) => s.text === rawText[i]).length : NaN,
+  };
+}
+
+/** Non-streaming, max_tokens 1: the server must count every prompt as exactly PROMPT_TOKENS tokens. */
+async function checkPromptTokens(url: string, model: ModelInfo, prompts: Prompt[]): Promise<number[]> {
+  const counts: number[] = [];
+  for (const prompt of prompts) {
+    const response = await fetch(`${url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: model.id, prompt: prompt.text, max_tokens: 1, temperature: 0 }),
+    });
+    const body = (await response.json()) as { usage?: { prompt_tokens?: number } };
+    counts.push(body.usage?.prompt_tokens ?? NaN);
+  }
+  return counts;
+}
+
+// ---------- transformers.js (child process) ----------
+
+const linkOrSymlink = (target: string, path: string) => {
+  try {
+    linkSync(target, path);
+  } catch {
+    symlinkSync(target, path);
+  }
+};
+
+/** transformers.js's layout: config and tokenizer at the top, graph (and its external data) under onnx/; links, no copies. */
+function transformersLayout(model: ModelInfo): { localModelPath: string; modelName: string } {
+  const modelName = `${model.id}-transformersjs`;
+  const localModelPath = join(BENCH, 'models');
+  const dir = join(localModelPath, modelName);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(join(dir, 'onnx'), { recursive: true });
+  for (const file of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']) {
+    if (existsSync(join(model.dir, file))) linkOrSymlink(resolve(model.dir, file), join(dir, file));
+  }
+  // The graph names its external data "model.onnx.data"; onnxruntime looks for it next to the graph.
+  for (const file of ['model.onnx', 'model.onnx.data']) {
+    if (existsSync(join(model.dir, file))) linkOrSymlink(resolve(model.dir, file), join(dir, 'onnx', file));
+  }
+  return { localModelPath, modelName };
+}
+
+/** One round of transformers.js (batch 1 and 16) in a child process; it loads the model each time. */
+function runTransformers(model: ModelInfo, prompts: Prompt[]): Promise<TransformersChildResult> {
+  const job: TransformersJob = {
+    ...transformersLayout(model),
+    prompts: prompts.map((p) => p.ids),
+    texts: prompts.map((p) => p.text),
+    batches: [...BATCHES],
+    repeats: 1,
+    newTokens: NEW_TOKENS,
+    threads: THREADS,
+  };
+  return new Promise((resolveResult) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(BENCH, 'transformers-child.ts'), JSON.stringify(job)], { cwd: ROOT });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (data: Buffer) => (stdout += data.toString()));
+    child.stderr.on('data', (data: Buffer) => (stderr += data.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 300_000);
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      const line = stdout.split('\n').find((l) => l.startsWith(RESULT_PREFIX));
+      if (line) resolveResult(JSON.parse(line.slice(RESULT_PREFIX.length)) as TransformersChildResult);
+      else resolveResult({ ok: false, error: `child exited with ${code ?? signal}: ${(stderr || stdout).slice(-1500)}`, results: [] });
+    });
+  });
+}
+
+// ---------- weights ----------
+
+function ensureWeights(dir: string): Promise<void> {
+  if (!existsSync(join(dir, 'weights-manifest.json'))) return Promise.resolve();
+  return new Promise((resolveDone, reject) => {
+    const child = spawn(process.execPath, [join(BENCH, 'make-weights.mjs'), dir], { stdio: 'inherit' });
+    child.once('exit', (code) => (code === 0 ? resolveDone() : reject(new Error(`make-weights.mjs exited with ${code}`))));
+  });
+}
+
+// ---------- one model ----------
+
+type TransformersReport =
+  | { measured: false; reason: string }
+  | {
+      measured: true;
+      loadMs: number;
+      tokenizerMatches: boolean;
+      inputsFrom: string;
+      externalData: string;
+      batches: Summary<TransformersBatchResult>[];
+    };
+
+interface ModelReport {
+  model: ModelSet;
+  dir: string;
+  serverFlags: string[];
+  serverStartMs: number;
+  prompts: string[];
+  promptTokensSeenByServer: number[];
+  raw: Summary<Omit<RawResult, 'tokens'>>[];
+  server: Summary<ServerResult>[];
+  transformers: TransformersReport;
+  ratios: Record<string, number>;
+  /** Rounds of every measurement; the median run (by tokens/s) is reported. */
+  rounds: number;
+  notes: string[];
+  seconds: number;
+}
+
+async function benchModel(name: ModelSet, skipTransformers: boolean, serverFlags: string[]): Promise<ModelReport> {
+  const modelStart = performance.now();
+  const notes: string[] = [];
+  const dir = MODELS[name];
+  await ensureWeights(dir);
+  const model = loadModelInfo(name);
+  const candidates = makePrompts(model.tokenizer);
+  const rounds = ROUNDS[name];
+  log(`${name}: ${candidates.length} candidate prompts of ${PROMPT_TOKENS} tokens; screening them with the raw loop…`);
+
+  const session = await ort.InferenceSession.create(join(dir, 'model.onnx'), {
+    intraOpNumThreads: THREADS,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+  });
+  // Screening (and the raw loop's warm-up): a raw batch-16 run; prompts whose greedy continuation
+  // hits EOS within NEW_TOKENS (a trained model may end its story) are replaced, so that every row
+  // and every stream runs the full NEW_TOKENS tokens.
+  let prompts = candidates.slice(0, MAX_ROWS);
+  let screen = await runRaw(session, model, prompts.map((p) => p.ids));
+  const excluded = new Set<Prompt>();
+  for (let attempt = 1; attempt < SCREEN_ATTEMPTS && screen.rowsWithEos > 0; attempt++) {
+    screen.tokens.forEach((ids, row) => {
+      if (ids.some((id) => model.eosIds.has(id))) excluded.add(prompts[row]!);
+    });
+    const usable = candidates.filter((p) => !excluded.has(p));
+    if (usable.length < MAX_ROWS) break;
+    notes.push(`screening: ${screen.rowsWithEos} prompt(s) led to EOS within ${NEW_TOKENS} greedy tokens and were replaced by other candidates`);
+    prompts = usable.slice(0, MAX_ROWS);
+    screen = await runRaw(session, model, prompts.map((p) => p.ids));
+  }
+  const rawText = screen.tokens.map((ids) => {
+    const eos = ids.findIndex((id) => model.eosIds.has(id));
+    return model.tokenizer.decode(eos === -1 ? ids : ids.slice(0, eos), { skip_special_tokens: true });
+  });
+
+  log(`${name}: starting ortserve…`);
+  const server = await startServer(model, serverFlags);
+  const rawRuns = new Map<number, RawResult[]>(BATCHES.map((b) => [b, []]));
+  const serverRuns = new Map<number, ServerResult[]>(CLIENT_COUNTS.map((c) => [c, []]));
+  const transformersRuns = new Map<number, TransformersBatchResult[]>(BATCHES.map((b) => [b, []]));
+  let transformersInfo: TransformersChildResult | undefined;
+  let promptTokensSeenByServer: number[] = [];
+  try {
+    promptTokensSeenByServer = await checkPromptTokens(server.url, model, prompts);
+    const bad = promptTokensSeenByServer.filter((n) => n !== PROMPT_TOKENS).length;
+    if (bad > 0) notes.push(`${bad} prompt(s) were not ${PROMPT_TOKENS} tokens for the server: ${promptTokensSeenByServer.join(',')}`);
+    await streamCompletion(server.url, model.id, prompts[0]!.text, 16); // warm-up stream
+
+    // Rounds: raw, ortserve, transformers.js one after the other, so that drifts in the machine's
+    // speed fall on all of them alike. Only one of them runs at a time; the others sit idle.
+    for (let round = 1; round <= rounds; round++) {
+      log(`${name}: round ${round}/${rounds}: raw loop, ortserve${skipTransformers ? '' : ', transformers.js'}…`);
+      for (const batch of BATCHES) rawRuns.get(batch)!.push(await runRaw(session, model, prompts.slice(0, batch).map((p) => p.ids)));
+      for (const clients of CLIENT_COUNTS) {
+        const result = await runClients(server.url, model, prompts, clients, rawText);
+        serverRuns.get(clients)!.push(result);
+        for (const s of result.shortStreams) {
+          notes.push(`round ${round}, ortserve ${clients} clients: stream ${s.client} got ${s.tokens ?? '?'} tokens, finish_reason ${s.finishReason ?? '?'}${s.error ? `, error: ${s.error}` : ''}`);
+        }
+        if (result.matchesRaw !== clients) notes.push(`round ${round}, ortserve ${clients} clients: ${result.matchesRaw}/${clients} streams' text equals the raw loop's greedy text`);
+        if (result.textChunks !== result.completionTokens) {
+          notes.push(`round ${round}, ortserve ${clients} clients: ${result.textChunks} text chunks for ${result.completionTokens} tokens (a chunk may carry several tokens, e.g. a multi-byte character)`);
+        }
+      }
+      if (!skipTransformers && (transformersInfo === undefined || transformersInfo.ok)) {
+        transformersInfo = await runTransformers(model, prompts);
+        for (const t of transformersInfo.results) {
+          transformersRuns.get(t.batch)!.push(t);
+          if (t.newTokensPerRow !== NEW_TOKENS || t.rowsWithEos > 0) notes.push(`round ${round}, transformers.js batch ${t.batch}: ${t.newTokensPerRow} new tokens per row, ${t.rowsWithEos} row(s) with EOS`);
+        }
+      }
+    }
+  } finally {
+    await stopServer(server);
+    await session.release();
+  }
+
+  const raw = BATCHES.map((batch) => summarize(rawRuns.get(batch)!, (r) => r.endToEndTokensPerSecond));
+  const serverResults = CLIENT_COUNTS.map((clients) => summarize(serverRuns.get(clients)!, (r) => r.tokensPerSecond));
+  for (const r of raw) if (r.median.rowsWithEos > 0) notes.push(`raw batch ${r.median.batch}: ${r.median.rowsWithEos} row(s) produced EOS within ${NEW_TOKENS} tokens (the loop runs on regardless)`);
+  const raw1 = raw.find((r) => r.median.batch === 1)!.median;
+  const raw16 = raw.find((r) => r.median.batch === 16)!.median;
+  if (JSON.stringify(raw1.tokens[0]) !== JSON.stringify(raw16.tokens[0])) notes.push('raw: row 0 greedy tokens differ between batch 1 and batch 16');
+
+  let transformers: ModelReport['transformers'];
+  if (skipTransformers || !transformersInfo) transformers = { measured: false, reason: 'skipped (--skip-transformers)' };
+  else if (!transformersInfo.ok) {
+    transformers = { measured: false, reason: transformersInfo.error ?? 'unknown error' };
+    notes.push(`transformers.js not measured: ${transformers.reason.split('\n')[0]}`);
+  } else {
+    transformers = {
+      measured: true,
+      loadMs: transformersInfo.loadMs ?? NaN,
+      tokenizerMatches: transformersInfo.tokenizerMatches ?? false,
+      inputsFrom: transformersInfo.inputsFrom ?? '?',
+      externalData: transformersInfo.externalData ?? '?',
+      batches: BATCHES.map((batch) => summarize(transformersRuns.get(batch)!, (t) => t.endToEndTokensPerSecond)),
+    };
+    if (!transformers.tokenizerMatches) notes.push('transformers.js tokenizer gave other ids than ours; tensors from our ids were used');
+  }
+
+  const one = serverResults.find((s) => s.median.clients === 1)!.median;
+  const sixteen = serverResults.find((s) => s.median.clients === 16)!.median;
+  const tjs16 = transformers.measured ? transformers.batches.find((t) => t.median.batch === 16)?.median : undefined;
+  const ratios = {
+    ortserve1VsRawB1EndToEnd: one.tokensPerSecond / raw1.endToEndTokensPerSecond,
+    ortserve1VsRawB1Decode: one.tokensPerSecond / raw1.decodeTokensPerSecond,
+    ortserve16VsRawB16EndToEnd: sixteen.tokensPerSecond / raw16.endToEndTokensPerSecond,
+    ortserve16VsRawB16Decode: sixteen.tokensPerSecond / raw16.decodeTokensPerSecond,
+    ortserve16VsTransformersB16: tjs16 ? sixteen.tokensPerSecond / tjs16.endToEndTokensPerSecond : NaN,
+    ortserve16ItlP95VsRawB16StepMs: sixteen.itlP95Ms / raw16.stepMs,
+  };
+  return {
+    model: name,
+    dir: dir.startsWith(ROOT) ? dir.slice(ROOT.length) : dir,
+    serverFlags: ['--port', '0', '--host', '127.0.0.1', '--log-level', 'info', ...serverFlags],
+    serverStartMs: server.startMs,
+    prompts: prompts.map((p) => p.text),
+    promptTokensSeenByServer,
+    raw: raw.map(({ median: { tokens: _tokens, ...rest }, runs }) => ({ median: rest, runs })),
+    server: serverResults,
+    transformers,
+    ratios,
+    rounds,
+    notes,
+    seconds: (performance.now() - modelStart) / 1000,
+  };
+}
+
+/** The median run of a measurement (by `key`), and `key` of every run. */
+interface Summary<T> {
+  median: T;
+  runs: number[];
+}
+
+function summarize<T>(runs: T[], key: (run: T) => number): Summary<T> {
+  return { median: medianRun(runs, key), runs: runs.map(key) };
+}
+
+// ---------- output ----------
+
+const fmt = (value: number | undefined, digits = 1): string => (value !== undefined && Number.isFinite(value) ? value.toFixed(digits) : 'n/a');
+const log = (message: string) => process.stderr.write(`[bench] ${message}\n`);
+
+function table(reports: ModelReport[]): string {
+  const header = ['model', 'runner', 'batch/clients', 'prefill ms | TTFT p50/p95', 'step ms | ITL p50/p95', 'decode tok/s', 'e2e tok/s', 'e2e min-max', 'full rows'];
+  const range = (runs: number[]) => `${fmt(Math.min(...runs))}-${fmt(Math.max(...runs))}`;
+  const rows: string[][] = [];
+  for (const r of reports) {
+    for (const { median: raw, runs } of r.raw) {
+      rows.push([r.model, 'raw onnxruntime loop', String(raw.batch), fmt(raw.prefillMs), `${fmt(raw.stepMs)} (p50 ${fmt(raw.stepP50Ms)})`, fmt(raw.decodeTokensPerSecond), fmt(raw.endToEndTokensPerSecond), range(runs), `${raw.batch - raw.rowsWithEos}/${raw.batch} no EOS`]);
+    }
+    for (const { median: s, runs } of r.server) {
+      rows.push([r.model, 'ortserve (HTTP, SSE)', String(s.clients), `${fmt(s.ttftP50Ms, 0)} / ${fmt(s.ttftP95Ms, 0)}`, `${fmt(s.itlP50Ms)} / ${fmt(s.itlP95Ms)}`, '-', fmt(s.tokensPerSecond), range(runs), `${s.fullStreams}/${s.clients}`]);
+    }
+    if (!r.transformers.measured) {
+      const reason = r.transformers.reason.startsWith('skipped') ? 'skipped' : 'not measured (see notes)';
+      rows.push([r.model, 'transformers.js generate', '-', reason, '', '', '', '', '']);
+    } else {
+      for (const { median: t, runs } of r.transformers.batches) {
+        rows.push([r.model, 'transformers.js generate', String(t.batch), fmt(t.prefillMs), fmt((t.generateMs - t.prefillMs) / (t.newTokensPerRow - 1)), fmt(t.decodeTokensPerSecond), fmt(t.endToEndTokensPerSecond), range(runs), `${t.batch - t.rowsWithEos}/${t.batch} no EOS`]);
+      }
+    }
+  }
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i >= 2 && i <= 7 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  const out = [line(header), widths.map((w) => '-'.repeat(w)).join('  ')];
+  let previous = '';
+  for (const row of rows) {
+    if (previous && row[0] !== previous) out.push('');
+    previous = row[0]!;
+    out.push(line(row));
+  }
+  out.push(
+    '',
+    'raw: prefill = one run over batch × 32 tokens; step = mean (p50) of the 63 decode steps; e2e = batch × 64 / (prefill + decode).',
+    'ortserve: TTFT = request sent → first text chunk; ITL = gaps between text chunks within a stream; e2e = completion tokens (usage)',
+    '  / wall time from the first request sent to the last stream finished; full rows = streams with 64 tokens and finish_reason length.',
+    'transformers.js: prefill = generate(max_new_tokens 1) wall time; step = (generate(64) − that) / 63; e2e = batch × 64 / generate(64) time.',
+    'Each runner is its own process (raw: this one), and on this VM the same loop can run ~20% faster or slower from one process',
+    'to the next; see the min-max column and treat ratios within about ±0.2 of 1 as ties.',
+    '',
+  );
+  out.push('ratios                                          ' + reports.map((r) => r.model.padStart(9)).join(''));
+  const ratioRows: [string, keyof ModelReport['ratios'] & string][] = [
+    ['ortserve 1 client / raw batch 1, end-to-end', 'ortserve1VsRawB1EndToEnd'],
+    ['ortserve 1 client / raw batch 1, decode-only', 'ortserve1VsRawB1Decode'],
+    ['ortserve 16 clients / raw batch 16, end-to-end', 'ortserve16VsRawB16EndToEnd'],
+    ['ortserve 16 clients / raw batch 16, decode-only', 'ortserve16VsRawB16Decode'],
+    ['ortserve 16 clients / transformers.js batch 16', 'ortserve16VsTransformersB16'],
+    ['ortserve 16-client ITL p95 / raw b16 step ms', 'ortserve16ItlP95VsRawB16StepMs'],
+  ];
+  for (const [label, key] of ratioRows) out.push(`  ${label.padEnd(46)}${reports.map((r) => fmt(r.ratios[key], 2).padStart(9)).join('')}`);
+  return out.join('\n');
+}
+
+// ---------- main ----------
+
+const USAGE = 'usage: npm run bench [-- --model-set default|124m|all] [--skip-transformers] [--server-flags="--prefill-chunk 32 ..."]\n';
+let values: { 'model-set'?: string; 'skip-transformers'?: boolean; 'server-flags'?: string };
+try {
+  ({ values } = parseArgs({
+    options: {
+      'model-set': { type: 'string', default: 'all' },
+      'skip-transformers': { type: 'boolean', default: false },
+      'server-flags': { type: 'string', default: '' },
+    },
+  }));
+} catch (err) {
+  process.stderr.write(`${(err as Error).message}\n${USAGE}`);
+  process.exit(2);
+}
+const set = values['model-set'] ?? 'all';
+if (set !== 'all' && !(set in MODELS)) {
+  process.stderr.write(USAGE);
+  process.exit(2);
+}
+const names: ModelSet[] = set === 'all' ? ['default', '124m'] : [set as ModelSet];
+const serverFlags = (values['server-flags'] ?? '').split(/\s+/).filter(Boolean);
+
+const runStart = performance.now();
+const reports: ModelReport[] = [];
+for (const name of names) reports.push(await benchModel(name, values['skip-transformers'] ?? false, serverFlags));
+const totalSeconds = (performance.now() - runStart) / 1000;
+
+const versions = {
+  node: process.version,
+  onnxruntimeNode: (readJson(join(ROOT, 'node_modules/onnxruntime-node/package.json')).version as string | undefined) ?? '?',
+  transformersJs: (readJson(join(ROOT, 'node_modules/@huggingface/transformers/package.json')).version as string | undefined) ?? '?',
+};
+const cpuModel = cpus()[0]?.model ?? '?';
+const summary = [
+  `ortserve bench — ${new Date().toISOString()} — ${THREADS} cores (${cpuModel}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${versions.node}, onnxruntime-node ${versions.onnxruntimeNode}, transformers.js ${versions.transformersJs}`,
+  `${PROMPT_TOKENS}-token prompts (different per row, same length), ${NEW_TOKENS} new tokens, greedy; raw/transformers.js intraOpNumThreads ${THREADS}, graphOptimizationLevel all`,
+  `ortserve flags: ${reports[0]?.serverFlags.join(' ')} (engine defaults otherwise: --max-batch 16, --prefill-chunk 16, --threads 0)`,
+  `rounds of raw → ortserve → transformers.js: ${reports.map((r) => `${r.rounds} for ${r.model}`).join(', ')}; each row is the round with the median e2e tok/s (min-max over rounds shown); TTFT/ITL percentiles are over that round's streams`,
+  '',
+  table(reports),
+];
+const notes = reports.flatMap((r) => r.notes.map((n) => `  ${r.model}: ${n}`));
+summary.push('', notes.length > 0 ? `notes:\n${notes.join('\n')}` : 'notes: none (every stream and row ran the full 64 tokens)');
+summary.push(`\ntotal run time: ${totalSeconds.toFixed(1)} s (${reports.map((r) => `${r.model} ${r.seconds.toFixed(1)} s`).join(', ')})`);
+console.log(summary.join('\n'));
+
+const report = {
+  date: new Date().toISOString(),
+  machine: { cores: THREADS, cpu: cpuModel, memoryGiB: totalmem() / 2 ** 30 },
+  versions,
+  promptTokens: PROMPT_TOKENS,
+  newTokens: NEW_TOKENS,
+  totalSeconds,
+  results: reports,
+};
+mkdirSync(join(BENCH, 'results'), { recursive: true });
+const stamp = report.date.replace(/[:.]/g, '-');
+const json = JSON.stringify(report, (_key, value: unknown) => (typeof value === 'number' && !Number.isFinite(value) ? null : value), 2);
+writeFileSync(join(BENCH, 'results', `${stamp}.json`), json);
+writeFileSync(join(BENCH, 'results', 'latest.json'), json);
+console.log(`wrote bench/results/${stamp}.json and bench/results/latest.json`);
