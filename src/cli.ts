@@ -28,12 +28,29 @@ async function main(): Promise<number> {
     throw err;
   }
   const running = server;
+  let stopping = false;
+  let forced = false;
   const stop = (signal: NodeJS.Signals) => {
-    running.app.log.info({ signal }, 'shutting down');
-    void running.close().then(() => process.exit(0));
+    if (stopping) {
+      // In-flight requests are cut off; the engine still ends its step under way, because a
+      // thread stopped inside a forward pass takes the whole process down.
+      running.app.log.warn({ signal }, 'second signal: exiting at once');
+      forced = true;
+      void running.close().finally(() => process.exit(1));
+      return;
+    }
+    stopping = true;
+    running.app.log.info({ signal, graceSeconds: command.config.shutdownGraceMs / 1000 }, 'shutting down');
+    void running.shutdown(command.config.shutdownGraceMs).then(
+      () => process.exit(forced ? 1 : 0),
+      (err: unknown) => {
+        running.app.log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
   };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
   return -1;
 }
 

@@ -62,6 +62,58 @@ const OPTIONS = {
     schema: integer(1, 65536).default(16),
     help: 'prompt tokens prefilled between two decode steps (smaller: smoother streams, slower first token)',
   },
+  'api-key': {
+    env: 'ORTSERVE_API_KEYS',
+    schema: z.array(z.string().min(1, 'must not be empty')).default([]),
+    help: 'API key clients must send as "Authorization: Bearer KEY" on /v1/* (repeatable; env: comma-separated)',
+    shown: 'none: no authentication',
+    list: true,
+  },
+  'request-timeout': {
+    env: 'ORTSERVE_REQUEST_TIMEOUT',
+    schema: integer(0, 86_400).default(600),
+    help: 'seconds a request may take before it is cancelled (504, or an error event on a stream); 0: no limit',
+  },
+  'shutdown-grace': {
+    env: 'ORTSERVE_SHUTDOWN_GRACE',
+    schema: integer(0, 86_400).default(30),
+    help: 'seconds in-flight requests get to finish after SIGTERM or SIGINT',
+  },
+  'max-body-bytes': {
+    env: 'ORTSERVE_MAX_BODY_BYTES',
+    schema: integer(1).default(1024 * 1024),
+    help: 'largest request body accepted (413 beyond)',
+  },
+  'max-n': {
+    env: 'ORTSERVE_MAX_N',
+    schema: integer(1, 1024).default(16),
+    help: 'largest n or best_of: sequences generated per prompt',
+  },
+  'max-tokens-limit': {
+    env: 'ORTSERVE_MAX_TOKENS_LIMIT',
+    schema: integer(0).default(0),
+    help: 'largest max_tokens (or max_completion_tokens) a request may ask for (0: the context length)',
+  },
+  'max-prompts': {
+    env: 'ORTSERVE_MAX_PROMPTS',
+    schema: integer(1, 65536).default(32),
+    help: 'most prompts in one completions request',
+  },
+  'max-stop': {
+    env: 'ORTSERVE_MAX_STOP',
+    schema: integer(0, 1024).default(4),
+    help: 'most stop strings in one request',
+  },
+  'max-stop-length': {
+    env: 'ORTSERVE_MAX_STOP_LENGTH',
+    schema: integer(1, 65536).default(256),
+    help: 'longest stop string, in characters',
+  },
+  'max-messages': {
+    env: 'ORTSERVE_MAX_MESSAGES',
+    schema: integer(1, 1_000_000).default(512),
+    help: 'most messages in one chat request',
+  },
   'log-level': {
     env: 'ORTSERVE_LOG_LEVEL',
     schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -92,7 +144,25 @@ export interface ServerConfig {
   maxKvTokens: number;
   prefillChunk: number;
   logLevel: RawConfig['log-level'];
+  apiKeys: string[];
+  /** Milliseconds; 0: none. */
+  requestTimeoutMs: number;
+  shutdownGraceMs: number;
+  limits: RequestLimits;
 }
+
+/** What a single request may ask for; each is a 400 (413 for the body) that names the limit. */
+export interface RequestLimits {
+  maxBodyBytes: number;
+  maxN: number;
+  /** 0: only the context length limits max_tokens. */
+  maxTokens: number;
+  maxPrompts: number;
+  maxStop: number;
+  maxStopLength: number;
+  maxMessages: number;
+}
+
 
 /** A setting that does not validate; the message names the flag and its variable. */
 export class ConfigError extends Error {
@@ -113,6 +183,13 @@ export function helpText(): string {
   return lines.join('\n');
 }
 
+/** The configuration with every setting at its default. */
+export function defaultConfig(): ServerConfig {
+  const command = parseCli([]);
+  if (command.kind !== 'serve') throw new Error('unreachable');
+  return command.config;
+}
+
 /** Reads the configuration from command-line flags, falling back to environment variables. */
 export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv = {}): CliCommand {
   let parsed: ReturnType<typeof parseArgs>;
@@ -120,7 +197,9 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv = {}): 
     parsed = parseArgs({
       args: [...argv],
       options: {
-        ...Object.fromEntries(Object.keys(OPTIONS).map((name) => [name, { type: 'string' as const }])),
+        ...Object.fromEntries(
+          Object.entries(OPTIONS).map(([name, option]) => [name, { type: 'string' as const, multiple: 'list' in option }]),
+        ),
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -136,7 +215,8 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv = {}): 
     // An empty variable counts as unset, as in most shells' `VAR= command` idiom.
     const setInEnv = (key: string) => (env[key] === '' ? undefined : env[key]);
     const fromEnv = setInEnv(option.env) ?? ('alias' in option ? setInEnv(option.alias) : undefined);
-    const value = parsed.values[name] ?? fromEnv;
+    const listFromEnv = 'list' in option && fromEnv !== undefined ? fromEnv.split(',').map((item) => item.trim()).filter(Boolean) : fromEnv;
+    const value = parsed.values[name] ?? listFromEnv;
     if (value !== undefined) raw[name] = value;
   }
   const result = ConfigSchema.safeParse(raw);
@@ -161,6 +241,18 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv = {}): 
       maxKvTokens: c['max-kv-tokens'],
       prefillChunk: c['prefill-chunk'],
       logLevel: c['log-level'],
+      apiKeys: c['api-key'],
+      requestTimeoutMs: c['request-timeout'] * 1000,
+      shutdownGraceMs: c['shutdown-grace'] * 1000,
+      limits: {
+        maxBodyBytes: c['max-body-bytes'],
+        maxN: c['max-n'],
+        maxTokens: c['max-tokens-limit'],
+        maxPrompts: c['max-prompts'],
+        maxStop: c['max-stop'],
+        maxStopLength: c['max-stop-length'],
+        maxMessages: c['max-messages'],
+      },
     },
   };
 }

@@ -4,8 +4,12 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { chatRoutes } from './api/chat.js';
 import { docsRoutes } from './api/docs.js';
 import { completionRoutes } from './api/completions.js';
+import { registerApiKeyAuth } from './api/auth.js';
 import { registerErrorHandlers } from './api/errors.js';
+import { Lifecycle } from './api/lifecycle.js';
+import { ServerMetrics } from './api/metrics.js';
 import { healthRoutes, modelRoutes } from './api/models.js';
+import type { ServingContext } from './api/serving.js';
 import type { ServerConfig } from './config.js';
 import { Engine } from './engine/engine.js';
 import { loadModel, type LoadedModel } from './model/model.js';
@@ -20,10 +24,23 @@ function systemFingerprint(model: LoadedModel): string {
   return `fp_${digest.slice(0, 10)}`;
 }
 
+/** The settings the HTTP application uses. */
+export type AppConfig = Pick<ServerConfig, 'logLevel' | 'apiKeys' | 'requestTimeoutMs' | 'limits'>;
+
+/** Time a client has to send a whole request (headers and body); a trickled body is cut off after it. */
+const REQUEST_RECEIVE_TIMEOUT_MS = 30_000;
+
+export interface App {
+  app: FastifyInstance;
+  lifecycle: Lifecycle;
+}
+
 /** The HTTP application over a loaded model and a running engine. */
-export function buildApp(model: LoadedModel, engine: Engine, options: { logLevel: ServerConfig['logLevel'] }): FastifyInstance {
+export function buildApp(model: LoadedModel, engine: Engine, config: AppConfig): App {
   const app = Fastify({
-    logger: { level: options.logLevel, redact: ['req.headers.authorization'] },
+    logger: { level: config.logLevel, redact: ['req.headers.authorization'] },
+    bodyLimit: config.limits.maxBodyBytes,
+    requestTimeout: REQUEST_RECEIVE_TIMEOUT_MS,
     genReqId: (request) => {
       const given = request.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
@@ -32,22 +49,42 @@ export function buildApp(model: LoadedModel, engine: Engine, options: { logLevel
   app.addHook('onSend', async (request, reply) => {
     void reply.header('x-request-id', request.id);
   });
-  registerErrorHandlers(app);
+  registerErrorHandlers(app, config.limits);
+  const lifecycle = new Lifecycle();
+  const metrics = new ServerMetrics(engine, () => lifecycle.requestsInFlight);
+  // Hook order matters: every request is counted, then draining refuses, then keys are checked.
+  metrics.register(app);
+  lifecycle.register(app);
+  registerApiKeyAuth(app, config.apiKeys);
   void app.register(healthRoutes);
   void app.register(docsRoutes);
   void app.register(modelRoutes, { model, startedAt: Math.floor(Date.now() / 1000) });
-  const routeOptions = { model, engine, systemFingerprint: systemFingerprint(model) };
-  void app.register(completionRoutes, routeOptions);
-  void app.register(chatRoutes, routeOptions);
-  return app;
+  const context: ServingContext = {
+    model,
+    engine,
+    systemFingerprint: systemFingerprint(model),
+    limits: config.limits,
+    requestTimeoutMs: config.requestTimeoutMs,
+    observer: metrics.observer,
+  };
+  void app.register(completionRoutes, context);
+  void app.register(chatRoutes, context);
+  return { app, lifecycle };
 }
 
 export interface RunningServer {
   app: FastifyInstance;
   model: LoadedModel;
   engine: Engine;
+  lifecycle: Lifecycle;
   /** The address the server listens on, e.g. http://127.0.0.1:8000. */
   url: string;
+  /**
+   * Graceful stop: readiness turns 503 and new API requests are refused, in-flight requests get
+   * `graceMs` to finish (then their connections are cut), and the engine stops.
+   */
+  shutdown(graceMs: number): Promise<{ drained: boolean }>;
+  /** Stops at once. */
   close(): Promise<void>;
 }
 
@@ -66,7 +103,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     numKvHeads: model.config.numKvHeads,
     headDim: model.config.headDim,
   });
-  const app = buildApp(model, engine, { logLevel: config.logLevel });
+  const { app, lifecycle } = buildApp(model, engine, config);
   try {
     await app.listen({ host: config.host, port: config.port });
   } catch (err) {
@@ -78,14 +115,23 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
   app.log.info({ url, model: model.id, modelPath: model.files.modelPath, contextLength: model.config.contextLength, device: config.device }, 'model ready');
+  const close = async () => {
+    app.server.closeAllConnections();
+    await app.close();
+    await engine.close();
+  };
   return {
     app,
     model,
     engine,
+    lifecycle,
     url,
-    close: async () => {
-      await app.close();
-      await engine.close();
+    shutdown: async (graceMs) => {
+      const drained = await lifecycle.drain(graceMs);
+      app.log.info({ drained, requestsInFlight: lifecycle.requestsInFlight }, drained ? 'in-flight requests finished' : 'shutdown grace period over');
+      await close();
+      return { drained };
     },
+    close,
   };
 }

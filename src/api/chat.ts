@@ -1,13 +1,13 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { ChatTemplateError, type ChatMessage } from '../model/chat-template.js';
 import type { LoadedModel } from '../model/model.js';
-import type { RouteOptions } from './completions.js';
 import { invalidRequest } from './errors.js';
 import { responseId } from './ids.js';
 import { chatLogprobs } from './logprobs.js';
 import { ChatCompletionRequestSchema, type ChatCompletionRequest, type ChatRequestMessage } from './schemas.js';
-import { checkModel, createdNow, planGeneration, planSummary, runGeneration, usage } from './serving.js';
-import { disconnectSignal, streamGeneration } from './streaming.js';
+import { checkLimits, checkMessageCount } from './limits.js';
+import { checkModel, createdNow, planGeneration, planSummary, runGeneration, usage, type ServingContext } from './serving.js';
+import { requestSignal, streamGeneration } from './streaming.js';
 import { parseBody } from './validation.js';
 
 const unsupported = (param: string, what = `'${param}'`) =>
@@ -63,21 +63,25 @@ function chatPromptIds(model: LoadedModel, messages: ChatRequestMessage[]): numb
   return model.tokenizer.encode(text, !templateWroteBos);
 }
 
-export const chatRoutes: FastifyPluginAsync<RouteOptions> = async (app, { model, engine, systemFingerprint }) => {
+export const chatRoutes: FastifyPluginAsync<ServingContext> = async (app, context) => {
+  const { model, systemFingerprint, limits } = context;
   const { tokenizer } = model;
 
   app.post('/v1/chat/completions', async (request, reply) => {
     const body = parseBody(ChatCompletionRequestSchema, request.body);
     checkModel(model, body.model);
     refuseUnsupported(body);
-    const promptIds = chatPromptIds(model, body.messages);
     const useCompletionTokens = body.max_completion_tokens !== null && body.max_completion_tokens !== undefined;
+    const maxTokensParam = useCompletionTokens ? 'max_completion_tokens' : 'max_tokens';
+    checkLimits(body, limits, { value: useCompletionTokens ? body.max_completion_tokens : body.max_tokens, param: maxTokensParam });
+    checkMessageCount(body.messages.length, limits);
+    const promptIds = chatPromptIds(model, body.messages);
     const logprobs = body.logprobs ? (body.top_logprobs ?? 0) : undefined;
-    const plan = planGeneration(model, engine, [promptIds], body, {
+    const plan = planGeneration(context, [promptIds], body, {
       budget: {
         requested: useCompletionTokens ? body.max_completion_tokens : body.max_tokens,
         default: Number.POSITIVE_INFINITY,
-        param: useCompletionTokens ? 'max_completion_tokens' : 'max_tokens',
+        param: maxTokensParam,
         promptParam: 'messages',
       },
       ...(logprobs !== undefined && { logprobs }),
@@ -95,9 +99,8 @@ export const chatRoutes: FastifyPluginAsync<RouteOptions> = async (app, { model,
         choices: [{ index, delta, logprobs: logprobsField, finish_reason: finishReason }],
       });
       await streamGeneration(
+        context,
         reply,
-        engine,
-        model,
         plan,
         {
           start: (index) => chunk(index, { role: 'assistant', content: '' }, null, null),
@@ -109,7 +112,7 @@ export const chatRoutes: FastifyPluginAsync<RouteOptions> = async (app, { model,
       );
       return reply;
     }
-    const { choices, completionTokens } = await runGeneration(engine, model, plan, disconnectSignal(reply));
+    const { choices, completionTokens } = await runGeneration(context, plan, requestSignal(reply, context.requestTimeoutMs));
     return {
       id,
       object: 'chat.completion' as const,

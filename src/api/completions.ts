@@ -1,20 +1,13 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { Engine } from '../engine/engine.js';
 import type { LoadedModel } from '../model/model.js';
 import { invalidRequest } from './errors.js';
 import { responseId } from './ids.js';
 import { completionLogprobs, scoredPrompt, scoredTokens } from './logprobs.js';
 import { CompletionRequestSchema, type CompletionRequest } from './schemas.js';
-import { checkModel, checkTokenIds, createdNow, planGeneration, planSummary, runGeneration, usage } from './serving.js';
-import { disconnectSignal, streamGeneration } from './streaming.js';
+import { checkLimits, checkPromptCount } from './limits.js';
+import { checkModel, checkTokenIds, createdNow, planGeneration, planSummary, runGeneration, usage, type ServingContext } from './serving.js';
+import { requestSignal, streamGeneration } from './streaming.js';
 import { parseBody } from './validation.js';
-
-export interface RouteOptions {
-  model: LoadedModel;
-  engine: Engine;
-  /** Identifies the model and the server build that answered. */
-  systemFingerprint: string;
-}
 
 /** OpenAI's default for the legacy completions endpoint. */
 const DEFAULT_MAX_TOKENS = 16;
@@ -39,13 +32,16 @@ function promptInputs(model: LoadedModel, prompt: CompletionRequest['prompt']): 
   return (prompt as number[][]).map(fromIds);
 }
 
-export const completionRoutes: FastifyPluginAsync<RouteOptions> = async (app, { model, engine, systemFingerprint }) => {
+export const completionRoutes: FastifyPluginAsync<ServingContext> = async (app, context) => {
+  const { model, systemFingerprint, limits } = context;
   const { tokenizer } = model;
 
   app.post('/v1/completions', async (request, reply) => {
     const body = parseBody(CompletionRequestSchema, request.body);
     checkModel(model, body.model);
     if (body.suffix) throw invalidRequest("'suffix' is not supported by this server.", 'suffix', 'unsupported_parameter');
+    checkLimits(body, limits, { value: body.max_tokens, param: 'max_tokens' });
+    checkPromptCount(Array.isArray(body.prompt) && typeof body.prompt[0] !== 'number' ? body.prompt.length : 1, limits);
     const n = body.n ?? 1;
     if (body.stream && body.best_of && body.best_of > n) {
       throw invalidRequest("'best_of' greater than 'n' cannot be used with 'stream'.", 'best_of', 'unsupported_value');
@@ -53,7 +49,7 @@ export const completionRoutes: FastifyPluginAsync<RouteOptions> = async (app, { 
     const prompts = promptInputs(model, body.prompt);
     const logprobs = body.logprobs ?? undefined;
     const echo = !!body.echo;
-    const plan = planGeneration(model, engine, prompts.map((p) => p.ids), body, {
+    const plan = planGeneration(context, prompts.map((p) => p.ids), body, {
       budget: { requested: body.max_tokens, default: DEFAULT_MAX_TOKENS, param: 'max_tokens', promptParam: 'prompt' },
       ...(logprobs !== undefined && { logprobs }),
       ...(echo && logprobs !== undefined && { promptLogprobs: logprobs }),
@@ -70,9 +66,8 @@ export const completionRoutes: FastifyPluginAsync<RouteOptions> = async (app, { 
       const usageField = includeUsage ? { usage: null } : {};
       const offsets = new Map<number, number>();
       await streamGeneration(
+        context,
         reply,
-        engine,
-        model,
         plan,
         {
           chunk: (index, chunk) => {
@@ -97,7 +92,7 @@ export const completionRoutes: FastifyPluginAsync<RouteOptions> = async (app, { 
       return reply;
     }
 
-    const { choices, completionTokens } = await runGeneration(engine, model, plan, disconnectSignal(reply));
+    const { choices, completionTokens } = await runGeneration(context, plan, requestSignal(reply, context.requestTimeoutMs));
     return {
       ...envelope,
       choices: choices.map((outcome) => {

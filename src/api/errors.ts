@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
+import type { RequestLimits } from '../config.js';
 
-export type OpenAIErrorType = 'invalid_request_error' | 'rate_limit_error' | 'server_error';
+export type OpenAIErrorType = 'invalid_request_error' | 'authentication_error' | 'rate_limit_error' | 'server_error';
 
 export interface OpenAIErrorBody {
   error: { message: string; type: OpenAIErrorType; param: string | null; code: string | null };
@@ -37,18 +38,30 @@ export const serverBusy = () =>
     'retry-after': String(RETRY_AFTER_SECONDS),
   });
 
+export const serverShuttingDown = () =>
+  new OpenAIError(503, 'The server is shutting down and takes no new requests. Retry on another replica.', null, 'server_shutting_down', 'server_error', {
+    connection: 'close',
+  });
+
+export const requestTimedOut = (seconds: number) =>
+  new OpenAIError(504, `The request did not complete within this server's limit of ${seconds} seconds and was cancelled.`, null, 'timeout', 'server_error');
+
+/** A request beyond one of the server's configured limits (`flag` names the setting). */
+export const limitExceeded = (param: string, message: string, flag: string) =>
+  invalidRequest(`${message} (this server's limit, set by --${flag}).`, param, 'limit_exceeded');
+
 export const modelNotFound = (model: string) =>
   new OpenAIError(404, `The model \`${model}\` does not exist.`, 'model', 'model_not_found');
 
 /** Fastify's own client errors (body parsing, content type, size), reworded for API clients. */
-function fromFastify(err: FastifyError): OpenAIError {
+function fromFastify(err: FastifyError, limits: Pick<RequestLimits, 'maxBodyBytes'>): OpenAIError {
   const status = err.statusCode ?? 500;
   switch (err.code) {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return invalidRequest(`We could not parse the JSON body of your request: ${err.message}`, null, 'invalid_json');
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new OpenAIError(413, `Request body is too large: ${err.message}`, null, 'request_too_large');
+      return new OpenAIError(413, `${err.message}: the limit is ${limits.maxBodyBytes} bytes (this server's limit, set by --max-body-bytes).`, null, 'request_too_large');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new OpenAIError(415, `${err.message}; send the body as application/json.`, null, 'unsupported_media_type');
     default:
@@ -59,9 +72,9 @@ function fromFastify(err: FastifyError): OpenAIError {
   }
 }
 
-export function registerErrorHandlers(app: FastifyInstance): void {
+export function registerErrorHandlers(app: FastifyInstance, limits: Pick<RequestLimits, 'maxBodyBytes'>): void {
   app.setErrorHandler((err: FastifyError, request, reply) => {
-    const apiError = err instanceof OpenAIError ? err : fromFastify(err);
+    const apiError = err instanceof OpenAIError ? err : fromFastify(err, limits);
     if (apiError.statusCode >= 500) request.log.error({ err }, 'request failed');
     void reply.code(apiError.statusCode).headers(apiError.headers).send(apiError.toBody());
   });

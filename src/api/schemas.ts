@@ -2,10 +2,9 @@ import { z } from 'zod';
 
 /** Request bodies as OpenAI defines them. Unknown fields are ignored, as OpenAI does. */
 
-const MAX_STOP_STRINGS = 4;
-
-const stop = z.union([z.string().min(1), z.array(z.string().min(1)).max(MAX_STOP_STRINGS)], {
-  error: `must be a string or an array of at most ${MAX_STOP_STRINGS} non-empty strings`,
+/** How many stop strings and how long they may be are the server's limits (see limits.ts). */
+const stop = z.union([z.string().min(1), z.array(z.string().min(1))], {
+  error: 'must be a string or an array of non-empty strings',
 });
 
 const penalty = z.number().min(-2).max(2);
@@ -18,7 +17,7 @@ const streamOptions = z.object({ include_usage: z.boolean().nullish() });
 /** The fields both endpoints share. `null` means "not given", as in OpenAI's SDKs. */
 const common = {
   model: z.string(),
-  n: z.number().int().min(1).max(128).nullish(),
+  n: z.number().int().min(1).nullish(),
   stop: stop.nullish(),
   temperature: z.number().min(0).max(2).nullish(),
   top_p: z.number().min(0).max(1).nullish(),
@@ -40,7 +39,7 @@ export const CompletionRequestSchema = z.object({
     [z.string(), z.array(z.string()).min(1), z.array(tokenId).min(1), z.array(z.array(tokenId).min(1)).min(1)],
     { error: 'must be a string, an array of strings, an array of token ids or an array of arrays of token ids' },
   ),
-  best_of: z.number().int().min(1).max(128).nullish(),
+  best_of: z.number().int().min(1).nullish(),
   echo: z.boolean().nullish(),
   logprobs: z.number().int().min(0).max(5).nullish(),
   suffix: z.string().nullish(),

@@ -1,11 +1,33 @@
+import type { RequestLimits } from '../config.js';
 import type { Engine } from '../engine/engine.js';
 import type { FinishReason, TokenLogprob } from '../engine/protocol.js';
 import { generateText, type GeneratedToken, type TextChunk, type TextRequest } from '../engine/text-generation.js';
 import type { LoadedModel } from '../model/model.js';
-import { invalidRequest, modelNotFound, serverBusy } from './errors.js';
+import { invalidRequest, modelNotFound, OpenAIError, serverBusy } from './errors.js';
 import { stopStrings } from './schemas.js';
 
 /** What the routes share: turning validated fields into engine requests and running the choices. */
+
+/** Watches generations for the metrics; times are in seconds. */
+export interface GenerationObserver {
+  /** From the start of a choice's generation to its first text. */
+  firstToken(seconds: number): void;
+  /** Between two consecutive pieces of a choice's text. */
+  interToken(seconds: number): void;
+  finished(promptTokens: number, completionTokens: number): void;
+}
+
+/** Everything a route needs to serve the model. */
+export interface ServingContext {
+  model: LoadedModel;
+  engine: Engine;
+  /** Identifies the model and the server build that answered. */
+  systemFingerprint: string;
+  limits: RequestLimits;
+  /** 0: no deadline. */
+  requestTimeoutMs: number;
+  observer: GenerationObserver;
+}
 
 export interface SamplingFields {
   model: string;
@@ -104,8 +126,7 @@ export interface PlanOptions {
  * A request whose sequences do not fit in the batch and the queue is turned away at once (429).
  */
 export function planGeneration(
-  model: LoadedModel,
-  engine: Engine,
+  { model, engine }: ServingContext,
   prompts: number[][],
   fields: SamplingFields,
   options: PlanOptions,
@@ -140,7 +161,7 @@ export function planGeneration(
 /** What the logs say of a planned request (never the prompt text). */
 export const planSummary = (plan: GenerationPlan, stream: boolean | null | undefined) => ({
   prompts: plan.prompts.length,
-  promptTokens: plan.prompts.reduce((sum, ids) => sum + ids.length, 0),
+  promptTokens: promptTokenCount(plan),
   n: plan.n,
   bestOf: plan.bestOf,
   maxTokens: plan.request.maxTokens,
@@ -163,8 +184,7 @@ function meanLogprob(outcome: ChoiceOutcome): number {
  * as they stream, which only makes sense when no best_of ranking happens afterwards.
  */
 export async function runGeneration(
-  engine: Engine,
-  model: LoadedModel,
+  { engine, model, observer }: ServingContext,
   plan: GenerationPlan,
   signal: AbortSignal,
   listener: ChoiceListener = {},
@@ -173,6 +193,8 @@ export async function runGeneration(
     const index = promptIndex * plan.n + candidate;
     const request = { ...plan.request, promptIds: plan.prompts[promptIndex]!, seedStream: promptIndex * plan.bestOf + candidate };
     const generator = generateText(engine, model.tokenizer, request, signal);
+    let last = performance.now();
+    let first = true;
     let text = '';
     const tokens: GeneratedToken[] = [];
     let promptLogprobs: TokenLogprob[] | undefined;
@@ -183,6 +205,11 @@ export async function runGeneration(
         listener.finish?.(outcome);
         return outcome;
       }
+      const now = performance.now();
+      if (first) observer.firstToken((now - last) / 1000);
+      else observer.interToken((now - last) / 1000);
+      first = false;
+      last = now;
       text += step.value.text;
       tokens.push(...step.value.tokens);
       promptLogprobs ??= step.value.promptLogprobs;
@@ -193,6 +220,9 @@ export async function runGeneration(
     plan.prompts.flatMap((_, promptIndex) => Array.from({ length: plan.bestOf }, (_, candidate) => runOne(promptIndex, candidate))),
   );
   const completionTokens = all.reduce((sum, outcome) => sum + outcome.completionTokens, 0);
+  observer.finished(promptTokenCount(plan), completionTokens);
+  // A request past its deadline ends with the deadline's error; a client that left gets nothing.
+  if (signal.aborted && signal.reason instanceof OpenAIError) throw signal.reason;
   if (plan.bestOf === plan.n) return { choices: all, completionTokens };
   const choices = plan.prompts.flatMap((_, promptIndex) =>
     all
@@ -204,8 +234,10 @@ export async function runGeneration(
   return { choices, completionTokens };
 }
 
+const promptTokenCount = (plan: GenerationPlan) => plan.prompts.reduce((sum, ids) => sum + ids.length, 0);
+
 export function usage(plan: GenerationPlan, completionTokens: number) {
-  const promptTokens = plan.prompts.reduce((sum, ids) => sum + ids.length, 0);
+  const promptTokens = promptTokenCount(plan);
   return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
 }
 

@@ -1,15 +1,19 @@
 import type { FastifyReply } from 'fastify';
-import type { Engine } from '../engine/engine.js';
 import type { TextChunk } from '../engine/text-generation.js';
-import type { LoadedModel } from '../model/model.js';
-import { OpenAIError } from './errors.js';
-import { runGeneration, usage, type ChoiceOutcome, type GenerationPlan } from './serving.js';
+import { OpenAIError, requestTimedOut } from './errors.js';
+import { runGeneration, usage, type ChoiceOutcome, type GenerationPlan, type ServingContext } from './serving.js';
 import { SseStream } from './sse.js';
 
-/** Aborts when the client goes away before its response is complete. */
-export function disconnectSignal(reply: FastifyReply): AbortSignal {
+/**
+ * Aborts when the client goes away before its response is complete, or when the request's
+ * deadline passes (then the reason is the 504 error to answer with).
+ */
+export function requestSignal(reply: FastifyReply, timeoutMs: number): AbortSignal {
   const controller = new AbortController();
+  const deadline = timeoutMs > 0 ? setTimeout(() => controller.abort(requestTimedOut(timeoutMs / 1000)), timeoutMs) : undefined;
+  deadline?.unref();
   reply.raw.on('close', () => {
+    clearTimeout(deadline);
     if (!reply.raw.writableEnded) controller.abort();
   });
   return controller.signal;
@@ -32,26 +36,26 @@ export interface ChunkFormat {
 
 /** Streams the choices of a plan as server-sent events, ending with `[DONE]` or an error event. */
 export async function streamGeneration(
+  context: ServingContext,
   reply: FastifyReply,
-  engine: Engine,
-  model: LoadedModel,
   plan: GenerationPlan,
   format: ChunkFormat,
   includeUsage: boolean,
 ): Promise<void> {
-  const signal = disconnectSignal(reply);
+  const signal = requestSignal(reply, context.requestTimeoutMs);
   const sse = new SseStream(reply);
   try {
     const choices = plan.prompts.length * plan.n;
     if (format.start) for (let index = 0; index < choices; index++) sse.send(format.start(index));
-    const { completionTokens } = await runGeneration(engine, model, plan, signal, {
+    const { completionTokens } = await runGeneration(context, plan, signal, {
       chunk: (index, chunk) => sse.send(format.chunk(index, chunk)),
       finish: (outcome) => sse.send(format.finish(outcome)),
     });
     if (includeUsage) sse.send(format.usage(usage(plan, completionTokens)));
     sse.done();
   } catch (err) {
-    reply.log.error({ err }, 'stream failed');
-    sse.fail(toOpenAIError(err).toBody());
+    const apiError = toOpenAIError(err);
+    reply.log[apiError.statusCode === 504 ? 'warn' : 'error']({ err }, 'stream failed');
+    sse.fail(apiError.toBody());
   }
 }

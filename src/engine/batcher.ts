@@ -1,7 +1,7 @@
 import { BatchKvCache, type KvLayout } from './kv-cache.js';
 import type { DecoderRunner } from './decoder.js';
 import { adjustLogits, hasAdjustments, tokenLogprob } from './logits.js';
-import type { FinishReason, SequenceRequest, TokenLogprob, TokenUpdate } from './protocol.js';
+import type { EngineStats, FinishReason, SequenceRequest, TokenLogprob, TokenUpdate } from './protocol.js';
 import { Rng } from './rng.js';
 import { sampleToken } from './sampling.js';
 
@@ -22,6 +22,8 @@ export interface BatcherOptions {
 export interface BatcherEvents {
   tokens(updates: TokenUpdate[]): void;
   failed(ids: number[], message: string): void;
+  /** After each decode step of `batchSize` rows; `batchSize` 0: the engine went idle. */
+  step(batchSize: number, stats: EngineStats): void;
 }
 
 interface Sequence {
@@ -62,6 +64,9 @@ export class ContinuousBatcher {
   private cache: BatchKvCache | undefined;
   private prefilling: Prefill | undefined;
   private running = false;
+  private stopped = false;
+  /** The loop under way, if any. */
+  private idle: Promise<void> | undefined;
   private readonly layout: KvLayout;
   private scratch = new Float64Array(0);
 
@@ -85,6 +90,10 @@ export class ContinuousBatcher {
 
   submit(request: SequenceRequest): void {
     const { promptIds } = request;
+    if (this.stopped) {
+      this.events.failed([request.id], 'the engine is stopping');
+      return;
+    }
     if (promptIds.length === 0 || promptIds.length >= this.options.contextLength) {
       this.events.failed([request.id], `prompt of ${promptIds.length} tokens does not fit a context of ${this.options.contextLength}`);
       return;
@@ -110,11 +119,19 @@ export class ContinuousBatcher {
     }
   }
 
+  /** Cancels every sequence; resolves once the step under way, if any, has ended. */
+  stop(): Promise<void> {
+    this.stopped = true;
+    for (const seq of [...this.waiting, ...this.active, ...(this.prefilling ? [this.prefilling.seq] : [])]) seq.cancelled = true;
+    return this.idle ?? Promise.resolve();
+  }
+
   private wake(): void {
-    if (this.running) return;
+    if (this.running || this.stopped) return;
     this.running = true;
-    void this.loop().finally(() => {
+    this.idle = this.loop().finally(() => {
       this.running = false;
+      this.idle = undefined;
       if (this.waiting.length > 0) this.wake();
     });
   }
@@ -123,7 +140,10 @@ export class ContinuousBatcher {
     for (;;) {
       this.removeDone();
       const prefill = this.prefilling ?? this.admit();
-      if (!prefill && this.active.length === 0) return;
+      if (!prefill && this.active.length === 0) {
+        this.events.step(0, this.stats());
+        return;
+      }
       if (prefill) await this.guard([prefill.seq], () => this.prefillChunk(prefill));
       if (this.active.length > 0) await this.guard(this.active, () => this.decode());
       await yieldToEventLoop();
@@ -196,6 +216,13 @@ export class ContinuousBatcher {
       if (!seq.cancelled) updates.push(this.accept(seq, output.logits[row]!));
     });
     this.events.tokens(updates);
+    this.events.step(this.active.length, this.stats());
+  }
+
+  private stats(): EngineStats {
+    const prefilling = this.prefilling ? 1 : 0;
+    const kvTokens = this.active.reduce((sum, seq) => sum + seq.length, this.prefilling?.done ?? 0);
+    return { waiting: this.waiting.length, running: this.active.length + prefilling, kvTokens };
   }
 
   private accept(seq: Sequence, logits: Float32Array): TokenUpdate {

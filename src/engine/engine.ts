@@ -2,7 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { ModelLoadError } from '../model/errors.js';
 import type { DecoderSignature } from '../model/session.js';
 import { AsyncQueue } from './async-queue.js';
-import type { FromWorker, SequenceRequest, TokenUpdate, ToWorker, WorkerConfig } from './protocol.js';
+import type { EngineStats, FromWorker, SequenceRequest, TokenUpdate, ToWorker, WorkerConfig } from './protocol.js';
 
 export type GenerationRequest = Omit<SequenceRequest, 'id'>;
 
@@ -24,6 +24,8 @@ export class Engine {
   private nextId = 1;
   private readonly streams = new Map<number, AsyncQueue<TokenUpdate>>();
   private closed = false;
+  private latestStats: EngineStats = { waiting: 0, running: 0, kvTokens: 0 };
+  private readonly stepListeners = new Set<(batchSize: number) => void>();
 
   private constructor(
     private readonly worker: Worker,
@@ -68,6 +70,16 @@ export class Engine {
     return this.streams.size;
   }
 
+  /** How full the engine was after its latest step. */
+  get stats(): EngineStats {
+    return this.latestStats;
+  }
+
+  /** Hears of each decode step's batch size. */
+  onStep(listener: (batchSize: number) => void): void {
+    this.stepListeners.add(listener);
+  }
+
   /** Whether `sequences` more fit in the running batch and the queue. */
   hasRoomFor(sequences: number): boolean {
     return this.streams.size + sequences <= this.capacity;
@@ -98,10 +110,14 @@ export class Engine {
     return stream;
   }
 
+  /** Stops the worker after the step under way; sequences still running fail. */
   async close(): Promise<void> {
+    if (this.closed) return;
     this.closed = true;
     this.failAll(new EngineError('engine is closed'));
-    await this.worker.terminate();
+    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+    this.post({ type: 'close' });
+    await exited;
   }
 
   private post(message: ToWorker): void {
@@ -119,6 +135,9 @@ export class Engine {
           stream.end();
         }
       }
+    } else if (message.type === 'step') {
+      this.latestStats = message.stats;
+      if (message.batchSize > 0) for (const listener of this.stepListeners) listener(message.batchSize);
     } else if (message.type === 'error') {
       for (const id of message.ids) {
         this.streams.get(id)?.fail(new EngineError(message.message));

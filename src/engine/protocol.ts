@@ -57,10 +57,24 @@ export interface WorkerConfig {
 
 export type ToWorker =
   | { type: 'submit'; request: SequenceRequest }
-  | { type: 'cancel'; id: number };
+  | { type: 'cancel'; id: number }
+  /** Stop after the step under way, release the session and exit. */
+  | { type: 'close' };
+
+/** How full the engine is, after a step or when it goes idle. */
+export interface EngineStats {
+  /** Sequences waiting for a batch slot. */
+  waiting: number;
+  /** Sequences in the running batch, the one being prefilled included. */
+  running: number;
+  /** Tokens held in the KV cache by the running sequences. */
+  kvTokens: number;
+}
 
 export type FromWorker =
   | { type: 'ready'; signature: DecoderSignature; vocabSize: number }
   | { type: 'failed'; message: string }
   | { type: 'tokens'; updates: TokenUpdate[] }
+  /** After each decode step (`batchSize` rows), and with `batchSize` 0 when the engine goes idle. */
+  | { type: 'step'; batchSize: number; stats: EngineStats }
   | { type: 'error'; ids: number[]; message: string };

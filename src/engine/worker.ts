@@ -22,11 +22,20 @@ try {
     {
       tokens: (updates) => send({ type: 'tokens', updates }),
       failed: (ids, message) => send({ type: 'error', ids, message }),
+      step: (batchSize, stats) => send({ type: 'step', batchSize, stats }),
     },
   );
   port.on('message', (message: ToWorker) => {
     if (message.type === 'submit') batcher.submit(message.request);
-    else batcher.cancel(message.id);
+    else if (message.type === 'cancel') batcher.cancel(message.id);
+    else {
+      // Terminating the thread inside a forward pass aborts the process, so the engine stops here:
+      // after the step under way, with the session released, the thread ends on its own.
+      void batcher
+        .stop()
+        .then(() => session.release())
+        .finally(() => port.close());
+    }
   });
   send({ type: 'ready', signature, vocabSize: typeof vocabSize === 'number' ? vocabSize : 0 });
 } catch (err) {

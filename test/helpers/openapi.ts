@@ -36,6 +36,7 @@ function schemasFor(path: string): { body: string; chunk?: string } | undefined 
 
 /** Every problem of one response: its body, or each event of a stream (an error event included). */
 export function responseErrors(path: string, status: number, contentType: string, text: string): string[] {
+  if (path.split('?')[0] === '/ready') return schemaErrors('Readiness', JSON.parse(text));
   if (status >= 400) {
     try {
       return schemaErrors('Error', JSON.parse(text));

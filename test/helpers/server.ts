@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
-import type { ServerConfig } from '../../src/config.js';
+import { defaultConfig, type ServerConfig } from '../../src/config.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import { responseErrors, validatingFetch, type ValidatingFetch } from './openapi.js';
 
@@ -17,17 +17,11 @@ export const MODEL_DIRS: Record<string, string> = {
 /** A live server on an ephemeral loopback port. */
 export function startTestServer(overrides: Partial<ServerConfig> = {}): Promise<RunningServer> {
   return startServer({
+    ...defaultConfig(),
     model: DEFAULT_MODEL,
-    modelFile: 'model.onnx',
-    servedModelName: undefined,
     host: '127.0.0.1',
     port: 0,
-    device: 'cpu',
     threads: 1,
-    maxBatch: 16,
-    maxQueue: 256,
-    maxKvTokens: 0,
-    prefillChunk: 16,
     logLevel: 'silent',
     ...overrides,
   });
@@ -67,4 +61,15 @@ export function openaiClient(server: RunningServer): { client: OpenAI; validatio
   const validation = validatingFetch();
   const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0, fetch: validation.fetch });
   return { client, validation };
+}
+
+/** Parses a server-sent event stream's text into its `data:` payloads (`[DONE]` kept as a string). */
+export function sseEvents(text: string): unknown[] {
+  return text
+    .split('\n\n')
+    .filter((event) => event.startsWith('data: '))
+    .map((event) => {
+      const data = event.slice('data: '.length);
+      return data === '[DONE]' ? data : (JSON.parse(data) as unknown);
+    });
 }

@@ -1,37 +1,5 @@
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
-
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const BIN = fileURLToPath(new URL('../../bin/ortserve.js', import.meta.url));
-
-/** Starts the CLI and resolves with the URL from its "model ready" log line. */
-function startCli(args: string[], env: Record<string, string> = {}): Promise<{ child: ChildProcessWithoutNullStreams; url: string; logs: string[] }> {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
-  const logs: string[] = [];
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no "model ready" line; logs:\n${logs.join('\n')}`)), 30000);
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      logs.push(line);
-      try {
-        const entry = JSON.parse(line) as { msg?: string; url?: string };
-        if (entry.msg === 'model ready' && entry.url) {
-          clearTimeout(timer);
-          resolve({ child, url: entry.url, logs });
-        }
-      } catch {
-        // not a log line
-      }
-    });
-    child.stderr.on('data', (data: Buffer) => logs.push(data.toString()));
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`exited with ${code}; logs:\n${logs.join('\n')}`));
-    });
-  });
-}
-
-const exited = (child: ChildProcessWithoutNullStreams) => new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+import { spawnSync } from 'node:child_process';
+import { BIN, ROOT, exited, startCli } from '../helpers/cli.js';
 
 describe('the ortserve command', () => {
   it('serves the default model, completes a request, logs JSON without the prompt, and exits 0 on SIGTERM', async () => {
@@ -77,7 +45,27 @@ describe('the ortserve command', () => {
   it('prints every flag with --help', () => {
     const result = spawnSync(process.execPath, [BIN, '--help'], { cwd: ROOT, encoding: 'utf8' });
     expect(result.status).toBe(0);
-    for (const flag of ['--model', '--model-file', '--served-model-name', '--host', '--port', '--device', '--threads', '--max-batch', '--log-level']) {
+    for (const flag of [
+      '--model',
+      '--model-file',
+      '--served-model-name',
+      '--host',
+      '--port',
+      '--device',
+      '--threads',
+      '--max-batch',
+      '--api-key',
+      '--request-timeout',
+      '--shutdown-grace',
+      '--max-body-bytes',
+      '--max-n',
+      '--max-tokens-limit',
+      '--max-prompts',
+      '--max-stop',
+      '--max-stop-length',
+      '--max-messages',
+      '--log-level',
+    ]) {
       expect(result.stdout).toContain(flag);
     }
     expect(result.stdout).toContain('ORTSERVE_MODEL');

@@ -31,6 +31,16 @@ const FLAGS: [flag: string, env: string][] = [
   ['max-queue', 'ORTSERVE_MAX_QUEUE'],
   ['max-kv-tokens', 'ORTSERVE_MAX_KV_TOKENS'],
   ['prefill-chunk', 'ORTSERVE_PREFILL_CHUNK'],
+  ['api-key', 'ORTSERVE_API_KEYS'],
+  ['request-timeout', 'ORTSERVE_REQUEST_TIMEOUT'],
+  ['shutdown-grace', 'ORTSERVE_SHUTDOWN_GRACE'],
+  ['max-body-bytes', 'ORTSERVE_MAX_BODY_BYTES'],
+  ['max-n', 'ORTSERVE_MAX_N'],
+  ['max-tokens-limit', 'ORTSERVE_MAX_TOKENS_LIMIT'],
+  ['max-prompts', 'ORTSERVE_MAX_PROMPTS'],
+  ['max-stop', 'ORTSERVE_MAX_STOP'],
+  ['max-stop-length', 'ORTSERVE_MAX_STOP_LENGTH'],
+  ['max-messages', 'ORTSERVE_MAX_MESSAGES'],
   ['log-level', 'ORTSERVE_LOG_LEVEL'],
 ];
 
@@ -50,6 +60,10 @@ describe('parseCli', () => {
       expect(config.maxKvTokens).toBe(0);
       expect(config.prefillChunk).toBe(16);
       expect(config.logLevel).toBe('info');
+      expect(config.apiKeys).toEqual([]);
+      expect(config.requestTimeoutMs).toBe(600_000);
+      expect(config.shutdownGraceMs).toBe(30_000);
+      expect(config.limits).toEqual({ maxBodyBytes: 1024 * 1024, maxN: 16, maxTokens: 0, maxPrompts: 32, maxStop: 4, maxStopLength: 256, maxMessages: 512 });
     });
 
     it('ignores environment variables that are set but empty', () => {
@@ -102,6 +116,25 @@ describe('parseCli', () => {
       });
     });
 
+    it('reads the limits, deadlines and API keys', () => {
+      const config = serve([], {
+        ORTSERVE_API_KEYS: ' sk-a ,sk-b,, ',
+        ORTSERVE_REQUEST_TIMEOUT: '5',
+        ORTSERVE_SHUTDOWN_GRACE: '0',
+        ORTSERVE_MAX_BODY_BYTES: '2048',
+        ORTSERVE_MAX_N: '2',
+        ORTSERVE_MAX_TOKENS_LIMIT: '64',
+        ORTSERVE_MAX_PROMPTS: '3',
+        ORTSERVE_MAX_STOP: '1',
+        ORTSERVE_MAX_STOP_LENGTH: '10',
+        ORTSERVE_MAX_MESSAGES: '7',
+      });
+      expect(config.apiKeys).toEqual(['sk-a', 'sk-b']);
+      expect(config.requestTimeoutMs).toBe(5000);
+      expect(config.shutdownGraceMs).toBe(0);
+      expect(config.limits).toEqual({ maxBodyBytes: 2048, maxN: 2, maxTokens: 64, maxPrompts: 3, maxStop: 1, maxStopLength: 10, maxMessages: 7 });
+    });
+
     it('reads the port from PORT, as a number', () => {
       expect(serve([], { PORT: '9090' }).port).toBe(9090);
     });
@@ -141,6 +174,15 @@ describe('parseCli', () => {
         prefillChunk: 1,
         logLevel: 'silent',
       });
+    });
+
+    it('take --api-key more than once, and it replaces ORTSERVE_API_KEYS', () => {
+      expect(serve(['--api-key', 'sk-1', '--api-key=sk-2'], { ORTSERVE_API_KEYS: 'sk-env' }).apiKeys).toEqual(['sk-1', 'sk-2']);
+    });
+
+    it('refuse an empty --api-key without echoing keys', () => {
+      expect(() => parseCli(['--api-key', 'sk-secret', '--api-key', ''])).toThrow(/--api-key/);
+      expect(() => parseCli(['--api-key', 'sk-secret', '--api-key', ''])).not.toThrow(/sk-secret/);
     });
 
     it('accept the --flag=value form', () => {

@@ -1,0 +1,108 @@
+import type { RunningServer } from '../../src/server.js';
+import { exited, startCli } from '../helpers/cli.js';
+import { postJson, request, sseEvents, startTestServer } from '../helpers/server.js';
+
+const MODEL = 'tinystories-gpt2';
+const longStream = { model: MODEL, prompt: 'Once upon a time', max_tokens: 300, temperature: 0, stream: true, stream_options: { include_usage: true } };
+
+function openStream(url: string, body: unknown = longStream): Promise<Response> {
+  return fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+}
+
+/** Reads a stream to its end; the text it carried and the usage event, if any. */
+async function readStream(response: Response) {
+  const events = sseEvents(await response.text()) as (Record<string, unknown> | string)[];
+  const chunks = events.filter((event): event is { choices: { text: string }[]; usage?: { completion_tokens: number } } => typeof event === 'object');
+  return {
+    done: events.at(-1) === '[DONE]',
+    text: chunks.map((chunk) => chunk.choices[0]?.text ?? '').join(''),
+    completionTokens: chunks.find((chunk) => chunk.usage)?.usage?.completion_tokens,
+  };
+}
+
+describe('readiness and graceful shutdown', () => {
+  it('/ready answers 200 while serving', async () => {
+    const server = await startTestServer();
+    try {
+      const response = await request(server, 'GET', '/ready');
+      expect(response.status).toBe(200);
+      expect(response.body).toEqual({ status: 'ready' });
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('while draining: /ready is 503, /health 200, new requests 503, and the running stream completes', async () => {
+    const server: RunningServer = await startTestServer();
+    const stream = await openStream(server.url);
+    expect(stream.status).toBe(200);
+    const shutdown = server.shutdown(30_000);
+
+    const ready = await request(server, 'GET', '/ready');
+    expect(ready.status).toBe(503);
+    expect(ready.body).toEqual({ status: 'draining' });
+    expect((await request(server, 'GET', '/health')).status).toBe(200);
+    const refused = await postJson(server, '/v1/completions', { model: MODEL, prompt: 'Hi', max_tokens: 2 });
+    expect(refused.status).toBe(503);
+    expect(refused.body.error).toEqual({ message: expect.any(String), type: 'server_error', param: null, code: 'server_shutting_down' });
+
+    const result = await readStream(stream);
+    expect(result.done).toBe(true);
+    expect(result.completionTokens).toBeGreaterThan(0);
+    expect(await shutdown).toEqual({ drained: true });
+  });
+
+  it('after the grace period, what is still running is cut off and the server stops', async () => {
+    const server = await startTestServer();
+    const stream = await openStream(server.url, { ...longStream, max_tokens: 500 });
+    const started = performance.now();
+    expect(await server.shutdown(50)).toEqual({ drained: false });
+    expect(performance.now() - started).toBeLessThan(5000);
+    const result = await readStream(stream).catch(() => ({ done: false }));
+    expect(result.done).toBe(false);
+  });
+});
+
+describe('signals', () => {
+  it('SIGTERM while a stream runs: new requests get 503, the stream completes, the process exits 0', async () => {
+    const { child, url, logs } = await startCli(['--port', '0', '--host', '127.0.0.1'], { ORTSERVE_THREADS: '1' });
+    const code = exited(child);
+    try {
+      const stream = await openStream(url);
+      expect(stream.status).toBe(200);
+      child.kill('SIGTERM');
+      // Wait for the drain to begin, then check that new work is refused.
+      let refused: Response | undefined;
+      for (let i = 0; i < 50; i++) {
+        refused = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: MODEL, prompt: 'Hi', max_tokens: 1 }) });
+        if (refused.status === 503) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(refused!.status).toBe(503);
+      const result = await readStream(stream);
+      expect(result.done).toBe(true);
+      expect(result.completionTokens).toBeGreaterThan(0);
+      expect(await code).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+    expect(logs.join('\n')).toContain('in-flight requests finished');
+  });
+
+  it('a second signal exits at once', async () => {
+    const { child, url } = await startCli(['--port', '0', '--host', '127.0.0.1', '--shutdown-grace', '600'], { ORTSERVE_THREADS: '1' });
+    const code = exited(child);
+    try {
+      const stream = await openStream(url, { ...longStream, max_tokens: 500 });
+      expect(stream.status).toBe(200);
+      child.kill('SIGTERM');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      child.kill('SIGINT');
+      expect(await code).toBe(1);
+      // With a grace period of ten minutes, only the second signal can have cut the stream short.
+      expect(await stream.text().catch(() => '')).not.toContain('[DONE]');
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+});
