@@ -1,4 +1,11 @@
-/** Types and helpers shared by bench/run.ts and the transformers.js child process. */
+/** Types and helpers shared by bench/run.ts, bench/soak.ts and the transformers.js child process. */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root. */
+export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 export const PROMPT_TOKENS = 32;
 export const NEW_TOKENS = 64;
@@ -65,4 +72,145 @@ export const mean = (values: readonly number[]): number =>
 export function medianRun<T>(runs: readonly T[], key: (run: T) => number): T {
   const sorted = [...runs].sort((a, b) => key(a) - key(b));
   return sorted[Math.floor((sorted.length - 1) / 2)]!;
+}
+
+/** Prompt text: short sentences of a children's story, as the default model was trained on. */
+export const STORY = [
+  'Once upon a time, there was a little girl named Lily.',
+  'She lived in a small house near the woods with her mom, her dad and a big brown dog called Max.',
+  'Every morning Lily and Max ran down the hill to the river to look at the fish.',
+  'One day they found a shiny red stone under an old tree.',
+  'Lily wanted to keep it, but Max barked at it and wagged his tail.',
+  'Lily laughed and put the stone in her pocket.',
+  'On the way home, they met a boy named Tom who was sad because he had lost his kite.',
+  'Lily said, "Do not be sad, Tom. We will help you find it."',
+  'They looked in the bushes, behind the fence and up in the trees.',
+  'At last Max found the kite stuck in a tall green hedge.',
+  'Tom was very happy and gave Lily a big hug.',
+  'The three friends flew the kite together in the park until the sun went down.',
+  'When Lily got home, her mom made warm soup and fresh bread.',
+  'Lily told her mom and dad about the stone, the kite and her new friend.',
+  'Her dad smiled and said that being kind is the best thing a person can do.',
+  'That night Lily put the red stone on the shelf next to her bed.',
+  'In her dream, the stone began to glow, and a tiny bird flew out of it.',
+  'The bird said, "Thank you for being a good friend. I will sing for you every morning."',
+  'The next day, Lily heard a sweet song outside her window.',
+  'She ran to the garden and saw the tiny bird sitting on a flower.',
+  'Max jumped and barked, but the bird was not scared.',
+  'It flew around Lily three times and then landed on her hand.',
+  'Lily and the bird became best friends, and they played in the garden every day.',
+  'In the summer, Lily, Tom and Max went to the beach with a big blue bucket.',
+  'They built a sand castle with a tall tower and a deep moat.',
+  'A small crab walked into the moat, and Tom laughed so hard that he fell over.',
+  'When the waves came, the castle fell down, but the friends did not mind.',
+  'They knew they could build another one tomorrow.',
+  'In the fall, the leaves turned red and yellow and fell from the trees.',
+  'Lily and Max jumped into a big pile of leaves in the yard.',
+  'Her mom took a picture and put it on the wall in the kitchen.',
+  'Lily looked at the picture every day and remembered how much fun they had.',
+];
+
+// ---------- ortserve as a child process ----------
+
+export interface ServerHandle {
+  child: ChildProcessWithoutNullStreams;
+  url: string;
+  startMs: number;
+  /** Resolves with the exit code (null when a signal ended it: see child.signalCode). */
+  exited: Promise<number | null>;
+  /** The fields of the server's "model ready" log line (model id, contextLength, …). */
+  ready: Record<string, unknown>;
+  /** The last few KiB the server wrote to stderr. */
+  stderrTail(): string;
+}
+
+export interface StartServerOptions {
+  /**
+   * Called with every JSON log line after "model ready". Without it, lines at level error or above
+   * are copied to this process's stderr.
+   */
+  onLog?: (entry: Record<string, unknown>, line: string) => void;
+  /** How long to wait for the "model ready" line. */
+  readyTimeoutMs?: number;
+}
+
+const STDERR_TAIL_CHARS = 16_384;
+
+/**
+ * Starts `bin/ortserve.js --model <modelDir>` on a free port of 127.0.0.1 (port 0: the server picks one
+ * and logs its URL) and resolves once it logs "model ready".
+ */
+export function startServer(modelDir: string, extraFlags: readonly string[], options: StartServerOptions = {}): Promise<ServerHandle> {
+  const readyTimeoutMs = options.readyTimeoutMs ?? 180_000;
+  const args = [join(ROOT, 'bin/ortserve.js'), '--model', modelDir, '--port', '0', '--host', '127.0.0.1', '--log-level', 'info', ...extraFlags];
+  const started = performance.now();
+  // Only the flags configure it: ORTSERVE_* and PORT from the caller's environment are left out.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('ORTSERVE_') && key !== 'PORT'));
+  const child = spawn(process.execPath, args, { cwd: ROOT, env });
+  const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)));
+  let stderr = '';
+  child.stderr.on('data', (data: Buffer) => {
+    stderr = (stderr + data.toString()).slice(-STDERR_TAIL_CHARS);
+  });
+  return new Promise((resolveReady, reject) => {
+    let isReady = false;
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`server: no "model ready" log line within ${readyTimeoutMs / 1000} s`));
+    }, readyTimeoutMs);
+    // Keep reading stdout (the request logs) for the server's whole life so it never blocks on a full pipe.
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      let entry: Record<string, unknown>;
+      try {
+        entry = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        return;
+      }
+      if (!isReady && entry.msg === 'model ready' && typeof entry.url === 'string') {
+        isReady = true;
+        clearTimeout(timer);
+        resolveReady({ child, url: entry.url, startMs: performance.now() - started, exited, ready: entry, stderrTail: () => stderr });
+      } else if (options.onLog) {
+        options.onLog(entry, line);
+      } else if (typeof entry.level === 'number' && entry.level >= 50) {
+        process.stderr.write(`server: ${line}\n`);
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code} before it was ready: ${stderr.slice(-2000)}`));
+    });
+  });
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves once the process has exited. */
+export async function stopServer(server: ServerHandle, graceMs = 10_000): Promise<void> {
+  server.child.kill('SIGTERM');
+  const killer = setTimeout(() => server.child.kill('SIGKILL'), graceMs);
+  await server.exited;
+  clearTimeout(killer);
+}
+
+// ---------- server-sent events ----------
+
+/** The payload of one `data: ` event, with the time its bytes arrived (performance.now()). */
+export interface SseData {
+  data: string;
+  receivedAt: number;
+}
+
+/** The `data: ` payloads of an OpenAI-style event stream (events separated by a blank line), in order. */
+export async function* sseData(body: AsyncIterable<Uint8Array>): AsyncGenerator<SseData> {
+  const decoder = new TextDecoder();
+  let buffer = '';
+  for await (const bytes of body) {
+    const receivedAt = performance.now();
+    buffer += decoder.decode(bytes, { stream: true });
+    let end: number;
+    while ((end = buffer.indexOf('\n\n')) !== -1) {
+      const event = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      if (event.startsWith('data: ')) yield { data: event.slice(6), receivedAt };
+    }
+  }
 }

@@ -7,12 +7,10 @@
  *
  *   npm run bench [-- --model-set default|124m|all] [--skip-transformers] [--server-flags="--prefill-chunk 32"]
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { basename, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Tokenizer } from '@huggingface/tokenizers';
 import * as ort from 'onnxruntime-node';
@@ -21,14 +19,18 @@ import {
   NEW_TOKENS,
   PROMPT_TOKENS,
   RESULT_PREFIX,
+  ROOT,
+  STORY,
   medianRun,
   percentile,
+  sseData,
+  startServer,
+  stopServer,
   type TransformersBatchResult,
   type TransformersChildResult,
   type TransformersJob,
 } from './common.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCH = join(ROOT, 'bench');
 const CLIENT_COUNTS = [1, 4, 16] as const;
 const BATCHES = [1, 16] as const;
@@ -49,42 +51,6 @@ type ModelSet = keyof typeof MODELS;
  * take tens of milliseconds, so one run is mostly noise; the 124M model's take seconds.
  */
 const ROUNDS: Record<ModelSet, number> = { default: 5, '124m': 3 };
-
-/** Prompt source: each prompt is a window of this text that starts at a sentence and is exactly 32 tokens long. */
-const STORY = [
-  'Once upon a time, there was a little girl named Lily.',
-  'She lived in a small house near the woods with her mom, her dad and a big brown dog called Max.',
-  'Every morning Lily and Max ran down the hill to the river to look at the fish.',
-  'One day they found a shiny red stone under an old tree.',
-  'Lily wanted to keep it, but Max barked at it and wagged his tail.',
-  'Lily laughed and put the stone in her pocket.',
-  'On the way home, they met a boy named Tom who was sad because he had lost his kite.',
-  'Lily said, "Do not be sad, Tom. We will help you find it."',
-  'They looked in the bushes, behind the fence and up in the trees.',
-  'At last Max found the kite stuck in a tall green hedge.',
-  'Tom was very happy and gave Lily a big hug.',
-  'The three friends flew the kite together in the park until the sun went down.',
-  'When Lily got home, her mom made warm soup and fresh bread.',
-  'Lily told her mom and dad about the stone, the kite and her new friend.',
-  'Her dad smiled and said that being kind is the best thing a person can do.',
-  'That night Lily put the red stone on the shelf next to her bed.',
-  'In her dream, the stone began to glow, and a tiny bird flew out of it.',
-  'The bird said, "Thank you for being a good friend. I will sing for you every morning."',
-  'The next day, Lily heard a sweet song outside her window.',
-  'She ran to the garden and saw the tiny bird sitting on a flower.',
-  'Max jumped and barked, but the bird was not scared.',
-  'It flew around Lily three times and then landed on her hand.',
-  'Lily and the bird became best friends, and they played in the garden every day.',
-  'In the summer, Lily, Tom and Max went to the beach with a big blue bucket.',
-  'They built a sand castle with a tall tower and a deep moat.',
-  'A small crab walked into the moat, and Tom laughed so hard that he fell over.',
-  'When the waves came, the castle fell down, but the friends did not mind.',
-  'They knew they could build another one tomorrow.',
-  'In the fall, the leaves turned red and yellow and fell from the trees.',
-  'Lily and Max jumped into a big pile of leaves in the yard.',
-  'Her mom took a picture and put it on the wall in the kitchen.',
-  'Lily looked at the picture every day and remembered how much fun they had.',
-];
 
 // ---------- model files and prompts ----------
 
@@ -152,57 +118,7 @@ function makePrompts(tokenizer: Tokenizer): Prompt[] {
   throw new Error(`could only build ${prompts.length} prompts of exactly ${PROMPT_TOKENS} tokens`);
 }
 
-// ---------- ortserve as a child process ----------
-
-interface ServerHandle {
-  child: ChildProcessWithoutNullStreams;
-  url: string;
-  startMs: number;
-  exited: Promise<number | null>;
-}
-
-function startServer(model: ModelInfo, extraFlags: string[]): Promise<ServerHandle> {
-  const args = [join(ROOT, 'bin/ortserve.js'), '--model', model.dir, '--port', '0', '--host', '127.0.0.1', '--log-level', 'info', ...extraFlags];
-  const started = performance.now();
-  // Only the flags configure it: ORTSERVE_* and PORT from the caller's environment are left out.
-  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('ORTSERVE_') && key !== 'PORT'));
-  const child = spawn(process.execPath, args, { cwd: ROOT, env });
-  const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)));
-  const stderr: string[] = [];
-  child.stderr.on('data', (data: Buffer) => stderr.push(data.toString()));
-  return new Promise((resolveReady, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error('server: no "model ready" log line within 180 s'));
-    }, 180_000);
-    // Keep reading stdout (the request logs) for the server's whole life so it never blocks on a full pipe.
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      let entry: { msg?: unknown; url?: unknown; level?: unknown };
-      try {
-        entry = JSON.parse(line) as typeof entry;
-      } catch {
-        return;
-      }
-      if (entry.msg === 'model ready' && typeof entry.url === 'string') {
-        clearTimeout(timer);
-        resolveReady({ child, url: entry.url, startMs: performance.now() - started, exited });
-      } else if (typeof entry.level === 'number' && entry.level >= 50) {
-        process.stderr.write(`server: ${line}\n`);
-      }
-    });
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`server exited with ${code} before it was ready: ${stderr.join('').slice(-2000)}`));
-    });
-  });
-}
-
-async function stopServer(server: ServerHandle): Promise<void> {
-  server.child.kill('SIGTERM');
-  const killer = setTimeout(() => server.child.kill('SIGKILL'), 10_000);
-  await server.exited;
-  clearTimeout(killer);
-}
+// ---------- ortserve as a child process (startServer and stopServer are in common.ts) ----------
 
 interface StreamResult {
   sent: number;
@@ -232,28 +148,17 @@ async function streamCompletion(url: string, model: string, prompt: string, maxT
       signal: AbortSignal.timeout(300_000),
     });
     if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}: ${await response.text()}`);
-    const decoder = new TextDecoder();
-    let buffer = '';
-    for await (const bytes of response.body) {
-      const now = performance.now();
-      buffer += decoder.decode(bytes, { stream: true });
-      let end: number;
-      while ((end = buffer.indexOf('\n\n')) !== -1) {
-        const event = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        if (!event.startsWith('data: ')) continue;
-        const data = event.slice(6);
-        if (data === '[DONE]') continue;
-        const chunk = JSON.parse(data) as CompletionChunk;
-        if (chunk.error) result.error = chunk.error.message ?? 'error event';
-        if (chunk.usage) result.usageTokens = chunk.usage.completion_tokens;
-        const choice = chunk.choices?.[0];
-        if (choice?.text) {
-          result.arrivals.push(now);
-          result.text += choice.text;
-        }
-        if (choice?.finish_reason) result.finishReason = choice.finish_reason;
+    for await (const { data, receivedAt: now } of sseData(response.body)) {
+      if (data === '[DONE]') continue;
+      const chunk = JSON.parse(data) as CompletionChunk;
+      if (chunk.error) result.error = chunk.error.message ?? 'error event';
+      if (chunk.usage) result.usageTokens = chunk.usage.completion_tokens;
+      const choice = chunk.choices?.[0];
+      if (choice?.text) {
+        result.arrivals.push(now);
+        result.text += choice.text;
       }
+      if (choice?.finish_reason) result.finishReason = choice.finish_reason;
     }
   } catch (err) {
     result.error = (err as Error).message;
@@ -455,7 +360,7 @@ async function benchModel(name: ModelSet, skipTransformers: boolean, serverFlags
   });
 
   log(`${name}: starting ortserve…`);
-  const server = await startServer(model, serverFlags);
+  const server = await startServer(model.dir, serverFlags);
   const rawRuns = new Map<number, RawResult[]>(BATCHES.map((b) => [b, []]));
   const serverRuns = new Map<number, ServerResult[]>(CLIENT_COUNTS.map((c) => [c, []]));
   const transformersRuns = new Map<number, TransformersBatchResult[]>(BATCHES.map((b) => [b, []]));
