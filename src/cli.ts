@@ -2,6 +2,10 @@ import { ConfigError, parseCli } from './config.js';
 import { ModelLoadError } from './model/errors.js';
 import { startServer } from './server.js';
 
+// onnxruntime's native library records usage telemetry under ~/.cache unless told not to; a server
+// has no business doing that. Set before the engine thread loads the runtime; ORT_DISABLE_TELEMETRY=0 keeps it.
+process.env.ORT_DISABLE_TELEMETRY ??= '1';
+
 async function main(): Promise<number> {
   let command;
   try {

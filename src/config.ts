@@ -74,6 +74,11 @@ const OPTIONS = {
     schema: integer(0, 86_400).default(600),
     help: 'seconds a request may take before it is cancelled (504, or an error event on a stream); 0: no limit',
   },
+  'receive-timeout': {
+    env: 'ORTSERVE_RECEIVE_TIMEOUT',
+    schema: integer(1, 3600).default(30),
+    help: 'seconds a client has to send a whole request, headers and body (408 beyond)',
+  },
   'shutdown-grace': {
     env: 'ORTSERVE_SHUTDOWN_GRACE',
     schema: integer(0, 86_400).default(30),
@@ -147,6 +152,8 @@ export interface ServerConfig {
   apiKeys: string[];
   /** Milliseconds; 0: none. */
   requestTimeoutMs: number;
+  /** Time to receive a whole request (headers and body). */
+  receiveTimeoutMs: number;
   shutdownGraceMs: number;
   limits: RequestLimits;
 }
@@ -243,6 +250,7 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv = {}): 
       logLevel: c['log-level'],
       apiKeys: c['api-key'],
       requestTimeoutMs: c['request-timeout'] * 1000,
+      receiveTimeoutMs: c['receive-timeout'] * 1000,
       shutdownGraceMs: c['shutdown-grace'] * 1000,
       limits: {
         maxBodyBytes: c['max-body-bytes'],

@@ -5,7 +5,7 @@ import { chatRoutes } from './api/chat.js';
 import { docsRoutes } from './api/docs.js';
 import { completionRoutes } from './api/completions.js';
 import { registerApiKeyAuth } from './api/auth.js';
-import { registerErrorHandlers } from './api/errors.js';
+import { answerClientError, registerErrorHandlers } from './api/errors.js';
 import { Lifecycle } from './api/lifecycle.js';
 import { ServerMetrics } from './api/metrics.js';
 import { healthRoutes, modelRoutes } from './api/models.js';
@@ -25,10 +25,7 @@ function systemFingerprint(model: LoadedModel): string {
 }
 
 /** The settings the HTTP application uses. */
-export type AppConfig = Pick<ServerConfig, 'logLevel' | 'apiKeys' | 'requestTimeoutMs' | 'limits'>;
-
-/** Time a client has to send a whole request (headers and body); a trickled body is cut off after it. */
-const REQUEST_RECEIVE_TIMEOUT_MS = 30_000;
+export type AppConfig = Pick<ServerConfig, 'logLevel' | 'apiKeys' | 'requestTimeoutMs' | 'receiveTimeoutMs' | 'limits'>;
 
 export interface App {
   app: FastifyInstance;
@@ -40,7 +37,12 @@ export function buildApp(model: LoadedModel, engine: Engine, config: AppConfig):
   const app = Fastify({
     logger: { level: config.logLevel, redact: ['req.headers.authorization'] },
     bodyLimit: config.limits.maxBodyBytes,
-    requestTimeout: REQUEST_RECEIVE_TIMEOUT_MS,
+    // A trickled request is cut off (408) once it has taken longer than this to arrive.
+    requestTimeout: config.receiveTimeoutMs,
+    // Fastify's requestTimeout alone leaves headersTimeout at Node's 60 s, and Node checks for
+    // expired requests only every 30 s by default: both are set on the HTTP server at creation.
+    http: { headersTimeout: config.receiveTimeoutMs, connectionsCheckingInterval: 1_000 },
+    clientErrorHandler: answerClientError,
     genReqId: (request) => {
       const given = request.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();

@@ -6,7 +6,7 @@ import { responseId } from './ids.js';
 import { chatLogprobs } from './logprobs.js';
 import { ChatCompletionRequestSchema, type ChatCompletionRequest, type ChatRequestMessage } from './schemas.js';
 import { checkLimits, checkMessageCount } from './limits.js';
-import { checkModel, createdNow, planGeneration, planSummary, runGeneration, usage, type ServingContext } from './serving.js';
+import { checkModel, createdNow, encodePrompt, planGeneration, planSummary, runGeneration, usage, type ServingContext } from './serving.js';
 import { requestSignal, streamGeneration } from './streaming.js';
 import { parseBody } from './validation.js';
 
@@ -60,7 +60,7 @@ function chatPromptIds(model: LoadedModel, messages: ChatRequestMessage[]): numb
   }
   const { bosToken } = model.tokenizer;
   const templateWroteBos = bosToken !== undefined && bosToken !== '' && text.startsWith(bosToken);
-  return model.tokenizer.encode(text, !templateWroteBos);
+  return encodePrompt(model, text, 'messages', !templateWroteBos);
 }
 
 export const chatRoutes: FastifyPluginAsync<ServingContext> = async (app, context) => {

@@ -5,7 +5,7 @@ import { responseId } from './ids.js';
 import { completionLogprobs, scoredPrompt, scoredTokens } from './logprobs.js';
 import { CompletionRequestSchema, type CompletionRequest } from './schemas.js';
 import { checkLimits, checkPromptCount } from './limits.js';
-import { checkModel, checkTokenIds, createdNow, planGeneration, planSummary, runGeneration, usage, type ServingContext } from './serving.js';
+import { checkModel, checkTokenIds, encodePrompt, createdNow, planGeneration, planSummary, runGeneration, usage, type ServingContext } from './serving.js';
 import { requestSignal, streamGeneration } from './streaming.js';
 import { parseBody } from './validation.js';
 
@@ -21,7 +21,7 @@ interface PromptInput {
 /** The four forms of `prompt`: text, texts, token ids, lists of token ids. */
 function promptInputs(model: LoadedModel, prompt: CompletionRequest['prompt']): PromptInput[] {
   const { tokenizer } = model;
-  const fromText = (text: string) => ({ ids: tokenizer.encode(text), text });
+  const fromText = (text: string) => ({ ids: encodePrompt(model, text, 'prompt'), text });
   const fromIds = (ids: number[]) => {
     checkTokenIds(model, ids, 'prompt');
     return { ids, text: tokenizer.decode(ids) };

@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance } from 'fastify';
 import type { RequestLimits } from '../config.js';
 
@@ -82,4 +83,25 @@ export function registerErrorHandlers(app: FastifyInstance, limits: Pick<Request
     const error = new OpenAIError(404, `Unknown request URL: ${request.method} ${request.url}.`, null, 'unknown_url');
     void reply.code(404).send(error.toBody());
   });
+}
+
+/** Errors Node's HTTP parser raises before a request reaches Fastify, answered in the same shape. */
+export function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (socket.destroyed || err.code === 'ECONNRESET') return;
+  const error =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? new OpenAIError(408, 'The request was not received in time.', null, 'request_timeout')
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? new OpenAIError(431, 'The request headers are too large.', null, 'headers_too_large')
+        : invalidRequest(`The request is not valid HTTP: ${err.message}`, null, 'invalid_http');
+  const body = JSON.stringify(error.toBody());
+  const reason = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' }[error.statusCode];
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.end(
+    `HTTP/1.1 ${error.statusCode} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    () => socket.destroy(),
+  );
 }

@@ -90,17 +90,26 @@ function logitBiasPairs(model: LoadedModel, bias: Record<string, number> | null 
   return pairs;
 }
 
+const promptTooLong = (context: number, promptParam: string, length: string) =>
+  invalidRequest(
+    `This model's maximum context length is ${context} tokens. However, your ${promptParam} is ${length} long, which leaves no room for a completion. Please reduce the length of the ${promptParam}.`,
+    promptParam,
+    'context_length_exceeded',
+  );
+
+/** Token ids of a prompt's text; a text that cannot fit the context is refused before tokenizing it. */
+export function encodePrompt(model: LoadedModel, text: string, promptParam: string, addSpecialTokens = true): number[] {
+  const context = model.config.contextLength;
+  const atLeast = model.tokenizer.minimumTokens(text);
+  if (atLeast >= context) throw promptTooLong(context, promptParam, `at least ${atLeast} tokens (${text.length} characters)`);
+  return model.tokenizer.encode(text, addSpecialTokens);
+}
+
 function checkContext(model: LoadedModel, promptLength: number, budget: TokenBudget): number {
   const context = model.config.contextLength;
   const { promptParam } = budget;
   if (promptLength === 0) throw invalidRequest(`'${promptParam}' must not be empty.`, promptParam, 'invalid_value');
-  if (promptLength >= context) {
-    throw invalidRequest(
-      `This model's maximum context length is ${context} tokens. However, your ${promptParam} is ${promptLength} tokens long, which leaves no room for a completion. Please reduce the length of the ${promptParam}.`,
-      promptParam,
-      'context_length_exceeded',
-    );
-  }
+  if (promptLength >= context) throw promptTooLong(context, promptParam, `${promptLength} tokens`);
   const room = context - promptLength;
   const requested = budget.requested ?? undefined;
   if (requested !== undefined && requested > room) {
@@ -126,12 +135,15 @@ export interface PlanOptions {
  * A request whose sequences do not fit in the batch and the queue is turned away at once (429).
  */
 export function planGeneration(
-  { model, engine }: ServingContext,
+  context: ServingContext,
   prompts: number[][],
   fields: SamplingFields,
   options: PlanOptions,
 ): GenerationPlan {
-  const maxTokens = Math.min(...prompts.map((ids) => checkContext(model, ids.length, options.budget)));
+  const { model, engine } = context;
+  const { maxTokens: maxTokensLimit } = context.limits;
+  const budget = maxTokensLimit > 0 ? { ...options.budget, default: Math.min(options.budget.default, maxTokensLimit) } : options.budget;
+  const maxTokens = Math.min(...prompts.map((ids) => checkContext(model, ids.length, budget)));
   const n = fields.n ?? 1;
   const bestOf = options.bestOf ?? n;
   if (bestOf < n) throw invalidRequest(`'best_of' (${bestOf}) must be at least 'n' (${n}).`, 'best_of', 'invalid_value');

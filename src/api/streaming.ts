@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { FastifyReply } from 'fastify';
 import type { TextChunk } from '../engine/text-generation.js';
 import { OpenAIError, requestTimedOut } from './errors.js';
@@ -10,6 +11,8 @@ import { SseStream } from './sse.js';
  */
 export function requestSignal(reply: FastifyReply, timeoutMs: number): AbortSignal {
   const controller = new AbortController();
+  // Every choice of the request listens to this one signal; a batch of prompts has many.
+  setMaxListeners(Infinity, controller.signal);
   const deadline = timeoutMs > 0 ? setTimeout(() => controller.abort(requestTimedOut(timeoutMs / 1000)), timeoutMs) : undefined;
   deadline?.unref();
   reply.raw.on('close', () => {

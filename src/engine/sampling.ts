@@ -33,8 +33,9 @@ export function sampleToken(
   rng: Rng,
   weights: Float64Array = new Float64Array(logits.length),
 ): number {
-  if (params.temperature === 0) return argmax(logits);
   const invTemperature = 1 / params.temperature;
+  // A temperature so small that its inverse overflows is greedy decoding too.
+  if (params.temperature === 0 || !Number.isFinite(invTemperature)) return argmax(logits);
   let max = -Infinity;
   for (let i = 0; i < logits.length; i++) if (logits[i]! > max) max = logits[i]!;
   let total = 0;

@@ -12,9 +12,21 @@ export function specialTokenText(value: unknown): string | undefined {
 }
 
 /** Text ↔ token ids for one model, backed by the model's own tokenizer.json. */
+function longestToken(tokenizerJson: Record<string, unknown>): number {
+  const model = tokenizerJson.model as { vocab?: unknown } | undefined;
+  const vocab = model?.vocab;
+  const entries: unknown[] = Array.isArray(vocab) ? vocab.map((entry: unknown) => (Array.isArray(entry) ? entry[0] : entry)) : Object.keys(vocab ?? {});
+  const added = Array.isArray(tokenizerJson.added_tokens) ? (tokenizerJson.added_tokens as { content?: unknown }[]).map((token) => token.content) : [];
+  let longest = 1;
+  for (const entry of [...entries, ...added]) if (typeof entry === 'string') longest = Math.max(longest, entry.length);
+  return longest;
+}
+
 export class TextTokenizer {
   readonly bosToken: string | undefined;
   readonly eosToken: string | undefined;
+  /** Characters in the vocabulary's longest token (added tokens included). */
+  readonly longestTokenLength: number;
   private readonly tokenizer: Tokenizer;
 
   constructor(files: Pick<ModelFiles, 'tokenizerJson' | 'tokenizerConfig'>) {
@@ -25,6 +37,15 @@ export class TextTokenizer {
     }
     this.bosToken = specialTokenText(files.tokenizerConfig.bos_token);
     this.eosToken = specialTokenText(files.tokenizerConfig.eos_token);
+    this.longestTokenLength = longestToken(files.tokenizerJson);
+  }
+
+  /**
+   * A number of tokens `text` certainly has at least, found without tokenizing it: no token covers
+   * more than twice the longest vocabulary entry. Lets a huge prompt be refused in microseconds.
+   */
+  minimumTokens(text: string): number {
+    return Math.floor(text.length / (2 * this.longestTokenLength));
   }
 
   /** Token ids of `text`; `addSpecialTokens` applies the tokenizer's post-processor (a BOS, say). */

@@ -56,6 +56,7 @@ describe('the ortserve command', () => {
       '--max-batch',
       '--api-key',
       '--request-timeout',
+      '--receive-timeout',
       '--shutdown-grace',
       '--max-body-bytes',
       '--max-n',

@@ -43,6 +43,13 @@ describe('request limits', () => {
     expect((await postJson(server, '/v1/chat/completions', chat({ ...atLimits, messages }))).status).toBe(200);
   });
 
+  it('--max-tokens-limit also bounds a request that gives no max_tokens', async () => {
+    const response = await postJson(server, '/v1/chat/completions', chat({ max_tokens: undefined, logit_bias: { 0: -100 } }));
+    expect(response.status).toBe(200);
+    expect(response.body.usage.completion_tokens).toBe(8);
+    expect(response.body.choices[0].finish_reason).toBe('length');
+  });
+
   it('a body over --max-body-bytes → 413 in the error shape, naming the limit', async () => {
     const response = await postJson(server, '/v1/completions', completion({ prompt: 'x'.repeat(5000) }));
     expect(response.status).toBe(413);
@@ -61,7 +68,7 @@ describe('request limits', () => {
 describe('the request deadline (--request-timeout)', () => {
   let server: RunningServer;
   // Far more tokens than can be generated within the deadline on any machine.
-  const long = { max_tokens: 400, temperature: 0 };
+  const long = { max_tokens: 400, temperature: 0, logit_bias: { 0: -100 } };
 
   beforeAll(async () => {
     server = await startTestServer({ requestTimeoutMs: 150 });

@@ -33,6 +33,7 @@ const FLAGS: [flag: string, env: string][] = [
   ['prefill-chunk', 'ORTSERVE_PREFILL_CHUNK'],
   ['api-key', 'ORTSERVE_API_KEYS'],
   ['request-timeout', 'ORTSERVE_REQUEST_TIMEOUT'],
+  ['receive-timeout', 'ORTSERVE_RECEIVE_TIMEOUT'],
   ['shutdown-grace', 'ORTSERVE_SHUTDOWN_GRACE'],
   ['max-body-bytes', 'ORTSERVE_MAX_BODY_BYTES'],
   ['max-n', 'ORTSERVE_MAX_N'],
@@ -62,6 +63,7 @@ describe('parseCli', () => {
       expect(config.logLevel).toBe('info');
       expect(config.apiKeys).toEqual([]);
       expect(config.requestTimeoutMs).toBe(600_000);
+      expect(config.receiveTimeoutMs).toBe(30_000);
       expect(config.shutdownGraceMs).toBe(30_000);
       expect(config.limits).toEqual({ maxBodyBytes: 1024 * 1024, maxN: 16, maxTokens: 0, maxPrompts: 32, maxStop: 4, maxStopLength: 256, maxMessages: 512 });
     });

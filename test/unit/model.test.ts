@@ -373,3 +373,22 @@ describe('readDecoderSignature', () => {
     });
   });
 });
+
+describe('TextTokenizer.minimumTokens', () => {
+  const texts = [
+    'Once upon a time, there was a little girl named Lily.',
+    ' '.repeat(3000),
+    '-'.repeat(5000),
+    '<|endoftext|>'.repeat(50),
+    'ü🙂中文'.repeat(400),
+    'a'.repeat(20000),
+    Array.from({ length: 2000 }, (_, i) => String.fromCharCode(33 + ((i * 7919) % 90))).join(''),
+  ];
+
+  it.each(Object.entries(MODEL_DIRS))('never claims more tokens than %s gives', (_, dir) => {
+    const { tokenizer } = loadModel(dir, { modelFile: 'model.onnx', servedModelName: undefined });
+    expect(tokenizer.longestTokenLength).toBeGreaterThan(1);
+    for (const text of texts) expect(tokenizer.minimumTokens(text)).toBeLessThanOrEqual(tokenizer.encode(text, false).length);
+    expect(tokenizer.minimumTokens('x'.repeat(1_000_000))).toBeGreaterThan(1000);
+  });
+});

@@ -82,6 +82,11 @@ describe('sampleToken', () => {
     for (let i = 0; i < 50; i++) expect(sampleToken(logits, { temperature: 0, topP: 1 }, rng)).toBe(1);
   });
 
+  it.each([5e-324, 1e-310, Number.MIN_VALUE])('decodes greedily at a temperature of %s, whose inverse overflows', (temperature) => {
+    const logits = new Float32Array([0.3, 2.5, -1, 2.4]);
+    for (const topP of [1, 0.95, 0.1]) expect(sampleToken(logits, { temperature, topP }, new Rng(3))).toBe(1);
+  });
+
   it('breaks ties at temperature 0 in favour of the lowest index', () => {
     const logits = new Float32Array([-1, 4, 0, 4, 4]);
     expect(sampleToken(logits, { temperature: 0, topP: 0.5 }, new Rng(1))).toBe(1);
