@@ -60,7 +60,7 @@ const OPTIONS = {
   'prefill-chunk': {
     env: 'ORTSERVE_PREFILL_CHUNK',
     schema: integer(1, 65536).default(16),
-    help: 'prompt tokens prefilled between two decode steps (smaller: smoother streams, slower first token)',
+    help: 'tokens of each prompt prefilled between two decode steps (smaller: smoother streams, slower first token)',
   },
   'api-key': {
     env: 'ORTSERVE_API_KEYS',

@@ -11,8 +11,8 @@ export interface BatcherOptions {
   /** Most tokens (prompt plus completion budget) the running sequences may hold in the KV cache together. */
   maxKvTokens: number;
   /**
-   * Prompt tokens prefilled per step. Prompts are always cut into chunks of this size, so a
-   * sequence's numbers do not depend on what else runs, and a long prompt delays the running
+   * Tokens of each prompt prefilled per step. Prompts are always cut into chunks of this size, so
+   * a sequence's numbers do not depend on what else runs, and a long prompt delays the running
    * streams by one chunk per step instead of its whole length.
    */
   prefillChunk: number;
@@ -45,24 +45,28 @@ interface Sequence {
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-/** A sequence whose prompt is being run, chunk by chunk, before it joins the batch. */
-interface Prefill {
-  seq: Sequence;
+/**
+ * Sequences whose prompts are prefilled together, one chunk per step, before they join the batch.
+ * Every row has the same `done` prompt tokens in `cache`.
+ */
+interface Cohort {
+  rows: Sequence[];
   cache: BatchKvCache;
   done: number;
 }
 
 /**
  * Continuous batching: all running sequences advance together, one token per step, in one
- * decoder call. Between steps, one chunk of a waiting sequence's prompt is prefilled; when its
- * prompt is done, it joins the batch. Finished and cancelled sequences leave at once.
+ * decoder call. Between steps, one chunk of the waiting prompts is prefilled; a sequence whose
+ * prompt is done joins the batch. Finished and cancelled sequences leave at once.
  */
 export class ContinuousBatcher {
   private readonly waiting: Sequence[] = [];
   /** Running sequences, in the order of the cache's rows. */
   private active: Sequence[] = [];
   private cache: BatchKvCache | undefined;
-  private prefilling: Prefill | undefined;
+  /** Prompts being prefilled, oldest first; each step runs a chunk of the first cohort. */
+  private cohorts: Cohort[] = [];
   private running = false;
   private stopped = false;
   /** The loop under way, if any. */
@@ -114,7 +118,7 @@ export class ContinuousBatcher {
   }
 
   cancel(id: number): void {
-    for (const seq of [...this.waiting, ...this.active, ...(this.prefilling ? [this.prefilling.seq] : [])]) {
+    for (const seq of this.sequences()) {
       if (seq.request.id === id) seq.cancelled = true;
     }
   }
@@ -122,35 +126,50 @@ export class ContinuousBatcher {
   /** Cancels every sequence; resolves once the step under way, if any, has ended. */
   stop(): Promise<void> {
     this.stopped = true;
-    for (const seq of [...this.waiting, ...this.active, ...(this.prefilling ? [this.prefilling.seq] : [])]) seq.cancelled = true;
+    for (const seq of this.sequences()) seq.cancelled = true;
     return this.idle ?? Promise.resolve();
   }
 
+  private sequences(): Sequence[] {
+    return [...this.waiting, ...this.active, ...this.prefilling()];
+  }
+
+  private prefilling(): Sequence[] {
+    return this.cohorts.flatMap((cohort) => cohort.rows);
+  }
+
+  /** Starts the loop on the next turn of the event loop, so that sequences submitted together start together. */
   private wake(): void {
     if (this.running || this.stopped) return;
     this.running = true;
-    this.idle = this.loop().finally(() => {
-      this.running = false;
-      this.idle = undefined;
-      if (this.waiting.length > 0) this.wake();
-    });
+    this.idle = yieldToEventLoop()
+      .then(() => this.loop())
+      .finally(() => {
+        this.running = false;
+        this.idle = undefined;
+        if (this.waiting.length > 0) this.wake();
+      });
   }
 
   private async loop(): Promise<void> {
     for (;;) {
       this.removeDone();
-      const prefill = this.prefilling ?? this.admit();
-      if (!prefill && this.active.length === 0) {
+      this.admit();
+      const cohort = this.cohorts[0];
+      if (!cohort && this.active.length === 0) {
         this.events.step(0, this.stats());
         return;
       }
-      if (prefill) await this.guard([prefill.seq], () => this.prefillChunk(prefill));
+      if (cohort) await this.guard(cohort.rows, () => this.prefillChunk(cohort));
       if (this.active.length > 0) await this.guard(this.active, () => this.decode());
       await yieldToEventLoop();
     }
   }
 
-  /** Runs a step; if the runtime fails, the sequences in it fail and the rest carry on. */
+  /**
+   * Runs a step; if the runtime fails, the sequences in it fail and the rest carry on. The failed
+   * sequences are cancelled, so the next `removeDone` drops them and their cache rows.
+   */
   private async guard(sequences: Sequence[], step: () => Promise<void>): Promise<void> {
     try {
       await step();
@@ -160,49 +179,90 @@ export class ContinuousBatcher {
         `inference failed: ${(err as Error).message}`,
       );
       for (const seq of sequences) seq.cancelled = true;
-      if (sequences === this.active) {
-        this.active = [];
-        this.cache = undefined;
+    }
+  }
+
+  /**
+   * Starts prefilling waiting sequences, as batch slots and the KV budget allow. A prefill stalls
+   * the running streams for a step, so while sequences decode, prompts are taken one at a time,
+   * unless at least as many wait as run: then all that fit are prefilled together, as when
+   * nothing runs.
+   */
+  private admit(): void {
+    const prefilling = this.prefilling();
+    const together = this.waiting.length >= this.active.length;
+    if (!together && prefilling.length > 0) return;
+    const running = [...this.active, ...prefilling];
+    let reserved = running.reduce((sum, seq) => sum + seq.reservedTokens, 0);
+    const rows: Sequence[] = [];
+    while (together || rows.length === 0) {
+      const next = this.waiting[0];
+      if (!next || running.length + rows.length >= this.options.maxBatch) break;
+      if (running.length + rows.length > 0 && reserved + next.reservedTokens > this.options.maxKvTokens) break;
+      reserved += next.reservedTokens;
+      rows.push(this.waiting.shift()!);
+    }
+    if (rows.length > 0) this.cohorts.push({ rows, cache: BatchKvCache.empty(this.layout, rows.length), done: 0 });
+  }
+
+  /**
+   * Runs the next chunk of the first cohort's prompts. Prompts are cut into chunks at fixed
+   * offsets, so a sequence's numbers do not depend on what else runs; rows whose next chunk is
+   * shorter than the first row's go on in a cohort of their own. A row whose prompt is done
+   * samples its first token and joins the batch.
+   */
+  private async prefillChunk(cohort: Cohort): Promise<void> {
+    const chunkLength = (seq: Sequence) => Math.min(this.options.prefillChunk, seq.request.promptIds.length - cohort.done);
+    const length = chunkLength(cohort.rows[0]!);
+    const [same, other] = partitionRows(cohort.rows, (seq) => chunkLength(seq) === length);
+    if (other.length > 0) {
+      this.insertCohort({ rows: other.map((row) => cohort.rows[row]!), cache: cohort.cache.select(other), done: cohort.done });
+      keepRows(cohort, same);
+    }
+    const inputIds = new BigInt64Array(cohort.rows.length * length);
+    cohort.rows.forEach((seq, row) => {
+      for (let i = 0; i < length; i++) inputIds[row * length + i] = BigInt(seq.request.promptIds[cohort.done + i]!);
+    });
+    const output = await this.runner.run({ inputIds, stepLength: length, cache: cohort.cache });
+    cohort.cache.advance(output.present, length);
+    cohort.rows.forEach((seq, row) => {
+      if (!seq.promptLogprobs) return;
+      const prompt = seq.request.promptIds;
+      for (let i = 0; i < length; i++) {
+        const next = prompt[cohort.done + i + 1];
+        if (next !== undefined) seq.promptLogprobs.push(tokenLogprob(output.logitsAt(row, i), next, seq.request.promptLogprobs!));
       }
-      if (this.prefilling && sequences.includes(this.prefilling.seq)) this.prefilling = undefined;
+    });
+    cohort.done += length;
+
+    const [complete, incomplete] = partitionRows(cohort.rows, (seq) => seq.request.promptIds.length === cohort.done);
+    if (complete.length === 0) return;
+    const updates: TokenUpdate[] = [];
+    const joining: number[] = [];
+    for (const row of complete) {
+      const seq = cohort.rows[row]!;
+      if (seq.cancelled) continue;
+      updates.push(this.accept(seq, output.logits[row]!));
+      if (!seq.finished) joining.push(row);
     }
+    if (updates.length > 0) this.events.tokens(updates);
+    if (joining.length > 0) {
+      this.cache = this.cache
+        ? this.cache.concat(cohort.cache, joining)
+        : joining.length === cohort.rows.length
+          ? cohort.cache
+          : cohort.cache.select(joining);
+      this.active.push(...joining.map((row) => cohort.rows[row]!));
+    }
+    if (incomplete.length > 0) keepRows(cohort, incomplete);
+    else this.cohorts.splice(this.cohorts.indexOf(cohort), 1);
   }
 
-  /** Starts the prefill of the first waiting sequence if the batch and the KV budget have room. */
-  private admit(): Prefill | undefined {
-    const next = this.waiting[0];
-    if (!next || this.active.length >= this.options.maxBatch) return undefined;
-    const reserved = this.active.reduce((sum, seq) => sum + seq.reservedTokens, 0);
-    if (this.active.length > 0 && reserved + next.reservedTokens > this.options.maxKvTokens) return undefined;
-    this.waiting.shift();
-    this.prefilling = { seq: next, cache: BatchKvCache.empty(this.layout, 1), done: 0 };
-    return this.prefilling;
-  }
-
-  /** Runs the next chunk of a prompt; after the last one, samples the first token and joins the batch. */
-  private async prefillChunk(prefill: Prefill): Promise<void> {
-    const prompt = prefill.seq.request.promptIds;
-    const end = Math.min(prompt.length, prefill.done + this.options.prefillChunk);
-    const inputIds = BigInt64Array.from(prompt.slice(prefill.done, end), (id) => BigInt(id));
-    const { promptLogprobs } = prefill.seq;
-    const output = await this.runner.run({ inputIds, stepLength: inputIds.length, cache: prefill.cache }, !!promptLogprobs);
-    prefill.cache.advance(output.present, inputIds.length);
-    if (promptLogprobs) {
-      const alternatives = prefill.seq.request.promptLogprobs!;
-      output.positionLogits!.forEach((logits, i) => {
-        const next = prompt[prefill.done + i + 1];
-        if (next !== undefined) promptLogprobs.push(tokenLogprob(logits, next, alternatives));
-      });
-    }
-    prefill.done = end;
-    if (end < prompt.length) return;
-    this.prefilling = undefined;
-    const { seq } = prefill;
-    if (seq.cancelled) return;
-    this.events.tokens([this.accept(seq, output.logits[0]!)]);
-    if (seq.finished) return;
-    this.cache = this.cache ? this.cache.concat(prefill.cache) : prefill.cache;
-    this.active.push(seq);
+  /** Keeps the cohorts in the order their first sequences arrived in. */
+  private insertCohort(cohort: Cohort): void {
+    const first = cohort.rows[0]!.request.id;
+    const later = this.cohorts.findIndex((other) => other.rows[0]!.request.id > first);
+    this.cohorts.splice(later === -1 ? this.cohorts.length : later, 0, cohort);
   }
 
   /** One token for every running sequence. */
@@ -220,9 +280,9 @@ export class ContinuousBatcher {
   }
 
   private stats(): EngineStats {
-    const prefilling = this.prefilling ? 1 : 0;
-    const kvTokens = this.active.reduce((sum, seq) => sum + seq.length, this.prefilling?.done ?? 0);
-    return { waiting: this.waiting.length, running: this.active.length + prefilling, kvTokens };
+    const prefilled = this.cohorts.reduce((sum, cohort) => sum + cohort.rows.length * cohort.done, 0);
+    const kvTokens = this.active.reduce((sum, seq) => sum + seq.length, prefilled);
+    return { waiting: this.waiting.length, running: this.active.length + this.prefilling().length, kvTokens };
   }
 
   private accept(seq: Sequence, logits: Float32Array): TokenUpdate {
@@ -255,13 +315,28 @@ export class ContinuousBatcher {
     for (let i = this.waiting.length - 1; i >= 0; i--) {
       if (this.waiting[i]!.cancelled) this.waiting.splice(i, 1);
     }
-    if (this.prefilling?.seq.cancelled) this.prefilling = undefined;
-    const keep: number[] = [];
-    this.active.forEach((seq, row) => {
-      if (!seq.finished && !seq.cancelled) keep.push(row);
-    });
+    for (const cohort of this.cohorts) {
+      const [keep] = partitionRows(cohort.rows, (seq) => !seq.cancelled);
+      if (keep.length < cohort.rows.length) keepRows(cohort, keep);
+    }
+    this.cohorts = this.cohorts.filter((cohort) => cohort.rows.length > 0);
+    const [keep] = partitionRows(this.active, (seq) => !seq.finished && !seq.cancelled);
     if (keep.length === this.active.length) return;
     this.active = keep.map((row) => this.active[row]!);
     this.cache = keep.length > 0 ? this.cache!.select(keep) : undefined;
   }
+}
+
+/** The indexes of the rows that pass `test`, and of those that do not. */
+function partitionRows(rows: readonly Sequence[], test: (seq: Sequence) => boolean): [number[], number[]] {
+  const pass: number[] = [];
+  const fail: number[] = [];
+  rows.forEach((seq, row) => (test(seq) ? pass : fail).push(row));
+  return [pass, fail];
+}
+
+/** Narrows a cohort to `rows`, in that order, cache included. */
+function keepRows(cohort: Cohort, rows: readonly number[]): void {
+  cohort.rows = rows.map((row) => cohort.rows[row]!);
+  cohort.cache = rows.length > 0 ? cohort.cache.select(rows) : cohort.cache;
 }

@@ -13,8 +13,8 @@ export interface DecoderStep {
 export interface DecoderOutput {
   /** Logits of the last position of each row. */
   logits: Float32Array[];
-  /** With `allPositions`: the first row's logits at every position of the step. */
-  positionLogits?: Float32Array[];
+  /** Logits of `row` at `position` of the step (for prompt log-probabilities). */
+  logitsAt(row: number, position: number): Float32Array;
   present: ort.Tensor[];
 }
 
@@ -25,7 +25,7 @@ export class DecoderRunner {
     readonly signature: DecoderSignature,
   ) {}
 
-  async run(step: DecoderStep, allPositions = false): Promise<DecoderOutput> {
+  async run(step: DecoderStep): Promise<DecoderOutput> {
     const { cache, stepLength } = step;
     const batch = cache.batchSize;
     const feeds: Record<string, ort.Tensor> = {
@@ -45,14 +45,13 @@ export class DecoderRunner {
     const logits = outputs.logits!;
     const vocab = logits.dims[2]!;
     const data = logits.data as Float32Array | Uint16Array;
-    const rows: Float32Array[] = [];
-    for (let row = 0; row < batch; row++) {
-      rows.push(logitsRow(data, (row * stepLength + stepLength - 1) * vocab, vocab, logits.type));
-    }
-    const present = this.signature.presentNames.map((name) => outputs[name]!);
-    if (!allPositions) return { logits: rows, present };
-    const positionLogits = Array.from({ length: stepLength }, (_, i) => logitsRow(data, i * vocab, vocab, logits.type));
-    return { logits: rows, positionLogits, present };
+    const logitsAt = (row: number, position: number) =>
+      logitsRow(data, (row * stepLength + position) * vocab, vocab, logits.type);
+    return {
+      logits: Array.from({ length: batch }, (_, row) => logitsAt(row, stepLength - 1)),
+      logitsAt,
+      present: this.signature.presentNames.map((name) => outputs[name]!),
+    };
   }
 
   /** Positions count real tokens only, so a padded row sees the same positions as it would alone. */

@@ -72,10 +72,12 @@ export class BatchKvCache {
     return BatchKvCache.gather(this.layout, rows.map((row) => ({ cache: this as BatchKvCache, row })));
   }
 
-  /** This cache's rows followed by `other`'s. */
-  concat(other: BatchKvCache): BatchKvCache {
-    const rowsOf = (cache: BatchKvCache) => cache.pads.map((_, row) => ({ cache, row }));
-    return BatchKvCache.gather(this.layout, [...rowsOf(this), ...rowsOf(other)]);
+  /** This cache's rows followed by `otherRows` of `other` (all of them unless given). */
+  concat(other: BatchKvCache, otherRows: readonly number[] = other.pads.map((_, row) => row)): BatchKvCache {
+    return BatchKvCache.gather(this.layout, [
+      ...this.pads.map((_, row) => ({ cache: this as BatchKvCache, row })),
+      ...otherRows.map((row) => ({ cache: other, row })),
+    ]);
   }
 
   private static gather(layout: KvLayout, rows: { cache: BatchKvCache; row: number }[]): BatchKvCache {

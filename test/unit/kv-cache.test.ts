@@ -133,6 +133,15 @@ describe('BatchKvCache', () => {
       expectRow(joined, 1, (t, head, pos, d) => (pos < 2 ? null : code(2, t, 0, head, pos - 2, d)));
     });
 
+    it("takes only the given rows of the other cache, in the order given", () => {
+      const joined = filled(1, 1, 2).concat(filled(2, 3, 3), [2, 0]);
+      expect(joined.batchSize).toBe(3);
+      expect(joined.pads).toEqual([1, 0, 0]);
+      expectRow(joined, 0, (t, head, pos, d) => (pos < 1 ? null : code(1, t, 0, head, pos - 1, d)));
+      expectRow(joined, 1, (t, head, pos, d) => code(2, t, 2, head, pos, d));
+      expectRow(joined, 2, (t, head, pos, d) => code(2, t, 0, head, pos, d));
+    });
+
     it('leaves the caches it joins unchanged', () => {
       const short = filled(1, 1, 2);
       const long = filled(2, 1, 4);

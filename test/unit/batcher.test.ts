@@ -1,0 +1,204 @@
+import * as ort from 'onnxruntime-node';
+import { ContinuousBatcher, type BatcherOptions } from '../../src/engine/batcher.js';
+import { DecoderRunner, type DecoderOutput, type DecoderStep } from '../../src/engine/decoder.js';
+import type { SequenceRequest, TokenUpdate } from '../../src/engine/protocol.js';
+import type { DecoderSignature } from '../../src/model/session.js';
+
+/** Shape of one forward pass: rows and tokens per row. */
+interface Pass {
+  rows: number;
+  tokens: number;
+}
+
+const VOCAB = 50;
+const signature: DecoderSignature = {
+  numLayers: 1,
+  numKvHeads: 1,
+  headDim: 1,
+  kvType: 'float32',
+  logitsType: 'float32',
+  hasPositionIds: true,
+  hasUseCacheBranch: false,
+  pastNames: ['past_key_values.0.key', 'past_key_values.0.value'],
+  presentNames: ['present.0.key', 'present.0.value'],
+};
+
+/**
+ * A stand-in decoder whose cache holds the token ids themselves and whose next token is a hash of
+ * every token the attention mask shows, in order. A row whose cache is misaligned, mixed with
+ * another row's or masked wrongly gets other tokens than it gets alone. Records every pass.
+ */
+class CacheCheckingRunner extends DecoderRunner {
+  readonly passes: Pass[] = [];
+
+  constructor() {
+    super({} as ort.InferenceSession, signature);
+  }
+
+  override async run(step: DecoderStep): Promise<DecoderOutput> {
+    const { cache, stepLength, inputIds } = step;
+    const rows = cache.batchSize;
+    const past = cache.pastLength;
+    const width = past + stepLength;
+    this.passes.push({ rows, tokens: stepLength });
+    const mask = cache.attentionMask(stepLength);
+    const previous = cache.pastTensors[0]!.data as Float32Array;
+    const tokens = new Float32Array(rows * width);
+    for (let row = 0; row < rows; row++) {
+      tokens.set(previous.subarray(row * past, (row + 1) * past), row * width);
+      for (let i = 0; i < stepLength; i++) tokens[row * width + past + i] = Number(inputIds[row * stepLength + i]);
+    }
+    const logitsAt = (row: number, position: number) => {
+      let hash = 0;
+      let seen = 0;
+      for (let slot = 0; slot <= past + position; slot++) {
+        if (mask[row * width + slot] === 1n) hash = (hash + tokens[row * width + slot]! * ++seen) % VOCAB;
+      }
+      const logits = new Float32Array(VOCAB);
+      logits[hash] = 1;
+      return logits;
+    };
+    const present = () => new ort.Tensor('float32', tokens, [rows, 1, width, 1]);
+    return {
+      logits: Array.from({ length: rows }, (_, row) => logitsAt(row, stepLength - 1)),
+      logitsAt,
+      present: [present(), present()],
+    };
+  }
+}
+
+const CHUNK = 4;
+const runner = new CacheCheckingRunner();
+
+let nextId = 1;
+/** A greedy sequence with a prompt of its own. */
+function sequence(promptLength: number, maxTokens: number): SequenceRequest {
+  const id = nextId++;
+  return {
+    id,
+    promptIds: Array.from({ length: promptLength }, (_, i) => 1 + ((i * 37 + id * 11) % (VOCAB - 1))),
+    maxTokens,
+    temperature: 0,
+    topP: 1,
+    seedStream: 0,
+    stopTokenIds: [],
+    presencePenalty: 0,
+    frequencyPenalty: 0,
+    logitBias: [],
+  };
+}
+
+/**
+ * Submits the first wave of requests, and each later wave once the one before has produced
+ * `afterTokens` tokens; runs them all to the end and returns each one's tokens and the passes made.
+ */
+async function generate(
+  waves: SequenceRequest[][],
+  options: Partial<BatcherOptions> = {},
+  afterTokens = 1,
+): Promise<{ tokens: Map<number, number[]>; passes: Pass[] }> {
+  runner.passes.length = 0;
+  const tokens = new Map<number, number[]>();
+  const pending = new Set(waves.flat().map((request) => request.id));
+  let seen = 0;
+  let wave = 0;
+  let finish: () => void = () => {};
+  let fail: (err: Error) => void = () => {};
+  const finished = new Promise<void>((resolve, reject) => {
+    finish = resolve;
+    fail = reject;
+  });
+  const batcher: ContinuousBatcher = new ContinuousBatcher(
+    runner,
+    { maxBatch: 16, maxKvTokens: 16 * 128, prefillChunk: CHUNK, contextLength: 128, ...options },
+    {
+      tokens(updates: TokenUpdate[]) {
+        for (const update of updates) {
+          tokens.set(update.id, [...(tokens.get(update.id) ?? []), update.tokenId]);
+          if (update.finishReason) pending.delete(update.id);
+        }
+        seen += updates.length;
+        if (wave < waves.length - 1 && seen >= afterTokens) {
+          wave++;
+          seen = 0;
+          for (const request of waves[wave]!) batcher.submit(request);
+        }
+        if (pending.size === 0) finish();
+      },
+      failed(ids, message) {
+        fail(new Error(`sequences ${ids.join(', ')} failed: ${message}`));
+      },
+      step() {},
+    },
+  );
+  for (const request of waves[0]!) batcher.submit(request);
+  await finished;
+  await batcher.stop();
+  return { tokens, passes: [...runner.passes] };
+}
+
+describe('ContinuousBatcher', () => {
+  it('prefills prompts that arrive together in one pass per chunk, then decodes them together', async () => {
+    const { passes } = await generate([[sequence(8, 3), sequence(8, 3), sequence(8, 3)]]);
+    expect(passes).toEqual([
+      { rows: 3, tokens: CHUNK },
+      { rows: 3, tokens: CHUNK },
+      { rows: 3, tokens: 1 },
+      { rows: 3, tokens: 1 },
+    ]);
+  });
+
+  it('cuts every prompt at the same offsets, running rows whose next chunk is shorter on their own', async () => {
+    // Chunks of 4: 10 tokens → 4, 4, 2; 9 → 4, 4, 1; 8 → 4, 4.
+    const { passes } = await generate([[sequence(10, 1), sequence(9, 1), sequence(8, 1)]]);
+    expect(passes).toEqual([
+      { rows: 3, tokens: CHUNK },
+      { rows: 3, tokens: CHUNK },
+      { rows: 1, tokens: 2 },
+      { rows: 1, tokens: 1 },
+    ]);
+  });
+
+  it('gives every sequence the tokens it gets alone, whatever it was batched with', async () => {
+    const lengths = [10, 3, 9, 14, 5, 10, 10, 3, 8];
+    const requests = lengths.map((length, i) => sequence(length, 3 + ((i * 5) % 7)));
+    const alone: (number[] | undefined)[] = [];
+    for (const request of requests) alone.push((await generate([[request]])).tokens.get(request.id));
+    expect(new Set(alone.map((tokens) => tokens?.join())).size).toBe(requests.length);
+    const together = await generate([requests]);
+    expect(requests.map((request) => together.tokens.get(request.id))).toEqual(alone);
+    const staggered = await generate([requests.slice(0, 3), requests.slice(3)], {}, 2);
+    expect(requests.map((request) => staggered.tokens.get(request.id))).toEqual(alone);
+  });
+
+  it('while fewer wait than decode, takes newcomers one at a time so running streams stall by one chunk', async () => {
+    const running = [sequence(4, 12), sequence(4, 12), sequence(4, 12)];
+    const newcomers = [sequence(4, 2), sequence(4, 2)];
+    const { passes } = await generate([running, newcomers], {}, 3);
+    const prefills = passes.filter((pass) => pass.tokens > 1);
+    expect(prefills).toEqual([
+      { rows: 3, tokens: CHUNK },
+      { rows: 1, tokens: CHUNK },
+      { rows: 1, tokens: CHUNK },
+    ]);
+  });
+
+  it('when at least as many wait as decode, prefills them all together', async () => {
+    const running = [sequence(4, 12), sequence(4, 12)];
+    const newcomers = [sequence(4, 2), sequence(4, 2), sequence(4, 2)];
+    const { passes } = await generate([running, newcomers], {}, 2);
+    expect(passes.filter((pass) => pass.tokens > 1)).toEqual([
+      { rows: 2, tokens: CHUNK },
+      { rows: 3, tokens: CHUNK },
+    ]);
+  });
+
+  it('admits no more rows than --max-batch, and the rest as rows leave', async () => {
+    const { passes } = await generate([[sequence(4, 2), sequence(4, 2), sequence(4, 2)]], { maxBatch: 2 });
+    expect(Math.max(...passes.map((pass) => pass.rows))).toBe(2);
+    expect(passes.filter((pass) => pass.tokens > 1)).toEqual([
+      { rows: 2, tokens: CHUNK },
+      { rows: 1, tokens: CHUNK },
+    ]);
+  });
+});
