@@ -40,7 +40,7 @@ const OPTIONS = {
   threads: {
     env: 'ORTSERVE_THREADS',
     schema: integer(0, 1024).default(0),
-    help: 'threads per forward pass (0: one per core)',
+    help: 'threads per forward pass (0: one per core but one, which is left to the HTTP thread)',
   },
   'max-batch': {
     env: 'ORTSERVE_MAX_BATCH',

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { ModelLoadError } from './errors.js';
 import type { ModelConfig } from './config.js';
@@ -23,6 +24,7 @@ export interface DecoderSignature {
 
 export interface SessionOptions {
   device: Device;
+  /** Threads per forward pass; 0: `defaultThreads()`. */
   threads: number;
 }
 
@@ -101,11 +103,20 @@ export function readDecoderSignature(
   };
 }
 
+/**
+ * Threads for a forward pass when none are configured: one per core but one, which the HTTP thread
+ * needs. The runtime splits each operation evenly over its threads, so a thread that has to wait
+ * for a core holds up the whole pass.
+ */
+export function defaultThreads(cores = availableParallelism()): number {
+  return Math.max(1, cores - 1);
+}
+
 export async function createDecoderSession(modelPath: string, options: SessionOptions): Promise<ort.InferenceSession> {
   try {
     return await ort.InferenceSession.create(modelPath, {
       executionProviders: [options.device],
-      intraOpNumThreads: options.threads,
+      intraOpNumThreads: options.threads || defaultThreads(),
       interOpNumThreads: 1,
       graphOptimizationLevel: 'all',
     });

@@ -7,7 +7,7 @@ import { readModelConfig } from '../../src/model/config.js';
 import { ModelLoadError } from '../../src/model/errors.js';
 import { readModelFiles, type ModelFiles } from '../../src/model/files.js';
 import { loadModel } from '../../src/model/model.js';
-import { createDecoderSession, readDecoderSignature } from '../../src/model/session.js';
+import { createDecoderSession, defaultThreads, readDecoderSignature } from '../../src/model/session.js';
 import { MODEL_DIRS } from '../helpers/server.js';
 
 const TINY_LLAMA = MODEL_DIRS['tiny-llama']!;
@@ -271,6 +271,14 @@ describe('ChatTemplate', () => {
   it('fails to load a template that does not parse, with a ModelLoadError naming chat_template', () => {
     const error = loadError(() => new ChatTemplate({ chat_template: '{% for m in messages %}{{ m' }, {}));
     expect(error.message).toContain('chat_template');
+  });
+});
+
+describe('defaultThreads', () => {
+  it('leaves one core to the HTTP thread, and takes at least one', () => {
+    expect(defaultThreads(16)).toBe(15);
+    expect(defaultThreads(2)).toBe(1);
+    expect(defaultThreads(1)).toBe(1);
   });
 });
 
