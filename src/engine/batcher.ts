@@ -160,25 +160,27 @@ export class ContinuousBatcher {
         this.events.step(0, this.stats());
         return;
       }
-      if (cohort) await this.guard(cohort.rows, () => this.prefillChunk(cohort));
-      if (this.active.length > 0) await this.guard(this.active, () => this.decode());
+      if (cohort) await this.guard(() => cohort.rows, () => this.prefillChunk(cohort));
+      if (this.active.length > 0) await this.guard(() => this.active, () => this.decode());
       await yieldToEventLoop();
     }
   }
 
   /**
-   * Runs a step; if the runtime fails, the sequences in it fail and the rest carry on. The failed
-   * sequences are cancelled, so the next `removeDone` drops them and their cache rows.
+   * Runs a step; if the runtime fails, the sequences in it (as they are when it fails: a prefill
+   * may split its cohort first) fail and the rest carry on. The failed sequences are cancelled, so
+   * the next `removeDone` drops them and their cache rows.
    */
-  private async guard(sequences: Sequence[], step: () => Promise<void>): Promise<void> {
+  private async guard(sequences: () => Sequence[], step: () => Promise<void>): Promise<void> {
     try {
       await step();
     } catch (err) {
+      const failed = sequences();
       this.events.failed(
-        sequences.map((seq) => seq.request.id),
+        failed.map((seq) => seq.request.id),
         `inference failed: ${(err as Error).message}`,
       );
-      for (const seq of sequences) seq.cancelled = true;
+      for (const seq of failed) seq.cancelled = true;
     }
   }
 

@@ -11,6 +11,8 @@ interface Pass {
 }
 
 const VOCAB = 50;
+/** A token id outside the vocabulary: never generated; the stand-in decoder fails any pass that feeds it. */
+const POISON = VOCAB;
 const signature: DecoderSignature = {
   numLayers: 1,
   numKvHeads: 1,
@@ -37,6 +39,7 @@ class CacheCheckingRunner extends DecoderRunner {
 
   override async run(step: DecoderStep): Promise<DecoderOutput> {
     const { cache, stepLength, inputIds } = step;
+    if (inputIds.includes(BigInt(POISON))) throw new Error('the runtime failed');
     const rows = cache.batchSize;
     const past = cache.pastLength;
     const width = past + stepLength;
@@ -90,15 +93,18 @@ function sequence(promptLength: number, maxTokens: number): SequenceRequest {
 
 /**
  * Submits the first wave of requests, and each later wave once the one before has produced
- * `afterTokens` tokens; runs them all to the end and returns each one's tokens and the passes made.
+ * `afterTokens` tokens; runs them all to the end and returns each one's tokens, the ids of those
+ * that failed (a failure rejects unless `allowFailures`) and the passes made.
  */
 async function generate(
   waves: SequenceRequest[][],
   options: Partial<BatcherOptions> = {},
   afterTokens = 1,
-): Promise<{ tokens: Map<number, number[]>; passes: Pass[] }> {
+  allowFailures = false,
+): Promise<{ tokens: Map<number, number[]>; failed: number[]; passes: Pass[] }> {
   runner.passes.length = 0;
   const tokens = new Map<number, number[]>();
+  const failed: number[] = [];
   const pending = new Set(waves.flat().map((request) => request.id));
   let seen = 0;
   let wave = 0;
@@ -126,7 +132,10 @@ async function generate(
         if (pending.size === 0) finish();
       },
       failed(ids, message) {
-        fail(new Error(`sequences ${ids.join(', ')} failed: ${message}`));
+        if (!allowFailures) fail(new Error(`sequences ${ids.join(', ')} failed: ${message}`));
+        failed.push(...ids);
+        for (const id of ids) pending.delete(id);
+        if (pending.size === 0) finish();
       },
       step() {},
     },
@@ -134,7 +143,7 @@ async function generate(
   for (const request of waves[0]!) batcher.submit(request);
   await finished;
   await batcher.stop();
-  return { tokens, passes: [...runner.passes] };
+  return { tokens, failed, passes: [...runner.passes] };
 }
 
 describe('ContinuousBatcher', () => {
@@ -200,5 +209,18 @@ describe('ContinuousBatcher', () => {
       { rows: 2, tokens: CHUNK },
       { rows: 1, tokens: CHUNK },
     ]);
+  });
+
+  it('fails only the sequences of a pass the runtime fails, and the others carry on', async () => {
+    // Chunks of 4: the second pass splits the 6-token prompt off and runs the two 8-token ones,
+    // where the poisoned token makes the runtime fail.
+    const poisoned = sequence(8, 3);
+    poisoned.promptIds[5] = POISON;
+    const short = sequence(6, 3);
+    const neighbour = sequence(8, 3);
+    const alone = (await generate([[short]])).tokens.get(short.id);
+    const { tokens, failed } = await generate([[poisoned, short, neighbour]], {}, 1, true);
+    expect(failed).toEqual([poisoned.id, neighbour.id]);
+    expect(tokens.get(short.id)).toEqual(alone);
   });
 });
