@@ -225,7 +225,8 @@ export class ContinuousBatcher {
     cohort.rows.forEach((seq, row) => {
       for (let i = 0; i < length; i++) inputIds[row * length + i] = BigInt(seq.request.promptIds[cohort.done + i]!);
     });
-    const output = await this.runner.run({ inputIds, stepLength: length, cache: cohort.cache });
+    const allPositions = cohort.rows.some((seq) => seq.promptLogprobs);
+    const output = await this.runner.run({ inputIds, stepLength: length, cache: cohort.cache, allPositions });
     cohort.cache.advance(output.present, length);
     cohort.rows.forEach((seq, row) => {
       if (!seq.promptLogprobs) return;

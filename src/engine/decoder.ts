@@ -1,4 +1,5 @@
 import * as ort from 'onnxruntime-node';
+import { LOGITS_POSITIONS } from '../model/logits-positions.js';
 import type { DecoderSignature } from '../model/session.js';
 import type { BatchKvCache } from './kv-cache.js';
 import { float16ToNumber } from './float16.js';
@@ -8,12 +9,14 @@ export interface DecoderStep {
   inputIds: BigInt64Array;
   stepLength: number;
   cache: BatchKvCache;
+  /** Logits of every position are wanted, not only of the last (for prompt log-probabilities). */
+  allPositions?: boolean;
 }
 
 export interface DecoderOutput {
   /** Logits of the last position of each row. */
   logits: Float32Array[];
-  /** Logits of `row` at `position` of the step (for prompt log-probabilities). */
+  /** Logits of `row` at `position` of the step (with `allPositions`: for prompt log-probabilities). */
   logitsAt(row: number, position: number): Float32Array;
   present: ort.Tensor[];
 }
@@ -35,6 +38,10 @@ export class DecoderRunner {
     if (this.signature.hasPositionIds) {
       feeds.position_ids = new ort.Tensor('int64', this.positionIds(step), [batch, stepLength]);
     }
+    if (this.signature.hasLogitsPositions) {
+      const positions = step.allPositions ? Array.from({ length: stepLength }, (_, i) => i) : [stepLength - 1];
+      feeds[LOGITS_POSITIONS] = new ort.Tensor('int64', BigInt64Array.from(positions, BigInt), [positions.length]);
+    }
     if (this.signature.hasUseCacheBranch) {
       feeds.use_cache_branch = new ort.Tensor('bool', new Uint8Array([cache.pastLength > 0 ? 1 : 0]), [1]);
     }
@@ -43,10 +50,13 @@ export class DecoderRunner {
     });
     const outputs = await this.session.run(feeds);
     const logits = outputs.logits!;
-    const vocab = logits.dims[2]!;
+    const [, kept, vocab] = logits.dims as [number, number, number];
+    const first = stepLength - kept;
     const data = logits.data as Float32Array | Uint16Array;
-    const logitsAt = (row: number, position: number) =>
-      logitsRow(data, (row * stepLength + position) * vocab, vocab, logits.type);
+    const logitsAt = (row: number, position: number) => {
+      if (position < first) throw new Error(`logits of position ${position} were not computed`);
+      return logitsRow(data, (row * kept + position - first) * vocab, vocab, logits.type);
+    };
     return {
       logits: Array.from({ length: batch }, (_, row) => logitsAt(row, stepLength - 1)),
       logitsAt,

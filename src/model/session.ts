@@ -1,5 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { dirname } from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { addLogitsPositions, LOGITS_POSITIONS } from './logits-positions.js';
 import { ModelLoadError } from './errors.js';
 import type { ModelConfig } from './config.js';
 
@@ -16,6 +19,8 @@ export interface DecoderSignature {
   hasPositionIds: boolean;
   /** Merged decoders (one graph for the first and later steps) switch on this boolean input. */
   hasUseCacheBranch: boolean;
+  /** The graph computes logits only at the positions given in `logits_positions` (see logits-positions.ts). */
+  hasLogitsPositions: boolean;
   /** `past_key_values.{i}.key`, `.value` for every layer, in layer order. */
   pastNames: string[];
   /** `present.{i}.key`, `.value`, matching `pastNames` one for one. */
@@ -29,7 +34,7 @@ export interface SessionOptions {
 }
 
 const PAST = /^past_key_values\.(\d+)\.(key|value)$/;
-const KNOWN_INPUTS = new Set(['input_ids', 'attention_mask', 'position_ids', 'use_cache_branch']);
+const KNOWN_INPUTS = new Set(['input_ids', 'attention_mask', 'position_ids', 'use_cache_branch', LOGITS_POSITIONS]);
 
 interface TensorMeta {
   name: string;
@@ -98,6 +103,7 @@ export function readDecoderSignature(
     logitsType: dataType(logits, 'output'),
     hasPositionIds: inputs.has('position_ids'),
     hasUseCacheBranch: inputs.has('use_cache_branch'),
+    hasLogitsPositions: inputs.has(LOGITS_POSITIONS),
     pastNames,
     presentNames,
   };
@@ -112,14 +118,34 @@ export function defaultThreads(cores = availableParallelism()): number {
   return Math.max(1, cores - 1);
 }
 
-export async function createDecoderSession(modelPath: string, options: SessionOptions): Promise<ort.InferenceSession> {
+function editedGraph(modelPath: string): Uint8Array | undefined {
   try {
-    return await ort.InferenceSession.create(modelPath, {
-      executionProviders: [options.device],
-      intraOpNumThreads: options.threads || defaultThreads(),
-      interOpNumThreads: 1,
-      graphOptimizationLevel: 'all',
-    });
+    return addLogitsPositions(readFileSync(modelPath));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Creates the session, from the graph with `logits_positions` added where it has the plain shape
+ * that edit expects. Its external data, if any, is read from the model's directory.
+ */
+export async function createDecoderSession(modelPath: string, options: SessionOptions): Promise<ort.InferenceSession> {
+  const sessionOptions: ort.InferenceSession.SessionOptions = {
+    executionProviders: [options.device],
+    intraOpNumThreads: options.threads || defaultThreads(),
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+  };
+  try {
+    // A graph the edit does not suit, or a file it cannot read, is left for the runtime to load or refuse.
+    const edited = editedGraph(modelPath);
+    if (edited) {
+      const externalData = { session: { model_external_initializers_file_folder_path: dirname(modelPath) } };
+      const session = await ort.InferenceSession.create(edited, { ...sessionOptions, extra: externalData }).catch(() => undefined);
+      if (session) return session;
+    }
+    return await ort.InferenceSession.create(modelPath, sessionOptions);
   } catch (err) {
     throw new ModelLoadError(`${modelPath}: cannot load the ONNX graph (${(err as Error).message})`);
   }

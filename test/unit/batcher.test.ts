@@ -21,6 +21,7 @@ const signature: DecoderSignature = {
   logitsType: 'float32',
   hasPositionIds: true,
   hasUseCacheBranch: false,
+  hasLogitsPositions: false,
   pastNames: ['past_key_values.0.key', 'past_key_values.0.value'],
   presentNames: ['present.0.key', 'present.0.value'],
 };

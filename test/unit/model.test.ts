@@ -296,6 +296,7 @@ describe('readDecoderSignature', () => {
         logitsType: 'float32',
         hasPositionIds: true,
         hasUseCacheBranch: false,
+        hasLogitsPositions: true,
         pastNames: ['past_key_values.0.key', 'past_key_values.0.value', 'past_key_values.1.key', 'past_key_values.1.value'],
         presentNames: ['present.0.key', 'present.0.value', 'present.1.key', 'present.1.value'],
       });
