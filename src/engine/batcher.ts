@@ -1,4 +1,4 @@
-import { BatchKvCache, type KvLayout } from './kv-cache.js';
+import { BatchKvCache, KvBufferPool, type KvLayout } from './kv-cache.js';
 import type { DecoderRunner } from './decoder.js';
 import { adjustLogits, hasAdjustments, tokenLogprob } from './logits.js';
 import type { EngineStats, FinishReason, SequenceRequest, TokenLogprob, TokenUpdate } from './protocol.js';
@@ -72,6 +72,7 @@ export class ContinuousBatcher {
   /** The loop under way, if any. */
   private idle: Promise<void> | undefined;
   private readonly layout: KvLayout;
+  private readonly pool: KvBufferPool;
   private scratch = new Float64Array(0);
 
   constructor(
@@ -86,6 +87,9 @@ export class ContinuousBatcher {
       headDim: signature.headDim,
       kvType: signature.kvType,
     };
+    // Room for the cache at its largest twice over (two buffers per tensor) and the headroom they are made with.
+    const elementsPerToken = this.layout.tensorCount * this.layout.numKvHeads * this.layout.headDim;
+    this.pool = new KvBufferPool(signature.kvType, 3 * options.maxKvTokens * elementsPerToken);
   }
 
   get activeCount(): number {
@@ -204,7 +208,7 @@ export class ContinuousBatcher {
       reserved += next.reservedTokens;
       rows.push(this.waiting.shift()!);
     }
-    if (rows.length > 0) this.cohorts.push({ rows, cache: BatchKvCache.empty(this.layout, rows.length), done: 0 });
+    if (rows.length > 0) this.cohorts.push({ rows, cache: BatchKvCache.empty(this.layout, rows.length, this.pool), done: 0 });
   }
 
   /**
@@ -227,7 +231,7 @@ export class ContinuousBatcher {
     });
     const allPositions = cohort.rows.some((seq) => seq.promptLogprobs);
     const output = await this.runner.run({ inputIds, stepLength: length, cache: cohort.cache, allPositions });
-    cohort.cache.advance(output.present, length);
+    cohort.cache.advance(output.kv, length);
     cohort.rows.forEach((seq, row) => {
       if (!seq.promptLogprobs) return;
       const prompt = seq.request.promptIds;
@@ -250,15 +254,20 @@ export class ContinuousBatcher {
     }
     if (updates.length > 0) this.events.tokens(updates);
     if (joining.length > 0) {
-      this.cache = this.cache
-        ? this.cache.concat(cohort.cache, joining)
+      const previous = this.cache;
+      this.cache = previous
+        ? previous.concat(cohort.cache, joining)
         : joining.length === cohort.rows.length
           ? cohort.cache
           : cohort.cache.select(joining);
+      previous?.release();
       this.active.push(...joining.map((row) => cohort.rows[row]!));
     }
     if (incomplete.length > 0) keepRows(cohort, incomplete);
-    else this.cohorts.splice(this.cohorts.indexOf(cohort), 1);
+    else {
+      this.cohorts.splice(this.cohorts.indexOf(cohort), 1);
+      if (cohort.cache !== this.cache) cohort.cache.release();
+    }
   }
 
   /** Keeps the cohorts in the order their first sequences arrived in. */
@@ -273,7 +282,7 @@ export class ContinuousBatcher {
     const cache = this.cache!;
     const inputIds = BigInt64Array.from(this.active, (seq) => BigInt(seq.lastToken));
     const output = await this.runner.run({ inputIds, stepLength: 1, cache });
-    cache.advance(output.present, 1);
+    cache.advance(output.kv, 1);
     const updates: TokenUpdate[] = [];
     this.active.forEach((seq, row) => {
       if (!seq.cancelled) updates.push(this.accept(seq, output.logits[row]!));
@@ -326,7 +335,9 @@ export class ContinuousBatcher {
     const [keep] = partitionRows(this.active, (seq) => !seq.finished && !seq.cancelled);
     if (keep.length === this.active.length) return;
     this.active = keep.map((row) => this.active[row]!);
-    this.cache = keep.length > 0 ? this.cache!.select(keep) : undefined;
+    const previous = this.cache!;
+    this.cache = keep.length > 0 ? previous.select(keep) : undefined;
+    previous.release();
   }
 }
 
@@ -340,6 +351,8 @@ function partitionRows(rows: readonly Sequence[], test: (seq: Sequence) => boole
 
 /** Narrows a cohort to `rows`, in that order, cache included. */
 function keepRows(cohort: Cohort, rows: readonly number[]): void {
+  const previous = cohort.cache;
   cohort.rows = rows.map((row) => cohort.rows[row]!);
-  cohort.cache = rows.length > 0 ? cohort.cache.select(rows) : cohort.cache;
+  cohort.cache = previous.select(rows);
+  previous.release();
 }

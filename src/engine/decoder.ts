@@ -1,7 +1,7 @@
 import * as ort from 'onnxruntime-node';
 import { LOGITS_POSITIONS } from '../model/logits-positions.js';
 import type { DecoderSignature } from '../model/session.js';
-import type { BatchKvCache } from './kv-cache.js';
+import type { BatchKvCache, KvUpdate } from './kv-cache.js';
 import { float16ToNumber } from './float16.js';
 
 export interface DecoderStep {
@@ -18,7 +18,7 @@ export interface DecoderOutput {
   logits: Float32Array[];
   /** Logits of `row` at `position` of the step (with `allPositions`: for prompt log-probabilities). */
   logitsAt(row: number, position: number): Float32Array;
-  present: ort.Tensor[];
+  kv: KvUpdate;
 }
 
 /** One forward pass of an ONNX decoder over a batch, feeding and returning the KV cache. */
@@ -48,7 +48,8 @@ export class DecoderRunner {
     this.signature.pastNames.forEach((name, i) => {
       feeds[name] = cache.pastTensors[i]!;
     });
-    const outputs = await this.session.run(feeds);
+    const { newKvNames, presentNames } = this.signature;
+    const outputs = await this.session.run(feeds, ['logits', ...(newKvNames ?? presentNames)]);
     const logits = outputs.logits!;
     const [, kept, vocab] = logits.dims as [number, number, number];
     const first = stepLength - kept;
@@ -60,7 +61,7 @@ export class DecoderRunner {
     return {
       logits: Array.from({ length: batch }, (_, row) => logitsAt(row, stepLength - 1)),
       logitsAt,
-      present: this.signature.presentNames.map((name) => outputs[name]!),
+      kv: newKvNames ? { appended: newKvNames.map((name) => outputs[name]!) } : { present: presentNames.map((name) => outputs[name]!) },
     };
   }
 

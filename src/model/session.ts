@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import { dirname } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { addLogitsPositions, LOGITS_POSITIONS } from './logits-positions.js';
+import { addNewKvOutputs, newKvName } from './new-kv-outputs.js';
 import { ModelLoadError } from './errors.js';
 import type { ModelConfig } from './config.js';
 
@@ -25,6 +26,8 @@ export interface DecoderSignature {
   pastNames: string[];
   /** `present.{i}.key`, `.value`, matching `pastNames` one for one. */
   presentNames: string[];
+  /** `new_key_values.{i}.key`, `.value`, where the graph outputs a step's new positions on their own (see new-kv-outputs.ts). */
+  newKvNames?: string[];
 }
 
 export interface SessionOptions {
@@ -106,6 +109,7 @@ export function readDecoderSignature(
     hasLogitsPositions: inputs.has(LOGITS_POSITIONS),
     pastNames,
     presentNames,
+    newKvNames: presentNames.every((name) => outputs.has(newKvName(name))) ? presentNames.map(newKvName) : undefined,
   };
 }
 
@@ -118,17 +122,23 @@ export function defaultThreads(cores = availableParallelism()): number {
   return Math.max(1, cores - 1);
 }
 
+const GRAPH_EDITS = [addLogitsPositions, addNewKvOutputs];
+
+/** The graph with every edit made that suits it; undefined when none does. */
 function editedGraph(modelPath: string): Uint8Array | undefined {
   try {
-    return addLogitsPositions(readFileSync(modelPath));
+    const original: Uint8Array = readFileSync(modelPath);
+    const edited = GRAPH_EDITS.reduce<Uint8Array>((model, edit) => edit(model) ?? model, original);
+    return edited === original ? undefined : edited;
   } catch {
     return undefined;
   }
 }
 
 /**
- * Creates the session, from the graph with `logits_positions` added where it has the plain shape
- * that edit expects. Its external data, if any, is read from the model's directory.
+ * Creates the session from the graph with the edits of logits-positions.ts and new-kv-outputs.ts
+ * made where it has the plain shape they expect. Its external data, if any, is read from the
+ * model's directory.
  */
 export async function createDecoderSession(modelPath: string, options: SessionOptions): Promise<ort.InferenceSession> {
   const sessionOptions: ort.InferenceSession.SessionOptions = {

@@ -78,13 +78,18 @@ describe('GET /metrics', () => {
     const stream = await fetch(`${server.url}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: MODEL, prompt: 'Once upon a time', max_tokens: 400, stream: true }),
+      body: JSON.stringify({ model: MODEL, prompt: 'Once upon a time', max_tokens: 500, stream: true }),
       signal: controller.signal,
     });
     const reader = stream.body!.getReader();
     await reader.read();
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    const during = await scrape();
+    // The gauges move after each engine step; wait for the first steps to be reported.
+    let during = '';
+    for (let i = 0; i < 50; i++) {
+      during = await scrape();
+      if (sample(during, 'ortserve_kv_cache_tokens') > 4) break;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
     expect(sample(during, 'ortserve_active_sequences')).toBe(1);
     expect(sample(during, 'ortserve_kv_cache_tokens')).toBeGreaterThan(4);
     expect(sample(during, 'ortserve_requests_in_flight')).toBe(1);

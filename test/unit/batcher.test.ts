@@ -33,6 +33,8 @@ const signature: DecoderSignature = {
  */
 class CacheCheckingRunner extends DecoderRunner {
   readonly passes: Pass[] = [];
+  /** Whether passes return the whole cache, as `present.*` does, or only the step's new positions. */
+  kvOutput: 'present' | 'appended' = 'appended';
 
   constructor() {
     super({} as ort.InferenceSession, signature);
@@ -63,10 +65,11 @@ class CacheCheckingRunner extends DecoderRunner {
       return logits;
     };
     const present = () => new ort.Tensor('float32', tokens, [rows, 1, width, 1]);
+    const appended = () => new ort.Tensor('float32', Float32Array.from(inputIds, Number), [rows, 1, stepLength, 1]);
     return {
       logits: Array.from({ length: rows }, (_, row) => logitsAt(row, stepLength - 1)),
       logitsAt,
-      present: [present(), present()],
+      kv: this.kvOutput === 'present' ? { present: [present(), present()] } : { appended: [appended(), appended()] },
     };
   }
 }
@@ -169,7 +172,8 @@ describe('ContinuousBatcher', () => {
     ]);
   });
 
-  it('gives every sequence the tokens it gets alone, whatever it was batched with', async () => {
+  it.each(['present', 'appended'] as const)('gives every sequence the tokens it gets alone, whatever it was batched with (%s keys and values)', async (kvOutput) => {
+    runner.kvOutput = kvOutput;
     const lengths = [10, 3, 9, 14, 5, 10, 10, 3, 8];
     const requests = lengths.map((length, i) => sequence(length, 3 + ((i * 5) % 7)));
     const alone: (number[] | undefined)[] = [];

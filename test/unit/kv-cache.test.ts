@@ -1,6 +1,6 @@
 import * as ort from 'onnxruntime-node';
 import { float16ToNumber } from '../../src/engine/float16.js';
-import { BatchKvCache, type KvLayout } from '../../src/engine/kv-cache.js';
+import { BatchKvCache, KvBufferPool, type KvLayout } from '../../src/engine/kv-cache.js';
 
 const HEADS = 2;
 const DIM = 3;
@@ -30,9 +30,9 @@ function present(tag: number, batch: number, length: number, kvLayout: KvLayout 
 }
 
 /** A cache of `batch` rows that went through one step of `length` tokens. */
-function filled(tag: number, batch: number, length: number): BatchKvCache {
-  const cache = BatchKvCache.empty(layout, batch);
-  cache.advance(present(tag, batch, length), length);
+function filled(tag: number, batch: number, length: number, pool?: KvBufferPool): BatchKvCache {
+  const cache = BatchKvCache.empty(layout, batch, pool);
+  cache.advance({ present: present(tag, batch, length) }, length);
   return cache;
 }
 
@@ -91,14 +91,52 @@ describe('BatchKvCache', () => {
     it('takes the present tensors as the cache and adds the step length to every row', () => {
       const cache = BatchKvCache.empty(layout, 2);
       const first = present(0, 2, 4);
-      cache.advance(first, 4);
+      cache.advance({ present: first }, 4);
       expect(cache.pastLength).toBe(4);
       first.forEach((tensor, t) => expect(cache.pastTensors[t]).toBe(tensor));
       const second = present(1, 2, 5);
-      cache.advance(second, 1);
+      cache.advance({ present: second }, 1);
       expect(cache.pastLength).toBe(5);
       expect(cache.pastTensors[1]).toBe(second[1]);
       expect([cache.realLength(0), cache.realLength(1)]).toEqual([5, 5]);
+    });
+
+    it("appends a step's new keys and values to every row and head, as the graph's Concat would", () => {
+      const cache = filled(0, 2, 4);
+      cache.advance({ appended: present(1, 2, 1) }, 1);
+      cache.advance({ appended: present(2, 2, 3) }, 3);
+      expect(cache.pastLength).toBe(8);
+      for (const row of [0, 1]) {
+        expectRow(cache, row, (t, head, pos, d) =>
+          pos < 4 ? code(0, t, row, head, pos, d) : pos < 5 ? code(1, t, row, head, 0, d) : code(2, t, row, head, pos - 5, d),
+        );
+      }
+    });
+
+    it('keeps the padding of shorter rows in front when it appends', () => {
+      const cache = filled(1, 1, 2).concat(filled(2, 1, 4));
+      cache.advance({ appended: present(3, 2, 1) }, 1);
+      expect(cache.pads).toEqual([2, 0]);
+      expectRow(cache, 0, (t, head, pos, d) => (pos < 2 ? null : pos < 4 ? code(1, t, 0, head, pos - 2, d) : code(3, t, 0, head, 0, d)));
+      expectRow(cache, 1, (t, head, pos, d) => (pos < 4 ? code(2, t, 0, head, pos, d) : code(3, t, 1, head, 0, d)));
+      expect(maskRows(cache.attentionMask(1), 2)).toEqual([
+        [0, 0, 1, 1, 1, 1],
+        [1, 1, 1, 1, 1, 1],
+      ]);
+    });
+
+    it('alternates between two buffers from step to step, and grows them when a step outgrows them', () => {
+      const cache = filled(0, 1, 1);
+      const buffers: ArrayBufferLike[] = [];
+      for (let step = 1; step <= 150; step++) {
+        cache.advance({ appended: present(step, 1, 1) }, 1);
+        buffers.push((cache.pastTensors[0]!.data as Float32Array).buffer);
+      }
+      expect(buffers[2]).toBe(buffers[0]);
+      expect(buffers[3]).toBe(buffers[1]);
+      expect(buffers[2]).not.toBe(buffers[1]);
+      expect(new Set(buffers).size).toBeLessThan(10);
+      expectRow(cache, 0, (t, head, pos, d) => code(pos, t, 0, head, 0, d));
     });
   });
 
@@ -173,7 +211,7 @@ describe('BatchKvCache', () => {
 
     it('keeps hiding the padding after later steps', () => {
       const cache = filled(1, 1, 1).concat(filled(2, 1, 3)); // pads [2, 0]
-      cache.advance(present(9, 2, 4), 1);
+      cache.advance({ present: present(9, 2, 4) }, 1);
       expect(cache.pastLength).toBe(4);
       expect([cache.realLength(0), cache.realLength(1)]).toEqual([2, 4]);
       expect(maskRows(cache.attentionMask(1), 2)).toEqual([
@@ -220,7 +258,7 @@ describe('BatchKvCache', () => {
 
     it('copies the tokens a row gained in later steps along with the earlier ones', () => {
       const cache = filled(1, 1, 1).concat(filled(2, 1, 3)); // pads [2, 0]
-      cache.advance(present(7, 2, 4), 1); // row 0: 2 real tokens at positions 2..3
+      cache.advance({ present: present(7, 2, 4) }, 1); // row 0: 2 real tokens at positions 2..3
       const selected = cache.select([0]);
       expect(selected.pastLength).toBe(2);
       expectRow(selected, 0, (t, head, pos, d) => code(7, t, 0, head, pos + 2, d));
@@ -245,9 +283,9 @@ describe('BatchKvCache', () => {
 
     it('moves the 16-bit words unchanged and pads with +0', () => {
       const short = BatchKvCache.empty(half, 1);
-      short.advance(present(0, 1, 1, half), 1);
+      short.advance({ present: present(0, 1, 1, half) }, 1);
       const long = BatchKvCache.empty(half, 1);
-      long.advance(present(0, 1, 3, half), 3);
+      long.advance({ present: present(0, 1, 3, half) }, 3);
       const joined = short.concat(long);
       expect(joined.pads).toEqual([2, 0]);
       for (let t = 0; t < 2; t++) {
@@ -263,6 +301,44 @@ describe('BatchKvCache', () => {
           }
       }
     });
+  });
+});
+
+describe('KvBufferPool', () => {
+  it('hands out the smallest free buffer that is large enough, and makes one of the wanted size when none is', () => {
+    const pool = new KvBufferPool('float32');
+    const [small, large] = [new Float32Array(10), new Float32Array(100)];
+    pool.give(large);
+    pool.give(small);
+    expect(pool.take(8)).toBe(small);
+    expect(pool.take(8)).toBe(large);
+    const fresh = pool.take(8, 50);
+    expect(fresh.length).toBe(50);
+    expect(pool.pooledLength).toBe(0);
+  });
+
+  it('keeps at most its limit, letting the smallest buffers go first', () => {
+    const pool = new KvBufferPool('float32', 150);
+    const buffers = [new Float32Array(60), new Float32Array(40), new Float32Array(80)];
+    for (const buffer of buffers) pool.give(buffer);
+    expect(pool.pooledLength).toBe(140);
+    pool.give(new Float32Array(30));
+    expect(pool.pooledLength).toBe(140);
+    expect(pool.take(70)).toBe(buffers[2]);
+    expect(pool.take(50)).toBe(buffers[0]);
+  });
+
+  it("serves a cache the buffers another gave back, with the padding zeroed whatever they held", () => {
+    const pool = new KvBufferPool('float32');
+    const old = filled(5, 3, 6, pool).select([0, 1, 2]);
+    old.advance({ appended: present(6, 3, 1) }, 1);
+    old.release();
+    const before = pool.pooledLength;
+    expect(before).toBeGreaterThan(0);
+    const cache = filled(1, 1, 2, pool).concat(filled(2, 1, 4, pool));
+    expect(pool.pooledLength).toBeLessThan(before);
+    expectRow(cache, 0, (t, head, pos, d) => (pos < 2 ? null : code(1, t, 0, head, pos - 2, d)));
+    expectRow(cache, 1, (t, head, pos, d) => code(2, t, 0, head, pos, d));
   });
 });
 

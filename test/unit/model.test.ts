@@ -299,6 +299,7 @@ describe('readDecoderSignature', () => {
         hasLogitsPositions: true,
         pastNames: ['past_key_values.0.key', 'past_key_values.0.value', 'past_key_values.1.key', 'past_key_values.1.value'],
         presentNames: ['present.0.key', 'present.0.value', 'present.1.key', 'present.1.value'],
+        newKvNames: ['new_key_values.0.key', 'new_key_values.0.value', 'new_key_values.1.key', 'new_key_values.1.value'],
       });
     } finally {
       await session.release();
@@ -340,6 +341,20 @@ describe('readDecoderSignature', () => {
       const signature = readDecoderSignature(session([...base, ...past(2).reverse()], [logits, ...present(2).reverse()]), config);
       expect(signature.pastNames).toEqual(['past_key_values.0.key', 'past_key_values.0.value', 'past_key_values.1.key', 'past_key_values.1.value']);
       expect(signature.presentNames).toEqual(['present.0.key', 'present.0.value', 'present.1.key', 'present.1.value']);
+    });
+
+    it("uses the new keys and values a graph outputs on their own only when it outputs every layer's", () => {
+      const newKv = (layers: number) =>
+        Array.from({ length: layers }, (_, i) => ['key', 'value'].map((kind) => tensor(`new_key_values.${i}.${kind}`, 'float32', ['b', 'h', 's', 'd']))).flat();
+      const inputs = [...base, ...past(2)];
+      expect(readDecoderSignature(session(inputs, [logits, ...present(2)]), config).newKvNames).toBeUndefined();
+      expect(readDecoderSignature(session(inputs, [logits, ...present(2), ...newKv(2).slice(1)]), config).newKvNames).toBeUndefined();
+      expect(readDecoderSignature(session(inputs, [logits, ...present(2), ...newKv(2).reverse()]), config).newKvNames).toEqual([
+        'new_key_values.0.key',
+        'new_key_values.0.value',
+        'new_key_values.1.key',
+        'new_key_values.1.value',
+      ]);
     });
 
     it('detects a float16 cache and a merged decoder', () => {

@@ -1,0 +1,161 @@
+/**
+ * Just enough of the protobuf wire format to edit an ONNX graph in memory: fields are parsed as
+ * byte ranges and written back untouched, so initializers and everything not edited pass through
+ * as they are.
+ */
+
+const WIRE_VARINT = 0;
+const WIRE_64BIT = 1;
+const WIRE_LENGTH = 2;
+const WIRE_32BIT = 5;
+
+/** One field of a protobuf message, as it lies in the buffer. */
+export interface RawField {
+  number: number;
+  wireType: number;
+  /** The whole field, tag included. */
+  bytes: Uint8Array;
+  /** For length-delimited fields: the payload. */
+  payload?: Uint8Array;
+  /** For varint fields: the value. */
+  value?: bigint;
+}
+
+function readVarint(buffer: Uint8Array, offset: number): [bigint, number] {
+  let value = 0n;
+  let shift = 0n;
+  for (;;) {
+    if (offset >= buffer.length) throw new Error('truncated varint');
+    const byte = buffer[offset++]!;
+    value |= BigInt(byte & 0x7f) << shift;
+    if ((byte & 0x80) === 0) return [value, offset];
+    shift += 7n;
+    if (shift > 63n) throw new Error('varint too long');
+  }
+}
+
+export function parseFields(message: Uint8Array): RawField[] {
+  const fields: RawField[] = [];
+  let offset = 0;
+  while (offset < message.length) {
+    const start = offset;
+    const [tag, afterTag] = readVarint(message, offset);
+    offset = afterTag;
+    const number = Number(tag >> 3n);
+    const wireType = Number(tag & 7n);
+    let payload: Uint8Array | undefined;
+    let value: bigint | undefined;
+    if (wireType === WIRE_VARINT) [value, offset] = readVarint(message, offset);
+    else if (wireType === WIRE_64BIT) offset += 8;
+    else if (wireType === WIRE_32BIT) offset += 4;
+    else if (wireType === WIRE_LENGTH) {
+      const [length, afterLength] = readVarint(message, offset);
+      offset = afterLength + Number(length);
+      payload = message.subarray(afterLength, offset);
+    } else throw new Error(`unsupported wire type ${wireType}`);
+    if (offset > message.length) throw new Error('truncated field');
+    fields.push({ number, wireType, bytes: message.subarray(start, offset), payload, value });
+  }
+  return fields;
+}
+
+function varint(value: number | bigint): number[] {
+  let rest = BigInt(value);
+  const bytes: number[] = [];
+  do {
+    const low = Number(rest & 0x7fn);
+    rest >>= 7n;
+    bytes.push(rest > 0n ? low | 0x80 : low);
+  } while (rest > 0n);
+  return bytes;
+}
+
+export function concat(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+export function lengthField(number: number, payload: Uint8Array): Uint8Array {
+  return concat([Uint8Array.from([...varint((number << 3) | WIRE_LENGTH), ...varint(payload.length)]), payload]);
+}
+
+export function varintField(number: number, value: number): Uint8Array {
+  return Uint8Array.from([...varint((number << 3) | WIRE_VARINT), ...varint(value)]);
+}
+
+const text = (value: string) => new TextEncoder().encode(value);
+export const decodeText = (bytes: Uint8Array | undefined) => new TextDecoder().decode(bytes);
+export const stringField = (number: number, value: string) => lengthField(number, text(value));
+
+// Field numbers of onnx.proto.
+export const MODEL_GRAPH = 7;
+export const GRAPH_NODE = 1;
+export const GRAPH_INPUT = 11;
+export const GRAPH_OUTPUT = 12;
+export const NODE_INPUT = 1;
+export const NODE_OUTPUT = 2;
+export const NODE_NAME = 3;
+export const NODE_OP_TYPE = 4;
+export const NODE_ATTRIBUTE = 5;
+export const NODE_DOMAIN = 7;
+export const ATTRIBUTE_NAME = 1;
+export const ATTRIBUTE_INT = 3;
+export const ATTRIBUTE_TYPE = 20;
+export const ATTRIBUTE_TYPE_INT = 2;
+export const VALUE_INFO_NAME = 1;
+export const VALUE_INFO_TYPE = 2;
+export const TYPE_TENSOR = 1;
+export const TENSOR_TYPE_ELEM = 1;
+export const TENSOR_TYPE_SHAPE = 2;
+export const SHAPE_DIM = 1;
+export const DIM_PARAM = 2;
+export const ELEM_INT64 = 7;
+
+export interface NodeSummary {
+  opType: string;
+  domain: string;
+  inputs: string[];
+  outputs: string[];
+  /** The node's integer attributes by name. */
+  ints: Map<string, bigint>;
+}
+
+/** The parts of a NodeProto that say what it computes from what. */
+export function readNode(payload: Uint8Array): NodeSummary {
+  const fields = parseFields(payload);
+  const strings = (number: number) => fields.filter((f) => f.number === number).map((f) => decodeText(f.payload));
+  return {
+    opType: strings(NODE_OP_TYPE)[0] ?? '',
+    domain: strings(NODE_DOMAIN)[0] ?? '',
+    inputs: strings(NODE_INPUT),
+    outputs: strings(NODE_OUTPUT),
+    ints: new Map(
+      fields
+        .filter((f) => f.number === NODE_ATTRIBUTE)
+        .map((f) => parseFields(f.payload!))
+        .filter((attribute) => attribute.some((f) => f.number === ATTRIBUTE_INT))
+        .map((attribute) => [
+          decodeText(attribute.find((f) => f.number === ATTRIBUTE_NAME)?.payload),
+          BigInt.asIntN(64, attribute.find((f) => f.number === ATTRIBUTE_INT)!.value!),
+        ]),
+    ),
+  };
+}
+
+/** The name of a ValueInfoProto (a graph input or output). */
+export function valueInfoName(payload: Uint8Array): string {
+  return decodeText(parseFields(payload).find((f) => f.number === VALUE_INFO_NAME)?.payload);
+}
+
+/** The element type of a ValueInfoProto that describes a tensor; undefined for anything else. */
+export function tensorElementType(payload: Uint8Array): number | undefined {
+  const type = parseFields(payload).find((f) => f.number === VALUE_INFO_TYPE)?.payload;
+  const tensor = type && parseFields(type).find((f) => f.number === TYPE_TENSOR)?.payload;
+  const elem = tensor && parseFields(tensor).find((f) => f.number === TENSOR_TYPE_ELEM)?.value;
+  return elem === undefined ? undefined : Number(elem);
+}
