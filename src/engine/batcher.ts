@@ -87,9 +87,9 @@ export class ContinuousBatcher {
       headDim: signature.headDim,
       kvType: signature.kvType,
     };
-    // Room for the cache at its largest twice over (two buffers per tensor) and the headroom they are made with.
+    // Free buffers are kept up to the size of the whole cache budget once.
     const elementsPerToken = this.layout.tensorCount * this.layout.numKvHeads * this.layout.headDim;
-    this.pool = new KvBufferPool(signature.kvType, 3 * options.maxKvTokens * elementsPerToken);
+    this.pool = new KvBufferPool(signature.kvType, options.maxKvTokens * elementsPerToken);
   }
 
   get activeCount(): number {
