@@ -21,13 +21,14 @@ import {
   GRAPH_INPUT,
   GRAPH_NODE,
   lengthField,
-  MODEL_GRAPH,
+  editGraph,
   NODE_ATTRIBUTE,
   NODE_INPUT,
   NODE_NAME,
   NODE_OP_TYPE,
   NODE_OUTPUT,
   parseFields,
+  type RawField,
   readNode,
   SHAPE_DIM,
   stringField,
@@ -44,10 +45,10 @@ export const LOGITS_POSITIONS = 'logits_positions';
 
 /** Rewrites `model` (the bytes of model.onnx); undefined when its graph has another shape. */
 export function addLogitsPositions(model: Uint8Array): Uint8Array | undefined {
-  const modelFields = parseFields(model);
-  const graphField = modelFields.find((field) => field.number === MODEL_GRAPH && field.payload);
-  if (!graphField) return undefined;
-  const graphFields = parseFields(graphField.payload!);
+  return editGraph(model, gatherBeforeLogits);
+}
+
+function gatherBeforeLogits(graphFields: RawField[]): Uint8Array | undefined {
   const inputNames = graphFields.filter((field) => field.number === GRAPH_INPUT).map((field) => valueInfoName(field.payload!));
   if (inputNames.includes(LOGITS_POSITIONS)) return undefined;
 
@@ -97,5 +98,5 @@ export function addLogitsPositions(model: Uint8Array): Uint8Array | undefined {
     else graph.push(field.bytes);
     if (i === lastInput) graph.push(lengthField(GRAPH_INPUT, positionsInput));
   });
-  return concat(modelFields.map((field) => (field === graphField ? lengthField(MODEL_GRAPH, concat(graph)) : field.bytes)));
+  return concat(graph);
 }

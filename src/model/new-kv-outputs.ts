@@ -13,12 +13,12 @@ import {
   GRAPH_NODE,
   GRAPH_OUTPUT,
   lengthField,
-  MODEL_GRAPH,
+  editGraph,
   NODE_INPUT,
   NODE_NAME,
   NODE_OP_TYPE,
   NODE_OUTPUT,
-  parseFields,
+  type RawField,
   readNode,
   stringField,
   TENSOR_TYPE_ELEM,
@@ -37,10 +37,10 @@ export const newKvName = (presentName: string): string => presentName.replace(PR
 
 /** Rewrites `model` (the bytes of model.onnx); undefined when its graph has another shape. */
 export function addNewKvOutputs(model: Uint8Array): Uint8Array | undefined {
-  const modelFields = parseFields(model);
-  const graphField = modelFields.find((field) => field.number === MODEL_GRAPH && field.payload);
-  if (!graphField) return undefined;
-  const graphFields = parseFields(graphField.payload!);
+  return editGraph(model, outputNewKv);
+}
+
+function outputNewKv(graphFields: RawField[], graph: Uint8Array): Uint8Array | undefined {
   const outputs = graphFields.filter((field) => field.number === GRAPH_OUTPUT);
   const outputNames = outputs.map((field) => valueInfoName(field.payload!));
   const presents = outputs.filter((_, i) => PRESENT.test(outputNames[i]!));
@@ -75,6 +75,5 @@ export function addNewKvOutputs(model: Uint8Array): Uint8Array | undefined {
     added.push(lengthField(GRAPH_NODE, identity), lengthField(GRAPH_OUTPUT, info));
   }
   // Nodes and outputs may come in any order within a GraphProto; appending keeps the rest byte for byte.
-  const graph = concat([graphField.payload!, ...added]);
-  return concat(modelFields.map((field) => (field === graphField ? lengthField(MODEL_GRAPH, graph) : field.bytes)));
+  return concat([graph, ...added]);
 }

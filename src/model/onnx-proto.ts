@@ -159,3 +159,15 @@ export function tensorElementType(payload: Uint8Array): number | undefined {
   const elem = tensor && parseFields(tensor).find((f) => f.number === TENSOR_TYPE_ELEM)?.value;
   return elem === undefined ? undefined : Number(elem);
 }
+
+/**
+ * `model` (the bytes of a ModelProto) with its GraphProto replaced by what `edit` makes of it;
+ * undefined when the model has no graph or `edit` returns none.
+ */
+export function editGraph(model: Uint8Array, edit: (graphFields: RawField[], graph: Uint8Array) => Uint8Array | undefined): Uint8Array | undefined {
+  const modelFields = parseFields(model);
+  const graphField = modelFields.find((field) => field.number === MODEL_GRAPH && field.payload);
+  if (!graphField) return undefined;
+  const graph = edit(parseFields(graphField.payload!), graphField.payload!);
+  return graph && concat(modelFields.map((field) => (field === graphField ? lengthField(MODEL_GRAPH, graph) : field.bytes)));
+}
