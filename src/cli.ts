@@ -6,6 +6,28 @@ import { startServer } from './server.js';
 // has no business doing that. Set before the engine thread loads the runtime; ORT_DISABLE_TELEMETRY=0 keeps it.
 process.env.ORT_DISABLE_TELEMETRY ??= '1';
 
+/** A second signal this soon after the first is taken as a copy of it, not as a request to exit at once. */
+const SAME_SIGNAL_WINDOW_MS = 1000;
+
+/** A failure to start, in a sentence: a port in use, an address that is not this machine's. */
+function startFailure(err: unknown, config: { host: string; port: number }): string {
+  const { code, message } = err as NodeJS.ErrnoException;
+  const where = `${config.host}:${config.port}`;
+  switch (code) {
+    case 'EADDRINUSE':
+      return `cannot listen on ${where}: the port is in use (choose another with --port or PORT)`;
+    case 'EADDRNOTAVAIL':
+      return `cannot listen on ${where}: the address is not one of this machine's (set --host)`;
+    case 'EACCES':
+      return `cannot listen on ${where}: permission denied (ports below 1024 need privileges)`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `cannot listen on ${where}: the host name does not resolve (set --host)`;
+    default:
+      return message || String(err);
+  }
+}
+
 async function main(): Promise<number> {
   let command;
   try {
@@ -29,13 +51,17 @@ async function main(): Promise<number> {
       process.stderr.write(`ortserve: cannot load the model: ${err.message}\n`);
       return 1;
     }
-    throw err;
+    process.stderr.write(`ortserve: cannot start: ${startFailure(err, command.config)}\n`);
+    return 1;
   }
   const running = server;
-  let stopping = false;
+  let stoppingSince: number | undefined;
   let forced = false;
   const stop = (signal: NodeJS.Signals) => {
-    if (stopping) {
+    if (stoppingSince !== undefined) {
+      // A signal sent to the process group reaches a server started by `npm start` twice, a few
+      // milliseconds apart: npm passes its own copy on. Within the window it is the same signal.
+      if (performance.now() - stoppingSince < SAME_SIGNAL_WINDOW_MS) return;
       // In-flight requests are cut off; the engine still ends its step under way, because a
       // thread stopped inside a forward pass takes the whole process down.
       running.app.log.warn({ signal }, 'second signal: exiting at once');
@@ -43,7 +69,7 @@ async function main(): Promise<number> {
       void running.close().finally(() => process.exit(1));
       return;
     }
-    stopping = true;
+    stoppingSince = performance.now();
     running.app.log.info({ signal, graceSeconds: command.config.shutdownGraceMs / 1000 }, 'shutting down');
     void running.shutdown(command.config.shutdownGraceMs).then(
       () => process.exit(forced ? 1 : 0),

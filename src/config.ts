@@ -11,6 +11,12 @@ const integer = (min: number, max = Number.MAX_SAFE_INTEGER) =>
     .transform(Number)
     .pipe(z.number().int().min(min).max(max));
 
+/**
+ * A key as clients send it in `Authorization: Bearer KEY`: visible ASCII without spaces. Anything
+ * else could never match what arrives in the header, and would lock every client out.
+ */
+const apiKey = z.string().regex(/^[\x21-\x7e]+$/, 'a key must be one or more visible ASCII characters, without spaces');
+
 /** Every setting: its command-line flag, its environment variable, its default and what it does. */
 const OPTIONS = {
   model: {
@@ -64,7 +70,7 @@ const OPTIONS = {
   },
   'api-key': {
     env: 'ORTSERVE_API_KEYS',
-    schema: z.array(z.string().min(1, 'must not be empty')).default([]),
+    schema: z.array(apiKey).default([]),
     help: 'API key clients must send as "Authorization: Bearer KEY" on /v1/* (repeatable; env: comma-separated)',
     shown: 'none: no authentication',
     list: true,
@@ -197,12 +203,31 @@ export function defaultConfig(): ServerConfig {
   return command.config;
 }
 
+/**
+ * `--threads -1` as `--threads=-1`: parseArgs takes a value that starts with a dash for a flag,
+ * and the schema, not a parse error, should tell what is wrong with a negative number.
+ */
+function joinNegativeNumbers(argv: readonly string[]): string[] {
+  const joined: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const next = argv[i + 1];
+    if (/^--[a-z-]+$/.test(arg) && arg.slice(2) in OPTIONS && next !== undefined && /^-\d/.test(next)) {
+      joined.push(`${arg}=${next}`);
+      i++;
+    } else {
+      joined.push(arg);
+    }
+  }
+  return joined;
+}
+
 /** Reads the configuration from command-line flags, falling back to environment variables. */
 export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv = {}): CliCommand {
   let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs({
-      args: [...argv],
+      args: joinNegativeNumbers(argv),
       options: {
         ...Object.fromEntries(
           Object.entries(OPTIONS).map(([name, option]) => [name, { type: 'string' as const, multiple: 'list' in option }]),
@@ -222,7 +247,14 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv = {}): 
     // An empty variable counts as unset, as in most shells' `VAR= command` idiom.
     const setInEnv = (key: string) => (env[key] === '' ? undefined : env[key]);
     const fromEnv = setInEnv(option.env) ?? ('alias' in option ? setInEnv(option.alias) : undefined);
-    const listFromEnv = 'list' in option && fromEnv !== undefined ? fromEnv.split(',').map((item) => item.trim()).filter(Boolean) : fromEnv;
+    let listFromEnv: string | string[] | undefined = fromEnv;
+    if ('list' in option && fromEnv !== undefined) {
+      listFromEnv = fromEnv.split(',').map((item) => item.trim()).filter(Boolean);
+      // Set, but to nothing but commas and spaces: refused, or the API would be open by mistake.
+      if (listFromEnv.length === 0 && parsed.values[name] === undefined) {
+        throw new ConfigError(`invalid ${option.env}: it is set but holds no key (unset it to run without API keys)`);
+      }
+    }
     const value = parsed.values[name] ?? listFromEnv;
     if (value !== undefined) raw[name] = value;
   }

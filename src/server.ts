@@ -1,11 +1,11 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { chatRoutes } from './api/chat.js';
 import { docsRoutes } from './api/docs.js';
 import { completionRoutes } from './api/completions.js';
 import { registerApiKeyAuth } from './api/auth.js';
-import { answerClientError, registerErrorHandlers } from './api/errors.js';
+import { answerBadUrl, answerClientError, answerUnmetExpectation, registerErrorHandlers, requireHostHeader } from './api/errors.js';
 import { Lifecycle } from './api/lifecycle.js';
 import { ServerMetrics } from './api/metrics.js';
 import { healthRoutes, modelRoutes } from './api/models.js';
@@ -24,6 +24,13 @@ function systemFingerprint(model: LoadedModel): string {
   return `fp_${digest.slice(0, 10)}`;
 }
 
+/** What a request's log lines say of it: the path without its query string, which may hold secrets. */
+function requestLogFields(request: FastifyRequest) {
+  const url = request.raw.url ?? '';
+  const query = url.indexOf('?');
+  return { method: request.method, url: query === -1 ? url : url.slice(0, query), host: request.host, remoteAddress: request.ip, remotePort: request.socket?.remotePort };
+}
+
 /** The settings the HTTP application uses. */
 export type AppConfig = Pick<ServerConfig, 'logLevel' | 'apiKeys' | 'requestTimeoutMs' | 'receiveTimeoutMs' | 'limits'>;
 
@@ -35,32 +42,33 @@ export interface App {
 /** The HTTP application over a loaded model and a running engine. */
 export function buildApp(model: LoadedModel, engine: Engine, config: AppConfig): App {
   const app = Fastify({
-    logger: { level: config.logLevel, redact: ['req.headers.authorization'] },
+    logger: { level: config.logLevel, redact: ['req.headers.authorization'], serializers: { req: requestLogFields } },
     bodyLimit: config.limits.maxBodyBytes,
     // A trickled request is cut off (408) once it has taken longer than this to arrive.
     requestTimeout: config.receiveTimeoutMs,
     // Fastify's requestTimeout alone leaves headersTimeout at Node's 60 s, and Node checks for
     // expired requests only every 30 s by default: both are set on the HTTP server at creation.
-    http: { headersTimeout: config.receiveTimeoutMs, connectionsCheckingInterval: 1_000 },
+    // Host is checked in an onRequest hook, which answers in the API's error shape.
+    http: { headersTimeout: config.receiveTimeoutMs, connectionsCheckingInterval: 1_000, requireHostHeader: false },
     clientErrorHandler: answerClientError,
+    frameworkErrors: answerBadUrl,
     genReqId: (request) => {
       const given = request.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
   });
+  app.server.on('checkExpectation', answerUnmetExpectation);
   app.addHook('onSend', async (request, reply) => {
     void reply.header('x-request-id', request.id);
   });
   registerErrorHandlers(app, config.limits);
+  requireHostHeader(app);
   const lifecycle = new Lifecycle();
   const metrics = new ServerMetrics(engine, () => lifecycle.requestsInFlight);
-  // Hook order matters: every request is counted, then draining refuses, then keys are checked.
   metrics.register(app);
-  lifecycle.register(app);
-  registerApiKeyAuth(app, config.apiKeys);
+  lifecycle.registerReadiness(app);
   void app.register(healthRoutes);
   void app.register(docsRoutes);
-  void app.register(modelRoutes, { model, startedAt: Math.floor(Date.now() / 1000) });
   const context: ServingContext = {
     model,
     engine,
@@ -69,8 +77,15 @@ export function buildApp(model: LoadedModel, engine: Engine, config: AppConfig):
     requestTimeoutMs: config.requestTimeoutMs,
     observer: metrics.observer,
   };
-  void app.register(completionRoutes, context);
-  void app.register(chatRoutes, context);
+  // The API in a scope of its own: its hooks run for every request the router matched to one of
+  // its routes, however the path was spelled. Order matters: draining refuses, then keys are checked.
+  void app.register(async (api) => {
+    lifecycle.trackRequests(api);
+    registerApiKeyAuth(api, config.apiKeys);
+    void api.register(modelRoutes, { model, startedAt: Math.floor(Date.now() / 1000) });
+    void api.register(completionRoutes, context);
+    void api.register(chatRoutes, context);
+  });
   return { app, lifecycle };
 }
 

@@ -7,9 +7,6 @@ const digest = (key: string) => createHash('sha256').update(key).digest();
 const unauthorized = (message: string) =>
   new OpenAIError(401, message, null, 'invalid_api_key', 'authentication_error', { 'www-authenticate': 'Bearer' });
 
-/** The API routes; health, readiness, metrics and the docs stay open for probes and scrapers. */
-export const isApiPath = (url: string) => url === '/v1' || url.startsWith('/v1/') || url.startsWith('/v1?');
-
 function bearerToken(request: FastifyRequest): string | undefined {
   const header = request.headers.authorization;
   const match = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
@@ -17,15 +14,16 @@ function bearerToken(request: FastifyRequest): string | undefined {
 }
 
 /**
- * Requires `Authorization: Bearer <key>` on the API routes when keys are configured. Keys are
+ * Requires `Authorization: Bearer <key>` on the routes of `api` (the scope of the /v1 routes) when
+ * keys are configured. The hook belongs to the routes the router matched, so no spelling of a
+ * path (percent-escapes, absolute form) reaches a route without it. Keys are
  * compared as SHA-256 digests with a constant-time comparison, against every key, so neither the
  * timing nor an early exit tells how much of a key was right.
  */
-export function registerApiKeyAuth(app: FastifyInstance, apiKeys: readonly string[]): void {
+export function registerApiKeyAuth(api: FastifyInstance, apiKeys: readonly string[]): void {
   if (apiKeys.length === 0) return;
   const allowed = apiKeys.map(digest);
-  app.addHook('onRequest', async (request) => {
-    if (!isApiPath(request.url)) return;
+  api.addHook('onRequest', async (request) => {
     const token = bearerToken(request);
     if (token === undefined) {
       throw unauthorized(

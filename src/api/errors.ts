@@ -1,5 +1,7 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { RequestLimits } from '../config.js';
 
 export type OpenAIErrorType = 'invalid_request_error' | 'authentication_error' | 'rate_limit_error' | 'server_error';
@@ -73,16 +75,55 @@ function fromFastify(err: FastifyError, limits: Pick<RequestLimits, 'maxBodyByte
   }
 }
 
+/**
+ * How a failed request is logged: an error the server did not mean (a 500) at error level with its
+ * stack; a deadline (504) as a warning; what it answers on purpose, a drain's 503 included, only in
+ * the request's own log line.
+ */
+export function logFailure(log: FastifyBaseLogger, err: unknown, apiError: OpenAIError, what: string): void {
+  if (!(err instanceof OpenAIError)) {
+    if (apiError.statusCode >= 500) log.error({ err }, what);
+  } else if (apiError.statusCode === 504) {
+    log.warn({ code: apiError.code }, what);
+  }
+}
+
 export function registerErrorHandlers(app: FastifyInstance, limits: Pick<RequestLimits, 'maxBodyBytes'>): void {
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const apiError = err instanceof OpenAIError ? err : fromFastify(err, limits);
-    if (apiError.statusCode >= 500) request.log.error({ err }, 'request failed');
+    logFailure(request.log, err, apiError, 'request failed');
     void reply.code(apiError.statusCode).headers(apiError.headers).send(apiError.toBody());
   });
   app.setNotFoundHandler((request, reply) => {
     const error = new OpenAIError(404, `Unknown request URL: ${request.method} ${request.url}.`, null, 'unknown_url');
     void reply.code(404).send(error.toBody());
   });
+}
+
+/**
+ * HTTP/1.1 requires a Host header. Node's own check answers with a bare 400, so it is turned off
+ * on the server (see server.ts) and made here instead.
+ */
+export function requireHostHeader(app: FastifyInstance): void {
+  app.addHook('onRequest', async (request) => {
+    if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {
+      throw invalidRequest('The request has no Host header, which HTTP/1.1 requires.', null, 'missing_host');
+    }
+  });
+}
+
+/** A path the router cannot decode (`/v1/models/%ZZ`): Fastify's `frameworkErrors`. */
+export function answerBadUrl(_err: Error, request: FastifyRequest, reply: FastifyReply): void {
+  const error = invalidRequest(`The request URL is not valid: ${request.raw.url ?? ''} has a malformed percent-escape.`, null, 'invalid_url');
+  void reply.code(400).header('x-request-id', request.id).send(error.toBody());
+}
+
+/** A request with an `Expect` header other than 100-continue, which Node answers with a bare 417 unless told. */
+export function answerUnmetExpectation(request: IncomingMessage, response: ServerResponse): void {
+  const error = new OpenAIError(417, `The expectation '${String(request.headers.expect).slice(0, 100)}' cannot be met; only 100-continue is supported.`, 'expect', 'expectation_failed');
+  const body = JSON.stringify(error.toBody());
+  response.writeHead(417, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'x-request-id': randomUUID(), connection: 'close' });
+  response.end(body);
 }
 
 /** Errors Node's HTTP parser raises before a request reaches Fastify, answered in the same shape. */

@@ -1,5 +1,4 @@
 import type { FastifyInstance } from 'fastify';
-import { isApiPath } from './auth.js';
 import { serverShuttingDown } from './errors.js';
 
 /**
@@ -19,14 +18,17 @@ export class Lifecycle {
     return this.inFlight;
   }
 
-  register(app: FastifyInstance): void {
-    app.addHook('onRequest', async (request, reply) => {
-      if (!isApiPath(request.url)) return;
+  /** Counts the requests of `api`'s routes in flight, and refuses them while draining. */
+  trackRequests(api: FastifyInstance): void {
+    api.addHook('onRequest', async (_request, reply) => {
       if (this.draining) throw serverShuttingDown();
       this.inFlight++;
       // `close` fires once the response is sent or the connection is gone, hijacked streams included.
       reply.raw.once('close', () => this.finished());
     });
+  }
+
+  registerReadiness(app: FastifyInstance): void {
     app.get('/ready', async (_request, reply) => {
       if (this.draining) return reply.code(503).send({ status: 'draining' });
       return { status: 'ready' };

@@ -10,7 +10,20 @@ const stop = z.union([z.string().min(1), z.array(z.string().min(1))], {
 const penalty = z.number().min(-2).max(2);
 
 /** Token id (as a string key, as JSON objects have) → bias from −100 to 100. */
-const logitBias = z.record(z.string().regex(/^\d+$/, 'keys must be token ids'), z.number().min(-100).max(100));
+/**
+ * Token id (as a string key, as JSON objects have) → bias from −100 to 100. Keys are written as
+ * plain decimals: with leading zeros allowed, "7", "07" and "007" would be one token under many keys.
+ */
+const logitBias = z.record(z.string().regex(/^(0|[1-9]\d*)$/, 'keys must be token ids, written in decimal without leading zeros'), z.number().min(-100).max(100));
+
+/** OpenAI takes any 64-bit integer as a seed; beyond 2^53 a JSON number keeps only 53 bits of it. */
+const seed = z
+  .number()
+  .min(-(2 ** 63))
+  .max(2 ** 63)
+  .superRefine((value, context) => {
+    if (!Number.isInteger(value)) context.addIssue({ code: 'invalid_type', expected: 'int', input: value });
+  });
 
 const streamOptions = z.object({ include_usage: z.boolean().nullish() });
 
@@ -21,7 +34,7 @@ const common = {
   stop: stop.nullish(),
   temperature: z.number().min(0).max(2).nullish(),
   top_p: z.number().min(0).max(1).nullish(),
-  seed: z.number().int().nullish(),
+  seed: seed.nullish(),
   stream: z.boolean().nullish(),
   stream_options: streamOptions.nullish(),
   max_tokens: z.number().int().min(1).nullish(),

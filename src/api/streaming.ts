@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import type { FastifyReply } from 'fastify';
 import type { TextChunk } from '../engine/text-generation.js';
-import { OpenAIError, requestTimedOut } from './errors.js';
+import { logFailure, OpenAIError, requestTimedOut } from './errors.js';
 import { runGeneration, usage, type ChoiceOutcome, type GenerationPlan, type ServingContext } from './serving.js';
 import { SseStream } from './sse.js';
 
@@ -58,7 +58,7 @@ export async function streamGeneration(
     sse.done();
   } catch (err) {
     const apiError = toOpenAIError(err);
-    reply.log[apiError.statusCode === 504 ? 'warn' : 'error']({ err }, 'stream failed');
+    logFailure(reply.log, err, apiError, 'stream failed');
     sse.fail(apiError.toBody());
   }
 }

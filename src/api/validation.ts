@@ -3,12 +3,34 @@ import { invalidRequest } from './errors.js';
 
 type Issue = z.core.$ZodIssue;
 
+const EXPECTED: Record<string, string> = {
+  int: 'an integer',
+  number: 'a number',
+  string: 'a string',
+  boolean: 'a boolean',
+  object: 'an object',
+  array: 'an array',
+  record: 'an object',
+};
+
+/** What kind of JSON value was sent, in words; never the value itself. */
+function kindOf(input: unknown): string {
+  if (input === null) return 'null';
+  if (Array.isArray(input)) return 'an array';
+  if (typeof input === 'number') return Number.isFinite(input) ? (Number.isInteger(input) ? 'an integer' : 'a number with a fraction') : 'a number too large to represent';
+  return typeof input === 'object' ? 'an object' : `a ${typeof input}`;
+}
+
 function describe(issue: Issue, param: string): { message: string; code: string } {
   const subject = param ? `'${param}'` : 'The request body';
   switch (issue.code) {
-    case 'invalid_type':
+    case 'invalid_type': {
+      // Inputs are reported (see parseBody), so only a field that is absent has none.
       if (issue.input === undefined) return { message: `Missing required parameter: ${subject}.`, code: 'missing_required_parameter' };
-      return { message: `Invalid type for ${subject}: expected ${issue.expected}.`, code: 'invalid_type' };
+      const expected = EXPECTED[issue.expected] ?? issue.expected;
+      if (!param) return { message: `The request body must be a JSON object, not ${kindOf(issue.input)}.`, code: 'invalid_type' };
+      return { message: `Invalid type for ${subject}: expected ${expected}, but got ${kindOf(issue.input)}.`, code: 'invalid_type' };
+    }
     case 'too_big': {
       const limit = issue.origin === 'array' ? `at most ${issue.maximum} items` : issue.origin === 'string' ? `at most ${issue.maximum} characters` : `at most ${issue.maximum}`;
       return { message: `Invalid value for ${subject}: must be ${limit}.`, code: 'invalid_value' };
@@ -19,6 +41,8 @@ function describe(issue: Issue, param: string): { message: string; code: string 
     }
     case 'invalid_value':
       return { message: `Invalid value for ${subject}: expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}.`, code: 'invalid_value' };
+    case 'invalid_key':
+      return { message: `Invalid key ${subject}: ${issue.issues[0]?.message ?? issue.message}.`, code: 'invalid_value' };
     case 'invalid_union':
       return { message: `Invalid value for ${subject}: ${issue.message}.`, code: 'invalid_value' };
     default:
@@ -33,7 +57,7 @@ function paramName(path: readonly PropertyKey[]): string {
 
 /** Validates a request body; the first problem becomes a 400 that names the field. */
 export function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.infer<T> {
-  const result = schema.safeParse(body);
+  const result = schema.safeParse(body, { reportInput: true });
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
   const param = paramName(issue.path);

@@ -93,10 +93,12 @@ describe('signals', () => {
     const { child, url } = await startCli(['--port', '0', '--host', '127.0.0.1', '--shutdown-grace', '600'], { ORTSERVE_THREADS: '1' });
     const code = exited(child);
     try {
-      const stream = await openStream(url, { ...longStream, max_tokens: 500 });
+      // Eight choices of 500 tokens: still streaming when the second signal comes.
+      const stream = await openStream(url, { ...longStream, max_tokens: 500, n: 8 });
       expect(stream.status).toBe(200);
       child.kill('SIGTERM');
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      // Past the window in which a second signal is taken as a relayed copy of the first.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
       child.kill('SIGINT');
       expect(await code).toBe(1);
       // With a grace period of ten minutes, only the second signal can have cut the stream short.
