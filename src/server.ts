@@ -13,6 +13,7 @@ import type { ServingContext } from './api/serving.js';
 import type { ServerConfig } from './config.js';
 import { Engine } from './engine/engine.js';
 import { loadModel, type LoadedModel } from './model/model.js';
+import { Preprocessor } from './preprocess/preprocessor.js';
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 
@@ -40,7 +41,7 @@ export interface App {
 }
 
 /** The HTTP application over a loaded model and a running engine. */
-export function buildApp(model: LoadedModel, engine: Engine, config: AppConfig): App {
+export function buildApp(model: LoadedModel, preprocessor: Preprocessor, engine: Engine, config: AppConfig): App {
   const app = Fastify({
     logger: { level: config.logLevel, redact: ['req.headers.authorization'], serializers: { req: requestLogFields } },
     bodyLimit: config.limits.maxBodyBytes,
@@ -71,6 +72,7 @@ export function buildApp(model: LoadedModel, engine: Engine, config: AppConfig):
   void app.register(docsRoutes);
   const context: ServingContext = {
     model,
+    preprocessor,
     engine,
     systemFingerprint: systemFingerprint(model),
     limits: config.limits,
@@ -105,10 +107,9 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** Loads the model, starts the engine and listens. */
-export async function startServer(config: ServerConfig): Promise<RunningServer> {
-  const model = loadModel(config.model, { modelFile: config.modelFile, servedModelName: config.servedModelName });
-  const engine = await Engine.start({
+/** The engine and the preprocessing worker, started side by side; if one fails, the other is stopped. */
+async function startWorkers(config: ServerConfig, model: LoadedModel): Promise<[Engine, Preprocessor]> {
+  const engine = Engine.start({
     modelPath: model.files.modelPath,
     device: config.device,
     threads: config.threads,
@@ -120,11 +121,25 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     numKvHeads: model.config.numKvHeads,
     headDim: model.config.headDim,
   });
-  const { app, lifecycle } = buildApp(model, engine, config);
+  const { tokenizerJson, tokenizerConfig } = model.files;
+  const preprocessor = Preprocessor.start({ tokenizerJson, tokenizerConfig });
+  const [started, prepared] = await Promise.allSettled([engine, preprocessor]);
+  if (started.status === 'fulfilled' && prepared.status === 'fulfilled') return [started.value, prepared.value];
+  if (started.status === 'fulfilled') await started.value.close();
+  if (prepared.status === 'fulfilled') await prepared.value.close();
+  throw started.status === 'rejected' ? started.reason : (prepared as PromiseRejectedResult).reason;
+}
+
+/** Loads the model, starts the engine and listens. */
+export async function startServer(config: ServerConfig): Promise<RunningServer> {
+  const model = loadModel(config.model, { modelFile: config.modelFile, servedModelName: config.servedModelName });
+  const [engine, preprocessor] = await startWorkers(config, model);
+  const { app, lifecycle } = buildApp(model, preprocessor, engine, config);
+  const stopWorkers = () => Promise.all([engine.close(), preprocessor.close()]);
   try {
     await app.listen({ host: config.host, port: config.port });
   } catch (err) {
-    await engine.close();
+    await stopWorkers();
     throw err;
   }
   const address = app.server.address();
@@ -135,7 +150,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const close = async () => {
     app.server.closeAllConnections();
     await app.close();
-    await engine.close();
+    await stopWorkers();
   };
   return {
     app,

@@ -1,12 +1,11 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { ChatTemplateError, type ChatMessage } from '../model/chat-template.js';
-import type { LoadedModel } from '../model/model.js';
+import type { ChatMessage } from '../model/chat-template.js';
 import { invalidRequest } from './errors.js';
 import { responseId } from './ids.js';
 import { chatLogprobs } from './logprobs.js';
 import { ChatCompletionRequestSchema, type ChatCompletionRequest, type ChatRequestMessage } from './schemas.js';
 import { checkLimits, checkMessageCount } from './limits.js';
-import { checkModel, createdNow, encodePrompt, planGeneration, planSummary, runGeneration, usage, type ServingContext } from './serving.js';
+import { checkModel, createdNow, encodeChat, planGeneration, planSummary, runGeneration, usage, type ServingContext } from './serving.js';
 import { requestSignal, streamGeneration } from './streaming.js';
 import { parseBody } from './validation.js';
 
@@ -48,21 +47,6 @@ function templateMessage(message: ChatRequestMessage, index: number): ChatMessag
   };
 }
 
-/** Renders the conversation and tokenizes it; a template that writes its own BOS gets no second one. */
-function chatPromptIds(model: LoadedModel, messages: ChatRequestMessage[]): number[] {
-  const templateMessages = messages.map(templateMessage);
-  let text: string;
-  try {
-    text = model.chatTemplate.render(templateMessages);
-  } catch (err) {
-    if (err instanceof ChatTemplateError) throw invalidRequest(`The chat template rejected the messages: ${err.message}`, 'messages');
-    throw err;
-  }
-  const { bosToken } = model.tokenizer;
-  const templateWroteBos = bosToken !== undefined && bosToken !== '' && text.startsWith(bosToken);
-  return encodePrompt(model, text, 'messages', !templateWroteBos);
-}
-
 export const chatRoutes: FastifyPluginAsync<ServingContext> = async (app, context) => {
   const { model, systemFingerprint, limits } = context;
   const { tokenizer } = model;
@@ -75,7 +59,7 @@ export const chatRoutes: FastifyPluginAsync<ServingContext> = async (app, contex
     const maxTokensParam = useCompletionTokens ? 'max_completion_tokens' : 'max_tokens';
     checkLimits(body, limits, { value: useCompletionTokens ? body.max_completion_tokens : body.max_tokens, param: maxTokensParam });
     checkMessageCount(body.messages.length, limits);
-    const promptIds = chatPromptIds(model, body.messages);
+    const promptIds = await encodeChat(context, body.messages.map(templateMessage));
     const logprobs = body.logprobs ? (body.top_logprobs ?? 0) : undefined;
     const plan = planGeneration(context, [promptIds], body, {
       budget: {

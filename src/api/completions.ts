@@ -1,11 +1,10 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { LoadedModel } from '../model/model.js';
 import { invalidRequest } from './errors.js';
 import { responseId } from './ids.js';
 import { completionLogprobs, scoredPrompt, scoredTokens } from './logprobs.js';
 import { CompletionRequestSchema, type CompletionRequest } from './schemas.js';
 import { checkLimits, checkPromptCount } from './limits.js';
-import { checkModel, checkTokenIds, encodePrompt, createdNow, planGeneration, planSummary, runGeneration, usage, type ServingContext } from './serving.js';
+import { checkModel, checkTokenIds, encodePrompts, createdNow, planGeneration, planSummary, runGeneration, usage, type ServingContext } from './serving.js';
 import { requestSignal, streamGeneration } from './streaming.js';
 import { parseBody } from './validation.js';
 
@@ -19,15 +18,18 @@ interface PromptInput {
 }
 
 /** The four forms of `prompt`: text, texts, token ids, lists of token ids. */
-function promptInputs(model: LoadedModel, prompt: CompletionRequest['prompt']): PromptInput[] {
-  const { tokenizer } = model;
-  const fromText = (text: string) => ({ ids: encodePrompt(model, text, 'prompt'), text });
+async function promptInputs(context: ServingContext, prompt: CompletionRequest['prompt']): Promise<PromptInput[]> {
+  const { model } = context;
   const fromIds = (ids: number[]) => {
     checkTokenIds(model, ids, 'prompt');
-    return { ids, text: tokenizer.decode(ids) };
+    return { ids, text: model.tokenizer.decode(ids) };
   };
-  if (typeof prompt === 'string') return [fromText(prompt)];
-  if (prompt.every((item): item is string => typeof item === 'string')) return prompt.map(fromText);
+  const fromTexts = async (texts: string[]) => {
+    const ids = await encodePrompts(context, texts, 'prompt');
+    return texts.map((text, index) => ({ ids: ids[index]!, text }));
+  };
+  if (typeof prompt === 'string') return fromTexts([prompt]);
+  if (prompt.every((item): item is string => typeof item === 'string')) return fromTexts(prompt);
   if (prompt.every((item): item is number => typeof item === 'number')) return [fromIds(prompt)];
   return (prompt as number[][]).map(fromIds);
 }
@@ -46,7 +48,7 @@ export const completionRoutes: FastifyPluginAsync<ServingContext> = async (app, 
     if (body.stream && body.best_of && body.best_of > n) {
       throw invalidRequest("'best_of' greater than 'n' cannot be used with 'stream'.", 'best_of', 'unsupported_value');
     }
-    const prompts = promptInputs(model, body.prompt);
+    const prompts = await promptInputs(context, body.prompt);
     const logprobs = body.logprobs ?? undefined;
     const echo = !!body.echo;
     const plan = planGeneration(context, prompts.map((p) => p.ids), body, {

@@ -2,7 +2,10 @@ import type { RequestLimits } from '../config.js';
 import type { Engine } from '../engine/engine.js';
 import type { FinishReason, TokenLogprob } from '../engine/protocol.js';
 import { generateText, type GeneratedToken, type TextChunk, type TextRequest } from '../engine/text-generation.js';
+import { ChatTemplateError, type ChatMessage } from '../model/chat-template.js';
 import type { LoadedModel } from '../model/model.js';
+import type { Preprocessor } from '../preprocess/preprocessor.js';
+import type { TooLong } from '../preprocess/protocol.js';
 import { invalidRequest, modelNotFound, OpenAIError, serverBusy } from './errors.js';
 import { stopStrings } from './schemas.js';
 
@@ -20,6 +23,8 @@ export interface GenerationObserver {
 /** Everything a route needs to serve the model. */
 export interface ServingContext {
   model: LoadedModel;
+  /** Tokenizes prompts and renders chat templates off the HTTP thread. */
+  preprocessor: Preprocessor;
   engine: Engine;
   /** Identifies the model and the server build that answered. */
   systemFingerprint: string;
@@ -97,12 +102,36 @@ const promptTooLong = (context: number, promptParam: string, length: string) =>
     'context_length_exceeded',
   );
 
-/** Token ids of a prompt's text; a text that cannot fit the context is refused before tokenizing it. */
-export function encodePrompt(model: LoadedModel, text: string, promptParam: string, addSpecialTokens = true): number[] {
+const atLeast = (tooLong: TooLong) => `at least ${tooLong.atLeastTokens} tokens (${tooLong.characters} characters)`;
+
+/**
+ * Token ids of prompt texts, tokenized off the HTTP thread. A text that cannot fit the context is
+ * refused before it is tokenized where its length tells, else as soon as its ids do; the request's
+ * other texts are then left alone.
+ */
+export async function encodePrompts({ model, preprocessor }: ServingContext, texts: readonly string[], promptParam: string): Promise<number[][]> {
   const context = model.config.contextLength;
-  const atLeast = model.tokenizer.minimumTokens(text);
-  if (atLeast >= context) throw promptTooLong(context, promptParam, `at least ${atLeast} tokens (${text.length} characters)`);
-  return model.tokenizer.encode(text, addSpecialTokens);
+  for (const text of texts) {
+    const atLeastTokens = model.tokenizer.minimumTokens(text);
+    if (atLeastTokens >= context) throw promptTooLong(context, promptParam, atLeast({ atLeastTokens, characters: text.length }));
+  }
+  return preprocessor.encode(texts, true, (ids) => {
+    if (ids.length >= context) throw promptTooLong(context, promptParam, `${ids.length} tokens`);
+  });
+}
+
+/** Token ids of a conversation rendered with the model's chat template, off the HTTP thread. */
+export async function encodeChat({ model, preprocessor }: ServingContext, messages: readonly ChatMessage[]): Promise<number[]> {
+  const context = model.config.contextLength;
+  let prompt;
+  try {
+    prompt = await preprocessor.chat(messages, context);
+  } catch (err) {
+    if (err instanceof ChatTemplateError) throw invalidRequest(`The chat template rejected the messages: ${err.message}`, 'messages', 'invalid_chat_template');
+    throw err;
+  }
+  if ('tooLong' in prompt) throw promptTooLong(context, 'messages', atLeast(prompt.tooLong));
+  return prompt.ids;
 }
 
 function checkContext(model: LoadedModel, promptLength: number, budget: TokenBudget): number {

@@ -1,6 +1,7 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { ModelLoadError } from '../model/errors.js';
 import type { DecoderSignature } from '../model/session.js';
+import { startWorker } from '../threads.js';
 import { AsyncQueue } from './async-queue.js';
 import type { EngineStats, FromWorker, SequenceRequest, TokenUpdate, ToWorker, WorkerConfig } from './protocol.js';
 
@@ -42,7 +43,7 @@ export class Engine {
 
   static async start(options: EngineOptions): Promise<Engine> {
     const { maxQueue, ...config } = options;
-    const worker = new Worker(new URL('./worker-bootstrap.mjs', import.meta.url), { workerData: config });
+    const worker = startWorker(new URL('./worker.ts', import.meta.url), config);
     let onMessage: (message: FromWorker) => void = () => {};
     let onError: (err: Error) => void = () => {};
     let onExit: (code: number) => void = () => {};

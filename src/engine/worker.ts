@@ -1,4 +1,5 @@
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
+import { workerInput } from '../threads.js';
 import { createDecoderSession, readDecoderSignature } from '../model/session.js';
 import { ContinuousBatcher } from './batcher.js';
 import { DecoderRunner } from './decoder.js';
@@ -7,7 +8,7 @@ import type { FromWorker, ToWorker, WorkerConfig } from './protocol.js';
 /** The engine thread: owns the ONNX session, so that forward passes never block the HTTP server. */
 
 const port = parentPort!;
-const config = workerData as WorkerConfig;
+const config = workerInput<WorkerConfig>();
 const send = (message: FromWorker) => port.postMessage(message);
 
 try {

@@ -1,0 +1,207 @@
+import type { Worker } from 'node:worker_threads';
+import { ChatTemplateError, type ChatMessage } from '../model/chat-template.js';
+import { ModelLoadError } from '../model/errors.js';
+import { startWorker } from '../threads.js';
+import type { FromPreprocessWorker, PreprocessData, PreprocessResult, PreprocessTask, TooLong } from './protocol.js';
+
+export interface PreprocessorOptions {
+  /** How long a chat template may take to render before its worker is stopped. */
+  renderLimitMs: number;
+  /** The worker's heap; a template that builds more than this fails alone instead of the server. */
+  heapLimitMb: number;
+}
+
+export const DEFAULT_PREPROCESSOR_OPTIONS: PreprocessorOptions = { renderLimitMs: 2000, heapLimitMb: 1024 };
+
+const detach = (worker: Worker) => {
+  for (const event of ['message', 'error', 'exit']) worker.removeAllListeners(event);
+};
+
+/** One prompt of a request, waiting for the worker or in it. */
+interface Item {
+  task: PreprocessTask;
+  done(result: PreprocessResult): void;
+}
+
+/** A request's prompts: the worker takes one prompt of each waiting request in turn. */
+interface Job {
+  items: Item[];
+}
+
+/** The prompt of a chat request: its token ids, or how much too long it is. */
+export type ChatPrompt = { ids: number[] } | { tooLong: TooLong };
+
+/**
+ * The main thread's handle on the preprocessing worker, which tokenizes prompts and renders chat
+ * templates off the HTTP thread. Requests take turns a prompt at a time, so a request of many long
+ * prompts does not hold up a short one for all of its length. A template that renders for longer
+ * than `renderLimitMs`, or that runs out of the worker's heap, fails its own request with a
+ * ChatTemplateError; the worker is replaced and the other requests carry on.
+ */
+export class Preprocessor {
+  private readonly jobs: Job[] = [];
+  private worker: Worker | undefined;
+  private current: { id: number; item: Item; timer?: NodeJS.Timeout } | undefined;
+  private nextId = 1;
+  private closed = false;
+
+  private constructor(
+    private readonly data: PreprocessData,
+    private readonly options: PreprocessorOptions,
+  ) {}
+
+  static async start(data: PreprocessData, options: PreprocessorOptions = DEFAULT_PREPROCESSOR_OPTIONS): Promise<Preprocessor> {
+    const preprocessor = new Preprocessor(data, options);
+    await preprocessor.spawn();
+    return preprocessor;
+  }
+
+  /**
+   * Token ids of each text, in order. `check` sees each text's ids as soon as they are ready and may
+   * throw: then the request's other texts are not tokenized and the promise rejects with its error.
+   */
+  encode(texts: readonly string[], addSpecialTokens: boolean, check: (ids: number[], index: number) => void = () => {}): Promise<number[][]> {
+    if (texts.length === 0) return Promise.resolve([]);
+    return new Promise((resolve, reject) => {
+      const results: number[][] = new Array(texts.length);
+      let remaining = texts.length;
+      const job: Job = { items: [] };
+      const fail = (err: unknown) => {
+        job.items.length = 0;
+        reject(err);
+      };
+      job.items = texts.map((text, index) => ({
+        task: { kind: 'encode', text, addSpecialTokens },
+        done: (result) => {
+          if (!('ids' in result)) return fail(new Error(`tokenizing failed: ${'error' in result ? result.error : 'no ids'}`));
+          try {
+            check(result.ids, index);
+          } catch (err) {
+            return fail(err);
+          }
+          results[index] = result.ids;
+          if (--remaining === 0) resolve(results);
+        },
+      }));
+      this.enqueue(job);
+    });
+  }
+
+  /** Renders the conversation with the model's chat template and tokenizes it. */
+  chat(messages: readonly ChatMessage[], contextLength: number): Promise<ChatPrompt> {
+    return new Promise((resolve, reject) => {
+      const done = (result: PreprocessResult) => {
+        if ('templateError' in result) reject(new ChatTemplateError(result.templateError));
+        else if ('error' in result) reject(new Error(`tokenizing failed: ${result.error}`));
+        else resolve(result);
+      };
+      this.enqueue({ items: [{ task: { kind: 'chat', messages: [...messages], contextLength }, done }] });
+    });
+  }
+
+  /** Stops the worker; requests still waiting fail. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const stopped = new Error('the server is shutting down');
+    this.current?.item.done({ error: stopped.message });
+    this.current = undefined;
+    for (const job of this.jobs.splice(0)) for (const item of job.items) item.done({ error: stopped.message });
+    const worker = this.worker;
+    this.worker = undefined;
+    if (worker) detach(worker);
+    await worker?.terminate();
+  }
+
+  private enqueue(job: Job): void {
+    if (this.closed) {
+      job.items[0]?.done({ error: 'the server is shutting down' });
+      return;
+    }
+    this.jobs.push(job);
+    this.dispatch();
+  }
+
+  /** Sends the next prompt to the worker, taking one from each waiting request in turn. */
+  private dispatch(): void {
+    if (this.current || !this.worker || this.closed) return;
+    let item: Item | undefined;
+    while (!item && this.jobs.length > 0) {
+      const job = this.jobs.shift()!;
+      item = job.items.shift();
+      if (job.items.length > 0) this.jobs.push(job);
+    }
+    if (!item) return;
+    const id = this.nextId++;
+    this.current = { id, item };
+    if (item.task.kind === 'chat') {
+      const seconds = this.options.renderLimitMs / 1000;
+      this.current.timer = setTimeout(() => this.replaceWorker(`it did not finish rendering within ${seconds} s`), this.options.renderLimitMs);
+    }
+    this.worker.postMessage({ id, task: item.task });
+  }
+
+  private onMessage(message: FromPreprocessWorker): void {
+    const current = this.current;
+    if (!current || !('id' in message) || message.id !== current.id) return;
+    clearTimeout(current.timer);
+    if (message.type === 'rendered') return;
+    this.current = undefined;
+    current.item.done(message.result);
+    this.dispatch();
+  }
+
+  /** The worker died or a template ran too long: the prompt in it fails, a new worker takes the rest. */
+  private replaceWorker(reason: string): void {
+    const current = this.current;
+    this.current = undefined;
+    if (current) {
+      clearTimeout(current.timer);
+      current.item.done(current.item.task.kind === 'chat' ? { templateError: reason } : { error: reason });
+    }
+    const old = this.worker;
+    this.worker = undefined;
+    if (old) detach(old);
+    void old?.terminate();
+    if (this.closed) return;
+    this.spawn().then(
+      () => this.dispatch(),
+      (err: unknown) => {
+        for (const job of this.jobs.splice(0)) for (const item of job.items) item.done({ error: (err as Error).message });
+      },
+    );
+  }
+
+  private async spawn(): Promise<void> {
+    const worker = startWorker(new URL('./worker.ts', import.meta.url), this.data, { maxOldGenerationSizeMb: this.options.heapLimitMb });
+    let onMessage: (message: FromPreprocessWorker) => void = () => {};
+    let onError: (err: Error) => void = () => {};
+    await new Promise<void>((resolve, reject) => {
+      onMessage = (message) => {
+        if (message.type === 'ready') resolve();
+        else reject(new ModelLoadError(message.type === 'failed' ? message.message : 'the preprocessing worker did not start'));
+      };
+      onError = reject;
+      worker.once('message', onMessage).once('error', onError);
+    })
+      .catch(async (err: unknown) => {
+        await worker.terminate();
+        throw err;
+      })
+      .finally(() => worker.off('message', onMessage).off('error', onError));
+    if (this.closed) {
+      await worker.terminate();
+      return;
+    }
+    // Only the listeners added here: a Worker has listeners of its own that must stay.
+    worker.on('message', (message: FromPreprocessWorker) => this.onMessage(message));
+    worker.on('error', (err: Error & { code?: string }) =>
+      this.replaceWorker(
+        err.code === 'ERR_WORKER_OUT_OF_MEMORY' ? `it used more than this server's ${this.options.heapLimitMb} MiB for preprocessing` : `the preprocessing worker stopped: ${err.message}`,
+      ),
+    );
+    worker.on('exit', (code) => {
+      if (this.worker === worker) this.replaceWorker(`the preprocessing worker exited with code ${code}`);
+    });
+    this.worker = worker;
+  }
+}

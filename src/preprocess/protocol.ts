@@ -1,0 +1,31 @@
+import type { ChatMessage } from '../model/chat-template.js';
+import type { ModelFiles } from '../model/files.js';
+
+/** Messages between the server (main thread) and the preprocessing worker, which turns prompts into token ids. */
+
+export type PreprocessData = Pick<ModelFiles, 'tokenizerJson' | 'tokenizerConfig'>;
+
+export type PreprocessTask =
+  | { kind: 'encode'; text: string; addSpecialTokens: boolean }
+  /** Renders the chat template, then tokenizes the text, unless it cannot fit `contextLength`. */
+  | { kind: 'chat'; messages: ChatMessage[]; contextLength: number };
+
+/** A rendered conversation too long for the context, found without tokenizing it. */
+export interface TooLong {
+  atLeastTokens: number;
+  characters: number;
+}
+
+export type PreprocessResult = { ids: number[] } | { tooLong: TooLong } | { templateError: string } | { error: string };
+
+export interface ToPreprocessWorker {
+  id: number;
+  task: PreprocessTask;
+}
+
+export type FromPreprocessWorker =
+  | { type: 'ready' }
+  | { type: 'failed'; message: string }
+  /** The chat template of task `id` has rendered; what remains is tokenizing. */
+  | { type: 'rendered'; id: number }
+  | { type: 'done'; id: number; result: PreprocessResult };

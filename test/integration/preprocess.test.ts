@@ -1,0 +1,82 @@
+import { DEFAULT_PREPROCESSOR_OPTIONS } from '../../src/preprocess/preprocessor.js';
+import type { RunningServer } from '../../src/server.js';
+import { copyModel } from '../helpers/model-copy.js';
+import { DEFAULT_MODEL, postJson, request, startTestServer } from '../helpers/server.js';
+
+/** Prompts are tokenized and chat templates rendered off the HTTP thread, and a template cannot run away. */
+
+const MODEL = 'tinystories-gpt2';
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+
+async function healthLatency(server: RunningServer): Promise<number> {
+  const started = performance.now();
+  const response = await request(server, 'GET', '/health');
+  expect(response.status).toBe(200);
+  return performance.now() - started;
+}
+
+describe('tokenizing off the HTTP thread', () => {
+  let server: RunningServer;
+
+  beforeAll(async () => {
+    server = await startTestServer();
+  });
+  afterAll(() => server.close());
+
+  it('/health stays as quick as unloaded while 16 requests of 32 prompts of 14,335 characters are tokenized', async () => {
+    const unloaded: number[] = [];
+    for (let i = 0; i < 20; i++) unloaded.push(await healthLatency(server));
+
+    // Each prompt is within every limit, but too long for the context once tokenized.
+    const prompt = 'Once upon a time there was a little dog. '.repeat(350).slice(0, 14_335);
+    let pending = 16;
+    const load = Array.from({ length: 16 }, () =>
+      postJson(server, '/v1/completions', { model: MODEL, prompt: Array.from({ length: 32 }, () => prompt), max_tokens: 1 }).finally(() => pending--),
+    );
+    const loaded: number[] = [];
+    while (pending > 0) {
+      const latency = await healthLatency(server);
+      if (pending > 0) loaded.push(latency);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    for (const response of await Promise.all(load)) {
+      expect(response.status).toBe(400);
+      expect(response.body.error.code).toBe('context_length_exceeded');
+    }
+    expect(loaded.length).toBeGreaterThan(0);
+    // Measured against the same server unloaded a moment before: a loaded HTTP thread took seconds.
+    const baseline = median(unloaded);
+    expect(Math.max(...loaded)).toBeLessThan(Math.max(100 * baseline, 20));
+  });
+});
+
+describe('chat templates that run away', () => {
+  const templates = {
+    // Loops for longer than the render limit allows.
+    slow: '{% for i in range(100000000) %}{% endfor %}{{ messages[0].content }}',
+    // Doubles a string until it is far larger than the worker's heap.
+    huge: "{% set text = namespace(value='xxxxxxxxxxxxxxxx') %}{% for i in range(40) %}{% set text.value = text.value + text.value %}{% endfor %}{{ text.value }}",
+  };
+
+  it.each(Object.entries(templates))('a %s template → 400 within the render limit; the request behind it and the server carry on', async (_name, template) => {
+    const model = copyModel(DEFAULT_MODEL, { 'tokenizer_config.json': (json) => void (json.chat_template = template) });
+    const server = await startTestServer({ model: model.dir, servedModelName: MODEL });
+    try {
+      const started = performance.now();
+      const chat = postJson(server, '/v1/chat/completions', { model: MODEL, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2 });
+      const completion = postJson(server, '/v1/completions', { model: MODEL, prompt: 'Once upon a time', max_tokens: 2 });
+      const health = await healthLatency(server);
+      const refused = await chat;
+      expect(refused.status).toBe(400);
+      expect(refused.body.error).toEqual({ message: expect.stringContaining('chat template'), type: 'invalid_request_error', param: 'messages', code: 'invalid_chat_template' });
+      expect(performance.now() - started).toBeLessThan(DEFAULT_PREPROCESSOR_OPTIONS.renderLimitMs + 10_000);
+      expect(health).toBeLessThan(DEFAULT_PREPROCESSOR_OPTIONS.renderLimitMs);
+      expect((await completion).status).toBe(200);
+      const again = await postJson(server, '/v1/completions', { model: MODEL, prompt: 'Once upon a time', max_tokens: 2 });
+      expect(again.status).toBe(200);
+    } finally {
+      await server.close();
+      model.remove();
+    }
+  });
+});
