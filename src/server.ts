@@ -12,7 +12,7 @@ import { healthRoutes, modelRoutes } from './api/models.js';
 import type { ServingContext } from './api/serving.js';
 import type { ServerConfig } from './config.js';
 import { Engine } from './engine/engine.js';
-import { loadModel, type LoadedModel } from './model/model.js';
+import { fitToGraph, loadModel, type LoadedModel } from './model/model.js';
 import { Preprocessor } from './preprocess/preprocessor.js';
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -115,7 +115,7 @@ async function startWorkers(config: ServerConfig, model: LoadedModel): Promise<[
     threads: config.threads,
     maxBatch: config.maxBatch,
     maxQueue: config.maxQueue,
-    maxKvTokens: config.maxKvTokens || config.maxBatch * model.config.contextLength,
+    maxKvTokens: config.maxKvTokens,
     prefillChunk: config.prefillChunk,
     contextLength: model.config.contextLength,
     numKvHeads: model.config.numKvHeads,
@@ -132,9 +132,18 @@ async function startWorkers(config: ServerConfig, model: LoadedModel): Promise<[
 
 /** Loads the model, starts the engine and listens. */
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
-  const model = loadModel(config.model, { modelFile: config.modelFile, servedModelName: config.servedModelName });
-  const [engine, preprocessor] = await startWorkers(config, model);
+  const configured = loadModel(config.model, { modelFile: config.modelFile, servedModelName: config.servedModelName });
+  const [engine, preprocessor] = await startWorkers(config, configured);
+  let fitted;
+  try {
+    fitted = fitToGraph(configured, engine.graphLimits);
+  } catch (err) {
+    await Promise.all([engine.close(), preprocessor.close()]);
+    throw err;
+  }
+  const { model, warnings } = fitted;
   const { app, lifecycle } = buildApp(model, preprocessor, engine, config);
+  for (const warning of warnings) app.log.warn({ model: model.id }, warning);
   const stopWorkers = () => Promise.all([engine.close(), preprocessor.close()]);
   try {
     await app.listen({ host: config.host, port: config.port });

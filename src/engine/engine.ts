@@ -1,5 +1,6 @@
 import type { Worker } from 'node:worker_threads';
 import { ModelLoadError } from '../model/errors.js';
+import type { GraphLimits } from '../model/model.js';
 import type { DecoderSignature } from '../model/session.js';
 import { startWorker } from '../threads.js';
 import { AsyncQueue } from './async-queue.js';
@@ -32,7 +33,8 @@ export class Engine {
     private readonly worker: Worker,
     private readonly capacity: number,
     readonly signature: DecoderSignature,
-    readonly vocabSize: number,
+    /** What the graph fixes, whatever config.json says. */
+    readonly graphLimits: GraphLimits,
   ) {
     worker.on('message', (message: FromWorker) => this.dispatch(message));
     worker.on('error', (err) => this.failAll(new EngineError(`engine stopped: ${err.message}`)));
@@ -63,7 +65,7 @@ export class Engine {
       .finally(() => {
         worker.off('message', onMessage).off('error', onError).off('exit', onExit);
       });
-    return new Engine(worker, config.maxBatch + maxQueue, ready.signature, ready.vocabSize);
+    return new Engine(worker, config.maxBatch + maxQueue, ready.signature, ready.limits);
   }
 
   /** Sequences running or waiting. */

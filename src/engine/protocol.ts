@@ -1,3 +1,4 @@
+import type { GraphLimits } from '../model/model.js';
 import type { DecoderSignature, Device } from '../model/session.js';
 
 /** Messages between the server (main thread) and the engine worker. Only token ids cross. */
@@ -47,6 +48,7 @@ export interface WorkerConfig {
   device: Device;
   threads: number;
   maxBatch: number;
+  /** 0: maxBatch × the context length. */
   maxKvTokens: number;
   prefillChunk: number;
   contextLength: number;
@@ -72,7 +74,7 @@ export interface EngineStats {
 }
 
 export type FromWorker =
-  | { type: 'ready'; signature: DecoderSignature; vocabSize: number }
+  | { type: 'ready'; signature: DecoderSignature; limits: GraphLimits }
   | { type: 'failed'; message: string }
   | { type: 'tokens'; updates: TokenUpdate[] }
   /** After each decode step (`batchSize` rows), and with `batchSize` 0 when the engine goes idle. */

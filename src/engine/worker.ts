@@ -12,14 +12,14 @@ const config = workerInput<WorkerConfig>();
 const send = (message: FromWorker) => port.postMessage(message);
 
 try {
-  const session = await createDecoderSession(config.modelPath, { device: config.device, threads: config.threads });
+  const { session, limits } = await createDecoderSession(config.modelPath, { device: config.device, threads: config.threads });
   const signature = readDecoderSignature(session, config);
   const runner = new DecoderRunner(session, signature);
-  const vocabSize = (session.outputMetadata.find((meta) => meta.name === 'logits') as { shape?: unknown[] } | undefined)
-    ?.shape?.[2];
+  // Positions past the graph's position table cannot run, whatever config.json says.
+  const contextLength = Math.min(config.contextLength, limits.positions ?? Infinity);
   const batcher = new ContinuousBatcher(
     runner,
-    config,
+    { ...config, contextLength, maxKvTokens: config.maxKvTokens || config.maxBatch * contextLength },
     {
       tokens: (updates) => send({ type: 'tokens', updates }),
       failed: (ids, message) => send({ type: 'error', ids, message }),
@@ -38,7 +38,7 @@ try {
         .finally(() => port.close());
     }
   });
-  send({ type: 'ready', signature, vocabSize: typeof vocabSize === 'number' ? vocabSize : 0 });
+  send({ type: 'ready', signature, limits });
 } catch (err) {
   send({ type: 'failed', message: (err as Error).message });
 }

@@ -18,12 +18,23 @@ export interface ModelConfig {
 /** Tokenizers without a real limit store this huge sentinel as model_max_length. */
 const UNSET_MAX_LENGTH = 1e12;
 
-function firstNumber(source: Record<string, unknown>, keys: string[]): number | undefined {
+/** The first of `keys` that config.json sets, with its value. */
+function firstSet(source: Record<string, unknown>, keys: string[]): [key: string, value: unknown] | undefined {
   for (const key of keys) {
-    const value = source[key];
-    if (typeof value === 'number' && Number.isFinite(value)) return value;
+    if (source[key] !== undefined && source[key] !== null) return [key, source[key]];
   }
   return undefined;
+}
+
+/** A size from config.json: a positive whole number, or a start-up error that names the field. */
+function positiveInteger(source: Record<string, unknown>, keys: string[], file = 'config.json'): number | undefined {
+  const found = firstSet(source, keys);
+  if (!found) return undefined;
+  const [key, value] = found;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+    throw new ModelLoadError(`${file}: ${key} must be a positive whole number, got ${JSON.stringify(value)}`);
+  }
+  return value;
 }
 
 function tokenIds(value: unknown): number[] {
@@ -35,29 +46,35 @@ function tokenIds(value: unknown): number[] {
 export function readModelConfig(files: ModelFiles): ModelConfig {
   const { config, generationConfig, tokenizerConfig } = files;
   const need = (keys: string[], what: string): number => {
-    const value = firstNumber(config, keys);
-    if (value === undefined || value <= 0) {
-      throw new ModelLoadError(`config.json: missing ${what} (one of ${keys.join(', ')})`);
-    }
+    const value = positiveInteger(config, keys);
+    if (value === undefined) throw new ModelLoadError(`config.json: missing ${what} (one of ${keys.join(', ')})`);
     return value;
   };
   const numLayers = need(['num_hidden_layers', 'n_layer', 'num_layers'], 'the number of layers');
   const numHeads = need(['num_attention_heads', 'n_head'], 'the number of attention heads');
   const hiddenSize = need(['hidden_size', 'n_embd', 'd_model'], 'the hidden size');
-  const numKvHeads = firstNumber(config, ['num_key_value_heads']) ?? numHeads;
-  const headDim = firstNumber(config, ['head_dim']) ?? hiddenSize / numHeads;
+  const numKvHeads = positiveInteger(config, ['num_key_value_heads']) ?? numHeads;
+  const headDim = positiveInteger(config, ['head_dim']) ?? hiddenSize / numHeads;
+  if (!Number.isInteger(headDim)) throw new ModelLoadError(`config.json: the hidden size ${hiddenSize} is not a multiple of the ${numHeads} attention heads`);
   const vocabSize = need(['vocab_size'], 'the vocabulary size');
 
-  const fromConfig = firstNumber(config, ['max_position_embeddings', 'n_positions', 'n_ctx', 'max_sequence_length']);
-  const fromTokenizer = firstNumber(tokenizerConfig, ['model_max_length']);
-  const contextLength =
-    fromConfig ?? (fromTokenizer !== undefined && fromTokenizer < UNSET_MAX_LENGTH ? fromTokenizer : undefined);
+  const fromConfig = positiveInteger(config, ['max_position_embeddings', 'n_positions', 'n_ctx', 'max_sequence_length']);
+  const maxLength = tokenizerConfig.model_max_length;
+  const fromTokenizer = typeof maxLength === 'number' && maxLength < UNSET_MAX_LENGTH ? positiveInteger(tokenizerConfig, ['model_max_length'], 'tokenizer_config.json') : undefined;
+  const contextLength = fromConfig ?? fromTokenizer;
   if (contextLength === undefined) {
     throw new ModelLoadError('config.json: missing the context length (max_position_embeddings or n_positions)');
   }
 
-  const eosTokenIds = tokenIds(generationConfig.eos_token_id ?? config.eos_token_id);
-  const bos = tokenIds(generationConfig.bos_token_id ?? config.bos_token_id);
+  const tokenField = (key: 'eos_token_id' | 'bos_token_id') => {
+    const [file, value] = generationConfig[key] !== undefined && generationConfig[key] !== null ? ['generation_config.json', generationConfig[key]] : ['config.json', config[key]];
+    const ids = tokenIds(value);
+    const bad = ids.find((id) => id < 0 || id >= vocabSize);
+    if (bad !== undefined) throw new ModelLoadError(`${file}: ${key} ${bad} is not a token id of the vocabulary of ${vocabSize}`);
+    return ids;
+  };
+  const eosTokenIds = tokenField('eos_token_id');
+  const bos = tokenField('bos_token_id');
   return {
     modelType: typeof config.model_type === 'string' ? config.model_type : 'unknown',
     vocabSize,

@@ -1,6 +1,7 @@
 import { basename } from 'node:path';
 import { ChatTemplate } from './chat-template.js';
 import { readModelConfig, type ModelConfig } from './config.js';
+import { ModelLoadError } from './errors.js';
 import { readModelFiles, type ModelFiles } from './files.js';
 import { TextTokenizer } from './tokenizer.js';
 
@@ -26,8 +27,42 @@ export interface LoadModelOptions {
   servedModelName?: string;
 }
 
-function numberOr(value: unknown, fallback: number): number {
-  return typeof value === 'number' && Number.isFinite(value) ? value : fallback;
+/** A sampling default from generation_config.json: absent, or a number within the range a request may ask for. */
+function samplingDefault(config: Record<string, unknown>, key: string, max: number, fallback: number): number {
+  const value = config[key];
+  if (value === undefined || value === null) return fallback;
+  if (typeof value !== 'number' || !(value >= 0 && value <= max)) {
+    throw new ModelLoadError(`generation_config.json: ${key} must be a number from 0 to ${max}, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+/** What the decoder graph itself fixes, as the engine found it; undefined where it fixes nothing. */
+export interface GraphLimits {
+  /** Rows of the graph's position table. */
+  positions?: number;
+  /** The last dimension of its logits. */
+  vocabSize?: number;
+}
+
+/**
+ * The model as its graph can run it: where config.json promises more positions than the graph's
+ * position table has, or another vocabulary size than its logits, the graph wins, with a warning.
+ */
+export function fitToGraph(model: LoadedModel, graph: GraphLimits): { model: LoadedModel; warnings: string[] } {
+  const warnings: string[] = [];
+  const config = { ...model.config };
+  if (graph.positions !== undefined && graph.positions < config.contextLength) {
+    warnings.push(`config.json gives a context of ${config.contextLength} tokens, but the graph's position table has ${graph.positions} rows: serving a context of ${graph.positions}`);
+    config.contextLength = graph.positions;
+  }
+  if (graph.vocabSize !== undefined && graph.vocabSize !== config.vocabSize) {
+    warnings.push(`config.json gives a vocabulary of ${config.vocabSize} tokens, but the graph's logits have ${graph.vocabSize}: using ${graph.vocabSize}`);
+    config.vocabSize = graph.vocabSize;
+    const outside = config.eosTokenIds.filter((id) => id >= graph.vocabSize!);
+    if (outside.length > 0) throw new ModelLoadError(`eos_token_id ${outside[0]} is not a token id of the graph's vocabulary of ${graph.vocabSize}`);
+  }
+  return { model: { ...model, config }, warnings };
 }
 
 export function loadModel(dir: string, options: LoadModelOptions = {}): LoadedModel {
@@ -40,8 +75,8 @@ export function loadModel(dir: string, options: LoadModelOptions = {}): LoadedMo
     tokenizer,
     chatTemplate: new ChatTemplate(files.tokenizerConfig, tokenizer),
     samplingDefaults: {
-      temperature: numberOr(files.generationConfig.temperature, 1),
-      topP: numberOr(files.generationConfig.top_p, 1),
+      temperature: samplingDefault(files.generationConfig, 'temperature', 2, 1),
+      topP: samplingDefault(files.generationConfig, 'top_p', 1, 1),
     },
   };
 }

@@ -6,6 +6,8 @@ import { addLogitsPositions, LOGITS_POSITIONS } from './logits-positions.js';
 import { addNewKvOutputs, newKvName } from './new-kv-outputs.js';
 import { ModelLoadError } from './errors.js';
 import type { ModelConfig } from './config.js';
+import { positionTableSize } from './graph-limits.js';
+import type { GraphLimits } from './model.js';
 
 export type KvDataType = 'float32' | 'float16';
 export type Device = 'cpu' | 'cuda';
@@ -124,15 +126,29 @@ export function defaultThreads(cores = availableParallelism()): number {
 
 const GRAPH_EDITS = [addLogitsPositions, addNewKvOutputs];
 
-/** The graph with every edit made that suits it; undefined when none does. */
-function editedGraph(modelPath: string): Uint8Array | undefined {
+/** The graph with every edit made that suits it (undefined when none does), and what it fixes. */
+function readGraph(modelPath: string): { edited: Uint8Array | undefined; positions: number | undefined } {
+  let original: Uint8Array;
   try {
-    const original: Uint8Array = readFileSync(modelPath);
-    const edited = GRAPH_EDITS.reduce<Uint8Array>((model, edit) => edit(model) ?? model, original);
-    return edited === original ? undefined : edited;
+    original = readFileSync(modelPath);
   } catch {
-    return undefined;
+    return { edited: undefined, positions: undefined };
   }
+  const attempt = <T>(read: () => T): T | undefined => {
+    try {
+      return read();
+    } catch {
+      return undefined;
+    }
+  };
+  const edited = attempt(() => GRAPH_EDITS.reduce<Uint8Array>((model, edit) => edit(model) ?? model, original));
+  return { edited: edited === original ? undefined : edited, positions: attempt(() => positionTableSize(original)) };
+}
+
+export interface DecoderSession {
+  session: ort.InferenceSession;
+  /** What the graph fixes, whatever config.json says. */
+  limits: GraphLimits;
 }
 
 /**
@@ -140,7 +156,7 @@ function editedGraph(modelPath: string): Uint8Array | undefined {
  * made where it has the plain shape they expect. Its external data, if any, is read from the
  * model's directory.
  */
-export async function createDecoderSession(modelPath: string, options: SessionOptions): Promise<ort.InferenceSession> {
+export async function createDecoderSession(modelPath: string, options: SessionOptions): Promise<DecoderSession> {
   const sessionOptions: ort.InferenceSession.SessionOptions = {
     executionProviders: [options.device],
     intraOpNumThreads: options.threads || defaultThreads(),
@@ -149,13 +165,16 @@ export async function createDecoderSession(modelPath: string, options: SessionOp
   };
   try {
     // A graph the edit does not suit, or a file it cannot read, is left for the runtime to load or refuse.
-    const edited = editedGraph(modelPath);
+    const { edited, positions } = readGraph(modelPath);
+    let session: ort.InferenceSession | undefined;
     if (edited) {
       const externalData = { session: { model_external_initializers_file_folder_path: dirname(modelPath) } };
-      const session = await ort.InferenceSession.create(edited, { ...sessionOptions, extra: externalData }).catch(() => undefined);
-      if (session) return session;
+      session = await ort.InferenceSession.create(edited, { ...sessionOptions, extra: externalData }).catch(() => undefined);
     }
-    return await ort.InferenceSession.create(modelPath, sessionOptions);
+    session ??= await ort.InferenceSession.create(modelPath, sessionOptions);
+    const logits = session.outputMetadata.find((meta) => meta.name === 'logits') as { shape?: readonly unknown[] } | undefined;
+    const vocabSize = logits?.shape?.[2];
+    return { session, limits: { positions, ...(typeof vocabSize === 'number' && vocabSize > 0 && { vocabSize }) } };
   } catch (err) {
     throw new ModelLoadError(`${modelPath}: cannot load the ONNX graph (${(err as Error).message})`);
   }

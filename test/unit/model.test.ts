@@ -6,7 +6,8 @@ import { ChatTemplate, ChatTemplateError, FALLBACK_CHAT_TEMPLATE } from '../../s
 import { readModelConfig } from '../../src/model/config.js';
 import { ModelLoadError } from '../../src/model/errors.js';
 import { readModelFiles, type ModelFiles } from '../../src/model/files.js';
-import { loadModel } from '../../src/model/model.js';
+import { positionTableSize } from '../../src/model/graph-limits.js';
+import { fitToGraph, loadModel } from '../../src/model/model.js';
 import { createDecoderSession, defaultThreads, readDecoderSignature } from '../../src/model/session.js';
 import { MODEL_DIRS } from '../helpers/server.js';
 
@@ -196,10 +197,94 @@ describe('readModelConfig', () => {
     expect(loadError(() => readModelConfig(files(noVocab))).message).toContain('vocab_size');
   });
 
+  it.each([
+    ['n_positions', -1],
+    ['n_positions', 0],
+    ['n_positions', 1.5],
+    ['n_positions', '512'],
+    ['n_layer', 0],
+    ['n_head', 2.5],
+    ['vocab_size', -3],
+    ['vocab_size', 1e20],
+  ])('refuses %s %p at start-up, naming the file and the field', (field, value) => {
+    const message = loadError(() => readModelConfig(files({ ...gpt2, [field]: value }))).message;
+    expect(message).toContain('config.json');
+    expect(message).toContain(field);
+  });
+
+  it('refuses a hidden size that the heads do not divide', () => {
+    expect(loadError(() => readModelConfig(files({ ...gpt2, n_embd: 30 }))).message).toContain('not a multiple');
+  });
+
+  it('refuses EOS and BOS ids outside the vocabulary, naming the file', () => {
+    expect(loadError(() => readModelConfig(files({ ...gpt2, eos_token_id: 100 }))).message).toMatch(/config\.json: eos_token_id 100/);
+    expect(loadError(() => readModelConfig(files(gpt2, { generationConfig: { bos_token_id: -1 } }))).message).toMatch(/generation_config\.json: bos_token_id -1/);
+  });
+
   it('takes EOS ids from generation_config.json first, as a list without duplicates', () => {
     const config = readModelConfig(files({ ...gpt2, eos_token_id: 7 }, { generationConfig: { eos_token_id: [3, 5, 3] } }));
     expect(config.eosTokenIds).toEqual([3, 5]);
     expect(readModelConfig(files({ ...gpt2, eos_token_id: 7 })).eosTokenIds).toEqual([7]);
+  });
+});
+
+describe('sampling defaults from generation_config.json', () => {
+  const withGeneration = (generation: Record<string, unknown>) => {
+    const dir = copyModel(TINY_GPT2);
+    writeFileSync(join(dir, 'generation_config.json'), JSON.stringify(generation));
+    return dir;
+  };
+
+  it.each([
+    ['temperature', -5],
+    ['temperature', 2.5],
+    ['temperature', '0.7'],
+    ['top_p', 7],
+    ['top_p', -0.1],
+  ])('refuses %s %p at start-up, naming the file and the field', (field, value) => {
+    const message = loadError(() => loadModel(withGeneration({ [field]: value }))).message;
+    expect(message).toContain('generation_config.json');
+    expect(message).toContain(field);
+  });
+
+  it('takes values in range as they are', () => {
+    expect(loadModel(withGeneration({ temperature: 0.7, top_p: 0.9 })).samplingDefaults).toEqual({ temperature: 0.7, topP: 0.9 });
+  });
+});
+
+describe('fitToGraph', () => {
+  const model = loadModel(TINY_GPT2);
+
+  it('keeps config.json where the graph agrees or fixes nothing', () => {
+    expect(fitToGraph(model, { positions: 256, vocabSize: 50257 })).toEqual({ model, warnings: [] });
+    expect(fitToGraph(model, {})).toEqual({ model, warnings: [] });
+  });
+
+  it("serves the graph's context where its position table is shorter, with a warning", () => {
+    const { model: fitted, warnings } = fitToGraph({ ...model, config: { ...model.config, contextLength: 1e9 } }, { positions: 256 });
+    expect(fitted.config.contextLength).toBe(256);
+    expect(warnings).toEqual([expect.stringContaining('position table has 256 rows')]);
+  });
+
+  it("takes the graph's vocabulary where config.json disagrees, with a warning", () => {
+    const { model: fitted, warnings } = fitToGraph({ ...model, config: { ...model.config, vocabSize: 60000 } }, { vocabSize: 50257 });
+    expect(fitted.config.vocabSize).toBe(50257);
+    expect(warnings).toEqual([expect.stringContaining("the graph's logits have 50257")]);
+  });
+
+  it('refuses an EOS id outside the vocabulary of the graph', () => {
+    expect(loadError(() => fitToGraph(model, { vocabSize: 50000 })).message).toContain('eos_token_id 50256');
+  });
+});
+
+describe('positionTableSize', () => {
+  it.each([
+    ['tinystories-gpt2', TINYSTORIES, 'model.onnx', 512],
+    ['tinystories-gpt2 (int8)', TINYSTORIES, 'model_quantized.onnx', 512],
+    ['tiny-gpt2', TINY_GPT2, 'model.onnx', 256],
+    ['tiny-llama (rotary positions)', TINY_LLAMA, 'model.onnx', undefined],
+  ])('%s: %p', (_name, dir, file, rows) => {
+    expect(positionTableSize(readFileSync(join(dir, file)))).toBe(rows);
   });
 });
 
@@ -285,8 +370,10 @@ describe('defaultThreads', () => {
 describe('readDecoderSignature', () => {
   it('reads the layers, cache names, position ids and cache type of the tiny-llama graph', async () => {
     const model = loadModel(TINY_LLAMA);
-    const session = await createDecoderSession(model.files.modelPath, { device: 'cpu', threads: 1 });
+    const { session, limits } = await createDecoderSession(model.files.modelPath, { device: 'cpu', threads: 1 });
     try {
+      // Rotary positions: the graph fixes no context of its own.
+      expect(limits).toEqual({ positions: undefined, vocabSize: 2304 });
       const signature = readDecoderSignature(session, model.config);
       expect(signature).toEqual({
         numLayers: 2,

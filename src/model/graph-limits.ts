@@ -1,0 +1,57 @@
+import { decodeText, GRAPH_NODE, MODEL_GRAPH, parseFields, readNode, type RawField } from './onnx-proto.js';
+
+/** What a decoder graph itself fixes, whatever config.json says. */
+
+const GRAPH_INITIALIZER = 5;
+const TENSOR_DIMS = 1;
+const TENSOR_NAME = 8;
+
+/** The dims of a TensorProto: repeated int64, packed or not. */
+function tensorDims(fields: readonly RawField[]): number[] {
+  const dims: number[] = [];
+  for (const field of fields) {
+    if (field.number !== TENSOR_DIMS) continue;
+    if (field.value !== undefined) {
+      dims.push(Number(field.value));
+    } else if (field.payload) {
+      let offset = 0;
+      const bytes = field.payload;
+      while (offset < bytes.length) {
+        let value = 0n;
+        let shift = 0n;
+        let byte: number;
+        do {
+          byte = bytes[offset++]!;
+          value |= BigInt(byte & 0x7f) << shift;
+          shift += 7n;
+        } while (byte & 0x80 && offset < bytes.length);
+        dims.push(Number(value));
+      }
+    }
+  }
+  return dims;
+}
+
+/**
+ * Positions a decoder with a learned position table (GPT-2's `wpe`) can embed: the rows of the
+ * initializer that a Gather indexes with `position_ids`, directly or through a Cast. Undefined for
+ * graphs that compute positions (rotary embeddings), whose reach the graph does not fix.
+ */
+export function positionTableSize(model: Uint8Array): number | undefined {
+  const graph = parseFields(model).find((field) => field.number === MODEL_GRAPH)?.payload;
+  if (!graph) return undefined;
+  const fields = parseFields(graph);
+  const nodes = fields.filter((field) => field.number === GRAPH_NODE && field.payload).map((field) => readNode(field.payload!));
+  const positionNames = new Set(['position_ids']);
+  for (const node of nodes) if (node.opType === 'Cast' && positionNames.has(node.inputs[0]!)) positionNames.add(node.outputs[0]!);
+  const tables = new Set(nodes.filter((node) => node.opType === 'Gather' && positionNames.has(node.inputs[1]!)).map((node) => node.inputs[0]!));
+  if (tables.size === 0) return undefined;
+  for (const field of fields) {
+    if (field.number !== GRAPH_INITIALIZER || !field.payload) continue;
+    const tensor = parseFields(field.payload);
+    if (!tables.has(decodeText(tensor.find((f) => f.number === TENSOR_NAME)?.payload))) continue;
+    const dims = tensorDims(tensor);
+    if (dims.length === 2 && dims[0]! > 0) return dims[0];
+  }
+  return undefined;
+}
