@@ -184,6 +184,7 @@ export function planGeneration(
     n,
     bestOf,
     request: {
+      group: engine.newGroup(),
       maxTokens,
       temperature: fields.temperature ?? model.samplingDefaults.temperature,
       topP: fields.top_p ?? model.samplingDefaults.topP,

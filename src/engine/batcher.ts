@@ -74,6 +74,9 @@ export class ContinuousBatcher {
   private readonly layout: KvLayout;
   private readonly pool: KvBufferPool;
   private scratch = new Float64Array(0);
+  /** For each request with sequences waiting: when it last had a turn at a batch slot (see nextWaiting). */
+  private readonly lastTurn = new Map<number, number>();
+  private turns = 0;
 
   constructor(
     private readonly runner: DecoderRunner,
@@ -106,6 +109,7 @@ export class ContinuousBatcher {
       this.events.failed([request.id], `prompt of ${promptIds.length} tokens does not fit a context of ${this.options.contextLength}`);
       return;
     }
+    if (!this.lastTurn.has(request.group)) this.lastTurn.set(request.group, ++this.turns);
     this.waiting.push({
       request,
       reservedTokens: Math.min(promptIds.length + request.maxTokens, this.options.contextLength),
@@ -202,13 +206,36 @@ export class ContinuousBatcher {
     let reserved = running.reduce((sum, seq) => sum + seq.reservedTokens, 0);
     const rows: Sequence[] = [];
     while (together || rows.length === 0) {
-      const next = this.waiting[0];
+      const index = this.nextWaiting();
+      const next = this.waiting[index];
       if (!next || running.length + rows.length >= this.options.maxBatch) break;
       if (running.length + rows.length > 0 && reserved + next.reservedTokens > this.options.maxKvTokens) break;
       reserved += next.reservedTokens;
-      rows.push(this.waiting.shift()!);
+      this.lastTurn.set(next.request.group, ++this.turns);
+      rows.push(...this.waiting.splice(index, 1));
     }
+    const waitingGroups = new Set(this.waiting.map((seq) => seq.request.group));
+    for (const group of this.lastTurn.keys()) if (!waitingGroups.has(group)) this.lastTurn.delete(group);
     if (rows.length > 0) this.cohorts.push({ rows, cache: BatchKvCache.empty(this.layout, rows.length, this.pool), done: 0 });
+  }
+
+  /**
+   * The waiting sequence to admit next. Requests take turns: a free slot goes to the oldest waiting
+   * sequence of the request that had its last turn longest ago (a new request counts from its
+   * arrival). A request of many sequences (a large `n`, many prompts) thus shares the batch with
+   * those that come after it instead of holding them back until all of its own have run.
+   */
+  private nextWaiting(): number {
+    let best = 0;
+    let oldestTurn = Infinity;
+    this.waiting.forEach((seq, index) => {
+      const turn = this.lastTurn.get(seq.request.group) ?? 0;
+      if (turn < oldestTurn) {
+        oldestTurn = turn;
+        best = index;
+      }
+    });
+    return best;
   }
 
   /**

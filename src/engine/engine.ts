@@ -24,6 +24,7 @@ export class EngineError extends Error {
  */
 export class Engine {
   private nextId = 1;
+  private nextGroup = 1;
   private readonly streams = new Map<number, AsyncQueue<TokenUpdate>>();
   private closed = false;
   private latestStats: EngineStats = { waiting: 0, running: 0, kvTokens: 0 };
@@ -81,6 +82,11 @@ export class Engine {
   /** Hears of each decode step's batch size. */
   onStep(listener: (batchSize: number) => void): void {
     this.stepListeners.add(listener);
+  }
+
+  /** A group for the sequences of one request, which share batch slots fairly with other requests' (see SequenceRequest). */
+  newGroup(): number {
+    return this.nextGroup++;
   }
 
   /** Whether `sequences` more fit in the running batch and the queue. */

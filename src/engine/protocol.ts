@@ -13,6 +13,8 @@ export interface TokenLogprob {
 
 export interface SequenceRequest {
   id: number;
+  /** The request the sequence belongs to (its prompts and choices share one); batch slots are shared fairly between requests. */
+  group: number;
   promptIds: number[];
   maxTokens: number;
   temperature: number;

@@ -1,6 +1,7 @@
+import { defaultConfig } from '../../src/config.js';
 import type { RunningServer } from '../../src/server.js';
 import { goldens, GOLDEN_MODELS } from '../helpers/goldens.js';
-import { MODEL_DIRS, postJson, request, startTestServer } from '../helpers/server.js';
+import { MODEL_DIRS, postJson, request, sseEvents, startTestServer } from '../helpers/server.js';
 
 const DEFAULT = 'tinystories-gpt2';
 
@@ -31,6 +32,46 @@ describe('the engine runs off the main thread', () => {
     expect(latencies.length).toBeGreaterThan(5);
     expect(Math.max(...latencies)).toBeLessThan(100);
     expect((await generation).status).toBe(200);
+  });
+});
+
+describe('requests take turns at batch slots', () => {
+  it('a 4-token request sent after one of 64 choices with logprobs and echo finishes before most of those choices have', async () => {
+    const server = await startTestServer({ limits: { ...defaultConfig().limits, maxN: 128 } });
+    try {
+      const response = await fetch(`${server.url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: DEFAULT, prompt: 'Once upon a time', n: 64, max_tokens: 48, logprobs: 5, echo: true, logit_bias: { 0: -100 }, stream: true }),
+      });
+      let finishedChoices = 0;
+      let firstText: () => void = () => {};
+      const started = new Promise<void>((resolve) => (firstText = resolve));
+      const reading = (async () => {
+        const decoder = new TextDecoder();
+        let buffered = '';
+        for await (const bytes of response.body!) {
+          buffered += decoder.decode(bytes, { stream: true });
+          const events = buffered.split('\n\n');
+          buffered = events.pop()!;
+          for (const event of sseEvents(events.map((e) => `${e}\n\n`).join(''))) {
+            firstText();
+            if (typeof event === 'object' && (event as { choices: { finish_reason: string | null }[] }).choices[0]?.finish_reason) finishedChoices++;
+          }
+        }
+      })();
+      await started;
+      const small = await postJson(server, '/v1/completions', { model: DEFAULT, prompt: 'The dog', max_tokens: 4 });
+      const finishedWhenSmallDid = finishedChoices;
+      expect(small.status).toBe(200);
+      expect(small.body.usage.completion_tokens).toBe(4);
+      await reading;
+      expect(finishedChoices).toBe(64);
+      // 16 slots: the small request runs in the second wave at the latest, not after all four.
+      expect(finishedWhenSmallDid).toBeLessThanOrEqual(32);
+    } finally {
+      await server.close();
+    }
   });
 });
 

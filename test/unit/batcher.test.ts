@@ -78,11 +78,12 @@ const CHUNK = 4;
 const runner = new CacheCheckingRunner();
 
 let nextId = 1;
-/** A greedy sequence with a prompt of its own. */
-function sequence(promptLength: number, maxTokens: number): SequenceRequest {
+/** A greedy sequence with a prompt of its own, of a request of its own unless `group` says otherwise. */
+function sequence(promptLength: number, maxTokens: number, group?: number): SequenceRequest {
   const id = nextId++;
   return {
     id,
+    group: group ?? id,
     promptIds: Array.from({ length: promptLength }, (_, i) => 1 + ((i * 37 + id * 11) % (VOCAB - 1))),
     maxTokens,
     temperature: 0,
@@ -105,9 +106,11 @@ async function generate(
   options: Partial<BatcherOptions> = {},
   afterTokens = 1,
   allowFailures = false,
-): Promise<{ tokens: Map<number, number[]>; failed: number[]; passes: Pass[] }> {
+): Promise<{ tokens: Map<number, number[]>; failed: number[]; passes: Pass[]; started: number[] }> {
   runner.passes.length = 0;
   const tokens = new Map<number, number[]>();
+  /** Sequence ids in the order of their first tokens. */
+  const started: number[] = [];
   const failed: number[] = [];
   const pending = new Set(waves.flat().map((request) => request.id));
   let seen = 0;
@@ -124,6 +127,7 @@ async function generate(
     {
       tokens(updates: TokenUpdate[]) {
         for (const update of updates) {
+          if (!tokens.has(update.id)) started.push(update.id);
           tokens.set(update.id, [...(tokens.get(update.id) ?? []), update.tokenId]);
           if (update.finishReason) pending.delete(update.id);
         }
@@ -147,7 +151,7 @@ async function generate(
   for (const request of waves[0]!) batcher.submit(request);
   await finished;
   await batcher.stop();
-  return { tokens, failed, passes: [...runner.passes] };
+  return { tokens, failed, passes: [...runner.passes], started };
 }
 
 describe('ContinuousBatcher', () => {
@@ -214,6 +218,18 @@ describe('ContinuousBatcher', () => {
       { rows: 2, tokens: CHUNK },
       { rows: 1, tokens: CHUNK },
     ]);
+  });
+
+  it('shares batch slots between requests: a small request that comes after a large one runs before the large one has run', async () => {
+    // One request of 24 sequences, then one of a single sequence, with 4 slots.
+    const large = Array.from({ length: 24 }, () => sequence(4, 6, 1000));
+    const small = sequence(4, 2, 2000);
+    const { started } = await generate([large, [small]], { maxBatch: 4 }, 1);
+    // The two requests take turns at the free slots: the small one runs in the second wave, ahead
+    // of the 18 large ones still waiting, not after all 24.
+    const ids = (requests: SequenceRequest[]) => requests.map((request) => request.id);
+    expect(started.slice(0, 4)).toEqual(ids(large.slice(0, 4)));
+    expect(started.slice(4, 8)).toEqual([large[4]!.id, small.id, large[5]!.id, large[6]!.id]);
   });
 
   it('fails only the sequences of a pass the runtime fails, and the others carry on', async () => {
