@@ -79,6 +79,45 @@ describe('the ortserve command', () => {
     expect(result.stderr).toContain('model.onnx');
   });
 
+  it.each([
+    [['--api-key', 'a b'], {}],
+    [['--api-key', ' k1'], {}],
+    [[], { ORTSERVE_API_KEYS: ',' }],
+    [[], { ORTSERVE_API_KEYS: '  ' }],
+    [[], { ORTSERVE_API_KEYS: ' , ,' }],
+  ])('refuses key settings that cannot work (%j %j) with exit code 2, without echoing them', (args, env) => {
+    const result = spawnSync(process.execPath, [BIN, ...args, '--port', '0'], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, ...env } });
+    expect(result.status).toBe(2);
+    expect(result.stderr).toMatch(/ortserve: invalid (--api-key|ORTSERVE_API_KEYS)/);
+    expect(result.stderr).not.toContain('a b');
+  });
+
+  it('says what is wrong with a negative number, not that the argument is ambiguous', () => {
+    const result = spawnSync(process.execPath, [BIN, '--threads', '-1'], { cwd: ROOT, encoding: 'utf8' });
+    expect(result.status).toBe(2);
+    expect(result.stderr).toContain('invalid --threads');
+    expect(result.stderr).not.toContain('ambiguous');
+  });
+
+  it('a port in use and an address not of this machine: a sentence and exit code 1, not a stack trace', async () => {
+    const { child, url } = await startCli(['--port', '0', '--host', '127.0.0.1'], { ORTSERVE_THREADS: '1' });
+    try {
+      const inUse = spawnSync(process.execPath, [BIN, '--host', '127.0.0.1', '--port', new URL(url).port], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, ORTSERVE_THREADS: '1' } });
+      expect(inUse.status).toBe(1);
+      expect(inUse.stderr).toContain('the port is in use');
+      expect(inUse.stderr).not.toMatch(/\n\s+at /);
+    } finally {
+      const code = exited(child);
+      child.kill('SIGTERM');
+      await code;
+    }
+    // 192.0.2.0/24 is reserved for documentation: no machine has such an address.
+    const foreign = spawnSync(process.execPath, [BIN, '--host', '192.0.2.1', '--port', '0'], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, ORTSERVE_THREADS: '1' } });
+    expect(foreign.status).toBe(1);
+    expect(foreign.stderr).toContain("not one of this machine's");
+    expect(foreign.stderr).not.toMatch(/\n\s+at /);
+  });
+
   it('refuses a bad flag value with exit code 2', () => {
     const result = spawnSync(process.execPath, [BIN, '--port', 'eighty'], { cwd: ROOT, encoding: 'utf8' });
     expect(result.status).toBe(2);

@@ -1,4 +1,5 @@
 import type { RunningServer } from '../../src/server.js';
+import { rawJsonRequest, rawRequest, type RawResponse } from '../helpers/raw-http.js';
 import { postJson, request, startTestServer } from '../helpers/server.js';
 
 const MODEL = 'tinystories-gpt2';
@@ -171,3 +172,35 @@ describe('client mistakes get OpenAI-style 4xx errors', () => {
     expect(health.headers.get('x-request-id')).toBeTruthy();
   });
 });
+
+describe('requests Node or the router would answer in their own shape', () => {
+  let server: RunningServer;
+
+  beforeAll(async () => {
+    server = await startTestServer();
+  });
+  afterAll(() => server.close());
+
+  const expectRawError = (response: RawResponse, status: number, code: string, param: string | null = null) => {
+    expect(response.status).toBe(status);
+    expect(JSON.parse(response.body)).toEqual({ error: { message: expect.any(String), type: 'invalid_request_error', param, code } });
+    expect(response.headers['x-request-id']).toMatch(/\S/);
+    expect(response.headers['content-type']).toContain('application/json');
+  };
+
+  it('a malformed percent-escape in the path → 400 invalid_url', async () => {
+    for (const target of ['/v1/models/%ZZ', '/v1/%E0%A4%A', '/%']) expectRawError(await rawJsonRequest(server.url, 'GET', target), 400, 'invalid_url');
+  });
+
+  it('an HTTP/1.1 request without a Host header → 400 missing_host', async () => {
+    expectRawError(await rawRequest(server.url, 'GET /v1/models HTTP/1.1\r\nConnection: close\r\n\r\n'), 400, 'missing_host');
+    // HTTP/1.0 needs none.
+    expect((await rawRequest(server.url, 'GET /v1/models HTTP/1.0\r\n\r\n')).status).toBe(200);
+  });
+
+  it('an Expect header other than 100-continue → 417 expectation_failed', async () => {
+    const host = new URL(server.url).host;
+    expectRawError(await rawRequest(server.url, `GET /v1/models HTTP/1.1\r\nHost: ${host}\r\nExpect: something-else\r\nConnection: close\r\n\r\n`), 417, 'expectation_failed', 'expect');
+  });
+});
+

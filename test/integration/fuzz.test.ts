@@ -562,6 +562,71 @@ describe('fuzzed requests never break the server', () => {
     );
   });
 
+  it('a body that is not a JSON object → 400 invalid_type, not a missing parameter', async () => {
+    await fc.assert(
+      fc.asyncProperty(endpoint, fc.oneof(fc.constant(null), fc.jsonValue({ maxDepth: 2 }).filter((value) => typeof value !== 'object' || Array.isArray(value))), async (path, value) => {
+        const answer = await sendJson(path, value);
+        checkAnswer(path, answer);
+        expect(answer.status).toBe(400);
+        expect(answer.body.error).toMatchObject({ param: null, code: 'invalid_type' });
+      }),
+      { seed: seed(1020), numRuns: 100 },
+    );
+  });
+
+  // Fields by the JSON type they take; a value of another type is named as such.
+  const INTEGER_FIELDS: Record<Endpoint, string[]> = {
+    [COMPLETIONS]: ['max_tokens', 'n', 'seed', 'best_of', 'logprobs'],
+    [CHAT]: ['max_tokens', 'n', 'seed', 'max_completion_tokens', 'top_logprobs'],
+  };
+  const NUMBER_FIELDS = ['temperature', 'top_p', 'presence_penalty', 'frequency_penalty'];
+  const STRING_FIELDS = ['model', 'user'];
+  const notA = (kind: 'integer' | 'number' | 'string'): fc.Arbitrary<string> =>
+    fc.oneof(
+      fc.constantFrom('true', 'false', '[]', '[1]', '{}', '{"a":1}'),
+      ...(kind === 'string' ? [fc.constantFrom('0', '123', '1.5', '-1')] : [fc.constantFrom('"5"', '"x"', '1e309', '-1e309')]),
+      ...(kind === 'integer' ? [fc.double({ noNaN: true, noDefaultInfinity: true, min: -1e6, max: 1e6 }).filter((x) => !Number.isInteger(x)).map(String)] : []),
+    );
+
+  it('a field of the wrong type → 400 invalid_type naming the field', async () => {
+    const wrongType = endpoint.chain((path) =>
+      fc.oneof(
+        ...INTEGER_FIELDS[path].map((field) => fc.tuple(fc.constant(path), fc.constant(field), notA('integer'))),
+        ...NUMBER_FIELDS.map((field) => fc.tuple(fc.constant(path), fc.constant(field), notA('number'))),
+        ...STRING_FIELDS.map((field) => fc.tuple(fc.constant(path), fc.constant(field), notA('string'))),
+        fc.tuple(fc.constant(path), fc.constant('logit_bias'), fc.constantFrom('{"5":"x"}', '{"5":true}', '{"5":[1]}', '{"5":1e309}').map(String)),
+      ),
+    );
+    await fc.assert(
+      fc.asyncProperty(wrongType, async ([path, field, value]) => {
+        // A later duplicate key wins, as in JSON.parse.
+        const answer = await sendText(path, baseText(path, `,"${field}":${value}`));
+        checkAnswer(path, answer);
+        expect(answer.status).toBe(400);
+        expect(answer.body.error.code).toBe('invalid_type');
+        expect(paramRoot(answer.body.error.param)).toBe(field);
+      }),
+      { seed: seed(1021), numRuns: 300 },
+    );
+  });
+
+  it('seed takes any 64-bit integer, as OpenAI does, and nothing beyond', async () => {
+    for (const value of ['9007199254740993', '9223372036854775807', '-9223372036854775808', '0', '-1']) {
+      expect((await sendText(COMPLETIONS, baseText(COMPLETIONS, `,"seed":${value}`))).status).toBe(200);
+    }
+    for (const value of ['18446744073709551616', '-1e20']) {
+      const answer = await sendText(COMPLETIONS, baseText(COMPLETIONS, `,"seed":${value}`));
+      expect(answer.status).toBe(400);
+      expect(answer.body.error.param).toBe('seed');
+    }
+  });
+
+  it('logit_bias keys that spell one token id several ways ("7", "07", "007") → 400', async () => {
+    const answer = await sendText(COMPLETIONS, baseText(COMPLETIONS, ',"logit_bias":{"7":1,"07":1,"007":1}'));
+    expect(answer.status).toBe(400);
+    expect(paramRoot(answer.body.error.param)).toBe('logit_bias');
+  });
+
   it('truncated, deep, duplicated, oddly numbered and oddly escaped JSON texts → never a 5xx', async () => {
     await fc.assert(
       fc.asyncProperty(endpoint.chain((path) => fc.tuple(fc.constant(path), rawText(path))), async ([path, body]) => {

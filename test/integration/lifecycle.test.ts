@@ -1,5 +1,6 @@
 import type { RunningServer } from '../../src/server.js';
-import { exited, startCli } from '../helpers/cli.js';
+import { exited, startCli, type Launcher } from '../helpers/cli.js';
+import { rawJsonRequest } from '../helpers/raw-http.js';
 import { postJson, request, sseEvents, startTestServer } from '../helpers/server.js';
 
 const MODEL = 'tinystories-gpt2';
@@ -18,6 +19,18 @@ async function readStream(response: Response) {
     text: chunks.map((chunk) => chunk.choices[0]?.text ?? '').join(''),
     completionTokens: chunks.find((chunk) => chunk.usage)?.usage?.completion_tokens,
   };
+}
+
+/** Sends small requests until the drain refuses one; its status. */
+async function refusedOnceDraining(url: string): Promise<number> {
+  let status = 0;
+  for (let i = 0; i < 100 && status !== 503; i++) {
+    const response = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: MODEL, prompt: 'Hi', max_tokens: 1 }) });
+    status = response.status;
+    await response.text();
+    if (status !== 503) await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return status;
 }
 
 describe('readiness and graceful shutdown', () => {
@@ -44,6 +57,10 @@ describe('readiness and graceful shutdown', () => {
     expect((await request(server, 'GET', '/health')).status).toBe(200);
     const refused = await postJson(server, '/v1/completions', { model: MODEL, prompt: 'Hi', max_tokens: 2 });
     expect(refused.status).toBe(503);
+    // However the path is spelled, a request for an API route is refused, not let in uncounted.
+    for (const target of ['/%761/completions', '/v%31/completions', `http://x/v1/completions`]) {
+      expect((await rawJsonRequest(server.url, 'POST', target, { model: MODEL, prompt: 'Hi', max_tokens: 2 })).status).toBe(503);
+    }
     expect(refused.body.error).toEqual({ message: expect.any(String), type: 'server_error', param: null, code: 'server_shutting_down' });
 
     const result = await readStream(stream);
@@ -87,6 +104,43 @@ describe('signals', () => {
       child.kill('SIGKILL');
     }
     expect(logs.join('\n')).toContain('in-flight requests finished');
+  });
+
+  describe.each<[Launcher, 'the process group' | 'the first process', NodeJS.Signals]>([
+    ['npm start', 'the process group', 'SIGTERM'],
+    ['npm start', 'the process group', 'SIGINT'],
+    ['npm start', 'the first process', 'SIGTERM'],
+    ['bin/ortserve.js', 'the process group', 'SIGTERM'],
+    ['bin/ortserve.js', 'the process group', 'SIGINT'],
+    ['bin/ortserve.js', 'the first process', 'SIGTERM'],
+  ])('started through %s, %s sent to %s', (launcher, target, signal) => {
+    it('the running stream gets [DONE], new requests get 503, and every process exits 0', async () => {
+      const { child, url, logs } = await startCli(['--port', '0', '--host', '127.0.0.1'], { ORTSERVE_THREADS: '1' }, { launcher, detached: true });
+      const code = exited(child);
+      try {
+        // Four choices of 300 tokens: still streaming when the signal comes.
+        const stream = await openStream(url, { ...longStream, n: 4, logit_bias: { 0: -100 } });
+        expect(stream.status).toBe(200);
+        if (target === 'the process group') process.kill(-child.pid!, signal);
+        else child.kill(signal);
+        expect(await refusedOnceDraining(url)).toBe(503);
+        const result = await readStream(stream);
+        expect(result.done).toBe(true);
+        expect(result.completionTokens).toBe(1200);
+        expect(await code).toBe(0);
+        // No process of the group is left serving.
+        await expect(fetch(`${url}/health`)).rejects.toThrow();
+      } finally {
+        try {
+          process.kill(-child.pid!, 'SIGKILL');
+        } catch {
+          // the group is gone
+        }
+      }
+      const output = logs.join('\n');
+      expect(output).toContain('in-flight requests finished');
+      expect(output).not.toContain('second signal');
+    });
   });
 
   it('a second signal exits at once', async () => {

@@ -187,6 +187,21 @@ describe('parseCli', () => {
       expect(() => parseCli(['--api-key', 'sk-secret', '--api-key', ''])).not.toThrow(/sk-secret/);
     });
 
+    it.each(['a b', ' k1', 'k1 ', 'tab\there', 'clé'])('refuse an --api-key no client could send (%p), without echoing it', (key) => {
+      const error = configError(['--api-key', 'sk-fine', '--api-key', key]);
+      expect(error.message).toContain('--api-key');
+      expect(error.message).not.toContain(key.trim());
+    });
+
+    it.each([',', '  ', ' , ,'])('refuse ORTSERVE_API_KEYS=%p, which is set but holds no key', (value) => {
+      expect(configError([], { ORTSERVE_API_KEYS: value }).message).toContain('holds no key');
+    });
+
+    it('take a negative number as a value, and say what is wrong with it', () => {
+      expect(configError(['--threads', '-1']).message).toMatch(/^invalid --threads .*>=0/);
+      expect(configError(['--port', '-5']).message).toContain('--port');
+    });
+
     it('accept the --flag=value form', () => {
       expect(serve(['--port=8123']).port).toBe(8123);
     });
