@@ -148,7 +148,7 @@ describe('signals', () => {
     const code = exited(child);
     try {
       // Eight choices of 500 tokens: still streaming when the second signal comes.
-      const stream = await openStream(url, { ...longStream, max_tokens: 500, n: 8 });
+      const stream = await openStream(url, { ...longStream, max_tokens: 500, n: 8, logit_bias: { 0: -100 } });
       expect(stream.status).toBe(200);
       child.kill('SIGTERM');
       // Past the window in which a second signal is taken as a relayed copy of the first.
