@@ -1,7 +1,11 @@
 import fc from 'fast-check';
 import { defaultConfig } from '../../src/config.js';
+import { readModelConfig } from '../../src/model/config.js';
+import { ModelLoadError } from '../../src/model/errors.js';
+import type { ModelFiles } from '../../src/model/files.js';
 import type { RunningServer } from '../../src/server.js';
 import { responseErrors } from '../helpers/openapi.js';
+import { rawJsonRequest } from '../helpers/raw-http.js';
 import { request, startTestServer } from '../helpers/server.js';
 
 /**
@@ -768,6 +772,32 @@ describe('fuzzed requests never break the server', () => {
     });
   });
 
+  it('request targets with stray percent signs, and odd Expect and Host headers → an answer in the error shape with a request id, never a bare one', async () => {
+    const host = new URL(server.url).host;
+    const pathPiece = fc.constantFrom('v1', 'models', MODEL, '%', '%Z', '%ZZ', '%2', '%e0%a4', '%C3%28', '%00', '%2F', '..', '.', '', 'x');
+    const target = fc.array(pathPiece, { minLength: 1, maxLength: 5 }).map((pieces) => `/${pieces.join('/')}`);
+    const headers = fc.record(
+      {
+        host: fc.constantFrom(host, '', 'x', '[::1]', 'a'.repeat(300)),
+        expect: fc.constantFrom('100-continue', '200-ok', '', 'x'.repeat(200), 'continue'),
+      },
+      { requiredKeys: [] },
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom('GET', 'POST'), target, headers, async (method, path, given) => {
+        const answer = await rawJsonRequest(server.url, method, path, method === 'POST' ? { model: MODEL, prompt: 'Hi', max_tokens: 1 } : undefined, given as Record<string, string>);
+        expect(answer.status).toBeGreaterThanOrEqual(200);
+        if (answer.status < 400) return;
+        expect(answer.status).toBeLessThan(500);
+        const { error } = JSON.parse(answer.body) as { error: Record<string, unknown> };
+        expect(Object.keys(error).sort()).toEqual(['code', 'message', 'param', 'type']);
+        expect(typeof error.message === 'string' && typeof error.code === 'string' && ERROR_TYPES.includes(error.type as string)).toBe(true);
+        expect(answer.headers['x-request-id']).toMatch(/\S/);
+      }),
+      { seed: seed(1030), numRuns: 200 },
+    );
+  });
+
   it('the server is healthy afterwards: /health, both endpoints, and no work left behind', async () => {
     const health = await request(server, 'GET', '/health');
     expect(health.status).toBe(200);
@@ -779,5 +809,38 @@ describe('fuzzed requests never break the server', () => {
     for (let i = 0; i < 50 && (server.engine.load > 0 || server.lifecycle.requestsInFlight > 0); i++) await new Promise((resolve) => setTimeout(resolve, 20));
     expect(server.engine.load).toBe(0);
     expect(server.lifecycle.requestsInFlight).toBe(0);
+  });
+});
+
+describe('fuzzed model configs never start a server on absurd numbers', () => {
+  const base = { n_layer: 2, n_head: 4, n_embd: 32, vocab_size: 100, n_positions: 64, eos_token_id: 5 };
+  const anyJson = fc.oneof(fc.integer({ min: -5, max: 1e6 }), fc.double(), extremeNumber, fc.jsonValue({ maxDepth: 1 }), fc.constant(null));
+  const files = (config: Record<string, unknown>, generationConfig: Record<string, unknown> = {}): ModelFiles => ({
+    dir: '/m',
+    modelPath: '/m/model.onnx',
+    config,
+    generationConfig,
+    tokenizerJson: {},
+    tokenizerConfig: {},
+  });
+
+  it('config.json sizes: positive whole numbers are taken, anything else is a ModelLoadError naming the field', () => {
+    fc.assert(
+      fc.property(fc.constantFrom('n_layer', 'n_head', 'n_embd', 'vocab_size', 'n_positions', 'eos_token_id'), anyJson, (field, value) => {
+        let config;
+        try {
+          config = readModelConfig(files({ ...base, [field]: value }));
+        } catch (err) {
+          expect(err).toBeInstanceOf(ModelLoadError);
+          expect((err as Error).message).toMatch(/config\.json|hidden size/);
+          return;
+        }
+        for (const size of [config.numLayers, config.numKvHeads, config.headDim, config.vocabSize, config.contextLength]) {
+          expect(Number.isSafeInteger(size) && size > 0).toBe(true);
+        }
+        for (const id of config.eosTokenIds) expect(id >= 0 && id < config.vocabSize).toBe(true);
+      }),
+      { seed: seed(1040), numRuns: 2000 },
+    );
   });
 });
