@@ -11,7 +11,7 @@ import { ServerMetrics } from './api/metrics.js';
 import { healthRoutes, modelRoutes } from './api/models.js';
 import type { ServingContext } from './api/serving.js';
 import type { ServerConfig } from './config.js';
-import { Engine } from './engine/engine.js';
+import { Engine } from './engine/client/engine.js';
 import { fitToGraph, loadModel, type LoadedModel } from './model/model.js';
 import { Preprocessor } from './preprocess/preprocessor.js';
 

@@ -1,5 +1,5 @@
 import type { TokenLogprob } from '../engine/protocol.js';
-import type { GeneratedToken } from '../engine/text-generation.js';
+import type { GeneratedToken } from '../engine/client/text-generation.js';
 import type { TextTokenizer } from '../model/tokenizer.js';
 
 /** Log-probabilities in the shapes of the two endpoints. */

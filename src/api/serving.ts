@@ -1,7 +1,7 @@
 import type { RequestLimits } from '../config.js';
-import type { Engine } from '../engine/engine.js';
+import type { Engine } from '../engine/client/engine.js';
 import type { FinishReason, TokenLogprob } from '../engine/protocol.js';
-import { generateText, type GeneratedToken, type TextChunk, type TextRequest } from '../engine/text-generation.js';
+import { generateText, type GeneratedToken, type TextChunk, type TextRequest } from '../engine/client/text-generation.js';
 import { ChatTemplateError, type ChatMessage } from '../model/chat-template.js';
 import type { LoadedModel } from '../model/model.js';
 import type { Preprocessor } from '../preprocess/preprocessor.js';

@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import type { FastifyReply } from 'fastify';
-import type { TextChunk } from '../engine/text-generation.js';
+import type { TextChunk } from '../engine/client/text-generation.js';
 import { logFailure, OpenAIError, requestTimedOut } from './errors.js';
 import { runGeneration, usage, type ChoiceOutcome, type GenerationPlan, type ServingContext } from './serving.js';
 import { SseStream } from './sse.js';

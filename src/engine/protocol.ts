@@ -1,5 +1,5 @@
 import type { GraphLimits } from '../model/model.js';
-import type { DecoderSignature, Device } from '../model/session.js';
+import type { Device } from '../model/session.js';
 
 /** Messages between the server (main thread) and the engine worker. Only token ids cross. */
 
@@ -76,7 +76,7 @@ export interface EngineStats {
 }
 
 export type FromWorker =
-  | { type: 'ready'; signature: DecoderSignature; limits: GraphLimits }
+  | { type: 'ready'; limits: GraphLimits }
   | { type: 'failed'; message: string }
   | { type: 'tokens'; updates: TokenUpdate[] }
   /** After each decode step (`batchSize` rows), and with `batchSize` 0 when the engine goes idle. */

@@ -18,7 +18,6 @@ export interface DecoderSignature {
   numKvHeads: number;
   headDim: number;
   kvType: KvDataType;
-  logitsType: KvDataType;
   hasPositionIds: boolean;
   /** Merged decoders (one graph for the first and later steps) switch on this boolean input. */
   hasUseCacheBranch: boolean;
@@ -72,6 +71,7 @@ export function readDecoderSignature(
   }
   const logits = outputs.get('logits');
   if (!logits) throw new ModelLoadError('model graph: output logits is missing');
+  dataType(logits, 'output');
 
   const layers = new Set<number>();
   for (const name of inputs.keys()) {
@@ -105,7 +105,6 @@ export function readDecoderSignature(
     numKvHeads: dim(1, config.numKvHeads),
     headDim: dim(3, config.headDim),
     kvType: dataType(firstPast, 'input'),
-    logitsType: dataType(logits, 'output'),
     hasPositionIds: inputs.has('position_ids'),
     hasUseCacheBranch: inputs.has('use_cache_branch'),
     hasLogitsPositions: inputs.has(LOGITS_POSITIONS),

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
-import { BatchKvCache } from '../../src/engine/kv-cache.js';
+import { BatchKvCache } from '../../src/engine/worker/kv-cache.js';
 import { addNewKvOutputs, newKvName } from '../../src/model/new-kv-outputs.js';
 
 export const PROMPT = [5n, 17n, 42n, 7n, 99n];

@@ -1,6 +1,6 @@
 import * as ort from 'onnxruntime-node';
-import { ContinuousBatcher, type BatcherOptions } from '../../src/engine/batcher.js';
-import { DecoderRunner, type DecoderOutput, type DecoderStep } from '../../src/engine/decoder.js';
+import { ContinuousBatcher, type BatcherOptions } from '../../src/engine/worker/batcher.js';
+import { DecoderRunner, type DecoderOutput, type DecoderStep } from '../../src/engine/worker/decoder.js';
 import type { SequenceRequest, TokenUpdate } from '../../src/engine/protocol.js';
 import type { DecoderSignature } from '../../src/model/session.js';
 
@@ -18,7 +18,6 @@ const signature: DecoderSignature = {
   numKvHeads: 1,
   headDim: 1,
   kvType: 'float32',
-  logitsType: 'float32',
   hasPositionIds: true,
   hasUseCacheBranch: false,
   hasLogitsPositions: false,

@@ -1,6 +1,6 @@
 import * as ort from 'onnxruntime-node';
-import { float16ToNumber } from '../../src/engine/float16.js';
-import { BatchKvCache, KvBufferPool, type KvLayout } from '../../src/engine/kv-cache.js';
+import { float16ToNumber } from '../../src/engine/worker/float16.js';
+import { BatchKvCache, KvBufferPool, type KvLayout } from '../../src/engine/worker/kv-cache.js';
 
 const HEADS = 2;
 const DIM = 3;

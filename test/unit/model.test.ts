@@ -380,8 +380,7 @@ describe('readDecoderSignature', () => {
         numKvHeads: 2,
         headDim: 16,
         kvType: 'float32',
-        logitsType: 'float32',
-        hasPositionIds: true,
+              hasPositionIds: true,
         hasUseCacheBranch: false,
         hasLogitsPositions: true,
         pastNames: ['past_key_values.0.key', 'past_key_values.0.value', 'past_key_values.1.key', 'past_key_values.1.value'],
@@ -449,7 +448,7 @@ describe('readDecoderSignature', () => {
         session([...base, tensor('use_cache_branch', 'bool', [1]), ...past(1, 'float16')], [tensor('logits', 'float16', ['b', 's', 'v']), ...present(1, 'float16')]),
         config,
       );
-      expect(signature).toMatchObject({ kvType: 'float16', logitsType: 'float16', hasUseCacheBranch: true });
+      expect(signature).toMatchObject({ kvType: 'float16', hasUseCacheBranch: true });
     });
 
     it('rejects a graph without a KV cache, naming the export task', () => {

@@ -1,10 +1,9 @@
 import type { Worker } from 'node:worker_threads';
-import { ModelLoadError } from '../model/errors.js';
-import type { GraphLimits } from '../model/model.js';
-import type { DecoderSignature } from '../model/session.js';
-import { startWorker } from '../threads.js';
+import { ModelLoadError } from '../../model/errors.js';
+import type { GraphLimits } from '../../model/model.js';
+import { startWorker } from '../../threads.js';
 import { AsyncQueue } from './async-queue.js';
-import type { EngineStats, FromWorker, SequenceRequest, TokenUpdate, ToWorker, WorkerConfig } from './protocol.js';
+import type { EngineStats, FromWorker, SequenceRequest, TokenUpdate, ToWorker, WorkerConfig } from '../protocol.js';
 
 export type GenerationRequest = Omit<SequenceRequest, 'id'>;
 
@@ -33,7 +32,6 @@ export class Engine {
   private constructor(
     private readonly worker: Worker,
     private readonly capacity: number,
-    readonly signature: DecoderSignature,
     /** What the graph fixes, whatever config.json says. */
     readonly graphLimits: GraphLimits,
   ) {
@@ -46,7 +44,7 @@ export class Engine {
 
   static async start(options: EngineOptions): Promise<Engine> {
     const { maxQueue, ...config } = options;
-    const worker = startWorker(new URL('./worker.ts', import.meta.url), config);
+    const worker = startWorker(new URL('../worker/worker.ts', import.meta.url), config);
     let onMessage: (message: FromWorker) => void = () => {};
     let onError: (err: Error) => void = () => {};
     let onExit: (code: number) => void = () => {};
@@ -66,7 +64,7 @@ export class Engine {
       .finally(() => {
         worker.off('message', onMessage).off('error', onError).off('exit', onExit);
       });
-    return new Engine(worker, config.maxBatch + maxQueue, ready.signature, ready.limits);
+    return new Engine(worker, config.maxBatch + maxQueue, ready.limits);
   }
 
   /** Sequences running or waiting. */

@@ -1,5 +1,5 @@
 /** Logit processing done per token in the engine: OpenAI's penalties and biases, and log-probabilities. */
-import type { TokenLogprob } from './protocol.js';
+import type { TokenLogprob } from '../protocol.js';
 
 export interface LogitAdjustments {
   /** Subtracted once from every token that has appeared in the completion. */

@@ -1,5 +1,5 @@
 import * as ort from 'onnxruntime-node';
-import type { KvDataType } from '../model/session.js';
+import type { KvDataType } from '../../model/session.js';
 
 export interface KvLayout {
   /** Number of past/present tensors: two per layer. */

@@ -1,9 +1,9 @@
 import { parentPort } from 'node:worker_threads';
-import { workerInput } from '../threads.js';
-import { createDecoderSession, readDecoderSignature } from '../model/session.js';
+import { workerInput } from '../../threads.js';
+import { createDecoderSession, readDecoderSignature } from '../../model/session.js';
 import { ContinuousBatcher } from './batcher.js';
 import { DecoderRunner } from './decoder.js';
-import type { FromWorker, ToWorker, WorkerConfig } from './protocol.js';
+import type { FromWorker, ToWorker, WorkerConfig } from '../protocol.js';
 
 /** The engine thread: owns the ONNX session, so that forward passes never block the HTTP server. */
 
@@ -38,7 +38,7 @@ try {
         .finally(() => port.close());
     }
   });
-  send({ type: 'ready', signature, limits });
+  send({ type: 'ready', limits });
 } catch (err) {
   send({ type: 'failed', message: (err as Error).message });
 }

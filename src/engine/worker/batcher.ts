@@ -1,7 +1,7 @@
 import { BatchKvCache, KvBufferPool, type KvLayout } from './kv-cache.js';
 import type { DecoderRunner } from './decoder.js';
 import { adjustLogits, hasAdjustments, tokenLogprob } from './logits.js';
-import type { EngineStats, FinishReason, SequenceRequest, TokenLogprob, TokenUpdate } from './protocol.js';
+import type { EngineStats, FinishReason, SequenceRequest, TokenLogprob, TokenUpdate } from '../protocol.js';
 import { Rng } from './rng.js';
 import { sampleToken } from './sampling.js';
 
@@ -93,10 +93,6 @@ export class ContinuousBatcher {
     // Free buffers are kept up to the size of the whole cache budget once.
     const elementsPerToken = this.layout.tensorCount * this.layout.numKvHeads * this.layout.headDim;
     this.pool = new KvBufferPool(signature.kvType, options.maxKvTokens * elementsPerToken);
-  }
-
-  get activeCount(): number {
-    return this.active.length;
   }
 
   submit(request: SequenceRequest): void {

@@ -1,6 +1,6 @@
 import { IncrementalDetokenizer, type TokenDecoder } from './detokenizer.js';
 import type { Engine, GenerationRequest } from './engine.js';
-import type { FinishReason, TokenLogprob } from './protocol.js';
+import type { FinishReason, TokenLogprob } from '../protocol.js';
 import { StopStringMatcher } from './stop-strings.js';
 
 export interface TextRequest extends GenerationRequest {
@@ -40,7 +40,8 @@ export async function* generateText(
 ): AsyncGenerator<TextChunk, TextResult> {
   const stopTokens = new Set(request.stopTokenIds);
   const detokenizer = new IncrementalDetokenizer(decoder, request.promptIds);
-  const stops = new StopStringMatcher(request.stop);
+  const { stop, ...sequence } = request;
+  const stops = new StopStringMatcher(stop);
   const controller = new AbortController();
   const abort = () => controller.abort();
   signal?.addEventListener('abort', abort, { once: true });
@@ -53,7 +54,8 @@ export async function* generateText(
     return chunk;
   };
   try {
-    for await (const update of engine.generate(request, controller.signal)) {
+    // Stop strings are matched here, on the text: only token ids go to the engine.
+    for await (const update of engine.generate(sequence, controller.signal)) {
       completionTokens++;
       if (update.promptLogprobs) pending.promptLogprobs = update.promptLogprobs;
       const isStopToken = stopTokens.has(update.tokenId);

@@ -1,6 +1,6 @@
 import * as ort from 'onnxruntime-node';
-import { LOGITS_POSITIONS } from '../model/logits-positions.js';
-import type { DecoderSignature } from '../model/session.js';
+import { LOGITS_POSITIONS } from '../../model/logits-positions.js';
+import type { DecoderSignature } from '../../model/session.js';
 import type { BatchKvCache, KvUpdate } from './kv-cache.js';
 import { float16ToNumber } from './float16.js';
 
