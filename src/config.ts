@@ -20,162 +20,194 @@ const apiKey = z.string().regex(/^[\x21-\x7e]+$/, 'a key must be one or more vis
 /** Every setting: its command-line flag, its environment variable, its default and what it does. */
 const OPTIONS = {
   model: {
+    field: 'model',
     env: 'ORTSERVE_MODEL',
     schema: z.string().min(1).default(DEFAULT_MODEL_DIR),
     help: 'model directory (Hugging Face Optimum ONNX layout)',
     shown: 'models/tinystories-gpt2',
   },
   'model-file': {
+    field: 'modelFile',
     env: 'ORTSERVE_MODEL_FILE',
     schema: z.string().min(1).default('model.onnx'),
     help: 'graph file inside the model directory (or its onnx/ folder), e.g. model_quantized.onnx',
   },
   'served-model-name': {
+    field: 'servedModelName',
     env: 'ORTSERVE_SERVED_MODEL_NAME',
     schema: z.string().min(1).optional(),
     help: 'model id in the API',
-    shown: 'the model directory name',
+    shown: "the model directory's name",
   },
-  host: { env: 'ORTSERVE_HOST', schema: z.string().min(1).default('0.0.0.0'), help: 'address to listen on' },
-  port: { env: 'PORT', alias: 'ORTSERVE_PORT', schema: integer(0, 65535).default(8000), help: 'port to listen on' },
+  host: { field: 'host', env: 'ORTSERVE_HOST', schema: z.string().min(1).default('0.0.0.0'), help: 'address to listen on' },
+  port: { field: 'port', env: 'PORT', alias: 'ORTSERVE_PORT', schema: integer(0, 65535).default(8000), help: 'port to listen on' },
   device: {
+    field: 'device',
     env: 'ORTSERVE_DEVICE',
     schema: z.enum(['cpu', 'cuda']).default('cpu'),
     help: 'execution provider: cpu or cuda',
   },
   threads: {
+    field: 'threads',
     env: 'ORTSERVE_THREADS',
     schema: integer(0, 1024).default(0),
     help: 'threads per forward pass (0: one per core but one, which is left to the HTTP thread)',
   },
   'max-batch': {
+    field: 'maxBatch',
     env: 'ORTSERVE_MAX_BATCH',
     schema: integer(1, 1024).default(16),
     help: 'most sequences decoded together in one step',
   },
   'max-queue': {
+    field: 'maxQueue',
     env: 'ORTSERVE_MAX_QUEUE',
     schema: integer(0, 1_000_000).default(256),
     help: 'most sequences waiting for a batch slot; beyond it requests get 429',
   },
   'max-kv-tokens': {
+    field: 'maxKvTokens',
     env: 'ORTSERVE_MAX_KV_TOKENS',
     schema: integer(0).default(0),
     help: 'most tokens (prompt + max_tokens) running sequences may hold in the KV cache together (0: max-batch × context)',
   },
   'prefill-chunk': {
+    field: 'prefillChunk',
     env: 'ORTSERVE_PREFILL_CHUNK',
     schema: integer(1, 65536).default(16),
     help: 'tokens of each prompt prefilled between two decode steps (smaller: smoother streams, slower first token)',
   },
   'api-key': {
+    field: 'apiKeys',
     env: 'ORTSERVE_API_KEYS',
     schema: z.array(apiKey).default([]),
     help: 'API key clients must send as "Authorization: Bearer KEY" on /v1/* (repeatable; env: comma-separated)',
-    shown: 'none: no authentication',
+    shown: 'none',
     list: true,
   },
   'request-timeout': {
+    field: 'requestTimeoutMs',
+    scale: 1000,
     env: 'ORTSERVE_REQUEST_TIMEOUT',
     schema: integer(0, 86_400).default(600),
     help: 'seconds a request may take before it is cancelled (504, or an error event on a stream); 0: no limit',
   },
   'receive-timeout': {
+    field: 'receiveTimeoutMs',
+    scale: 1000,
     env: 'ORTSERVE_RECEIVE_TIMEOUT',
     schema: integer(1, 3600).default(30),
     help: 'seconds a client has to send a whole request, headers and body (408 beyond)',
   },
   'shutdown-grace': {
+    field: 'shutdownGraceMs',
+    scale: 1000,
     env: 'ORTSERVE_SHUTDOWN_GRACE',
     schema: integer(0, 86_400).default(30),
     help: 'seconds in-flight requests get to finish after SIGTERM or SIGINT',
   },
   'max-body-bytes': {
+    field: 'maxBodyBytes',
+    limit: true,
     env: 'ORTSERVE_MAX_BODY_BYTES',
     schema: integer(1).default(1024 * 1024),
     help: 'largest request body accepted (413 beyond)',
   },
   'max-n': {
+    field: 'maxN',
+    limit: true,
     env: 'ORTSERVE_MAX_N',
     schema: integer(1, 1024).default(16),
     help: 'largest n or best_of: sequences generated per prompt',
   },
   'max-tokens-limit': {
+    field: 'maxTokens',
+    limit: true,
     env: 'ORTSERVE_MAX_TOKENS_LIMIT',
     schema: integer(0).default(0),
     help: 'largest max_tokens (or max_completion_tokens) a request may ask for (0: the context length)',
   },
   'max-prompts': {
+    field: 'maxPrompts',
+    limit: true,
     env: 'ORTSERVE_MAX_PROMPTS',
     schema: integer(1, 65536).default(32),
     help: 'most prompts in one completions request',
   },
   'max-stop': {
+    field: 'maxStop',
+    limit: true,
     env: 'ORTSERVE_MAX_STOP',
     schema: integer(0, 1024).default(4),
     help: 'most stop strings in one request',
   },
   'max-stop-length': {
+    field: 'maxStopLength',
+    limit: true,
     env: 'ORTSERVE_MAX_STOP_LENGTH',
     schema: integer(1, 65536).default(256),
     help: 'longest stop string, in characters',
   },
   'max-messages': {
+    field: 'maxMessages',
+    limit: true,
     env: 'ORTSERVE_MAX_MESSAGES',
     schema: integer(1, 1_000_000).default(512),
     help: 'most messages in one chat request',
   },
   'log-level': {
+    field: 'logLevel',
     env: 'ORTSERVE_LOG_LEVEL',
     schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     help: 'log level (prompt text is logged at debug only)',
   },
 } as const;
 
-type OptionName = keyof typeof OPTIONS;
+/** What each entry of OPTIONS says; `field` names its place in ServerConfig (in `limits` with `limit`). */
+interface OptionSpec {
+  field: string;
+  env: string;
+  /** A second variable, read when `env` is unset. */
+  alias?: string;
+  schema: z.ZodType;
+  help: string;
+  /** The default as --help and the README show it, where it is not the schema's own. */
+  shown?: string;
+  /** Repeatable flag; a comma-separated variable. */
+  list?: true;
+  /** Part of RequestLimits. */
+  limit?: true;
+  /** The parsed value is multiplied by this (seconds given, milliseconds kept). */
+  scale?: number;
+}
+
+/** The settings: what --help lists and the README's configuration table shows. */
+export const CONFIG_OPTIONS: Readonly<Record<OptionName, OptionSpec>> = OPTIONS;
+
+type Options = typeof OPTIONS;
+type OptionName = keyof Options;
+type Value<N extends OptionName> = z.output<Options[N]['schema']>;
+type LimitName = { [N in OptionName]: Options[N] extends { limit: true } ? N : never }[OptionName];
+
+/** What a single request may ask for; each is a 400 (413 for the body) that names the limit. */
+export type RequestLimits = { [N in LimitName as Options[N]['field']]: Value<N> };
+
+/** Every setting by its field; timeouts in milliseconds (0: none), limits under `limits`. */
+export type ServerConfig = { [N in Exclude<OptionName, LimitName> as Options[N]['field']]: Value<N> } & { limits: RequestLimits };
 
 const ConfigSchema = z.object(
   Object.fromEntries(Object.entries(OPTIONS).map(([name, option]) => [name, option.schema])) as {
-    [K in OptionName]: (typeof OPTIONS)[K]['schema'];
+    [K in OptionName]: Options[K]['schema'];
   },
 );
 
-type RawConfig = z.infer<typeof ConfigSchema>;
-
-export interface ServerConfig {
-  model: string;
-  modelFile: string;
-  servedModelName: string | undefined;
-  host: string;
-  port: number;
-  device: 'cpu' | 'cuda';
-  threads: number;
-  maxBatch: number;
-  maxQueue: number;
-  maxKvTokens: number;
-  prefillChunk: number;
-  logLevel: RawConfig['log-level'];
-  apiKeys: string[];
-  /** Milliseconds; 0: none. */
-  requestTimeoutMs: number;
-  /** Time to receive a whole request (headers and body). */
-  receiveTimeoutMs: number;
-  shutdownGraceMs: number;
-  limits: RequestLimits;
+/** The default of an option as --help and the README show it. */
+export function shownDefault(name: OptionName): string {
+  const option: OptionSpec = OPTIONS[name];
+  if (option.shown !== undefined) return option.shown;
+  const value: unknown = option.schema.parse(undefined);
+  return value === undefined ? '' : String(value);
 }
-
-/** What a single request may ask for; each is a 400 (413 for the body) that names the limit. */
-export interface RequestLimits {
-  maxBodyBytes: number;
-  maxN: number;
-  /** 0: only the context length limits max_tokens. */
-  maxTokens: number;
-  maxPrompts: number;
-  maxStop: number;
-  maxStopLength: number;
-  maxMessages: number;
-}
-
 
 /** A setting that does not validate; the message names the flag and its variable. */
 export class ConfigError extends Error {
@@ -186,9 +218,9 @@ export type CliCommand = { kind: 'help'; text: string } | { kind: 'serve'; confi
 
 export function helpText(): string {
   const lines = ['Usage: ortserve [options]', '', 'OpenAI-compatible completion server for ONNX decoder models.', '', 'Options:'];
-  for (const [name, option] of Object.entries(OPTIONS) as [OptionName, (typeof OPTIONS)[OptionName]][]) {
-    const fallback = 'shown' in option ? option.shown : option.schema.def.type === 'default' ? String(option.schema.parse(undefined)) : '';
-    const env = 'alias' in option ? `${option.env}, ${option.alias}` : option.env;
+  for (const [name, option] of Object.entries(CONFIG_OPTIONS) as [OptionName, OptionSpec][]) {
+    const fallback = shownDefault(name);
+    const env = option.alias ? `${option.env}, ${option.alias}` : option.env;
     lines.push(`  --${name.padEnd(20)} ${option.help}`);
     lines.push(`  ${''.padEnd(22)} env ${env}${fallback ? `; default ${fallback}` : ''}`);
   }
@@ -230,7 +262,7 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv = {}): 
       args: joinNegativeNumbers(argv),
       options: {
         ...Object.fromEntries(
-          Object.entries(OPTIONS).map(([name, option]) => [name, { type: 'string' as const, multiple: 'list' in option }]),
+          Object.entries(CONFIG_OPTIONS).map(([name, option]) => [name, { type: 'string' as const, multiple: option.list === true }]),
         ),
         help: { type: 'boolean', short: 'h' },
       },
@@ -243,12 +275,12 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv = {}): 
   if (parsed.values.help) return { kind: 'help', text: helpText() };
 
   const raw: Record<string, unknown> = {};
-  for (const [name, option] of Object.entries(OPTIONS) as [OptionName, (typeof OPTIONS)[OptionName]][]) {
+  for (const [name, option] of Object.entries(CONFIG_OPTIONS) as [OptionName, OptionSpec][]) {
     // An empty variable counts as unset, as in most shells' `VAR= command` idiom.
     const setInEnv = (key: string) => (env[key] === '' ? undefined : env[key]);
-    const fromEnv = setInEnv(option.env) ?? ('alias' in option ? setInEnv(option.alias) : undefined);
+    const fromEnv = setInEnv(option.env) ?? (option.alias ? setInEnv(option.alias) : undefined);
     let listFromEnv: string | string[] | undefined = fromEnv;
-    if ('list' in option && fromEnv !== undefined) {
+    if (option.list && fromEnv !== undefined) {
       listFromEnv = fromEnv.split(',').map((item) => item.trim()).filter(Boolean);
       // Set, but to nothing but commas and spaces: refused, or the API would be open by mistake.
       if (listFromEnv.length === 0 && parsed.values[name] === undefined) {
@@ -262,37 +294,13 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv = {}): 
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const name = String(issue.path[0]) as OptionName;
-    throw new ConfigError(`invalid --${name} (env ${OPTIONS[name].env}): ${issue.message}`);
+    throw new ConfigError(`invalid --${name} (env ${CONFIG_OPTIONS[name].env}): ${issue.message}`);
   }
-  const c = result.data;
-  return {
-    kind: 'serve',
-    config: {
-      model: c.model,
-      modelFile: c['model-file'],
-      servedModelName: c['served-model-name'],
-      host: c.host,
-      port: c.port,
-      device: c.device,
-      threads: c.threads,
-      maxBatch: c['max-batch'],
-      maxQueue: c['max-queue'],
-      maxKvTokens: c['max-kv-tokens'],
-      prefillChunk: c['prefill-chunk'],
-      logLevel: c['log-level'],
-      apiKeys: c['api-key'],
-      requestTimeoutMs: c['request-timeout'] * 1000,
-      receiveTimeoutMs: c['receive-timeout'] * 1000,
-      shutdownGraceMs: c['shutdown-grace'] * 1000,
-      limits: {
-        maxBodyBytes: c['max-body-bytes'],
-        maxN: c['max-n'],
-        maxTokens: c['max-tokens-limit'],
-        maxPrompts: c['max-prompts'],
-        maxStop: c['max-stop'],
-        maxStopLength: c['max-stop-length'],
-        maxMessages: c['max-messages'],
-      },
-    },
-  };
+  const settings: Record<string, unknown> = {};
+  const limits: Record<string, unknown> = {};
+  for (const [name, option] of Object.entries(CONFIG_OPTIONS) as [OptionName, OptionSpec][]) {
+    const value: unknown = result.data[name];
+    (option.limit ? limits : settings)[option.field] = option.scale && typeof value === 'number' ? value * option.scale : value;
+  }
+  return { kind: 'serve', config: { ...settings, limits } as ServerConfig };
 }

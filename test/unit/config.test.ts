@@ -1,5 +1,7 @@
 import { join } from 'node:path';
-import { ConfigError, helpText, parseCli, type ServerConfig } from '../../src/config.js';
+import { readFileSync } from 'node:fs';
+import { CONFIG_OPTIONS, ConfigError, helpText, parseCli, shownDefault, type ServerConfig } from '../../src/config.js';
+import { ROOT } from '../helpers/cli.js';
 
 /** The configuration parseCli returns for a serve command; fails the test on `--help`. */
 function serve(argv: string[], env: NodeJS.ProcessEnv = {}): ServerConfig {
@@ -302,3 +304,22 @@ describe('blank and empty values', () => {
     expect(command.kind === 'serve' && command.config.port).toBe(9000);
   });
 });
+
+describe("the README's configuration table", () => {
+  const rows = readFileSync(join(ROOT, 'README.md'), 'utf8')
+    .split('\n')
+    .filter((line) => line.startsWith('| `--') && !line.startsWith('| `--help`'))
+    .map((line) => line.split('|').map((cell) => cell.trim()));
+  const names = (cell: string) => [...cell.matchAll(/`([^`]+)`/g)].map((match) => match[1]!);
+
+  it('lists every option, once, in the order of --help', () => {
+    expect(rows.map((row) => names(row[1]!)[0])).toEqual(Object.keys(CONFIG_OPTIONS).map((name) => `--${name}`));
+  });
+
+  it.each(Object.entries(CONFIG_OPTIONS))('--%s: its variables and its default are those of the option', (name, option) => {
+    const row = rows.find((cells) => names(cells[1]!)[0] === `--${name}`)!;
+    expect(new Set(names(row[2]!))).toEqual(new Set([option.env, ...(option.alias ? [option.alias] : [])]));
+    expect(row[3]!.replaceAll('`', '')).toBe(shownDefault(name as keyof typeof CONFIG_OPTIONS) || 'none');
+  });
+});
+
