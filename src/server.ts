@@ -4,10 +4,10 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { chatRoutes } from './api/chat.js';
 import { docsRoutes } from './api/docs.js';
 import { completionRoutes } from './api/completions.js';
-import { registerApiKeyAuth } from './api/auth.js';
-import { answerBadUrl, answerClientError, answerUnmetExpectation, registerErrorHandlers, requireHostHeader } from './api/errors.js';
-import { Lifecycle } from './api/lifecycle.js';
-import { ServerMetrics } from './api/metrics.js';
+import { apiKeyAuth } from './api/auth.js';
+import { answerBadUrl, answerClientError, answerUnmetExpectation, errorHandling } from './api/errors.js';
+import { drainGuard, Lifecycle, readiness } from './api/lifecycle.js';
+import { metricsPlugin, ServerMetrics } from './api/metrics.js';
 import { healthRoutes, modelRoutes } from './api/models.js';
 import type { ServingContext } from './api/serving.js';
 import type { ServerConfig } from './config.js';
@@ -59,15 +59,11 @@ export function buildApp(model: LoadedModel, preprocessor: Preprocessor, engine:
     },
   });
   app.server.on('checkExpectation', answerUnmetExpectation);
-  app.addHook('onSend', async (request, reply) => {
-    void reply.header('x-request-id', request.id);
-  });
-  registerErrorHandlers(app, config.limits);
-  requireHostHeader(app);
   const lifecycle = new Lifecycle();
   const metrics = new ServerMetrics(engine, () => lifecycle.requestsInFlight);
-  metrics.register(app);
-  lifecycle.registerReadiness(app);
+  void app.register(errorHandling, { limits: config.limits });
+  void app.register(metricsPlugin, { metrics });
+  void app.register(readiness, { lifecycle });
   void app.register(healthRoutes);
   void app.register(docsRoutes);
   const context: ServingContext = {
@@ -80,10 +76,10 @@ export function buildApp(model: LoadedModel, preprocessor: Preprocessor, engine:
     observer: metrics.observer,
   };
   // The API in a scope of its own: its hooks run for every request the router matched to one of
-  // its routes, however the path was spelled. Order matters: draining refuses, then keys are checked.
+  // its routes, however the path was spelled.
   void app.register(async (api) => {
-    lifecycle.trackRequests(api);
-    registerApiKeyAuth(api, config.apiKeys);
+    void api.register(drainGuard, { lifecycle });
+    void api.register(apiKeyAuth, { apiKeys: config.apiKeys });
     void api.register(modelRoutes, { model, startedAt: Math.floor(Date.now() / 1000) });
     void api.register(completionRoutes, context);
     void api.register(chatRoutes, context);

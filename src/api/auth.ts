@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
 import { OpenAIError } from './errors.js';
 
 const digest = (key: string) => createHash('sha256').update(key).digest();
@@ -20,7 +21,15 @@ function bearerToken(request: FastifyRequest): string | undefined {
  * compared as SHA-256 digests with a constant-time comparison, against every key, so neither the
  * timing nor an early exit tells how much of a key was right.
  */
-export function registerApiKeyAuth(api: FastifyInstance, apiKeys: readonly string[]): void {
+export const apiKeyAuth = fp<{ apiKeys: readonly string[] }>(
+  async (api, { apiKeys }) => {
+    registerApiKeyCheck(api, apiKeys);
+  },
+  // Draining refuses first: a draining server answers 503 whatever the key.
+  { name: 'ortserve-api-keys', dependencies: ['ortserve-drain'] },
+);
+
+function registerApiKeyCheck(api: FastifyInstance, apiKeys: readonly string[]): void {
   if (apiKeys.length === 0) return;
   const allowed = apiKeys.map(digest);
   api.addHook('onRequest', async (request) => {

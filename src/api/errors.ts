@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
 import type { RequestLimits } from '../config.js';
 
 export type OpenAIErrorType = 'invalid_request_error' | 'authentication_error' | 'rate_limit_error' | 'server_error';
@@ -88,7 +89,7 @@ export function logFailure(log: FastifyBaseLogger, err: unknown, apiError: OpenA
   }
 }
 
-export function registerErrorHandlers(app: FastifyInstance, limits: Pick<RequestLimits, 'maxBodyBytes'>): void {
+function registerErrorHandlers(app: FastifyInstance, limits: Pick<RequestLimits, 'maxBodyBytes'>): void {
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const apiError = err instanceof OpenAIError ? err : fromFastify(err, limits);
     logFailure(request.log, err, apiError, 'request failed');
@@ -104,7 +105,7 @@ export function registerErrorHandlers(app: FastifyInstance, limits: Pick<Request
  * HTTP/1.1 requires a Host header. Node's own check answers with a bare 400, so it is turned off
  * on the server (see server.ts) and made here instead.
  */
-export function requireHostHeader(app: FastifyInstance): void {
+function requireHostHeader(app: FastifyInstance): void {
   app.addHook('onRequest', async (request) => {
     if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {
       throw invalidRequest('The request has no Host header, which HTTP/1.1 requires.', null, 'missing_host');
@@ -146,3 +147,18 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Socket): v
     () => socket.destroy(),
   );
 }
+
+/**
+ * Every answer in OpenAI's error shape, with the request's id: the error and not-found handlers,
+ * the Host check and the `x-request-id` header. Registered before anything else.
+ */
+export const errorHandling = fp<{ limits: Pick<RequestLimits, 'maxBodyBytes'> }>(
+  async (app, { limits }) => {
+    app.addHook('onSend', async (request, reply) => {
+      void reply.header('x-request-id', request.id);
+    });
+    registerErrorHandlers(app, limits);
+    requireHostHeader(app);
+  },
+  { name: 'ortserve-errors' },
+);

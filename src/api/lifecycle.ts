@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
 import { serverShuttingDown } from './errors.js';
 
 /**
@@ -56,3 +57,9 @@ export class Lifecycle {
     if (this.inFlight === 0) for (const waiter of [...this.idleWaiters]) waiter();
   }
 }
+
+/** Refuses the requests of the scope it is registered in while draining, and counts those in flight. */
+export const drainGuard = fp<{ lifecycle: Lifecycle }>(async (api, { lifecycle }) => lifecycle.trackRequests(api), { name: 'ortserve-drain' });
+
+/** `GET /ready`. */
+export const readiness = fp<{ lifecycle: Lifecycle }>(async (app, { lifecycle }) => lifecycle.registerReadiness(app), { name: 'ortserve-readiness' });

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Engine } from '../engine/client/engine.js';
 import type { GenerationObserver } from './serving.js';
@@ -75,3 +76,6 @@ export class ServerMetrics {
     });
   }
 }
+
+/** Counts every request the server answers, and serves `GET /metrics`; registered first, so that nothing goes uncounted. */
+export const metricsPlugin = fp<{ metrics: ServerMetrics }>(async (app, { metrics }) => metrics.register(app), { name: 'ortserve-metrics', dependencies: ['ortserve-errors'] });
