@@ -1,9 +1,8 @@
 import { BatchKvCache, KvBufferPool, type KvLayout } from './kv-cache.js';
 import type { DecoderRunner } from './decoder.js';
-import { adjustLogits, hasAdjustments, tokenLogprob } from './logits.js';
-import type { EngineStats, FinishReason, SequenceRequest, TokenLogprob, TokenUpdate } from '../protocol.js';
-import { Rng } from './rng.js';
-import { sampleToken } from './sampling.js';
+import { tokenLogprob } from './logits.js';
+import type { EngineStats, SequenceRequest, TokenUpdate } from '../protocol.js';
+import { Sequence } from './sequence.js';
 
 export interface BatcherOptions {
   /** Most sequences decoded together in one step. */
@@ -26,22 +25,6 @@ export interface BatcherEvents {
   step(batchSize: number, stats: EngineStats): void;
 }
 
-interface Sequence {
-  request: SequenceRequest;
-  /** KV-cache tokens this sequence may grow to. */
-  reservedTokens: number;
-  rng: Rng;
-  /** Tokens in the sequence so far: prompt and generated. */
-  length: number;
-  generated: number;
-  lastToken: number;
-  /** How often each token has been generated, for the presence and frequency penalties. */
-  counts: Map<number, number>;
-  /** Log-probabilities of the prompt's tokens, gathered during prefill when asked for. */
-  promptLogprobs: TokenLogprob[] | undefined;
-  finished: boolean;
-  cancelled: boolean;
-}
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -106,31 +89,20 @@ export class ContinuousBatcher {
       return;
     }
     if (!this.lastTurn.has(request.group)) this.lastTurn.set(request.group, ++this.turns);
-    this.waiting.push({
-      request,
-      reservedTokens: Math.min(promptIds.length + request.maxTokens, this.options.contextLength),
-      rng: request.seed === undefined ? Rng.random() : new Rng(request.seed, request.seedStream),
-      length: promptIds.length,
-      generated: 0,
-      lastToken: promptIds[promptIds.length - 1]!,
-      counts: new Map(),
-      promptLogprobs: request.promptLogprobs === undefined ? undefined : [],
-      finished: false,
-      cancelled: false,
-    });
+    this.waiting.push(new Sequence(request, this.options.contextLength));
     this.wake();
   }
 
   cancel(id: number): void {
     for (const seq of this.sequences()) {
-      if (seq.request.id === id) seq.cancelled = true;
+      if (seq.request.id === id) seq.cancel();
     }
   }
 
   /** Cancels every sequence; resolves once the step under way, if any, has ended. */
   stop(): Promise<void> {
     this.stopped = true;
-    for (const seq of this.sequences()) seq.cancelled = true;
+    for (const seq of this.sequences()) seq.cancel();
     return this.idle ?? Promise.resolve();
   }
 
@@ -184,7 +156,7 @@ export class ContinuousBatcher {
         failed.map((seq) => seq.request.id),
         `inference failed: ${(err as Error).message}`,
       );
-      for (const seq of failed) seq.cancelled = true;
+      for (const seq of failed) seq.cancel();
     }
   }
 
@@ -321,28 +293,8 @@ export class ContinuousBatcher {
   }
 
   private accept(seq: Sequence, logits: Float32Array): TokenUpdate {
-    const { request } = seq;
-    const adjusted = hasAdjustments(request);
-    const raw = adjusted && request.logprobs !== undefined ? logits.slice() : logits;
-    if (adjusted) adjustLogits(logits, request, seq.counts);
     if (this.scratch.length < logits.length) this.scratch = new Float64Array(logits.length);
-    const tokenId = sampleToken(logits, request, seq.rng, this.scratch);
-    seq.generated++;
-    seq.length++;
-    seq.lastToken = tokenId;
-    seq.counts.set(tokenId, (seq.counts.get(tokenId) ?? 0) + 1);
-    let finishReason: FinishReason | undefined;
-    if (request.stopTokenIds.includes(tokenId)) finishReason = 'stop';
-    else if (seq.generated >= request.maxTokens || seq.length >= this.options.contextLength) finishReason = 'length';
-    if (finishReason) seq.finished = true;
-    const update: TokenUpdate = { id: request.id, tokenId };
-    if (request.logprobs !== undefined) update.logprob = tokenLogprob(raw, tokenId, request.logprobs);
-    if (seq.promptLogprobs) {
-      update.promptLogprobs = seq.promptLogprobs;
-      seq.promptLogprobs = undefined;
-    }
-    if (finishReason) update.finishReason = finishReason;
-    return update;
+    return seq.accept(logits, this.scratch);
   }
 
   /** Drops finished and cancelled sequences from the queue and the running batch. */

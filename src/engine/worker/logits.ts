@@ -1,29 +1,5 @@
-/** Logit processing done per token in the engine: OpenAI's penalties and biases, and log-probabilities. */
+/** Log-probabilities of tokens under the model's own distribution. */
 import type { TokenLogprob } from '../protocol.js';
-
-export interface LogitAdjustments {
-  /** Subtracted once from every token that has appeared in the completion. */
-  presencePenalty: number;
-  /** Subtracted from a token's logit for each time it has appeared in the completion. */
-  frequencyPenalty: number;
-  /** Added to the logits of the given token ids; −100 bans a token, 100 all but forces it. */
-  logitBias: readonly (readonly [number, number])[];
-}
-
-export function hasAdjustments(adjustments: LogitAdjustments): boolean {
-  return adjustments.presencePenalty !== 0 || adjustments.frequencyPenalty !== 0 || adjustments.logitBias.length > 0;
-}
-
-/** OpenAI's formula: logit[j] −= count[j] × frequency_penalty + (count[j] > 0) × presence_penalty; then the bias. */
-export function adjustLogits(logits: Float32Array, adjustments: LogitAdjustments, counts: ReadonlyMap<number, number>): void {
-  const { presencePenalty, frequencyPenalty } = adjustments;
-  if (presencePenalty !== 0 || frequencyPenalty !== 0) {
-    for (const [token, count] of counts) logits[token]! -= count * frequencyPenalty + presencePenalty;
-  }
-  for (const [token, bias] of adjustments.logitBias) {
-    if (token >= 0 && token < logits.length) logits[token]! += bias;
-  }
-}
 
 /** log Σ exp(logits), computed stably. */
 export function logSumExp(logits: Float32Array): number {

@@ -1,0 +1,56 @@
+import type { SequenceRequest } from '../protocol.js';
+
+/**
+ * A step of logit processing before sampling. Each sequence has processors of its own, so a
+ * processor may keep state about its sequence (the tokens seen, a grammar's position, …).
+ */
+export interface LogitsProcessor {
+  /** Changes the logits of the sequence's next token in place. */
+  apply(logits: Float32Array): void;
+  /** The token the sequence took. */
+  accept(tokenId: number): void;
+  /** The sequence finished or was cancelled. */
+  end?(): void;
+}
+
+/**
+ * OpenAI's presence and frequency penalties: logit[j] −= count[j] × frequency_penalty +
+ * (count[j] > 0) × presence_penalty, where count[j] is how often token j has been generated.
+ */
+export class PenaltyProcessor implements LogitsProcessor {
+  private readonly counts = new Map<number, number>();
+
+  constructor(
+    private readonly presencePenalty: number,
+    private readonly frequencyPenalty: number,
+  ) {}
+
+  apply(logits: Float32Array): void {
+    for (const [token, count] of this.counts) logits[token]! -= count * this.frequencyPenalty + this.presencePenalty;
+  }
+
+  accept(tokenId: number): void {
+    this.counts.set(tokenId, (this.counts.get(tokenId) ?? 0) + 1);
+  }
+}
+
+/** Adds a bias to the logits of given token ids; −100 bans a token, 100 all but forces it. */
+export class LogitBiasProcessor implements LogitsProcessor {
+  constructor(private readonly bias: readonly (readonly [number, number])[]) {}
+
+  apply(logits: Float32Array): void {
+    for (const [token, bias] of this.bias) {
+      if (token >= 0 && token < logits.length) logits[token]! += bias;
+    }
+  }
+
+  accept(): void {}
+}
+
+/** The processors a request asks for, in the order they apply: penalties, then the bias. */
+export function logitsProcessors(request: Pick<SequenceRequest, 'presencePenalty' | 'frequencyPenalty' | 'logitBias'>): LogitsProcessor[] {
+  const chain: LogitsProcessor[] = [];
+  if (request.presencePenalty !== 0 || request.frequencyPenalty !== 0) chain.push(new PenaltyProcessor(request.presencePenalty, request.frequencyPenalty));
+  if (request.logitBias.length > 0) chain.push(new LogitBiasProcessor(request.logitBias));
+  return chain;
+}

@@ -1,0 +1,97 @@
+import type { SequenceRequest } from '../../src/engine/protocol.js';
+import { LogitBiasProcessor, logitsProcessors, PenaltyProcessor, type LogitsProcessor } from '../../src/engine/worker/logits-processors.js';
+import { Sequence } from '../../src/engine/worker/sequence.js';
+
+const VOCAB = 8;
+const request = (fields: Partial<SequenceRequest> = {}): SequenceRequest => ({
+  id: 1,
+  group: 1,
+  promptIds: [1, 2, 3],
+  maxTokens: 4,
+  temperature: 0,
+  topP: 1,
+  seedStream: 0,
+  stopTokenIds: [7],
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  logitBias: [],
+  ...fields,
+});
+const flat = () => new Float32Array(VOCAB);
+
+describe('logits processors', () => {
+  it('penalties subtract count × frequency + presence from each token generated so far', () => {
+    const penalties = new PenaltyProcessor(0.5, 0.25);
+    for (const token of [2, 2, 5]) penalties.accept(token);
+    const logits = flat();
+    penalties.apply(logits);
+    expect([...logits]).toEqual([0, 0, -(2 * 0.25 + 0.5), 0, 0, -(0.25 + 0.5), 0, 0]);
+  });
+
+  it('the bias is added to the tokens it names, and ids outside the vocabulary are ignored', () => {
+    const logits = flat();
+    new LogitBiasProcessor([[3, 5], [1, -100], [99, 7]]).apply(logits);
+    expect([...logits]).toEqual([0, -100, 0, 5, 0, 0, 0, 0]);
+  });
+
+  it('a request gets the processors it asks for, penalties before the bias, and none otherwise', () => {
+    expect(logitsProcessors(request())).toEqual([]);
+    const chain = logitsProcessors(request({ frequencyPenalty: 1, logitBias: [[2, 1]] }));
+    expect(chain.map((processor) => processor.constructor)).toEqual([PenaltyProcessor, LogitBiasProcessor]);
+  });
+});
+
+describe('Sequence', () => {
+  /** Bans every token but `allowed`, and records what it is told. */
+  class OnlyToken implements LogitsProcessor {
+    readonly accepted: number[] = [];
+    ends = 0;
+    constructor(private readonly allowed: number) {}
+    apply(logits: Float32Array): void {
+      logits.forEach((_, id) => (logits[id] = id === this.allowed ? 0 : -Infinity));
+    }
+    accept(tokenId: number): void {
+      this.accepted.push(tokenId);
+    }
+    end(): void {
+      this.ends++;
+    }
+  }
+
+  it('passes the logits through its processors before sampling, tells them each token, and ends them once', () => {
+    const only = new OnlyToken(4);
+    const sequence = new Sequence(request(), 512, [only]);
+    const updates = Array.from({ length: 4 }, () => sequence.accept(flat(), new Float64Array(VOCAB)));
+    expect(updates.map((update) => update.tokenId)).toEqual([4, 4, 4, 4]);
+    expect(updates.map((update) => update.finishReason)).toEqual([undefined, undefined, undefined, 'length']);
+    expect(only.accepted).toEqual([4, 4, 4, 4]);
+    expect(only.ends).toBe(1);
+    sequence.cancel();
+    expect(only.ends).toBe(1);
+  });
+
+  it('stops at a stop token, and a cancelled sequence ends its processors', () => {
+    const stopping = new Sequence(request(), 512, [new OnlyToken(7)]);
+    expect(stopping.accept(flat(), new Float64Array(VOCAB))).toMatchObject({ tokenId: 7, finishReason: 'stop' });
+    const only = new OnlyToken(1);
+    const cancelled = new Sequence(request(), 512, [only]);
+    cancelled.cancel();
+    expect(cancelled.cancelled).toBe(true);
+    expect(only.ends).toBe(1);
+  });
+
+  it('reports log-probabilities of the logits as the model gave them, before any processor', () => {
+    const logits = Float32Array.from([0, 1, 2, 3, 0, 0, 0, 0]);
+    const sequence = new Sequence(request({ logprobs: 0 }), 512, [new OnlyToken(0)]);
+    const update = sequence.accept(logits.slice(), new Float64Array(VOCAB));
+    const lse = Math.log([...logits].reduce((sum, value) => sum + Math.exp(value), 0));
+    expect(update.tokenId).toBe(0);
+    expect(update.logprob!.logprob).toBeCloseTo(0 - lse, 5);
+  });
+
+  it('ends at the context length, whatever max_tokens says', () => {
+    const sequence = new Sequence(request({ maxTokens: 100 }), 5, [new OnlyToken(2)]);
+    expect(sequence.accept(flat(), new Float64Array(VOCAB)).finishReason).toBeUndefined();
+    expect(sequence.accept(flat(), new Float64Array(VOCAB)).finishReason).toBe('length');
+  });
+});
