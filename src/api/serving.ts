@@ -1,7 +1,7 @@
 import type { RequestLimits } from '../config.js';
 import type { Engine } from '../engine/client/engine.js';
-import type { FinishReason, TokenLogprob } from '../engine/protocol.js';
-import { generateText, type GeneratedToken, type TextChunk, type TextRequest } from '../engine/client/text-generation.js';
+import type { FinishReason, PromptRequest, TokenLogprob } from '../engine/protocol.js';
+import { generateText, type GeneratedToken, type TextChunk } from '../engine/client/text-generation.js';
 import { ChatTemplateError, type ChatMessage } from '../model/chat-template.js';
 import type { LoadedModel } from '../model/model.js';
 import type { Preprocessor } from '../preprocess/preprocessor.js';
@@ -63,7 +63,7 @@ export interface GenerationPlan {
   n: number;
   /** Sequences generated per prompt; the `n` with the highest mean log-probability are returned. */
   bestOf: number;
-  request: Omit<TextRequest, 'seedStream' | 'promptIds'>;
+  request: Omit<PromptRequest, 'promptIds'> & { stop: string[] };
 }
 
 export interface ChoiceOutcome {
@@ -231,10 +231,19 @@ export async function runGeneration(
   signal: AbortSignal,
   listener: ChoiceListener = {},
 ): Promise<{ choices: ChoiceOutcome[]; completionTokens: number }> {
+  // One submission per prompt: the engine prefills it once and forks it into its candidates.
+  const { stop, ...prompt } = plan.request;
+  const streams = plan.prompts.map((promptIds, promptIndex) =>
+    engine.generate(
+      { ...prompt, promptIds },
+      Array.from({ length: plan.bestOf }, (_, candidate) => promptIndex * plan.bestOf + candidate),
+      signal,
+    ),
+  );
   const runOne = async (promptIndex: number, candidate: number): Promise<ChoiceOutcome> => {
     const index = promptIndex * plan.n + candidate;
-    const request = { ...plan.request, promptIds: plan.prompts[promptIndex]!, seedStream: promptIndex * plan.bestOf + candidate };
-    const generator = generateText(engine, model.tokenizer, request, signal);
+    const promptIds = plan.prompts[promptIndex]!;
+    const generator = generateText(streams[promptIndex]![candidate]!, model.tokenizer, { promptIds, stopTokenIds: plan.request.stopTokenIds, stop });
     let last = performance.now();
     let first = true;
     let text = '';

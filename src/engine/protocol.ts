@@ -11,8 +11,11 @@ export interface TokenLogprob {
   top: [number, number][];
 }
 
-export interface SequenceRequest {
-  id: number;
+/**
+ * What the choices of one prompt share. The engine prefills the prompt once and forks its KV rows
+ * into one sequence per choice.
+ */
+export interface PromptRequest {
   /** The request the sequence belongs to (its prompts and choices share one); batch slots are shared fairly between requests. */
   group: number;
   promptIds: number[];
@@ -21,8 +24,6 @@ export interface SequenceRequest {
   topP: number;
   /** Seeds the sampler; without one, every run differs. */
   seed?: number;
-  /** Separates the random streams of the choices of one seeded request. */
-  seedStream: number;
   /** Token ids that end the sequence (EOS); they are reported but are not part of the text. */
   stopTokenIds: number[];
   presencePenalty: number;
@@ -34,6 +35,16 @@ export interface SequenceRequest {
   /** Report the prompt tokens' log-probabilities too (all but the first), with this many alternatives. */
   promptLogprobs?: number;
 }
+
+/** One choice of a prompt: a sequence of its own. */
+export interface Choice {
+  id: number;
+  /** Separates the random streams of the choices of one seeded request. */
+  seedStream: number;
+}
+
+/** One sequence: its prompt's settings and its own choice. */
+export interface SequenceRequest extends PromptRequest, Choice {}
 
 export interface TokenUpdate {
   id: number;
@@ -60,7 +71,7 @@ export interface WorkerConfig {
 }
 
 export type ToWorker =
-  | { type: 'submit'; request: SequenceRequest }
+  | { type: 'submit'; request: PromptRequest; choices: Choice[] }
   | { type: 'cancel'; id: number }
   /** Stop after the step under way, release the session and exit. */
   | { type: 'close' };

@@ -15,7 +15,7 @@ interface LogLine {
 
 describe('logging', () => {
   it('a 504 is a warning without a stack, a drain 503 no error at all, and no query string reaches the log', async () => {
-    const { child, url, logs } = await startCli(['--port', '0', '--host', '127.0.0.1', '--request-timeout', '1'], { ORTSERVE_THREADS: '1' });
+    const { child, url, logs } = await startCli(['--port', '0', '--host', '127.0.0.1', '--request-timeout', '3'], { ORTSERVE_THREADS: '1' });
     const code = exited(child);
     try {
       expect((await fetch(`${url}/v1/models?api_key=sk-in-the-query`)).status).toBe(200);
@@ -24,7 +24,8 @@ describe('logging', () => {
       const stream = await post(url, '/v1/completions', { model: MODEL, prompt: 'Once', max_tokens: 500, n: 16, stream: true, logit_bias: { 0: -100 } });
       expect(stream.status).toBe(200);
       expect(await stream.text()).toContain('"code":"timeout"');
-      const running = post(url, '/v1/completions', { model: MODEL, prompt: 'Once', max_tokens: 60 });
+      // Long enough to be still running while the drain refuses new work.
+      const running = post(url, '/v1/completions', { model: MODEL, prompt: 'Once', max_tokens: 120, n: 4, logit_bias: { 0: -100 } });
       await new Promise((resolve) => setTimeout(resolve, 100));
       child.kill('SIGTERM');
       let refused = 0;

@@ -1,7 +1,7 @@
 import * as ort from 'onnxruntime-node';
 import { ContinuousBatcher, type BatcherOptions } from '../../src/engine/worker/batcher.js';
 import { DecoderRunner, type DecoderOutput, type DecoderStep } from '../../src/engine/worker/decoder.js';
-import type { SequenceRequest, TokenUpdate } from '../../src/engine/protocol.js';
+import type { Choice, PromptRequest, SequenceRequest, TokenUpdate } from '../../src/engine/protocol.js';
 import type { DecoderSignature } from '../../src/model/session.js';
 
 /** Shape of one forward pass: rows and tokens per row. */
@@ -95,13 +95,43 @@ function sequence(promptLength: number, maxTokens: number, group?: number): Sequ
   };
 }
 
+/** Submits a sequence, or the choices of one prompt together when `request` lists several. */
+function submit(batcher: ContinuousBatcher, request: SequenceRequest | ForkedRequest): void {
+  if ('choices' in request) {
+    const { choices, ...prompt } = request;
+    batcher.submit(prompt, choices);
+  } else {
+    const { id, seedStream, ...prompt } = request;
+    batcher.submit(prompt, [{ id, seedStream }]);
+  }
+}
+
+/** One prompt with several choices, which the batcher prefills once and forks. */
+interface ForkedRequest extends PromptRequest {
+  id: number;
+  choices: Choice[];
+}
+
+/** A seeded prompt of `n` choices, with seed streams 0…n−1 and ids of their own. */
+function forked(promptLength: number, maxTokens: number, n: number): ForkedRequest {
+  const base = sequence(promptLength, maxTokens);
+  const { id, seedStream: _, ...prompt } = base;
+  return { ...prompt, id, temperature: 1, seed: 7, choices: Array.from({ length: n }, (_, i) => ({ id: i === 0 ? id : nextId++, seedStream: i })) };
+}
+
+/** The same choices as separate requests, one sequence each. */
+const unforked = (request: ForkedRequest): SequenceRequest[] => {
+  const { choices, ...prompt } = request;
+  return choices.map((choice) => ({ ...prompt, ...choice }));
+};
+
 /**
  * Submits the first wave of requests, and each later wave once the one before has produced
  * `afterTokens` tokens; runs them all to the end and returns each one's tokens, the ids of those
  * that failed (a failure rejects unless `allowFailures`) and the passes made.
  */
 async function generate(
-  waves: SequenceRequest[][],
+  waves: (SequenceRequest | ForkedRequest)[][],
   options: Partial<BatcherOptions> = {},
   afterTokens = 1,
   allowFailures = false,
@@ -111,7 +141,7 @@ async function generate(
   /** Sequence ids in the order of their first tokens. */
   const started: number[] = [];
   const failed: number[] = [];
-  const pending = new Set(waves.flat().map((request) => request.id));
+  const pending = new Set(waves.flat().flatMap((request) => ('choices' in request ? request.choices.map((choice) => choice.id) : [request.id])));
   let seen = 0;
   let wave = 0;
   let finish: () => void = () => {};
@@ -134,7 +164,7 @@ async function generate(
         if (wave < waves.length - 1 && seen >= afterTokens) {
           wave++;
           seen = 0;
-          for (const request of waves[wave]!) batcher.submit(request);
+          for (const request of waves[wave]!) submit(batcher, request);
         }
         if (pending.size === 0) finish();
       },
@@ -147,7 +177,7 @@ async function generate(
       step() {},
     },
   );
-  for (const request of waves[0]!) batcher.submit(request);
+  for (const request of waves[0]!) submit(batcher, request);
   await finished;
   await batcher.stop();
   return { tokens, failed, passes: [...runner.passes], started };
@@ -229,6 +259,65 @@ describe('ContinuousBatcher', () => {
     const ids = (requests: SequenceRequest[]) => requests.map((request) => request.id);
     expect(started.slice(0, 4)).toEqual(ids(large.slice(0, 4)));
     expect(started.slice(4, 8)).toEqual([large[4]!.id, small.id, large[5]!.id, large[6]!.id]);
+  });
+
+  it('prefills the prompt of n choices once and forks it: one row per prompt in prefill, n in decode', async () => {
+    const { passes } = await generate([[forked(8, 3, 5)]]);
+    expect(passes).toEqual([
+      { rows: 1, tokens: CHUNK },
+      { rows: 1, tokens: CHUNK },
+      { rows: 5, tokens: 1 },
+      { rows: 5, tokens: 1 },
+    ]);
+  });
+
+  it('gives each forked choice the tokens it gets as a request of its own, with the same seed stream', async () => {
+    const request = forked(10, 6, 4);
+    const alone = unforked(request);
+    const separate = await generate([alone]);
+    const together = await generate([[request]]);
+    const ids = request.choices.map((choice) => choice.id);
+    const tokens = (result: { tokens: Map<number, number[]> }) => ids.map((id) => result.tokens.get(id));
+    expect(new Set(tokens(separate).map((list) => list?.join())).size).toBeGreaterThan(1);
+    expect(tokens(together)).toEqual(tokens(separate));
+  });
+
+  it('forks no more choices than there are free slots; the others are prefilled when slots free', async () => {
+    const { passes } = await generate([[forked(4, 2, 5)]], { maxBatch: 2 });
+    expect(Math.max(...passes.map((pass) => pass.rows))).toBe(2);
+    expect(passes.filter((pass) => pass.tokens > 1)).toEqual([
+      { rows: 1, tokens: CHUNK },
+      { rows: 1, tokens: CHUNK },
+      { rows: 1, tokens: CHUNK },
+    ]);
+  });
+
+  it('a forked choice cancelled before its prompt is prefilled leaves the others as they were', async () => {
+    const request = forked(8, 4, 3);
+    const expected = await generate([[request]]);
+    const [kept, cancelled, other] = request.choices.map((choice) => choice.id);
+    const tokens = new Map<number, number[]>();
+    let done!: () => void;
+    const finished = new Promise<void>((resolve) => (done = resolve));
+    const ended = new Set<number>();
+    const batcher = new ContinuousBatcher(runner, { maxBatch: 16, maxKvTokens: 16 * 128, prefillChunk: CHUNK, contextLength: 128 }, {
+      tokens(updates) {
+        for (const update of updates) {
+          tokens.set(update.id, [...(tokens.get(update.id) ?? []), update.tokenId]);
+          if (update.finishReason) ended.add(update.id);
+        }
+        if (ended.size === 2) done();
+      },
+      failed: () => done(),
+      step() {},
+    });
+    submit(batcher, request);
+    batcher.cancel(cancelled!);
+    await finished;
+    await batcher.stop();
+    expect(tokens.has(cancelled!)).toBe(false);
+    expect(tokens.get(kept!)).toEqual(expected.tokens.get(kept!));
+    expect(tokens.get(other!)).toEqual(expected.tokens.get(other!));
   });
 
   it('fails only the sequences of a pass the runtime fails, and the others carry on', async () => {

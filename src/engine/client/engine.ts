@@ -3,9 +3,12 @@ import { ModelLoadError } from '../../model/errors.js';
 import type { GraphLimits } from '../../model/model.js';
 import { startWorker } from '../../threads.js';
 import { AsyncQueue } from './async-queue.js';
-import type { EngineStats, FromWorker, SequenceRequest, TokenUpdate, ToWorker, WorkerConfig } from '../protocol.js';
+import type { EngineStats, FromWorker, PromptRequest, TokenUpdate, ToWorker, WorkerConfig } from '../protocol.js';
 
-export type GenerationRequest = Omit<SequenceRequest, 'id'>;
+/** The tokens of one sequence, as they come; `cancel` ends it in the engine. */
+export interface SequenceStream extends AsyncIterable<TokenUpdate> {
+  cancel(): void;
+}
 
 export interface EngineOptions extends WorkerConfig {
   /** Most sequences that may wait for a batch slot; `hasRoomFor` turns away what does not fit. */
@@ -92,29 +95,34 @@ export class Engine {
     return this.streams.size + sequences <= this.capacity;
   }
 
-  /** Generates one sequence; aborting `signal` cancels it in the engine. */
-  generate(request: GenerationRequest, signal?: AbortSignal): AsyncIterable<TokenUpdate> {
-    const id = this.nextId++;
-    const stream = new AsyncQueue<TokenUpdate>();
+  /**
+   * Generates one sequence for each of `seedStreams` from one prompt, which the engine prefills
+   * once. Each stream can be cancelled on its own; aborting `signal` cancels them all.
+   */
+  generate(request: PromptRequest, seedStreams: readonly number[], signal?: AbortSignal): SequenceStream[] {
+    const choices = seedStreams.map((seedStream) => ({ id: this.nextId++, seedStream }));
+    const streams = choices.map(({ id }) => {
+      const queue = new AsyncQueue<TokenUpdate>();
+      const cancel = () => {
+        if (this.streams.delete(id)) {
+          this.post({ type: 'cancel', id });
+          queue.end();
+        }
+      };
+      return Object.assign(queue, { cancel });
+    });
     if (this.closed) {
-      stream.fail(new EngineError('engine is closed'));
-      return stream;
+      for (const stream of streams) stream.fail(new EngineError('engine is closed'));
+      return streams;
     }
-    this.streams.set(id, stream);
-    const cancel = () => {
-      if (this.streams.delete(id)) {
-        this.post({ type: 'cancel', id });
-        stream.end();
-      }
-    };
     if (signal?.aborted) {
-      this.streams.delete(id);
-      stream.end();
-      return stream;
+      for (const stream of streams) stream.end();
+      return streams;
     }
-    signal?.addEventListener('abort', cancel, { once: true });
-    this.post({ type: 'submit', request: { ...request, id } });
-    return stream;
+    choices.forEach(({ id }, index) => this.streams.set(id, streams[index]!));
+    signal?.addEventListener('abort', () => streams.forEach((stream) => stream.cancel()), { once: true });
+    this.post({ type: 'submit', request, choices });
+    return streams;
   }
 
   /** Stops the worker after the step under way; sequences still running fail. */

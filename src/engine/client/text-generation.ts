@@ -1,10 +1,14 @@
 import { IncrementalDetokenizer, type TokenDecoder } from './detokenizer.js';
-import type { Engine, GenerationRequest } from './engine.js';
+import type { SequenceStream } from './engine.js';
 import type { FinishReason, TokenLogprob } from '../protocol.js';
 import { StopStringMatcher } from './stop-strings.js';
 
-export interface TextRequest extends GenerationRequest {
-  /** Up to four strings that end the text; the text returned stops right before the first one. */
+/** What turning a sequence's tokens into text needs to know. */
+export interface TextOptions {
+  promptIds: readonly number[];
+  /** Token ids that end the sequence (EOS): counted, but not part of the text. */
+  stopTokenIds: readonly number[];
+  /** Strings that end the text; the text returned stops right before the first one. */
   stop: readonly string[];
 }
 
@@ -32,19 +36,10 @@ export interface TextResult {
  * A chunk is yielded whenever text is ready; the generator's return value says why it ended and
  * how many tokens it took. End-of-sequence tokens count as generated but carry no text.
  */
-export async function* generateText(
-  engine: Engine,
-  decoder: TokenDecoder,
-  request: TextRequest,
-  signal?: AbortSignal,
-): AsyncGenerator<TextChunk, TextResult> {
-  const stopTokens = new Set(request.stopTokenIds);
-  const detokenizer = new IncrementalDetokenizer(decoder, request.promptIds);
-  const { stop, ...sequence } = request;
-  const stops = new StopStringMatcher(stop);
-  const controller = new AbortController();
-  const abort = () => controller.abort();
-  signal?.addEventListener('abort', abort, { once: true });
+export async function* generateText(tokens: SequenceStream, decoder: TokenDecoder, options: TextOptions): AsyncGenerator<TextChunk, TextResult> {
+  const stopTokens = new Set(options.stopTokenIds);
+  const detokenizer = new IncrementalDetokenizer(decoder, options.promptIds);
+  const stops = new StopStringMatcher(options.stop);
   let completionTokens = 0;
   let finishReason: FinishReason = 'length';
   let pending: TextChunk = { text: '', tokens: [] };
@@ -55,7 +50,7 @@ export async function* generateText(
   };
   try {
     // Stop strings are matched here, on the text: only token ids go to the engine.
-    for await (const update of engine.generate(sequence, controller.signal)) {
+    for await (const update of tokens) {
       completionTokens++;
       if (update.promptLogprobs) pending.promptLogprobs = update.promptLogprobs;
       const isStopToken = stopTokens.has(update.tokenId);
@@ -65,7 +60,7 @@ export async function* generateText(
       const scan = stops.push(last ? text + detokenizer.flush() : text);
       if (scan.stopped) {
         finishReason = 'stop';
-        controller.abort();
+        tokens.cancel();
         yield take(scan.text);
         break;
       }
@@ -77,8 +72,8 @@ export async function* generateText(
       }
     }
   } finally {
-    signal?.removeEventListener('abort', abort);
-    controller.abort();
+    // Whatever ends the text early (a stop string, a consumer that stops reading) ends the sequence.
+    tokens.cancel();
   }
   return { finishReason, completionTokens };
 }

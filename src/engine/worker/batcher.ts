@@ -1,7 +1,7 @@
 import { BatchKvCache, KvBufferPool, type KvLayout } from './kv-cache.js';
 import type { DecoderRunner } from './decoder.js';
 import { tokenLogprob } from './logits.js';
-import type { EngineStats, SequenceRequest, TokenUpdate } from '../protocol.js';
+import type { Choice, EngineStats, PromptRequest, SequenceRequest, TokenLogprob, TokenUpdate } from '../protocol.js';
 import { Sequence } from './sequence.js';
 
 export interface BatcherOptions {
@@ -29,14 +29,45 @@ export interface BatcherEvents {
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
- * Sequences whose prompts are prefilled together, one chunk per step, before they join the batch.
- * Every row has the same `done` prompt tokens in `cache`.
+ * A prompt waiting or being prefilled, with the sequences of its choices. It is prefilled once, in
+ * one cache row; when it is done, that row is forked into one row per sequence.
+ */
+class PromptEntry {
+  /** Log-probabilities of the prompt's tokens, gathered during prefill when asked for. */
+  readonly promptLogprobs: TokenLogprob[] | undefined;
+
+  constructor(readonly sequences: Sequence[]) {
+    this.promptLogprobs = this.request.promptLogprobs === undefined ? undefined : [];
+  }
+
+  /** The settings its sequences share (the first one's request). */
+  get request(): SequenceRequest {
+    return this.sequences[0]!.request;
+  }
+
+  get reservedTokens(): number {
+    return this.sequences.reduce((sum, seq) => sum + seq.reservedTokens, 0);
+  }
+
+  /** Drops cancelled sequences; false when none is left. */
+  prune(): boolean {
+    const live = this.sequences.filter((seq) => !seq.cancelled);
+    this.sequences.splice(0, this.sequences.length, ...live);
+    return live.length > 0;
+  }
+}
+
+/**
+ * Prompts prefilled together, one chunk per step, before their sequences join the batch. Every
+ * row (one per prompt) has the same `done` prompt tokens in `cache`.
  */
 interface Cohort {
-  rows: Sequence[];
+  rows: PromptEntry[];
   cache: BatchKvCache;
   done: number;
 }
+
+const sequenceCount = (entries: readonly PromptEntry[]) => entries.reduce((sum, entry) => sum + entry.sequences.length, 0);
 
 /**
  * Continuous batching: all running sequences advance together, one token per step, in one
@@ -44,7 +75,7 @@ interface Cohort {
  * prompt is done joins the batch. Finished and cancelled sequences leave at once.
  */
 export class ContinuousBatcher {
-  private readonly waiting: Sequence[] = [];
+  private readonly waiting: PromptEntry[] = [];
   /** Running sequences, in the order of the cache's rows. */
   private active: Sequence[] = [];
   private cache: BatchKvCache | undefined;
@@ -78,18 +109,21 @@ export class ContinuousBatcher {
     this.pool = new KvBufferPool(signature.kvType, options.maxKvTokens * elementsPerToken);
   }
 
-  submit(request: SequenceRequest): void {
+  /** Generates one sequence for each of `choices` from the prompt of `request`, which is prefilled once. */
+  submit(request: PromptRequest, choices: readonly Choice[]): void {
     const { promptIds } = request;
+    const ids = choices.map((choice) => choice.id);
+    if (choices.length === 0) return;
     if (this.stopped) {
-      this.events.failed([request.id], 'the engine is stopping');
+      this.events.failed(ids, 'the engine is stopping');
       return;
     }
     if (promptIds.length === 0 || promptIds.length >= this.options.contextLength) {
-      this.events.failed([request.id], `prompt of ${promptIds.length} tokens does not fit a context of ${this.options.contextLength}`);
+      this.events.failed(ids, `prompt of ${promptIds.length} tokens does not fit a context of ${this.options.contextLength}`);
       return;
     }
     if (!this.lastTurn.has(request.group)) this.lastTurn.set(request.group, ++this.turns);
-    this.waiting.push(new Sequence(request, this.options.contextLength));
+    this.waiting.push(new PromptEntry(choices.map((choice) => new Sequence({ ...request, ...choice }, this.options.contextLength))));
     this.wake();
   }
 
@@ -107,11 +141,12 @@ export class ContinuousBatcher {
   }
 
   private sequences(): Sequence[] {
-    return [...this.waiting, ...this.active, ...this.prefilling()];
+    return [...this.waiting.flatMap((entry) => entry.sequences), ...this.active, ...this.prefilling()];
   }
 
+  /** The sequences whose prompts are being prefilled. */
   private prefilling(): Sequence[] {
-    return this.cohorts.flatMap((cohort) => cohort.rows);
+    return this.cohorts.flatMap((cohort) => cohort.rows.flatMap((entry) => entry.sequences));
   }
 
   /** Starts the loop on the next turn of the event loop, so that sequences submitted together start together. */
@@ -136,7 +171,7 @@ export class ContinuousBatcher {
         this.events.step(0, this.stats());
         return;
       }
-      if (cohort) await this.guard(() => cohort.rows, () => this.prefillChunk(cohort));
+      if (cohort) await this.guard(() => cohort.rows.flatMap((entry) => entry.sequences), () => this.prefillChunk(cohort));
       if (this.active.length > 0) await this.guard(() => this.active, () => this.decode());
       await yieldToEventLoop();
     }
@@ -168,21 +203,33 @@ export class ContinuousBatcher {
    */
   private admit(): void {
     const prefilling = this.prefilling();
-    const together = this.waiting.length >= this.active.length;
+    const together = sequenceCount(this.waiting) >= this.active.length;
     if (!together && prefilling.length > 0) return;
     const running = [...this.active, ...prefilling];
     let reserved = running.reduce((sum, seq) => sum + seq.reservedTokens, 0);
-    const rows: Sequence[] = [];
+    let slots = running.length;
+    const rows: PromptEntry[] = [];
     while (together || rows.length === 0) {
       const index = this.nextWaiting();
       const next = this.waiting[index];
-      if (!next || running.length + rows.length >= this.options.maxBatch) break;
-      if (running.length + rows.length > 0 && reserved + next.reservedTokens > this.options.maxKvTokens) break;
-      reserved += next.reservedTokens;
+      if (!next || slots >= this.options.maxBatch) break;
+      // As many of the prompt's sequences as there are free slots and KV budget for; the rest wait.
+      let taken = 0;
+      let budget = reserved;
+      for (const seq of next.sequences) {
+        if (slots + taken >= this.options.maxBatch) break;
+        if (slots + taken > 0 && budget + seq.reservedTokens > this.options.maxKvTokens) break;
+        budget += seq.reservedTokens;
+        taken++;
+      }
+      if (taken === 0) break;
+      reserved = budget;
+      slots += taken;
       this.lastTurn.set(next.request.group, ++this.turns);
-      rows.push(...this.waiting.splice(index, 1));
+      if (taken === next.sequences.length) rows.push(...this.waiting.splice(index, 1));
+      else rows.push(new PromptEntry(next.sequences.splice(0, taken)));
     }
-    const waitingGroups = new Set(this.waiting.map((seq) => seq.request.group));
+    const waitingGroups = new Set(this.waiting.map((entry) => entry.request.group));
     for (const group of this.lastTurn.keys()) if (!waitingGroups.has(group)) this.lastTurn.delete(group);
     if (rows.length > 0) this.cohorts.push({ rows, cache: BatchKvCache.empty(this.layout, rows.length, this.pool), done: 0 });
   }
@@ -196,8 +243,8 @@ export class ContinuousBatcher {
   private nextWaiting(): number {
     let best = 0;
     let oldestTurn = Infinity;
-    this.waiting.forEach((seq, index) => {
-      const turn = this.lastTurn.get(seq.request.group) ?? 0;
+    this.waiting.forEach((entry, index) => {
+      const turn = this.lastTurn.get(entry.request.group) ?? 0;
       if (turn < oldestTurn) {
         oldestTurn = turn;
         best = index;
@@ -213,50 +260,58 @@ export class ContinuousBatcher {
    * samples its first token and joins the batch.
    */
   private async prefillChunk(cohort: Cohort): Promise<void> {
-    const chunkLength = (seq: Sequence) => Math.min(this.options.prefillChunk, seq.request.promptIds.length - cohort.done);
+    const chunkLength = (entry: PromptEntry) => Math.min(this.options.prefillChunk, entry.request.promptIds.length - cohort.done);
     const length = chunkLength(cohort.rows[0]!);
-    const [same, other] = partitionRows(cohort.rows, (seq) => chunkLength(seq) === length);
+    const [same, other] = partitionRows(cohort.rows, (entry) => chunkLength(entry) === length);
     if (other.length > 0) {
       this.insertCohort({ rows: other.map((row) => cohort.rows[row]!), cache: cohort.cache.select(other), done: cohort.done });
       keepRows(cohort, same);
     }
     const inputIds = new BigInt64Array(cohort.rows.length * length);
-    cohort.rows.forEach((seq, row) => {
-      for (let i = 0; i < length; i++) inputIds[row * length + i] = BigInt(seq.request.promptIds[cohort.done + i]!);
+    cohort.rows.forEach((entry, row) => {
+      for (let i = 0; i < length; i++) inputIds[row * length + i] = BigInt(entry.request.promptIds[cohort.done + i]!);
     });
-    const allPositions = cohort.rows.some((seq) => seq.promptLogprobs);
+    const allPositions = cohort.rows.some((entry) => entry.promptLogprobs);
     const output = await this.runner.run({ inputIds, stepLength: length, cache: cohort.cache, allPositions });
     cohort.cache.advance(output.kv, length);
-    cohort.rows.forEach((seq, row) => {
-      if (!seq.promptLogprobs) return;
-      const prompt = seq.request.promptIds;
+    cohort.rows.forEach((entry, row) => {
+      if (!entry.promptLogprobs) return;
+      const prompt = entry.request.promptIds;
       for (let i = 0; i < length; i++) {
         const next = prompt[cohort.done + i + 1];
-        if (next !== undefined) seq.promptLogprobs.push(tokenLogprob(output.logitsAt(row, i), next, seq.request.promptLogprobs!));
+        if (next !== undefined) entry.promptLogprobs.push(tokenLogprob(output.logitsAt(row, i), next, entry.request.promptLogprobs!));
       }
     });
     cohort.done += length;
 
-    const [complete, incomplete] = partitionRows(cohort.rows, (seq) => seq.request.promptIds.length === cohort.done);
+    const [complete, incomplete] = partitionRows(cohort.rows, (entry) => entry.request.promptIds.length === cohort.done);
     if (complete.length === 0) return;
+    // Each finished prompt's row is forked: every sequence of the prompt samples its first token
+    // from the prompt's logits and gets a copy of the row.
     const updates: TokenUpdate[] = [];
-    const joining: number[] = [];
+    const joiningRows: number[] = [];
+    const joining: Sequence[] = [];
     for (const row of complete) {
-      const seq = cohort.rows[row]!;
-      if (seq.cancelled) continue;
-      updates.push(this.accept(seq, output.logits[row]!));
-      if (!seq.finished) joining.push(row);
+      const entry = cohort.rows[row]!;
+      const live = entry.sequences.filter((seq) => !seq.cancelled);
+      live.forEach((seq, k) => {
+        seq.promptLogprobs = entry.promptLogprobs;
+        // Processors change the logits in place: every sequence but the last gets a copy.
+        const logits = k === live.length - 1 ? output.logits[row]! : output.logits[row]!.slice();
+        updates.push(this.accept(seq, logits));
+        if (!seq.finished) {
+          joiningRows.push(row);
+          joining.push(seq);
+        }
+      });
     }
     if (updates.length > 0) this.events.tokens(updates);
     if (joining.length > 0) {
       const previous = this.cache;
-      this.cache = previous
-        ? previous.concat(cohort.cache, joining)
-        : joining.length === cohort.rows.length
-          ? cohort.cache
-          : cohort.cache.select(joining);
+      const wholeCache = joiningRows.length === cohort.rows.length && joiningRows.every((row, index) => row === index);
+      this.cache = previous ? previous.concat(cohort.cache, joiningRows) : wholeCache ? cohort.cache : cohort.cache.select(joiningRows);
       previous?.release();
-      this.active.push(...joining.map((row) => cohort.rows[row]!));
+      this.active.push(...joining);
     }
     if (incomplete.length > 0) keepRows(cohort, incomplete);
     else {
@@ -289,7 +344,7 @@ export class ContinuousBatcher {
   private stats(): EngineStats {
     const prefilled = this.cohorts.reduce((sum, cohort) => sum + cohort.rows.length * cohort.done, 0);
     const kvTokens = this.active.reduce((sum, seq) => sum + seq.length, prefilled);
-    return { waiting: this.waiting.length, running: this.active.length + this.prefilling().length, kvTokens };
+    return { waiting: sequenceCount(this.waiting), running: this.active.length + this.prefilling().length, kvTokens };
   }
 
   private accept(seq: Sequence, logits: Float32Array): TokenUpdate {
@@ -300,10 +355,10 @@ export class ContinuousBatcher {
   /** Drops finished and cancelled sequences from the queue and the running batch. */
   private removeDone(): void {
     for (let i = this.waiting.length - 1; i >= 0; i--) {
-      if (this.waiting[i]!.cancelled) this.waiting.splice(i, 1);
+      if (!this.waiting[i]!.prune()) this.waiting.splice(i, 1);
     }
     for (const cohort of this.cohorts) {
-      const [keep] = partitionRows(cohort.rows, (seq) => !seq.cancelled);
+      const [keep] = partitionRows(cohort.rows, (entry) => entry.prune());
       if (keep.length < cohort.rows.length) keepRows(cohort, keep);
     }
     this.cohorts = this.cohorts.filter((cohort) => cohort.rows.length > 0);
@@ -317,10 +372,10 @@ export class ContinuousBatcher {
 }
 
 /** The indexes of the rows that pass `test`, and of those that do not. */
-function partitionRows(rows: readonly Sequence[], test: (seq: Sequence) => boolean): [number[], number[]] {
+function partitionRows<Row>(rows: readonly Row[], test: (row: Row) => boolean): [number[], number[]] {
   const pass: number[] = [];
   const fail: number[] = [];
-  rows.forEach((seq, row) => (test(seq) ? pass : fail).push(row));
+  rows.forEach((item, row) => (test(item) ? pass : fail).push(row));
   return [pass, fail];
 }
 

@@ -15,7 +15,7 @@ export class Sequence {
   length: number;
   generated = 0;
   lastToken: number;
-  /** Log-probabilities of the prompt's tokens, gathered during prefill when asked for. */
+  /** Log-probabilities of the prompt's tokens when asked for: set once its prefill is done, reported with the first token. */
   promptLogprobs: TokenLogprob[] | undefined;
   finished = false;
   cancelled = false;
@@ -32,7 +32,6 @@ export class Sequence {
     this.length = promptIds.length;
     this.lastToken = promptIds[promptIds.length - 1]!;
     this.rng = request.seed === undefined ? Rng.random() : new Rng(request.seed, request.seedStream);
-    this.promptLogprobs = request.promptLogprobs === undefined ? undefined : [];
   }
 
   /**

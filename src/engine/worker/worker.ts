@@ -27,7 +27,7 @@ try {
     },
   );
   port.on('message', (message: ToWorker) => {
-    if (message.type === 'submit') batcher.submit(message.request);
+    if (message.type === 'submit') batcher.submit(message.request, message.choices);
     else if (message.type === 'cancel') batcher.cancel(message.id);
     else {
       // Terminating the thread inside a forward pass aborts the process, so the engine stops here:
