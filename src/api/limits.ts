@@ -1,12 +1,12 @@
 import type { RequestLimits } from '../config.js';
 import { limitExceeded } from './errors.js';
-import { stopStrings } from './schemas.js';
 
 /** The fields of a request that the server's limits bound. */
 export interface LimitedFields {
   n?: number | null;
   best_of?: number | null;
-  stop?: string | string[] | null;
+  /** The stop strings, as a list. */
+  stop: readonly string[];
 }
 
 function atMost(value: number, limit: number, param: string, what: string, flag: string): void {
@@ -17,7 +17,7 @@ function atMost(value: number, limit: number, param: string, what: string, flag:
 export function checkLimits(fields: LimitedFields, limits: RequestLimits, maxTokens: { value: number | null | undefined; param: string }): void {
   atMost(fields.n ?? 1, limits.maxN, 'n', 'choices', 'max-n');
   atMost(fields.best_of ?? 1, limits.maxN, 'best_of', 'candidates', 'max-n');
-  const stops = stopStrings(fields.stop);
+  const stops = fields.stop;
   atMost(stops.length, limits.maxStop, 'stop', 'stop strings', 'max-stop');
   const longest = Math.max(0, ...stops.map((stop) => stop.length));
   atMost(longest, limits.maxStopLength, 'stop', 'characters in a stop string', 'max-stop-length');
