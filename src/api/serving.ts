@@ -33,12 +33,13 @@ export interface ServingContext {
 
 export interface GenerationPlan {
   /** Token ids of each prompt; a request may carry several. */
-  prompts: number[][];
+  readonly prompts: readonly number[][];
   /** Choices returned per prompt. */
-  n: number;
+  readonly n: number;
   /** Sequences generated per prompt; the `n` with the highest mean log-probability are returned. */
-  bestOf: number;
-  request: Omit<PromptRequest, 'promptIds'> & { stop: string[] };
+  readonly bestOf: number;
+  /** What the engine runs each prompt with (sampling and stopping), and the stop strings matched on the text. */
+  readonly request: Readonly<Omit<PromptRequest, 'promptIds'> & { stop: string[] }>;
 }
 
 export interface ChoiceOutcome {

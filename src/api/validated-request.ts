@@ -14,16 +14,18 @@ import type { GenerationPlan, ServingContext } from './serving.js';
  * be refused for (400, 404, 429) is found here, before any work is queued for it.
  */
 
-/** A request checked and ready to run, with what its answer needs. */
-export interface ValidatedRequest extends GenerationPlan {
-  /** Each prompt as text (for `echo`). */
-  promptTexts: readonly string[];
-  echo: boolean;
-  /** Alternatives reported per token; undefined: no log-probabilities. */
-  logprobs: number | undefined;
-  stream: boolean;
-  includeUsage: boolean;
-}
+/** A request checked and ready to run, with what its answer needs; nothing changes it afterwards. */
+export type ValidatedRequest = Readonly<
+  GenerationPlan & {
+    /** Each prompt as text (for `echo`). */
+    promptTexts: readonly string[];
+    echo: boolean;
+    /** Alternatives reported per token; undefined: no log-probabilities. */
+    logprobs: number | undefined;
+    stream: boolean;
+    includeUsage: boolean;
+  }
+>;
 
 /** OpenAI's defaults for max_tokens: 16 on the legacy completions endpoint; on chat, what the context leaves. */
 const DEFAULT_MAX_TOKENS = { completions: 16, chat: Number.POSITIVE_INFINITY };
