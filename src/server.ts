@@ -130,23 +130,19 @@ async function startWorkers(config: ServerConfig, model: LoadedModel): Promise<[
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
   const configured = loadModel(config.model, { modelFile: config.modelFile, servedModelName: config.servedModelName });
   const [engine, preprocessor] = await startWorkers(config, configured);
-  let fitted;
-  try {
-    fitted = fitToGraph(configured, engine.graphLimits);
-  } catch (err) {
-    await Promise.all([engine.close(), preprocessor.close()]);
-    throw err;
-  }
-  const { model, warnings } = fitted;
-  const { app, lifecycle } = buildApp(model, preprocessor, engine, config);
-  for (const warning of warnings) app.log.warn({ model: model.id }, warning);
   const stopWorkers = () => Promise.all([engine.close(), preprocessor.close()]);
+  let started;
   try {
+    const { model, warnings } = fitToGraph(configured, engine.graphLimits);
+    const { app, lifecycle } = buildApp(model, preprocessor, engine, config);
+    for (const warning of warnings) app.log.warn({ model: model.id }, warning);
     await app.listen({ host: config.host, port: config.port });
+    started = { model, app, lifecycle };
   } catch (err) {
     await stopWorkers();
     throw err;
   }
+  const { model, app, lifecycle } = started;
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;

@@ -17,9 +17,8 @@ function atMost(value: number, limit: number, param: string, what: string, flag:
 export function checkLimits(fields: LimitedFields, limits: RequestLimits, maxTokens: { value: number | null | undefined; param: string }): void {
   atMost(fields.n ?? 1, limits.maxN, 'n', 'choices', 'max-n');
   atMost(fields.best_of ?? 1, limits.maxN, 'best_of', 'candidates', 'max-n');
-  const stops = fields.stop;
-  atMost(stops.length, limits.maxStop, 'stop', 'stop strings', 'max-stop');
-  const longest = Math.max(0, ...stops.map((stop) => stop.length));
+  atMost(fields.stop.length, limits.maxStop, 'stop', 'stop strings', 'max-stop');
+  const longest = Math.max(0, ...fields.stop.map((stop) => stop.length));
   atMost(longest, limits.maxStopLength, 'stop', 'characters in a stop string', 'max-stop-length');
   if (limits.maxTokens > 0 && maxTokens.value) atMost(maxTokens.value, limits.maxTokens, maxTokens.param, 'tokens', 'max-tokens-limit');
 }

@@ -77,5 +77,5 @@ export class ServerMetrics {
   }
 }
 
-/** Counts every request the server answers, and serves `GET /metrics`; registered first, so that nothing goes uncounted. */
+/** Counts every request the server answers, and serves `GET /metrics`; registered right after the error handling, ahead of every route. */
 export const metricsPlugin = fp<{ metrics: ServerMetrics }>(async (app, { metrics }) => metrics.register(app), { name: 'ortserve-metrics', dependencies: ['ortserve-errors'] });

@@ -1,32 +1,17 @@
-import { decodeText, GRAPH_NODE, MODEL_GRAPH, parseFields, readNode, type RawField } from './onnx-proto.js';
+import { decodeText, GRAPH_INITIALIZER, GRAPH_NODE, MODEL_GRAPH, parseFields, readNode, readVarint, TENSOR_DIMS, TENSOR_NAME, type RawField } from './onnx-proto.js';
 
 /** What a decoder graph itself fixes, whatever config.json says. */
-
-const GRAPH_INITIALIZER = 5;
-const TENSOR_DIMS = 1;
-const TENSOR_NAME = 8;
 
 /** The dims of a TensorProto: repeated int64, packed or not. */
 function tensorDims(fields: readonly RawField[]): number[] {
   const dims: number[] = [];
   for (const field of fields) {
     if (field.number !== TENSOR_DIMS) continue;
-    if (field.value !== undefined) {
-      dims.push(Number(field.value));
-    } else if (field.payload) {
-      let offset = 0;
-      const bytes = field.payload;
-      while (offset < bytes.length) {
-        let value = 0n;
-        let shift = 0n;
-        let byte: number;
-        do {
-          byte = bytes[offset++]!;
-          value |= BigInt(byte & 0x7f) << shift;
-          shift += 7n;
-        } while (byte & 0x80 && offset < bytes.length);
-        dims.push(Number(value));
-      }
+    if (field.value !== undefined) dims.push(Number(field.value));
+    for (let offset = 0; field.payload && offset < field.payload.length; ) {
+      const [value, next] = readVarint(field.payload, offset);
+      dims.push(Number(value));
+      offset = next;
     }
   }
   return dims;

@@ -21,7 +21,8 @@ export interface RawField {
   value?: bigint;
 }
 
-function readVarint(buffer: Uint8Array, offset: number): [bigint, number] {
+/** The varint at `offset`, and the offset after it. */
+export function readVarint(buffer: Uint8Array, offset: number): [bigint, number] {
   let value = 0n;
   let shift = 0n;
   for (;;) {
@@ -95,6 +96,7 @@ export const stringField = (number: number, value: string) => lengthField(number
 // Field numbers of onnx.proto.
 export const MODEL_GRAPH = 7;
 export const GRAPH_NODE = 1;
+export const GRAPH_INITIALIZER = 5;
 export const GRAPH_INPUT = 11;
 export const GRAPH_OUTPUT = 12;
 export const NODE_INPUT = 1;
@@ -107,6 +109,8 @@ export const ATTRIBUTE_NAME = 1;
 export const ATTRIBUTE_INT = 3;
 export const ATTRIBUTE_TYPE = 20;
 export const ATTRIBUTE_TYPE_INT = 2;
+export const TENSOR_DIMS = 1;
+export const TENSOR_NAME = 8;
 export const VALUE_INFO_NAME = 1;
 export const VALUE_INFO_TYPE = 2;
 export const TYPE_TENSOR = 1;

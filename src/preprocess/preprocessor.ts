@@ -1,6 +1,5 @@
 import type { Worker } from 'node:worker_threads';
 import { ChatTemplateError, type ChatMessage } from '../model/chat-template.js';
-import { ModelLoadError } from '../model/errors.js';
 import { startWorker } from '../threads.js';
 import type { FromPreprocessWorker, PreprocessData, PreprocessResult, PreprocessTask, TooLong } from './protocol.js';
 
@@ -172,22 +171,10 @@ export class Preprocessor {
   }
 
   private async spawn(): Promise<void> {
-    const worker = startWorker(new URL('./worker.ts', import.meta.url), this.data, { maxOldGenerationSizeMb: this.options.heapLimitMb });
-    let onMessage: (message: FromPreprocessWorker) => void = () => {};
-    let onError: (err: Error) => void = () => {};
-    await new Promise<void>((resolve, reject) => {
-      onMessage = (message) => {
-        if (message.type === 'ready') resolve();
-        else reject(new ModelLoadError(message.type === 'failed' ? message.message : 'the preprocessing worker did not start'));
-      };
-      onError = reject;
-      worker.once('message', onMessage).once('error', onError);
-    })
-      .catch(async (err: unknown) => {
-        await worker.terminate();
-        throw err;
-      })
-      .finally(() => worker.off('message', onMessage).off('error', onError));
+    const { worker } = await startWorker(new URL('./worker.ts', import.meta.url), this.data, {
+      name: 'preprocessing worker',
+      resourceLimits: { maxOldGenerationSizeMb: this.options.heapLimitMb },
+    });
     if (this.closed) {
       await worker.terminate();
       return;

@@ -1,5 +1,4 @@
 import type { Worker } from 'node:worker_threads';
-import { ModelLoadError } from '../../model/errors.js';
 import type { GraphLimits } from '../../model/model.js';
 import { startWorker } from '../../threads.js';
 import { AsyncQueue } from './async-queue.js';
@@ -47,26 +46,7 @@ export class Engine {
 
   static async start(options: EngineOptions): Promise<Engine> {
     const { maxQueue, ...config } = options;
-    const worker = startWorker(new URL('../worker/worker.ts', import.meta.url), config);
-    let onMessage: (message: FromWorker) => void = () => {};
-    let onError: (err: Error) => void = () => {};
-    let onExit: (code: number) => void = () => {};
-    const ready = await new Promise<Extract<FromWorker, { type: 'ready' }>>((resolve, reject) => {
-      onMessage = (message) => {
-        if (message.type === 'ready') resolve(message);
-        else if (message.type === 'failed') reject(new ModelLoadError(message.message));
-      };
-      onError = reject;
-      onExit = (code) => reject(new Error(`engine exited during start-up with code ${code}`));
-      worker.on('message', onMessage).on('error', onError).on('exit', onExit);
-    })
-      .catch(async (err: unknown) => {
-        await worker.terminate();
-        throw err;
-      })
-      .finally(() => {
-        worker.off('message', onMessage).off('error', onError).off('exit', onExit);
-      });
+    const { worker, ready } = await startWorker<Extract<FromWorker, { type: 'ready' }>>(new URL('../worker/worker.ts', import.meta.url), config, { name: 'engine' });
     return new Engine(worker, config.maxBatch + maxQueue, ready.limits);
   }
 

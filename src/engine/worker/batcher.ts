@@ -45,10 +45,6 @@ class PromptEntry {
     return this.sequences[0]!.request;
   }
 
-  get reservedTokens(): number {
-    return this.sequences.reduce((sum, seq) => sum + seq.reservedTokens, 0);
-  }
-
   /** Drops cancelled sequences; false when none is left. */
   prune(): boolean {
     const live = this.sequences.filter((seq) => !seq.cancelled);
