@@ -106,6 +106,12 @@ const OPTIONS = {
     schema: integer(0, 86_400).default(30),
     help: 'seconds in-flight requests get to finish after SIGTERM or SIGINT',
   },
+  'grammar-compile-limit': {
+    field: 'grammarCompileLimitMs',
+    env: 'ORTSERVE_GRAMMAR_COMPILE_LIMIT',
+    schema: integer(100, 600_000).default(2500),
+    help: 'milliseconds a response_format schema or a set of tools may take to compile into a grammar (400 beyond); the engine compiles each new grammar once more, holding up the running streams for as long',
+  },
   'max-body-bytes': {
     field: 'maxBodyBytes',
     limit: true,

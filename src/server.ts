@@ -13,7 +13,8 @@ import type { ServingContext } from './api/serving.js';
 import type { ServerConfig } from './config.js';
 import { Engine } from './engine/client/engine.js';
 import { fitToGraph, loadModel, type LoadedModel } from './model/model.js';
-import { Preprocessor } from './preprocess/preprocessor.js';
+import { grammarVocabulary as buildGrammarVocabulary } from './grammar/vocabulary.js';
+import { DEFAULT_PREPROCESSOR_OPTIONS, Preprocessor } from './preprocess/preprocessor.js';
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 
@@ -105,6 +106,8 @@ export interface RunningServer {
 
 /** The engine and the preprocessing worker, started side by side; if one fails, the other is stopped. */
 async function startWorkers(config: ServerConfig, model: LoadedModel): Promise<[Engine, Preprocessor]> {
+  const { tokenizerJson, tokenizerConfig } = model.files;
+  const grammarVocabulary = buildGrammarVocabulary(tokenizerJson, model.config.vocabSize);
   const engine = Engine.start({
     modelPath: model.files.modelPath,
     device: config.device,
@@ -116,9 +119,9 @@ async function startWorkers(config: ServerConfig, model: LoadedModel): Promise<[
     contextLength: model.config.contextLength,
     numKvHeads: model.config.numKvHeads,
     headDim: model.config.headDim,
+    grammarVocabulary,
   });
-  const { tokenizerJson, tokenizerConfig } = model.files;
-  const preprocessor = Preprocessor.start({ tokenizerJson, tokenizerConfig });
+  const preprocessor = Preprocessor.start({ tokenizerJson, tokenizerConfig, grammarVocabulary }, { ...DEFAULT_PREPROCESSOR_OPTIONS, grammarLimitMs: config.grammarCompileLimitMs });
   const [started, prepared] = await Promise.allSettled([engine, preprocessor]);
   if (started.status === 'fulfilled' && prepared.status === 'fulfilled') return [started.value, prepared.value];
   if (started.status === 'fulfilled') await started.value.close();

@@ -1,11 +1,55 @@
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { responseId } from './ids.js';
+import type { FastifyBaseLogger, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { GeneratedToken } from '../engine/client/text-generation.js';
+import type { FinishReason } from '../engine/protocol.js';
+import type { ParsedToolCall } from '../tool-calls/formats.js';
+import { parseToolCalls, ToolCallParser } from '../tool-calls/tool-call-parser.js';
+import { responseId, toolCallId } from './ids.js';
 import { chatLogprobs } from './logprobs.js';
 import { ChatCompletionRequestSchema } from './schemas.js';
-import { createdNow, planSummary, runGeneration, usage, type ServingContext } from './serving.js';
+import { createdNow, planSummary, runGeneration, usage, type ChoiceOutcome, type ServingContext } from './serving.js';
+import { schemaMismatch, type OutputPlan } from './structured-output.js';
 import { validateChat } from './validated-request.js';
 import { requestSignal, streamGeneration } from './streaming.js';
 import { parseBody } from './validation.js';
+
+type ChatFinishReason = FinishReason | 'tool_calls';
+
+/** A call as the API writes it. */
+const apiToolCall = (call: ParsedToolCall) => ({ id: toolCallId(), type: 'function' as const, function: { name: call.name, arguments: call.arguments } });
+
+/** Under `required` or a named function the grammar allows only calls: one cut off by the token limit is dropped, not sent as text. */
+const dropsUnfinished = (output: OutputPlan, reason: FinishReason) => reason === 'length' && output.tools !== undefined && output.tools.choice !== 'auto';
+
+/** A reply that made calls ends with `tool_calls`, except when one function was named, where OpenAI says `stop`. */
+function finishReason(output: OutputPlan, reason: FinishReason, calls: number): ChatFinishReason {
+  if (calls === 0 || reason !== 'stop') return reason;
+  return output.tools?.choice === 'named' ? 'stop' : 'tool_calls';
+}
+
+/**
+ * What decoding under a grammar does not enforce (see the README) is checked on the finished reply;
+ * a reply that breaks its schema is sent as it is, and the log says so.
+ */
+function checkReply(log: FastifyBaseLogger, output: OutputPlan, content: string | null, calls: readonly ParsedToolCall[], reason: FinishReason): void {
+  if (reason !== 'stop') return;
+  const mismatches: string[] = [];
+  if (output.responseSchema && content !== null && calls.length === 0) {
+    let value: unknown;
+    try {
+      value = JSON.parse(content);
+    } catch {
+      mismatches.push('the reply is not JSON');
+    }
+    const mismatch = value === undefined ? undefined : schemaMismatch(output.responseSchema, value);
+    if (mismatch) mismatches.push(`response_format: ${mismatch}`);
+  }
+  for (const call of calls) {
+    const parameters = output.tools?.parameters.get(call.name);
+    const mismatch = parameters && schemaMismatch(parameters, JSON.parse(call.arguments));
+    if (mismatch) mismatches.push(`${call.name}: ${mismatch}`);
+  }
+  if (mismatches.length > 0) log.warn({ mismatches }, 'the reply does not match its schema');
+}
 
 export const chatRoutes: FastifyPluginAsync<ServingContext> = async (app, context) => {
   const { model, systemFingerprint } = context;
@@ -15,26 +59,61 @@ export const chatRoutes: FastifyPluginAsync<ServingContext> = async (app, contex
   async function createChatCompletion(request: FastifyRequest, reply: FastifyReply) {
     const body = parseBody(ChatCompletionRequestSchema, request.body);
     const plan = await validateChat(context, body);
-    request.log.info(planSummary(plan, plan.stream), 'chat completion');
+    const { logprobs, includeUsage, output } = plan;
+    request.log.info({ ...planSummary(plan, plan.stream), grammar: !!output.grammar, tools: output.tools?.choice ?? 'none' }, 'chat completion');
     request.log.debug({ messages: body.messages }, 'chat messages');
-    const { logprobs, includeUsage } = plan;
+    const toolNames = new Set(output.tools?.parameters.keys());
+    const logprobsOf = (tokens: GeneratedToken[]) => (logprobs === undefined ? null : chatLogprobs(tokenizer, tokens));
 
     const id = responseId('chatcmpl');
     const created = createdNow();
     if (plan.stream) {
       const envelope = { id, object: 'chat.completion.chunk' as const, created, model: model.id, system_fingerprint: systemFingerprint, ...(includeUsage && { usage: null }) };
-      const chunk = (index: number, delta: Record<string, string>, logprobsField: unknown, finishReason: string | null) => ({
+      const chunk = (index: number, delta: Record<string, unknown>, logprobsField: unknown, reason: string | null) => ({
         ...envelope,
-        choices: [{ index, delta, logprobs: logprobsField, finish_reason: finishReason }],
+        choices: [{ index, delta, logprobs: logprobsField, finish_reason: reason }],
       });
+      /** Each choice's parser, its calls so far, and the tokens of text it holds back. */
+      const choices = new Map<number, { parser: ToolCallParser; calls: ParsedToolCall[]; heldTokens: GeneratedToken[] }>();
+      const choiceState = (index: number) => {
+        let state = choices.get(index);
+        if (!state && output.tools) choices.set(index, (state = { parser: new ToolCallParser(output.tools.format, toolNames), calls: [], heldTokens: [] }));
+        return state;
+      };
+      const events = (index: number, pieces: ReturnType<ToolCallParser['push']>, tokens: GeneratedToken[]) => {
+        const state = choiceState(index)!;
+        state.heldTokens.push(...tokens);
+        return pieces.flatMap((piece) => {
+          if ('content' in piece) {
+            const held = state.heldTokens.splice(0);
+            return [chunk(index, { content: piece.content }, logprobsOf(held), null)];
+          }
+          const call = apiToolCall(piece.call);
+          const position = state.calls.push(piece.call) - 1;
+          return [
+            chunk(index, { tool_calls: [{ index: position, id: call.id, type: call.type, function: { name: call.function.name, arguments: '' } }] }, null, null),
+            chunk(index, { tool_calls: [{ index: position, function: { arguments: call.function.arguments } }] }, null, null),
+          ];
+        });
+      };
       await streamGeneration(
         context,
         reply,
         plan,
         {
           start: (index) => chunk(index, { role: 'assistant', content: '' }, null, null),
-          chunk: (index, piece) => chunk(index, { content: piece.text }, logprobs === undefined ? null : chatLogprobs(tokenizer, piece.tokens), null),
-          finish: (outcome) => chunk(outcome.index, {}, null, outcome.finishReason),
+          chunk: (index, piece) => {
+            const state = choiceState(index);
+            if (!state) return [chunk(index, { content: piece.text }, logprobsOf(piece.tokens), null)];
+            return events(index, state.parser.push(piece.text), piece.tokens);
+          },
+          finish: (outcome) => {
+            const state = choiceState(outcome.index);
+            const last = state ? events(outcome.index, state.parser.end(dropsUnfinished(output, outcome.finishReason)), []) : [];
+            const calls = state?.calls ?? [];
+            checkReply(request.log, output, calls.length > 0 ? null : outcome.text, calls, outcome.finishReason);
+            return [...last, chunk(outcome.index, {}, null, finishReason(output, outcome.finishReason, calls.length))];
+          },
           usage: (counts) => ({ ...envelope, choices: [], usage: counts }),
         },
         includeUsage,
@@ -42,18 +121,28 @@ export const chatRoutes: FastifyPluginAsync<ServingContext> = async (app, contex
       return reply;
     }
     const { choices, completionTokens } = await runGeneration(context, plan, requestSignal(reply, context.requestTimeoutMs));
+    const message = (outcome: ChoiceOutcome) => {
+      if (!output.tools) {
+        checkReply(request.log, output, outcome.text, [], outcome.finishReason);
+        return { message: { role: 'assistant' as const, content: outcome.text, refusal: null }, finish_reason: outcome.finishReason };
+      }
+      const { content, calls } = parseToolCalls(output.tools.format, toolNames, outcome.text, dropsUnfinished(output, outcome.finishReason));
+      checkReply(request.log, output, content, calls, outcome.finishReason);
+      return {
+        message: { role: 'assistant' as const, content, refusal: null, ...(calls.length > 0 && { tool_calls: calls.map(apiToolCall) }) },
+        finish_reason: finishReason(output, outcome.finishReason, calls.length),
+      };
+    };
     return {
       id,
       object: 'chat.completion' as const,
       created,
       model: model.id,
       system_fingerprint: systemFingerprint,
-      choices: choices.map((outcome) => ({
-        index: outcome.index,
-        message: { role: 'assistant' as const, content: outcome.text, refusal: null },
-        logprobs: logprobs === undefined ? null : chatLogprobs(tokenizer, outcome.tokens),
-        finish_reason: outcome.finishReason,
-      })),
+      choices: choices.map((outcome) => {
+        const { message: reply, finish_reason } = message(outcome);
+        return { index: outcome.index, message: reply, logprobs: logprobsOf(outcome.tokens), finish_reason };
+      }),
       usage: usage(plan, completionTokens),
     };
   }

@@ -37,13 +37,15 @@ export const completionRoutes: FastifyPluginAsync<ServingContext> = async (app, 
             const offset = offsets.get(index) ?? 0;
             offsets.set(index, offset + text.length);
             const choice = { index, text, logprobs: logprobs === undefined ? null : completionLogprobs(tokenizer, tokens, offset), finish_reason: null };
-            return { ...envelope, choices: [choice], ...usageField };
+            return [{ ...envelope, choices: [choice], ...usageField }];
           },
-          finish: (outcome) => ({
-            ...envelope,
-            choices: [{ index: outcome.index, text: '', logprobs: null, finish_reason: outcome.finishReason }],
-            ...usageField,
-          }),
+          finish: (outcome) => [
+            {
+              ...envelope,
+              choices: [{ index: outcome.index, text: '', logprobs: null, finish_reason: outcome.finishReason }],
+              ...usageField,
+            },
+          ],
           usage: (counts) => ({ ...envelope, choices: [], usage: counts }),
         },
         includeUsage,

@@ -60,14 +60,65 @@ export const CompletionRequestSchema = z.object({
 export type CompletionRequest = z.infer<typeof CompletionRequestSchema>;
 
 const contentPart = z.looseObject({ type: z.string(), text: z.string().optional() });
-
-const message = z.object({
-  role: z.enum(['system', 'developer', 'user', 'assistant']),
-  content: z.union([z.string(), z.array(contentPart)], {
-    error: 'must be a string or an array of text parts ({"type": "text", "text": ...})',
-  }),
-  name: z.string().optional(),
+const content = z.union([z.string(), z.array(contentPart)], {
+  error: 'must be a string or an array of text parts ({"type": "text", "text": ...})',
 });
+
+/** A JSON schema as a request carries it: any object (what it says is checked later, with a schema validator). */
+const jsonSchemaObject = z.record(z.string(), z.unknown());
+
+/** OpenAI's rule for function and schema names. */
+const functionName = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, 'must be 1 to 64 letters, digits, underscores or dashes');
+
+const toolCall = z.object({
+  id: z.string(),
+  type: z.literal('function'),
+  function: z.object({ name: z.string(), arguments: z.string() }),
+});
+
+const message = z.discriminatedUnion('role', [
+  z.object({ role: z.enum(['system', 'developer', 'user']), content, name: z.string().optional() }),
+  z.object({
+    role: z.literal('assistant'),
+    content: content.nullish(),
+    name: z.string().optional(),
+    tool_calls: z.array(toolCall).nullish(),
+    refusal: z.string().nullish(),
+  }),
+  z.object({ role: z.literal('tool'), content, tool_call_id: z.string() }),
+]);
+
+export const ResponseFormatSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('text') }),
+  z.object({ type: z.literal('json_object') }),
+  z.object({
+    type: z.literal('json_schema'),
+    json_schema: z.object({
+      name: functionName,
+      description: z.string().optional(),
+      schema: jsonSchemaObject.optional(),
+      strict: z.boolean().nullish(),
+    }),
+  }),
+]);
+export type ResponseFormat = z.infer<typeof ResponseFormatSchema>;
+
+const functionTool = z.object({
+  type: z.literal('function'),
+  function: z.object({
+    name: functionName,
+    description: z.string().optional(),
+    parameters: jsonSchemaObject.optional(),
+    strict: z.boolean().nullish(),
+  }),
+});
+export type FunctionTool = z.infer<typeof functionTool>;
+
+const toolChoice = z.union(
+  [z.enum(['none', 'auto', 'required']), z.object({ type: z.literal('function'), function: z.object({ name: z.string() }) })],
+  { error: 'must be "none", "auto", "required" or {"type": "function", "function": {"name": ...}}' },
+);
+export type ToolChoice = z.infer<typeof toolChoice>;
 
 export const ChatCompletionRequestSchema = z.object({
   ...common,
@@ -75,10 +126,11 @@ export const ChatCompletionRequestSchema = z.object({
   max_completion_tokens: z.number().int().min(1).nullish(),
   logprobs: z.boolean().nullish(),
   top_logprobs: z.number().int().min(0).max(20).nullish(),
-  response_format: z.looseObject({ type: z.string() }).nullish(),
+  response_format: ResponseFormatSchema.nullish(),
+  tools: z.array(functionTool).max(128).nullish(),
+  tool_choice: toolChoice.nullish(),
+  parallel_tool_calls: z.boolean().nullish(),
   // Accepted here so that they can be refused with a clear message.
-  tools: z.unknown().optional(),
-  tool_choice: z.unknown().optional(),
   functions: z.unknown().optional(),
   function_call: z.unknown().optional(),
   audio: z.unknown().optional(),

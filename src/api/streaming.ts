@@ -31,8 +31,9 @@ export function toOpenAIError(err: unknown): OpenAIError {
 export interface ChunkFormat {
   /** Sent for every choice before any text (chat's role delta). */
   start?(index: number): unknown;
-  chunk(index: number, chunk: TextChunk): unknown;
-  finish(outcome: ChoiceOutcome): unknown;
+  /** The events for a piece of a choice's text: none when it is held back. */
+  chunk(index: number, chunk: TextChunk): readonly unknown[];
+  finish(outcome: ChoiceOutcome): readonly unknown[];
   /** The last event when the client asked for usage: empty choices and the token counts. */
   usage(counts: ReturnType<typeof usage>): unknown;
 }
@@ -51,8 +52,12 @@ export async function streamGeneration(
     const choices = plan.prompts.length * plan.n;
     if (format.start) for (let index = 0; index < choices; index++) sse.send(format.start(index));
     const { completionTokens } = await runGeneration(context, plan, signal, {
-      chunk: (index, chunk) => sse.send(format.chunk(index, chunk)),
-      finish: (outcome) => sse.send(format.finish(outcome)),
+      chunk: (index, chunk) => {
+        for (const event of format.chunk(index, chunk)) sse.send(event);
+      },
+      finish: (outcome) => {
+        for (const event of format.finish(outcome)) sse.send(event);
+      },
     });
     if (includeUsage) sse.send(format.usage(usage(plan, completionTokens)));
     sse.done();

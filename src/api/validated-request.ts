@@ -1,3 +1,4 @@
+import type { GrammarSpec } from '../grammar/grammar-spec.js';
 import type { ChatMessage } from '../model/chat-template.js';
 import { ChatTemplateError } from '../model/chat-template.js';
 import type { LoadedModel } from '../model/model.js';
@@ -6,6 +7,8 @@ import { invalidRequest, modelNotFound, serverBusy } from './errors.js';
 import { checkLimits, checkMessageCount, checkPromptCount } from './limits.js';
 import { stopStrings, type ChatCompletionRequest, type ChatRequestMessage, type CompletionRequest } from './schemas.js';
 import type { GenerationPlan, ServingContext } from './serving.js';
+import { planOutput, type OutputPlan } from './structured-output.js';
+import type { ChatTools, ChatToolCall } from '../model/chat-template.js';
 
 /**
  * From a parsed body to one validated request: the model, the server's limits, the prompts as
@@ -24,6 +27,8 @@ export type ValidatedRequest = Readonly<
     logprobs: number | undefined;
     stream: boolean;
     includeUsage: boolean;
+    /** What response_format and tools ask of the output (chat only). */
+    output: OutputPlan;
   }
 >;
 
@@ -97,11 +102,11 @@ export async function encodePrompts({ model, preprocessor }: ServingContext, tex
 }
 
 /** Token ids of a conversation rendered with the model's chat template, off the HTTP thread. */
-export async function encodeChat({ model, preprocessor }: ServingContext, messages: readonly ChatMessage[]): Promise<number[]> {
+export async function encodeChat({ model, preprocessor }: ServingContext, messages: readonly ChatMessage[], tools?: ChatTools): Promise<number[]> {
   const context = model.config.contextLength;
   let prompt;
   try {
-    prompt = await preprocessor.chat(messages, context);
+    prompt = await preprocessor.chat(messages, context, tools);
   } catch (err) {
     if (err instanceof ChatTemplateError) throw invalidRequest(`The chat template rejected the messages: ${err.message}`, 'messages', 'invalid_chat_template');
     throw err;
@@ -133,6 +138,7 @@ export interface PlanOptions {
   logprobs?: number;
   promptLogprobs?: number;
   bestOf?: number;
+  grammar?: GrammarSpec;
 }
 
 /**
@@ -172,6 +178,7 @@ export function planGeneration(
       logitBias: logitBiasPairs(model, fields.logit_bias),
       ...(logprobs !== undefined && { logprobs }),
       ...(options.promptLogprobs !== undefined && { promptLogprobs: options.promptLogprobs }),
+      ...(options.grammar && { grammar: options.grammar }),
     },
   };
 }
@@ -224,37 +231,59 @@ export async function validateCompletion(context: ServingContext, body: Completi
     logprobs,
     stream: !!body.stream,
     includeUsage: !!body.stream_options?.include_usage,
+    output: {},
   };
 }
 
-/** Fields of OpenAI's chat API that a plain text decoder cannot honour: refused rather than ignored. */
+/** Fields of OpenAI's chat API that this server cannot honour: refused rather than ignored. */
 function refuseUnsupported(body: ChatCompletionRequest): void {
-  for (const field of ['tools', 'tool_choice', 'functions', 'function_call', 'audio'] as const) {
+  for (const field of ['functions', 'function_call', 'audio'] as const) {
     if (body[field] !== undefined && body[field] !== null) throw unsupported(field);
-  }
-  const format = body.response_format?.type;
-  if (format !== undefined && format !== 'text') {
-    throw invalidRequest(`response_format '${format}' is not supported by this server (yet); only 'text' is.`, 'response_format.type', 'unsupported_value');
   }
   if (body.top_logprobs !== null && body.top_logprobs !== undefined && !body.logprobs) {
     throw invalidRequest("'top_logprobs' requires 'logprobs' to be true.", 'top_logprobs', 'invalid_value');
   }
 }
 
-/** A message as the chat template sees it: text parts joined, `developer` as `system`. */
+/** Text parts joined into one string. */
+function contentText(content: string | { type: string; text?: string }[] | null | undefined, param: string): string {
+  if (content === null || content === undefined) return '';
+  if (typeof content === 'string') return content;
+  return content
+    .map((part, partIndex) => {
+      const partParam = `${param}[${partIndex}]`;
+      if (part.type !== 'text') throw unsupported(`${partParam}.type`, `Content of type '${part.type}'`);
+      if (typeof part.text !== 'string') throw invalidRequest(`Missing required parameter: '${partParam}.text'.`, `${partParam}.text`, 'missing_required_parameter');
+      return part.text;
+    })
+    .join('');
+}
+
+/** A call of an earlier assistant message, as templates read it: arguments as an object where they are JSON. */
+function templateToolCall(call: { id: string; function: { name: string; arguments: string } }): ChatToolCall {
+  let args: unknown = call.function.arguments;
+  try {
+    args = JSON.parse(call.function.arguments);
+  } catch {
+    // Kept as the text it is.
+  }
+  return { id: call.id, type: 'function', function: { name: call.function.name, arguments: args } };
+}
+
+/** A message as the chat template sees it: text parts joined, `developer` as `system`, tool calls with their arguments parsed. */
 function templateMessage(message: ChatRequestMessage, index: number): ChatMessage {
-  let content: string;
-  if (typeof message.content === 'string') {
-    content = message.content;
-  } else {
-    content = message.content
-      .map((part, partIndex) => {
-        const param = `messages[${index}].content[${partIndex}]`;
-        if (part.type !== 'text') throw unsupported(`${param}.type`, `Content of type '${part.type}'`);
-        if (typeof part.text !== 'string') throw invalidRequest(`Missing required parameter: '${param}.text'.`, `${param}.text`, 'missing_required_parameter');
-        return part.text;
-      })
-      .join('');
+  const content = contentText(message.content, `messages[${index}].content`);
+  if (message.role === 'tool') return { role: 'tool', content, tool_call_id: message.tool_call_id };
+  if (message.role === 'assistant') {
+    if (!content && !message.tool_calls?.length) {
+      throw invalidRequest(`Invalid value for 'messages[${index}].content': an assistant message needs content or tool_calls.`, `messages[${index}].content`, 'invalid_value');
+    }
+    return {
+      role: 'assistant',
+      content,
+      ...(message.name !== undefined && { name: message.name }),
+      ...(message.tool_calls?.length && { tool_calls: message.tool_calls.map(templateToolCall) }),
+    };
   }
   return {
     role: message.role === 'developer' ? 'system' : message.role,
@@ -274,11 +303,14 @@ export async function validateChat(context: ServingContext, body: ChatCompletion
   const fields = { ...body, stop: stopStrings(body.stop) };
   checkLimits(fields, limits, { value: requested, param: maxTokensParam });
   checkMessageCount(body.messages.length, limits);
-  const promptIds = await encodeChat(context, body.messages.map(templateMessage));
+  const messages = body.messages.map(templateMessage);
+  const output = await planOutput(context, body);
+  const promptIds = await encodeChat(context, messages, output.templateTools);
   const logprobs = body.logprobs ? (body.top_logprobs ?? 0) : undefined;
   const plan = planGeneration(context, [promptIds], fields, {
     budget: { requested, default: DEFAULT_MAX_TOKENS.chat, param: maxTokensParam, promptParam: 'messages' },
     ...(logprobs !== undefined && { logprobs }),
+    ...(output.grammar && { grammar: output.grammar }),
   });
-  return { ...plan, promptTexts: [], echo: false, logprobs, stream: !!body.stream, includeUsage: !!body.stream_options?.include_usage };
+  return { ...plan, promptTexts: [], echo: false, logprobs, stream: !!body.stream, includeUsage: !!body.stream_options?.include_usage, output };
 }

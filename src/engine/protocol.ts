@@ -1,3 +1,5 @@
+import type { GrammarSpec } from '../grammar/grammar-spec.js';
+import type { GrammarVocabulary } from '../grammar/vocabulary.js';
 import type { GraphLimits } from '../model/model.js';
 import type { Device } from '../model/session.js';
 
@@ -34,6 +36,8 @@ export interface PromptRequest {
   logprobs?: number;
   /** Report the prompt tokens' log-probabilities too (all but the first), with this many alternatives. */
   promptLogprobs?: number;
+  /** The output must follow this grammar (already checked by a GrammarProbe); a stop token ends it. */
+  grammar?: GrammarSpec;
 }
 
 /** One choice of a prompt: a sequence of its own. */
@@ -68,6 +72,8 @@ export interface WorkerConfig {
   /** From config.json, for shapes the graph leaves symbolic. */
   numKvHeads: number;
   headDim: number;
+  /** The tokenizer's vocabulary as the grammar engine reads it. */
+  grammarVocabulary: GrammarVocabulary;
 }
 
 export type ToWorker =

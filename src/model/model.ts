@@ -1,6 +1,7 @@
 import { basename } from 'node:path';
 import { ChatTemplate } from './chat-template.js';
 import { readModelConfig, type ModelConfig } from './config.js';
+import { detectToolCallFormat, type ToolCallFormat } from '../tool-calls/formats.js';
 import { ModelLoadError } from './errors.js';
 import { readModelFiles, type ModelFiles } from './files.js';
 import { TextTokenizer } from './tokenizer.js';
@@ -19,6 +20,8 @@ export interface LoadedModel {
   config: ModelConfig;
   tokenizer: TextTokenizer;
   chatTemplate: ChatTemplate;
+  /** How the model writes tool calls, from its chat template. */
+  toolCallFormat: ToolCallFormat;
   samplingDefaults: SamplingDefaults;
 }
 
@@ -68,12 +71,14 @@ export function fitToGraph(model: LoadedModel, graph: GraphLimits): { model: Loa
 export function loadModel(dir: string, options: LoadModelOptions = {}): LoadedModel {
   const files = readModelFiles(dir, options.modelFile);
   const tokenizer = new TextTokenizer(files);
+  const chatTemplate = new ChatTemplate(files.tokenizerConfig, tokenizer);
   return {
     id: options.servedModelName ?? basename(files.dir),
     files,
     config: readModelConfig(files),
     tokenizer,
-    chatTemplate: new ChatTemplate(files.tokenizerConfig, tokenizer),
+    chatTemplate,
+    toolCallFormat: detectToolCallFormat(chatTemplate),
     samplingDefaults: {
       temperature: samplingDefault(files.generationConfig, 'temperature', 2, 1),
       topP: samplingDefault(files.generationConfig, 'top_p', 1, 1),

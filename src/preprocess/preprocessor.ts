@@ -1,5 +1,7 @@
 import type { Worker } from 'node:worker_threads';
-import { ChatTemplateError, type ChatMessage } from '../model/chat-template.js';
+import type { GrammarSpec } from '../grammar/grammar-spec.js';
+import { GrammarError } from '../grammar/xgrammar.js';
+import { ChatTemplateError, type ChatMessage, type ChatTools } from '../model/chat-template.js';
 import { startWorker } from '../threads.js';
 import type { FromPreprocessWorker, PreprocessData, PreprocessResult, PreprocessTask, TooLong } from './protocol.js';
 
@@ -8,9 +10,18 @@ export interface PreprocessorOptions {
   renderLimitMs: number;
   /** The worker's heap; a template that builds more than this fails alone instead of the server. */
   heapLimitMb: number;
+  /**
+   * How long a grammar (a response_format schema, the tools' parameters) may take to compile before
+   * it is refused. The engine compiles it again at the same cost, holding up the running streams:
+   * this bounds that stall.
+   */
+  grammarLimitMs: number;
 }
 
-export const DEFAULT_PREPROCESSOR_OPTIONS: PreprocessorOptions = { renderLimitMs: 2000, heapLimitMb: 1024 };
+export const DEFAULT_PREPROCESSOR_OPTIONS: PreprocessorOptions = { renderLimitMs: 2000, heapLimitMb: 1024, grammarLimitMs: 2500 };
+
+/** Grammars that compiled, kept so that a schema sent again is not compiled again to check it. */
+const CHECKED_GRAMMARS = 256;
 
 const detach = (worker: Worker) => {
   for (const event of ['message', 'error', 'exit']) worker.removeAllListeners(event);
@@ -43,6 +54,7 @@ export class Preprocessor {
   private current: { id: number; item: Item; timer?: NodeJS.Timeout } | undefined;
   private nextId = 1;
   private closed = false;
+  private readonly checkedGrammars = new Set<string>();
 
   private constructor(
     private readonly data: PreprocessData,
@@ -86,15 +98,33 @@ export class Preprocessor {
     });
   }
 
-  /** Renders the conversation with the model's chat template and tokenizes it. */
-  chat(messages: readonly ChatMessage[], contextLength: number): Promise<ChatPrompt> {
+  /**
+   * Resolves when `spec` can be used by the engine; rejects with a GrammarError saying why not (its
+   * text is the grammar engine's, or that compiling took longer than `grammarLimitMs`).
+   */
+  async checkGrammar(spec: GrammarSpec): Promise<void> {
+    const key = JSON.stringify(spec);
+    if (this.checkedGrammars.has(key)) {
+      this.checkedGrammars.delete(key);
+      this.checkedGrammars.add(key);
+      return;
+    }
+    const result = await new Promise<PreprocessResult>((done) => this.enqueue({ items: [{ task: { kind: 'grammar', spec }, done }] }));
+    if ('grammarError' in result) throw new GrammarError(result.grammarError);
+    if ('error' in result) throw new Error(`checking the grammar failed: ${result.error}`);
+    this.checkedGrammars.add(key);
+    if (this.checkedGrammars.size > CHECKED_GRAMMARS) this.checkedGrammars.delete(this.checkedGrammars.values().next().value!);
+  }
+
+  /** Renders the conversation (and the tools it may call) with the model's chat template and tokenizes it. */
+  chat(messages: readonly ChatMessage[], contextLength: number, tools?: ChatTools): Promise<ChatPrompt> {
     return new Promise((resolve, reject) => {
       const done = (result: PreprocessResult) => {
         if ('templateError' in result) reject(new ChatTemplateError(result.templateError));
-        else if ('error' in result) reject(new Error(`tokenizing failed: ${result.error}`));
-        else resolve(result);
+        else if ('ids' in result || 'tooLong' in result) resolve(result);
+        else reject(new Error(`tokenizing failed: ${'error' in result ? result.error : 'no ids'}`));
       };
-      this.enqueue({ items: [{ task: { kind: 'chat', messages: [...messages], contextLength }, done }] });
+      this.enqueue({ items: [{ task: { kind: 'chat', messages: [...messages], ...(tools && { tools }), contextLength }, done }] });
     });
   }
 
@@ -135,6 +165,9 @@ export class Preprocessor {
     if (item.task.kind === 'chat') {
       const seconds = this.options.renderLimitMs / 1000;
       this.current.timer = setTimeout(() => this.replaceWorker(`it did not finish rendering within ${seconds} s`), this.options.renderLimitMs);
+    } else if (item.task.kind === 'grammar') {
+      const seconds = this.options.grammarLimitMs / 1000;
+      this.current.timer = setTimeout(() => this.replaceWorker(`its grammar did not compile within this server's limit of ${seconds} s`), this.options.grammarLimitMs);
     }
     this.worker.postMessage({ id, task: item.task });
   }
@@ -155,7 +188,8 @@ export class Preprocessor {
     this.current = undefined;
     if (current) {
       clearTimeout(current.timer);
-      current.item.done(current.item.task.kind === 'chat' ? { templateError: reason } : { error: reason });
+      const { kind } = current.item.task;
+      current.item.done(kind === 'chat' ? { templateError: reason } : kind === 'grammar' ? { grammarError: reason } : { error: reason });
     }
     const old = this.worker;
     this.worker = undefined;

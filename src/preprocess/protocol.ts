@@ -1,14 +1,18 @@
-import type { ChatMessage } from '../model/chat-template.js';
+import type { GrammarSpec } from '../grammar/grammar-spec.js';
+import type { GrammarVocabulary } from '../grammar/vocabulary.js';
+import type { ChatMessage, ChatTools } from '../model/chat-template.js';
 import type { ModelFiles } from '../model/files.js';
 
 /** Messages between the server (main thread) and the preprocessing worker, which turns prompts into token ids. */
 
-export type PreprocessData = Pick<ModelFiles, 'tokenizerJson' | 'tokenizerConfig'>;
+export type PreprocessData = Pick<ModelFiles, 'tokenizerJson' | 'tokenizerConfig'> & { grammarVocabulary: GrammarVocabulary };
 
 export type PreprocessTask =
   | { kind: 'encode'; text: string; addSpecialTokens: boolean }
   /** Renders the chat template, then tokenizes the text, unless it cannot fit `contextLength`. */
-  | { kind: 'chat'; messages: ChatMessage[]; contextLength: number };
+  | { kind: 'chat'; messages: ChatMessage[]; tools?: ChatTools; contextLength: number }
+  /** Builds and compiles a grammar in a throwaway grammar engine, to find out whether it can be used. */
+  | { kind: 'grammar'; spec: GrammarSpec };
 
 /** A rendered conversation too long for the context, found without tokenizing it. */
 export interface TooLong {
@@ -16,7 +20,13 @@ export interface TooLong {
   characters: number;
 }
 
-export type PreprocessResult = { ids: number[] } | { tooLong: TooLong } | { templateError: string } | { error: string };
+export type PreprocessResult =
+  | { ids: number[] }
+  | { tooLong: TooLong }
+  | { templateError: string }
+  | { grammarChecked: true }
+  | { grammarError: string }
+  | { error: string };
 
 export interface ToPreprocessWorker {
   id: number;

@@ -1,4 +1,5 @@
 import { parentPort } from 'node:worker_threads';
+import { GrammarError, GrammarProbe } from '../grammar/xgrammar.js';
 import { ChatTemplate, ChatTemplateError } from '../model/chat-template.js';
 import { TextTokenizer } from '../model/tokenizer.js';
 import { workerInput } from '../threads.js';
@@ -12,11 +13,22 @@ import type { FromPreprocessWorker, PreprocessData, PreprocessResult, Preprocess
 const port = parentPort!;
 const send = (message: FromPreprocessWorker) => port.postMessage(message);
 
-function run(id: number, task: PreprocessTask, tokenizer: TextTokenizer, template: ChatTemplate): PreprocessResult {
+async function checkGrammar(probe: GrammarProbe, task: Extract<PreprocessTask, { kind: 'grammar' }>): Promise<PreprocessResult> {
+  try {
+    await probe.check(task.spec);
+    return { grammarChecked: true };
+  } catch (err) {
+    if (err instanceof GrammarError) return { grammarError: err.message };
+    throw err;
+  }
+}
+
+async function run(id: number, task: PreprocessTask, tokenizer: TextTokenizer, template: ChatTemplate, probe: GrammarProbe): Promise<PreprocessResult> {
   if (task.kind === 'encode') return { ids: tokenizer.encode(task.text, task.addSpecialTokens) };
+  if (task.kind === 'grammar') return checkGrammar(probe, task);
   let text: string;
   try {
-    text = template.render(task.messages);
+    text = template.render(task.messages, task.tools);
   } catch (err) {
     if (err instanceof ChatTemplateError) return { templateError: err.message };
     throw err;
@@ -34,14 +46,13 @@ try {
   const files = workerInput<PreprocessData>();
   const tokenizer = new TextTokenizer(files);
   const template = new ChatTemplate(files.tokenizerConfig, tokenizer);
+  const probe = new GrammarProbe(files.grammarVocabulary);
+  // One task at a time: the client sends the next one when this one is done.
   port.on('message', ({ id, task }: ToPreprocessWorker) => {
-    let result: PreprocessResult;
-    try {
-      result = run(id, task, tokenizer, template);
-    } catch (err) {
-      result = { error: (err as Error).message };
-    }
-    send({ type: 'done', id, result });
+    run(id, task, tokenizer, template, probe).then(
+      (result) => send({ type: 'done', id, result }),
+      (err: unknown) => send({ type: 'done', id, result: { error: (err as Error).message } }),
+    );
   });
   send({ type: 'ready' });
 } catch (err) {

@@ -34,7 +34,7 @@ const FIELDS: Record<Endpoint, readonly string[]> = {
   [COMPLETIONS]: [...COMMON_FIELDS, 'prompt', 'best_of', 'echo', 'logprobs', 'suffix'],
   [CHAT]: [
     ...COMMON_FIELDS, 'messages', 'max_completion_tokens', 'logprobs', 'top_logprobs', 'response_format',
-    'tools', 'tool_choice', 'functions', 'function_call', 'audio',
+    'tools', 'tool_choice', 'parallel_tool_calls', 'functions', 'function_call', 'audio',
   ],
 };
 

@@ -1,3 +1,4 @@
+import { grammarVocabulary as buildGrammarVocabulary } from '../../src/grammar/vocabulary.js';
 import { readModelFiles } from '../../src/model/files.js';
 import { TextTokenizer } from '../../src/model/tokenizer.js';
 import { Preprocessor } from '../../src/preprocess/preprocessor.js';
@@ -9,7 +10,8 @@ describe('Preprocessor', () => {
   let preprocessor: Preprocessor;
 
   beforeAll(async () => {
-    preprocessor = await Preprocessor.start({ tokenizerJson: files.tokenizerJson, tokenizerConfig: files.tokenizerConfig });
+    const grammarVocabulary = buildGrammarVocabulary(files.tokenizerJson, 4096);
+    preprocessor = await Preprocessor.start({ tokenizerJson: files.tokenizerJson, tokenizerConfig: files.tokenizerConfig, grammarVocabulary });
   });
   afterAll(() => preprocessor.close());
 

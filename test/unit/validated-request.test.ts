@@ -1,3 +1,4 @@
+import { grammarVocabulary as buildGrammarVocabulary } from '../../src/grammar/vocabulary.js';
 import { defaultConfig } from '../../src/config.js';
 import type { Engine } from '../../src/engine/client/engine.js';
 import { loadModel } from '../../src/model/model.js';
@@ -18,7 +19,8 @@ let room = true;
 const engine = { hasRoomFor: () => room, newGroup: () => 41 } as unknown as Engine;
 
 beforeAll(async () => {
-  const preprocessor = await Preprocessor.start({ tokenizerJson: model.files.tokenizerJson, tokenizerConfig: model.files.tokenizerConfig });
+  const grammarVocabulary = buildGrammarVocabulary(model.files.tokenizerJson, model.config.vocabSize);
+  const preprocessor = await Preprocessor.start({ tokenizerJson: model.files.tokenizerJson, tokenizerConfig: model.files.tokenizerConfig, grammarVocabulary });
   context = {
     model,
     preprocessor,
@@ -103,8 +105,8 @@ describe('validateChat', () => {
   });
 
   it.each([
-    [{ tools: [] }, 'tools'],
-    [{ response_format: { type: 'json_object' } }, 'response_format.type'],
+    [{ tool_choice: 'required' }, 'tool_choice'],
+    [{ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'integer', minimum: 'zero' } } } }, 'response_format.json_schema.schema'],
     [{ top_logprobs: 2 }, 'top_logprobs'],
     [{ messages: [{ role: 'user', content: [{ type: 'image_url' }] }] }, 'messages[0].content[0].type'],
     [{ max_completion_tokens: 600 }, 'max_completion_tokens'],

@@ -2,6 +2,7 @@ import { BatchKvCache, KvBufferPool, type KvLayout } from './kv-cache.js';
 import type { DecoderRunner } from './decoder.js';
 import { tokenLogprob } from './logits.js';
 import type { Choice, EngineStats, PromptRequest, SequenceRequest, TokenLogprob, TokenUpdate } from '../protocol.js';
+import { logitsProcessors, type LogitsProcessor } from './logits-processors.js';
 import { Sequence } from './sequence.js';
 
 export interface BatcherOptions {
@@ -63,6 +64,12 @@ interface Cohort {
   done: number;
 }
 
+/** Readies the processors of the sequences that have asynchronous work before their next token. */
+async function prepare(sequences: readonly Sequence[]): Promise<void> {
+  const pending = sequences.filter((seq) => seq.needsPreparation && !seq.cancelled);
+  if (pending.length > 0) await Promise.all(pending.map((seq) => seq.prepare()));
+}
+
 const sequenceCount = (entries: readonly PromptEntry[]) => entries.reduce((sum, entry) => sum + entry.sequences.length, 0);
 
 /**
@@ -105,8 +112,12 @@ export class ContinuousBatcher {
     this.pool = new KvBufferPool(signature.kvType, options.maxKvTokens * elementsPerToken);
   }
 
-  /** Generates one sequence for each of `choices` from the prompt of `request`, which is prefilled once. */
-  submit(request: PromptRequest, choices: readonly Choice[]): void {
+  /**
+   * Generates one sequence for each of `choices` from the prompt of `request`, which is prefilled
+   * once. `constraints[i]`, when given, are processors of choice i's own that apply after those
+   * the request asks for (a grammar, say).
+   */
+  submit(request: PromptRequest, choices: readonly Choice[], constraints: readonly (readonly LogitsProcessor[])[] = []): void {
     const { promptIds } = request;
     const ids = choices.map((choice) => choice.id);
     if (choices.length === 0) return;
@@ -119,7 +130,11 @@ export class ContinuousBatcher {
       return;
     }
     if (!this.lastTurn.has(request.group)) this.lastTurn.set(request.group, ++this.turns);
-    this.waiting.push(new PromptEntry(choices.map((choice) => new Sequence({ ...request, ...choice }, this.options.contextLength))));
+    const sequence = (choice: Choice, index: number) => {
+      const sequenceRequest = { ...request, ...choice };
+      return new Sequence(sequenceRequest, this.options.contextLength, [...logitsProcessors(sequenceRequest), ...(constraints[index] ?? [])]);
+    };
+    this.waiting.push(new PromptEntry(choices.map(sequence)));
     this.wake();
   }
 
@@ -287,6 +302,7 @@ export class ContinuousBatcher {
     const updates: TokenUpdate[] = [];
     const joiningRows: number[] = [];
     const joining: Sequence[] = [];
+    await prepare(complete.flatMap((row) => cohort.rows[row]!.sequences));
     for (const row of complete) {
       const entry = cohort.rows[row]!;
       const live = entry.sequences.filter((seq) => !seq.cancelled);
@@ -329,6 +345,7 @@ export class ContinuousBatcher {
     const inputIds = BigInt64Array.from(this.active, (seq) => BigInt(seq.lastToken));
     const output = await this.runner.run({ inputIds, stepLength: 1, cache });
     cache.advance(output.kv, 1);
+    await prepare(this.active);
     const updates: TokenUpdate[] = [];
     this.active.forEach((seq, row) => {
       if (!seq.cancelled) updates.push(this.accept(seq, output.logits[row]!));

@@ -1,3 +1,4 @@
+import type { TokenMatcher } from '../../grammar/xgrammar.js';
 import type { SequenceRequest } from '../protocol.js';
 
 /**
@@ -5,6 +6,8 @@ import type { SequenceRequest } from '../protocol.js';
  * processor may keep state about its sequence (the tokens seen, a grammar's position, …).
  */
 export interface LogitsProcessor {
+  /** Work `apply` needs that cannot be done synchronously; awaited before each `apply` when present. */
+  prepare?(): Promise<void>;
   /** Changes the logits of the sequence's next token in place. */
   apply(logits: Float32Array): void;
   /** The token the sequence took. */
@@ -45,6 +48,44 @@ export class LogitBiasProcessor implements LogitsProcessor {
   }
 
   accept(): void {}
+}
+
+/**
+ * Constrained decoding: every token the grammar does not allow next gets −∞, so that whatever the
+ * sampler picks keeps the output inside the grammar. Applies last, after penalties and biases.
+ */
+export class GrammarProcessor implements LogitsProcessor {
+  private mask: Int32Array | undefined;
+
+  constructor(
+    private readonly matcher: TokenMatcher,
+    /** Allowed when the grammar allows nothing (it never should): the sequence then ends instead of sampling noise. */
+    private readonly stopTokenIds: readonly number[],
+  ) {}
+
+  async prepare(): Promise<void> {
+    this.mask = await this.matcher.nextTokenMask();
+  }
+
+  apply(logits: Float32Array): void {
+    const mask = this.mask;
+    if (!mask) throw new Error('GrammarProcessor.apply before prepare');
+    let allowed = 0;
+    for (let token = 0; token < logits.length; token++) {
+      if ((mask[token >>> 5]! >>> (token & 31)) & 1) allowed++;
+      else logits[token] = Number.NEGATIVE_INFINITY;
+    }
+    if (allowed === 0) for (const token of this.stopTokenIds) logits[token] = 0;
+  }
+
+  accept(tokenId: number): void {
+    this.mask = undefined;
+    this.matcher.accept(tokenId);
+  }
+
+  end(): void {
+    this.matcher.dispose();
+  }
 }
 
 /** The processors a request asks for, in the order they apply: penalties, then the bias. */

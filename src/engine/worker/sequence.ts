@@ -20,6 +20,8 @@ export class Sequence {
   finished = false;
   cancelled = false;
   private readonly rng: Rng;
+  /** Processors with asynchronous work before each token. */
+  private readonly preparing: readonly LogitsProcessor[];
 
   /** `processors` change the logits in order before each token is sampled; by default those `request` asks for. */
   constructor(
@@ -32,6 +34,17 @@ export class Sequence {
     this.length = promptIds.length;
     this.lastToken = promptIds[promptIds.length - 1]!;
     this.rng = request.seed === undefined ? Rng.random() : new Rng(request.seed, request.seedStream);
+    this.preparing = processors.filter((processor) => processor.prepare);
+  }
+
+  /** Whether `prepare` must be awaited before each `accept`. */
+  get needsPreparation(): boolean {
+    return this.preparing.length > 0;
+  }
+
+  /** Readies the processors for the next token (a grammar's mask of allowed tokens, say). */
+  async prepare(): Promise<void> {
+    for (const processor of this.preparing) await processor.prepare!();
   }
 
   /**

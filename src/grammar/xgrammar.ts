@@ -1,0 +1,248 @@
+import { readFileSync } from 'node:fs';
+import { createRequire, Module } from 'node:module';
+import type { CompiledGrammar, GrammarCompiler, GrammarMatcher } from '@mlc-ai/web-xgrammar';
+import type { GrammarSpec } from './grammar-spec.js';
+import type { GrammarVocabulary } from './vocabulary.js';
+
+/**
+ * The one module that knows the grammar engine, xgrammar compiled to WebAssembly
+ * (@mlc-ai/web-xgrammar). Everything else sees GrammarSpec, compiled grammars and TokenMatcher, so
+ * another engine can take its place here.
+ *
+ * What this build needs handled, all seen with 0.1.27:
+ * - Its bundle is UMD in a `"type": "module"` package, so it is loaded as CommonJS; each load is an
+ *   independent WebAssembly instance.
+ * - Bad input ends in a WebAssembly abort(), after which the instance is unusable (and after some
+ *   dozens of them, hangs): user grammars are tried in a GrammarProbe first, whose instance is
+ *   thrown away after any failure, and never reach the engine's instance unchecked.
+ * - Its own compile cache misbehaves after aborts: it is off, and compiled grammars are kept in an
+ *   LRU here.
+ */
+
+type XGrammar = typeof import('@mlc-ai/web-xgrammar');
+
+interface Instance {
+  xgrammar: XGrammar;
+  /** What the engine wrote on stderr since the last call to `takeMessages` (its `[FATAL] …` lines). */
+  takeMessages(): string;
+}
+
+const require = createRequire(import.meta.url);
+const BUNDLE = require.resolve('@mlc-ai/web-xgrammar');
+/** The place in the bundle that creates the WebAssembly module, given an output channel of ours. */
+const MODULE_CREATION = 'binding = await Module();';
+
+let bundleSource: string | undefined;
+
+function loadInstance(): Instance {
+  bundleSource ??= readFileSync(BUNDLE, 'utf8');
+  if (!bundleSource.includes(MODULE_CREATION)) throw new Error(`${BUNDLE}: not the build of @mlc-ai/web-xgrammar this server was written for`);
+  let messages: string[] = [];
+  const hooks = {
+    print: () => {},
+    printErr: (line: string) => {
+      if (messages.length < 20) messages.push(line);
+    },
+  };
+  const source = bundleSource.replace(MODULE_CREATION, 'binding = await Module(globalThis.__ortserveXGrammarHooks);');
+  const loaded = new Module(BUNDLE) as Module & { _compile(source: string, filename: string): void };
+  loaded.filename = BUNDLE;
+  loaded.paths = (Module as unknown as { _nodeModulePaths(path: string): string[] })._nodeModulePaths(BUNDLE);
+  const global = globalThis as { __ortserveXGrammarHooks?: unknown };
+  global.__ortserveXGrammarHooks = hooks;
+  loaded._compile(source, BUNDLE);
+  return {
+    xgrammar: loaded.exports as XGrammar,
+    takeMessages: () => {
+      const text = messages
+        .map((line) => line.replace(/^\[[^\]]*\]\s*/, '').replace(/^.*?\.cc:\d+:\s*/, ''))
+        .join(' ')
+        .replace(/\s*Aborted\(\)\s*$/, '')
+        .trim();
+      messages = [];
+      return text;
+    },
+  };
+}
+
+/** The grammar engine refused a grammar: a bad schema, say. */
+export class GrammarError extends Error {
+  override readonly name = 'GrammarError';
+}
+
+/** Runs `work` on an instance; an abort becomes a GrammarError with what the engine printed. */
+async function guarded<T>(instance: Instance, work: () => Promise<T>): Promise<T> {
+  instance.takeMessages();
+  try {
+    return await work();
+  } catch (err) {
+    const detail = instance.takeMessages() || (err as Error).message.replace(/^Aborted\(\)$/, 'the grammar engine stopped without saying why');
+    throw new GrammarError(detail);
+  }
+}
+
+/**
+ * JSON is written compactly, as `JSON.stringify` would with `, ` and `: ` between items: a grammar
+ * that allows any whitespace lets a weak model write spaces until it runs out of tokens.
+ */
+const COMPACT: [anyWhitespace: boolean, indent: number, separators: [string, string]] = [false, -1, [', ', ': ']];
+
+/** The EBNF of a JSON schema, written compactly. */
+async function schemaEbnf(xgrammar: XGrammar, schema: unknown): Promise<string> {
+  const grammar = await xgrammar.Grammar.fromJSONSchema(JSON.stringify(schema), ...COMPACT);
+  const text = grammar.toString();
+  grammar.dispose();
+  return text;
+}
+
+/** A structural tag whose JSON schema parts are replaced by their compact EBNF (structural tags have no whitespace setting of their own). */
+async function compactStructuralTag(xgrammar: XGrammar, tag: string): Promise<string> {
+  const resolve = async (node: unknown): Promise<unknown> => {
+    if (Array.isArray(node)) return Promise.all(node.map(resolve));
+    if (typeof node !== 'object' || node === null) return node;
+    const record = node as Record<string, unknown>;
+    if (record.type === 'json_schema' && 'json_schema' in record) return { type: 'grammar', grammar: await schemaEbnf(xgrammar, record.json_schema) };
+    const entries = await Promise.all(Object.entries(record).map(async ([key, value]) => [key, await resolve(value)] as const));
+    return Object.fromEntries(entries);
+  };
+  return JSON.stringify(await resolve(JSON.parse(tag)));
+}
+
+async function compileSpec(xgrammar: XGrammar, compiler: GrammarCompiler, spec: GrammarSpec): Promise<CompiledGrammar> {
+  if (spec.kind === 'json_schema') return compiler.compileJSONSchema(spec.schema, ...COMPACT);
+  return compiler.compileStructuralTag(await compactStructuralTag(xgrammar, spec.tag));
+}
+
+async function buildSpec(xgrammar: XGrammar, spec: GrammarSpec) {
+  if (spec.kind === 'json_schema') return xgrammar.Grammar.fromJSONSchema(spec.schema, ...COMPACT);
+  return xgrammar.Grammar.fromStructuralTag(await compactStructuralTag(xgrammar, spec.tag));
+}
+
+/** A compiled grammar's state for one sequence: which tokens may come next. */
+export interface TokenMatcher {
+  /** Bit j of word j>>5 is set when token j may come next. */
+  nextTokenMask(): Promise<Int32Array>;
+  /** The sequence took `tokenId`; false when the grammar does not allow it. */
+  accept(tokenId: number): boolean;
+  /** The grammar has ended (a stop token was accepted). */
+  isTerminated(): boolean;
+  dispose(): void;
+}
+
+class XGrammarMatcher implements TokenMatcher {
+  constructor(private readonly matcher: GrammarMatcher) {}
+  nextTokenMask(): Promise<Int32Array> {
+    return this.matcher.getNextTokenBitmask();
+  }
+  accept(tokenId: number): boolean {
+    return this.matcher.acceptToken(tokenId);
+  }
+  isTerminated(): boolean {
+    return this.matcher.isTerminated();
+  }
+  dispose(): void {
+    this.matcher.dispose();
+  }
+}
+
+export interface GrammarCacheOptions {
+  /** Compiled grammars kept for reuse. */
+  capacity: number;
+}
+
+/**
+ * The engine thread's grammars: compiles specs for the model's vocabulary (keeping the latest in
+ * an LRU) and makes a matcher per sequence. Specs must have passed a GrammarProbe.
+ */
+export class GrammarEngine {
+  private instance!: Instance;
+  private compiler!: GrammarCompiler;
+  private readonly compiled = new Map<string, CompiledGrammar>();
+
+  private constructor(
+    private readonly vocabulary: GrammarVocabulary,
+    private readonly options: GrammarCacheOptions,
+  ) {}
+
+  static async start(vocabulary: GrammarVocabulary, options: GrammarCacheOptions = { capacity: 64 }): Promise<GrammarEngine> {
+    const engine = new GrammarEngine(vocabulary, options);
+    await engine.reload();
+    return engine;
+  }
+
+  /** A matcher for each of `count` sequences under `spec`; `stopTokenIds` end the grammar. */
+  async matchers(spec: GrammarSpec, stopTokenIds: readonly number[], count: number): Promise<TokenMatcher[]> {
+    const compiled = await this.compile(spec);
+    const matchers: TokenMatcher[] = [];
+    for (let i = 0; i < count; i++) {
+      matchers.push(new XGrammarMatcher(await this.instance.xgrammar.GrammarMatcher.createGrammarMatcher(compiled, [...stopTokenIds])));
+    }
+    return matchers;
+  }
+
+  private async compile(spec: GrammarSpec): Promise<CompiledGrammar> {
+    const key = JSON.stringify(spec);
+    const cached = this.compiled.get(key);
+    if (cached) {
+      this.compiled.delete(key);
+      this.compiled.set(key, cached);
+      return cached;
+    }
+    let compiled: CompiledGrammar;
+    try {
+      compiled = await guarded(this.instance, () => compileSpec(this.instance.xgrammar, this.compiler, spec));
+    } catch (err) {
+      // An instance that aborted cannot be trusted with the next grammar.
+      await this.reload();
+      throw err;
+    }
+    this.compiled.set(key, compiled);
+    if (this.compiled.size > this.options.capacity) {
+      const [oldest, grammar] = this.compiled.entries().next().value as [string, CompiledGrammar];
+      this.compiled.delete(oldest);
+      grammar.dispose();
+    }
+    return compiled;
+  }
+
+  private async reload(): Promise<void> {
+    this.compiled.clear();
+    this.instance = loadInstance();
+    this.compiler = await createCompiler(this.instance, this.vocabulary);
+  }
+}
+
+async function createCompiler(instance: Instance, vocabulary: GrammarVocabulary): Promise<GrammarCompiler> {
+  const { TokenizerInfo, GrammarCompiler } = instance.xgrammar;
+  const info = await TokenizerInfo.createTokenizerInfo(vocabulary.tokens, vocabulary.kind, vocabulary.prependsSpace, vocabulary.tokens.length);
+  return GrammarCompiler.createGrammarCompiler(info, false);
+}
+
+/**
+ * Tries user grammars before the engine sees them: builds each one, then compiles it for the
+ * model's vocabulary, in an instance of its own that is replaced after any failure. Slow to compile
+ * means slow here too, so the caller can bound the time (by running the probe in a worker it can stop).
+ */
+export class GrammarProbe {
+  private instance: Instance | undefined;
+  private compiler: GrammarCompiler | undefined;
+
+  constructor(private readonly vocabulary: GrammarVocabulary) {}
+
+  /** Resolves when `spec` compiles; rejects with a GrammarError saying why not. */
+  async check(spec: GrammarSpec): Promise<void> {
+    try {
+      // Building the grammar alone finds most errors without the cost of the vocabulary.
+      const instance = (this.instance ??= loadInstance());
+      const grammar = await guarded(instance, () => buildSpec(instance.xgrammar, spec));
+      grammar.dispose();
+      const compiler = (this.compiler ??= await createCompiler(instance, this.vocabulary));
+      const compiled = await guarded(instance, () => compileSpec(instance.xgrammar, compiler, spec));
+      compiled.dispose();
+    } catch (err) {
+      this.instance = undefined;
+      this.compiler = undefined;
+      throw err instanceof GrammarError ? err : new GrammarError((err as Error).message);
+    }
+  }
+}
