@@ -87,12 +87,19 @@ async function guarded<T>(instance: Instance, work: () => Promise<T>): Promise<T
  */
 const COMPACT: [anyWhitespace: boolean, indent: number, separators: [string, string]] = [false, -1, [', ', ': ']];
 
+/**
+ * Strings with a length bound come out of this build as `[^"\\\r\n]` repeated, which lets control
+ * characters through (invalid JSON): they are held to the characters JSON strings allow unescaped.
+ */
+const BOUNDED_STRING_CHARACTER = '[^\\"\\\\\\r\\n]';
+const JSON_STRING_CHARACTER = '[^\\0-\\x1f\\"\\\\\\r\\n]';
+
 /** The EBNF of a JSON schema, written compactly. */
-async function schemaEbnf(xgrammar: XGrammar, schema: unknown): Promise<string> {
-  const grammar = await xgrammar.Grammar.fromJSONSchema(JSON.stringify(schema), ...COMPACT);
+async function schemaEbnf(xgrammar: XGrammar, schema: string): Promise<string> {
+  const grammar = await xgrammar.Grammar.fromJSONSchema(schema, ...COMPACT);
   const text = grammar.toString();
   grammar.dispose();
-  return text;
+  return text.replaceAll(BOUNDED_STRING_CHARACTER, JSON_STRING_CHARACTER);
 }
 
 /** A structural tag whose JSON schema parts are replaced by their compact EBNF (structural tags have no whitespace setting of their own). */
@@ -101,7 +108,7 @@ async function compactStructuralTag(xgrammar: XGrammar, tag: string): Promise<st
     if (Array.isArray(node)) return Promise.all(node.map(resolve));
     if (typeof node !== 'object' || node === null) return node;
     const record = node as Record<string, unknown>;
-    if (record.type === 'json_schema' && 'json_schema' in record) return { type: 'grammar', grammar: await schemaEbnf(xgrammar, record.json_schema) };
+    if (record.type === 'json_schema' && 'json_schema' in record) return { type: 'grammar', grammar: await schemaEbnf(xgrammar, JSON.stringify(record.json_schema)) };
     const entries = await Promise.all(Object.entries(record).map(async ([key, value]) => [key, await resolve(value)] as const));
     return Object.fromEntries(entries);
   };
@@ -109,12 +116,12 @@ async function compactStructuralTag(xgrammar: XGrammar, tag: string): Promise<st
 }
 
 async function compileSpec(xgrammar: XGrammar, compiler: GrammarCompiler, spec: GrammarSpec): Promise<CompiledGrammar> {
-  if (spec.kind === 'json_schema') return compiler.compileJSONSchema(spec.schema, ...COMPACT);
+  if (spec.kind === 'json_schema') return compiler.compileGrammar(await schemaEbnf(xgrammar, spec.schema));
   return compiler.compileStructuralTag(await compactStructuralTag(xgrammar, spec.tag));
 }
 
 async function buildSpec(xgrammar: XGrammar, spec: GrammarSpec) {
-  if (spec.kind === 'json_schema') return xgrammar.Grammar.fromJSONSchema(spec.schema, ...COMPACT);
+  if (spec.kind === 'json_schema') return xgrammar.Grammar.fromEBNF(await schemaEbnf(xgrammar, spec.schema));
   return xgrammar.Grammar.fromStructuralTag(await compactStructuralTag(xgrammar, spec.tag));
 }
 
