@@ -11,9 +11,9 @@ const target = 'test/fixtures/models/tiny-llama-tools';
 const template = [
   "{%- if tools %}",
   "{{- '<|system|>\\n' }}{%- if messages[0]['role'] == 'system' %}{{- messages[0]['content'] + '\\n\\n' }}{%- endif %}",
-  "{{- '# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\nYou are provided with function signatures within <tools></tools> XML tags:\\n<tools>' }}",
+  "{{- '# Tools\\n<tools>' }}",
   "{%- for tool in tools %}{{- '\\n' }}{{- tool | tojson }}{%- endfor %}",
-  "{{- '\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\\n</tool_call>' + eos_token + '\\n' }}",
+  "{{- '\\n</tools>\\nCall as <tool_call>\\n{\"name\": ..., \"arguments\": ...}\\n</tool_call>' + eos_token + '\\n' }}",
   "{%- elif messages[0]['role'] == 'system' %}{{- '<|system|>\\n' + messages[0]['content'] + eos_token + '\\n' }}",
   "{%- endif %}",
   "{%- for message in messages %}",
