@@ -76,7 +76,9 @@ async function guarded<T>(instance: Instance, work: () => Promise<T>): Promise<T
   try {
     return await work();
   } catch (err) {
-    const detail = instance.takeMessages() || (err as Error).message.replace(/^Aborted\(\)$/, 'the grammar engine stopped without saying why');
+    // WebAssembly exceptions arrive as bare numbers, aborts as RuntimeError('Aborted()'): neither says much.
+    const message = err instanceof Error ? err.message : '';
+    const detail = instance.takeMessages() || (message && message !== 'Aborted()' ? message : 'the grammar engine refused it without saying why');
     throw new GrammarError(detail);
   }
 }

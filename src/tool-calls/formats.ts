@@ -119,12 +119,10 @@ const mistral: ToolCallFormat = {
   callsGrammar(functions, parallel) {
     const tags = callTags(functions, (name) => `{"name": ${jsonString(name)}, "arguments": `, '}');
     return structuralTagGrammar({
-      type: 'sequence',
-      elements: [
-        { type: 'const_string', value: '[' },
-        { type: 'tags_with_separator', tags, separator: ', ', at_least_one: true, stop_after_first: !parallel },
-        { type: 'const_string', value: ']' },
-      ],
+      type: 'tag',
+      begin: '[',
+      content: { type: 'tags_with_separator', tags, separator: ', ', at_least_one: true, stop_after_first: !parallel },
+      end: ']',
     });
   },
   autoGrammar: () => undefined,

@@ -53,8 +53,8 @@ export class ToolCallParser {
    */
   end(dropUnfinished = false): ParsedPiece[] {
     const pieces: ParsedPiece[] = [];
-    if (this.inCall && !(dropUnfinished && this.calls > 0)) this.take(this.buffer, pieces);
-    else this.content(this.buffer, pieces);
+    if (!this.inCall) this.content(this.buffer, pieces);
+    else if (!(dropUnfinished && this.calls > 0)) this.take(this.buffer, pieces);
     this.buffer = '';
     this.inCall = false;
     if (this.calls === 0 && this.pendingSpace) pieces.push({ content: this.pendingSpace });

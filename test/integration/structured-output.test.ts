@@ -84,7 +84,6 @@ describe.each(MODELS)('response_format on %s', (name) => {
     expect(() => JSON.parse(reply.body.choices[0].message.content)).toThrow();
   });
 });
-});
 
 describe('broken schemas', () => {
   let server: RunningServer;

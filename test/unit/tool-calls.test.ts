@@ -1,0 +1,111 @@
+import { readFileSync } from 'node:fs';
+import { grammarVocabulary } from '../../src/grammar/vocabulary.js';
+import { GrammarProbe } from '../../src/grammar/xgrammar.js';
+import { detectToolCallFormat, TOOL_CALL_FORMATS } from '../../src/tool-calls/formats.js';
+import { parseToolCalls, ToolCallParser, type ParsedPiece } from '../../src/tool-calls/tool-call-parser.js';
+import { fixture } from '../helpers/server.js';
+
+const { hermes, llama3_json: llama3, mistral } = TOOL_CALL_FORMATS;
+const names = new Set(['get_weather']);
+
+describe('detecting the tool-call convention from a chat template', () => {
+  it.each([
+    ['a template without tools: the fallback prompt, Hermes', '{% for m in messages %}{{ m.content }}{% endfor %}', false, 'hermes'],
+    ['Hermes / Qwen', '{% if tools %}<tools>{{ tools }}</tools>{% endif %}<tool_call>', true, 'hermes'],
+    ['Llama 3.x', '<|start_header_id|>{% if tools %}{{ tools }}{% endif %}<|python_tag|>', true, 'llama3_json'],
+    ['Mistral', '{% if tools %}[AVAILABLE_TOOLS]{{ tools }}{% endif %}[TOOL_CALLS]', true, 'mistral'],
+  ])('%s', (_, source, supportsTools, expected) => {
+    expect(detectToolCallFormat({ source, supportsTools }).name).toBe(expected);
+  });
+});
+
+describe('reading calls out of a reply', () => {
+  it('Hermes: blocks of JSON in <tool_call> tags, arguments as compact JSON text', () => {
+    const text = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call>';
+    expect(parseToolCalls(hermes, names, text)).toEqual({
+      content: null,
+      calls: [
+        { name: 'get_weather', arguments: '{"city":"Paris"}' },
+        { name: 'get_weather', arguments: '{"city":"Rome"}' },
+      ],
+    });
+  });
+
+  it('Llama 3: one JSON object, or several joined by "; ", maybe after <|python_tag|>', () => {
+    expect(parseToolCalls(llama3, names, '{"name": "get_weather", "parameters": {"city": "Oslo"}}').calls).toEqual([{ name: 'get_weather', arguments: '{"city":"Oslo"}' }]);
+    expect(parseToolCalls(llama3, names, '<|python_tag|>{"name": "get_weather", "parameters": {"city": "A"}}; {"name": "get_weather", "parameters": {"city": "B"}}').calls).toHaveLength(2);
+  });
+
+  it('Mistral: a list after [TOOL_CALLS], or the bare list when the special token is left out of the text', () => {
+    const list = '[{"name": "get_weather", "arguments": {"city": "Lyon"}}]';
+    expect(parseToolCalls(mistral, names, `[TOOL_CALLS]${list}`).calls).toEqual([{ name: 'get_weather', arguments: '{"city":"Lyon"}' }]);
+    expect(parseToolCalls(mistral, names, list).calls).toHaveLength(1);
+  });
+
+  it('text that is not a well-formed call, or calls an unknown function, stays text', () => {
+    expect(parseToolCalls(hermes, names, 'Hello <tool_call>{"name": "get_weather"')).toEqual({ content: 'Hello <tool_call>{"name": "get_weather"', calls: [] });
+    const unknown = '<tool_call>{"name": "launch", "arguments": {}}</tool_call>';
+    expect(parseToolCalls(hermes, names, unknown)).toEqual({ content: unknown, calls: [] });
+    expect(parseToolCalls(hermes, names, 'just text')).toEqual({ content: 'just text', calls: [] });
+  });
+
+  it('a call cut off by the token limit can be dropped instead of sent as text', () => {
+    const text = '<tool_call>\n{"name": "get_weather", "arguments": {}}\n</tool_call>\n<tool_call>\n{"name": "get_w';
+    expect(parseToolCalls(hermes, names, text, true)).toEqual({ content: null, calls: [{ name: 'get_weather', arguments: '{}' }] });
+  });
+});
+
+describe('ToolCallParser on a stream', () => {
+  const run = (pieces: string[]) => {
+    const parser = new ToolCallParser(hermes, names);
+    const out: ParsedPiece[][] = pieces.map((piece) => parser.push(piece));
+    out.push(parser.end());
+    return out;
+  };
+
+  it('lets text through, holds back what may start a call, and sends a call when its end tag arrives', () => {
+    const out = run(['Sure', ' <tool', '_call>\n{"name": "get_weather", ', '"arguments": {}}\n</tool_call>', ' done']);
+    expect(out).toEqual([
+      [{ content: 'Sure' }],
+      [],
+      [],
+      [{ call: { name: 'get_weather', arguments: '{}' } }],
+      [{ content: ' done' }],
+      [],
+    ]);
+  });
+
+  it('lets held-back text go when it turns out not to be a call', () => {
+    expect(run(['a <to', 'y> b'])).toEqual([[{ content: 'a ' }], [{ content: '<toy> b' }], []]);
+  });
+});
+
+describe('tool-call grammars compile for a real vocabulary', () => {
+  const tokenizerJson = JSON.parse(readFileSync(fixture('models/tiny-llama/tokenizer.json'), 'utf8')) as Record<string, unknown>;
+  const probe = new GrammarProbe(grammarVocabulary(tokenizerJson, 2304));
+  const functions = [{ name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } }, { name: 'ping' }];
+
+  it.each(Object.values(TOOL_CALL_FORMATS))('$name: calls, parallel or not, and calls within free text', async (format) => {
+    await expect(probe.check(format.callsGrammar(functions, true))).resolves.toBeUndefined();
+    await expect(probe.check(format.callsGrammar(functions, false))).resolves.toBeUndefined();
+    const auto = format.autoGrammar(functions, true);
+    if (auto) await expect(probe.check(auto)).resolves.toBeUndefined();
+  });
+});
+
+describe('the grammar vocabulary of a tokenizer.json', () => {
+  it('GPT-2: byte-level, special tokens empty', () => {
+    const json = JSON.parse(readFileSync(fixture('models/tiny-gpt2/tokenizer.json'), 'utf8')) as Record<string, unknown>;
+    const vocabulary = grammarVocabulary(json, 50257);
+    expect(vocabulary).toMatchObject({ kind: 'byte_level', prependsSpace: false });
+    expect(vocabulary.tokens[50256]).toBe('');
+    expect(vocabulary.tokens[464]).toBe('The');
+  });
+
+  it('Llama (SentencePiece): byte fallback, a space put before the text, <s> and </s> empty', () => {
+    const json = JSON.parse(readFileSync(fixture('models/tiny-llama/tokenizer.json'), 'utf8')) as Record<string, unknown>;
+    const vocabulary = grammarVocabulary(json, 2304);
+    expect(vocabulary).toMatchObject({ kind: 'byte_fallback', prependsSpace: true });
+    expect(vocabulary.tokens.slice(0, 4)).toEqual(['', '', '', '<0x00>']);
+  });
+});
