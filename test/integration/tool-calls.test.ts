@@ -121,6 +121,7 @@ describe('tool calls and structured output with the openai client', () => {
             type: 'function',
             function: {
               name: 'get_weather',
+              description: 'The weather in a city',
               parameters: WEATHER_PARAMETERS,
               parse: JSON.parse,
               function: (args: unknown) => {
