@@ -275,7 +275,7 @@ function templateMessage(message: ChatRequestMessage, index: number): ChatMessag
   const content = contentText(message.content, `messages[${index}].content`);
   if (message.role === 'tool') return { role: 'tool', content, tool_call_id: message.tool_call_id };
   if (message.role === 'assistant') {
-    if (!content && !message.tool_calls?.length) {
+    if ((message.content === null || message.content === undefined) && !message.tool_calls?.length) {
       throw invalidRequest(`Invalid value for 'messages[${index}].content': an assistant message needs content or tool_calls.`, `messages[${index}].content`, 'invalid_value');
     }
     return {

@@ -254,4 +254,15 @@ export class GrammarProbe {
       throw err instanceof GrammarError ? err : new GrammarError((err as Error).message);
     }
   }
+
+  /** Whether the grammar of `spec` allows `text` as a whole output (what it enforces, found by trying). */
+  async accepts(spec: GrammarSpec, text: string): Promise<boolean> {
+    const instance = (this.instance ??= loadInstance());
+    const grammar = await guarded(instance, () => buildSpec(instance.xgrammar, spec));
+    try {
+      return await instance.xgrammar.Testings.isGrammarAcceptString(grammar, text);
+    } finally {
+      grammar.dispose();
+    }
+  }
 }

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { advanceUtf8, tokenBytes, UTF8_START } from '../../src/grammar/token-bytes.js';
 import { grammarVocabulary } from '../../src/grammar/vocabulary.js';
 import { GrammarProbe } from '../../src/grammar/xgrammar.js';
 import { detectToolCallFormat, TOOL_CALL_FORMATS } from '../../src/tool-calls/formats.js';
@@ -107,5 +108,36 @@ describe('the grammar vocabulary of a tokenizer.json', () => {
     const vocabulary = grammarVocabulary(json, 2304);
     expect(vocabulary).toMatchObject({ kind: 'byte_fallback', prependsSpace: true });
     expect(vocabulary.tokens.slice(0, 4)).toEqual(['', '', '', '<0x00>']);
+  });
+});
+
+describe('well-formed UTF-8 under a grammar', () => {
+  const step = (bytes: number[], state = UTF8_START) => advanceUtf8(state, Uint8Array.from(bytes));
+
+  it('takes whole and split characters of every length', () => {
+    expect(step([0x61, 0xc3, 0xa9])).toEqual(UTF8_START);
+    const lead = step([0xf0]);
+    expect(lead).toMatchObject({ needed: 3, low: 0x90 });
+    expect(step([0x9f, 0x98, 0x80], lead)).toEqual(UTF8_START);
+  });
+
+  it.each([
+    ['C0 (never in UTF-8)', [0xc0]],
+    ['F5 (past U+10FFFF)', [0xf5]],
+    ['an overlong E0 80', [0xe0, 0x80]],
+    ['a surrogate ED A0', [0xed, 0xa0]],
+    ['an overlong F0 80', [0xf0, 0x80]],
+    ['F4 90 (past U+10FFFF)', [0xf4, 0x90]],
+    ['a lone continuation byte', [0x80]],
+    ['a lead byte and then ASCII', [0xc3, 0x41]],
+  ])('refuses %s', (_, bytes) => {
+    expect(step(bytes)).toBeUndefined();
+  });
+
+  it('knows the bytes of byte-level and byte-fallback tokens', () => {
+    const gpt2 = tokenBytes({ tokens: ['Ã©', 'Ġa', ''], kind: 'byte_level', prependsSpace: false });
+    expect(gpt2).toEqual([Uint8Array.of(0xc3, 0xa9), undefined, undefined]);
+    const llama = tokenBytes({ tokens: ['<0xE2>', '▁é', 'ab'], kind: 'byte_fallback', prependsSpace: true });
+    expect(llama).toEqual([Uint8Array.of(0xe2), Uint8Array.of(0x20, 0xc3, 0xa9), undefined]);
   });
 });

@@ -1,3 +1,4 @@
+import { advanceUtf8, UTF8_START, type TokenBytes, type Utf8State } from '../../grammar/token-bytes.js';
 import type { TokenMatcher } from '../../grammar/xgrammar.js';
 import type { SequenceRequest } from '../protocol.js';
 
@@ -85,6 +86,32 @@ export class GrammarProcessor implements LogitsProcessor {
 
   end(): void {
     this.matcher.dispose();
+  }
+}
+
+/**
+ * Keeps constrained output well-formed UTF-8. The grammar engine lets through byte tokens that no
+ * UTF-8 text has (0xC0, 0xF5, an overlong or surrogate sequence), which the detokenizer turns into
+ * U+FFFD, one per byte: a string could then break its own maxLength. Applies after the grammar, to
+ * the tokens it allowed that carry bytes past ASCII.
+ */
+export class Utf8Processor implements LogitsProcessor {
+  private state: Utf8State = UTF8_START;
+
+  constructor(private readonly bytes: TokenBytes) {}
+
+  apply(logits: Float32Array): void {
+    const { bytes, state } = this;
+    for (let token = 0; token < logits.length; token++) {
+      if (logits[token] === Number.NEGATIVE_INFINITY) continue;
+      const tokenBytes = bytes[token];
+      if (tokenBytes === undefined && state.needed === 0) continue;
+      if (!advanceUtf8(state, tokenBytes)) logits[token] = Number.NEGATIVE_INFINITY;
+    }
+  }
+
+  accept(tokenId: number): void {
+    this.state = advanceUtf8(this.state, this.bytes[tokenId]) ?? UTF8_START;
   }
 }
 

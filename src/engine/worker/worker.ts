@@ -4,7 +4,8 @@ import { createDecoderSession, readDecoderSignature } from '../../model/session.
 import { GrammarEngine } from '../../grammar/xgrammar.js';
 import { ContinuousBatcher } from './batcher.js';
 import { DecoderRunner } from './decoder.js';
-import { GrammarProcessor } from './logits-processors.js';
+import { tokenBytes } from '../../grammar/token-bytes.js';
+import { GrammarProcessor, Utf8Processor } from './logits-processors.js';
 import type { Choice, FromWorker, PromptRequest, ToWorker, WorkerConfig } from '../protocol.js';
 
 /** The engine thread: owns the ONNX session, so that forward passes never block the HTTP server. */
@@ -29,6 +30,7 @@ try {
     },
   );
   const grammars = await GrammarEngine.start(config.grammarVocabulary);
+  const bytes = tokenBytes(config.grammarVocabulary);
   /**
    * A constrained request gets its grammar compiled (or taken from the cache) and a matcher per
    * choice. Compiling blocks this thread, and so the running streams, for as long as it takes: the
@@ -43,7 +45,7 @@ try {
     } catch (err) {
       return send({ type: 'error', ids: choices.map((choice) => choice.id), message: `the grammar did not compile: ${(err as Error).message}` });
     }
-    batcher.submit(request, choices, matchers.map((matcher) => [new GrammarProcessor(matcher, request.stopTokenIds)]));
+    batcher.submit(request, choices, matchers.map((matcher) => [new GrammarProcessor(matcher, request.stopTokenIds), new Utf8Processor(bytes)]));
   };
   // Messages are handled in order, so that a cancel never overtakes the submit it cancels.
   let handled: Promise<unknown> = Promise.resolve();
