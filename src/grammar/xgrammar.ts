@@ -15,8 +15,7 @@ import type { GrammarVocabulary } from './vocabulary.js';
  * - Bad input ends in a WebAssembly abort(), after which the instance is unusable (and after some
  *   dozens of them, hangs): user grammars are tried in a GrammarProbe first, whose instance is
  *   thrown away after any failure, and never reach the engine's instance unchecked.
- * - Its own compile cache misbehaves after aborts: it is off, and compiled grammars are kept in an
- *   LRU here.
+ * - Its own compile cache misbehaves after aborts: it is off; the engine keeps its own.
  */
 
 type XGrammar = typeof import('@mlc-ai/web-xgrammar');
@@ -133,8 +132,6 @@ export interface TokenMatcher {
   nextTokenMask(): Promise<Int32Array>;
   /** The sequence took `tokenId`; false when the grammar does not allow it. */
   accept(tokenId: number): boolean;
-  /** The grammar has ended (a stop token was accepted). */
-  isTerminated(): boolean;
   dispose(): void;
 }
 
@@ -146,75 +143,55 @@ class XGrammarMatcher implements TokenMatcher {
   accept(tokenId: number): boolean {
     return this.matcher.acceptToken(tokenId);
   }
-  isTerminated(): boolean {
-    return this.matcher.isTerminated();
-  }
   dispose(): void {
     this.matcher.dispose();
   }
 }
 
-export interface GrammarCacheOptions {
-  /** Compiled grammars kept for reuse. */
-  capacity: number;
-}
-
 /**
- * The engine thread's grammars: compiles specs for the model's vocabulary (keeping the latest in
- * an LRU) and makes a matcher per sequence. Specs must have passed a GrammarProbe.
+ * A grammar thread's grammars: compiles specs for the model's vocabulary under keys its owner
+ * chooses (and forgets), and makes a matcher per sequence. Specs must have passed a GrammarProbe.
  */
 export class GrammarEngine {
   private instance!: Instance;
   private compiler!: GrammarCompiler;
   private readonly compiled = new Map<string, CompiledGrammar>();
 
-  private constructor(
-    private readonly vocabulary: GrammarVocabulary,
-    private readonly options: GrammarCacheOptions,
-  ) {}
+  private constructor(private readonly vocabulary: GrammarVocabulary) {}
 
-  static async start(vocabulary: GrammarVocabulary, options: GrammarCacheOptions = { capacity: 64 }): Promise<GrammarEngine> {
-    const engine = new GrammarEngine(vocabulary, options);
+  static async start(vocabulary: GrammarVocabulary): Promise<GrammarEngine> {
+    const engine = new GrammarEngine(vocabulary);
     await engine.reload();
     return engine;
   }
 
-  /** A matcher for each of `count` sequences under `spec`; `stopTokenIds` end the grammar. */
-  async matchers(spec: GrammarSpec, stopTokenIds: readonly number[], count: number): Promise<TokenMatcher[]> {
-    const compiled = await this.compile(spec);
-    const matchers: TokenMatcher[] = [];
-    for (let i = 0; i < count; i++) {
-      matchers.push(new XGrammarMatcher(await this.instance.xgrammar.GrammarMatcher.createGrammarMatcher(compiled, [...stopTokenIds])));
-    }
-    return matchers;
-  }
-
-  private async compile(spec: GrammarSpec): Promise<CompiledGrammar> {
-    const key = JSON.stringify(spec);
-    const cached = this.compiled.get(key);
-    if (cached) {
-      this.compiled.delete(key);
-      this.compiled.set(key, cached);
-      return cached;
-    }
-    let compiled: CompiledGrammar;
+  /** Compiles `spec` under `key`; a GrammarError says why it could not be. */
+  async compile(key: string, spec: GrammarSpec): Promise<void> {
+    if (this.compiled.has(key)) return;
     try {
-      compiled = await guarded(this.instance, () => compileSpec(this.instance.xgrammar, this.compiler, spec));
+      this.compiled.set(key, await guarded(this.instance, () => compileSpec(this.instance.xgrammar, this.compiler, spec)));
     } catch (err) {
       // An instance that aborted cannot be trusted with the next grammar.
       await this.reload();
       throw err;
     }
-    this.compiled.set(key, compiled);
-    if (this.compiled.size > this.options.capacity) {
-      const [oldest, grammar] = this.compiled.entries().next().value as [string, CompiledGrammar];
-      this.compiled.delete(oldest);
-      grammar.dispose();
-    }
-    return compiled;
+  }
+
+  /** Drops a compiled grammar; matchers made from it keep working. */
+  forget(key: string): void {
+    this.compiled.get(key)?.dispose();
+    this.compiled.delete(key);
+  }
+
+  /** A matcher for one sequence under the grammar compiled as `key`; `stopTokenIds` end it. */
+  async matcher(key: string, stopTokenIds: readonly number[]): Promise<TokenMatcher | undefined> {
+    const compiled = this.compiled.get(key);
+    if (!compiled) return undefined;
+    return new XGrammarMatcher(await this.instance.xgrammar.GrammarMatcher.createGrammarMatcher(compiled, [...stopTokenIds]));
   }
 
   private async reload(): Promise<void> {
+    for (const grammar of this.compiled.values()) grammar.dispose();
     this.compiled.clear();
     this.instance = loadInstance();
     this.compiler = await createCompiler(this.instance, this.vocabulary);

@@ -1,10 +1,10 @@
 import { parentPort } from 'node:worker_threads';
 import { workerInput } from '../../threads.js';
 import { createDecoderSession, readDecoderSignature } from '../../model/session.js';
-import { GrammarEngine } from '../../grammar/xgrammar.js';
 import { ContinuousBatcher } from './batcher.js';
 import { DecoderRunner } from './decoder.js';
 import { tokenBytes } from '../../grammar/token-bytes.js';
+import { GrammarService } from './grammar-service.js';
 import { GrammarProcessor, Utf8Processor } from './logits-processors.js';
 import type { Choice, FromWorker, PromptRequest, ToWorker, WorkerConfig } from '../protocol.js';
 
@@ -29,35 +29,43 @@ try {
       step: (batchSize, stats) => send({ type: 'step', batchSize, stats }),
     },
   );
-  const grammars = await GrammarEngine.start(config.grammarVocabulary);
+  const grammars = await GrammarService.start(config.grammarVocabulary, config.maxBatch);
   const bytes = tokenBytes(config.grammarVocabulary);
+  /** Choices whose grammar is being compiled, and those of them cancelled meanwhile. */
+  const compiling = new Set<number>();
+  const cancelledWhileCompiling = new Set<number>();
   /**
-   * A constrained request gets its grammar compiled (or taken from the cache) and a matcher per
-   * choice. Compiling blocks this thread, and so the running streams, for as long as it takes: the
-   * probe that checked the grammar bounded that time.
+   * A constrained request waits for its grammar (compiled in a grammar thread, or taken from the
+   * cache) and gets a matcher per choice; the running streams go on meanwhile.
    */
   const submit = async (request: PromptRequest, choices: Choice[]) => {
     const { grammar } = request;
     if (!grammar) return batcher.submit(request, choices);
-    let matchers;
+    const ids = choices.map((choice) => choice.id);
+    for (const id of ids) compiling.add(id);
+    let key;
     try {
-      matchers = await grammars.matchers(grammar, request.stopTokenIds, choices.length);
+      key = await grammars.prepare(grammar);
     } catch (err) {
-      return send({ type: 'error', ids: choices.map((choice) => choice.id), message: `the grammar did not compile: ${(err as Error).message}` });
+      return send({ type: 'error', ids, message: `the grammar did not compile: ${(err as Error).message}` });
+    } finally {
+      for (const id of ids) compiling.delete(id);
     }
+    const matchers = grammars.matchers(key, request.stopTokenIds, choices.length);
     batcher.submit(request, choices, matchers.map((matcher) => [new GrammarProcessor(matcher, request.stopTokenIds), new Utf8Processor(bytes)]));
+    for (const id of ids) if (cancelledWhileCompiling.delete(id)) batcher.cancel(id);
   };
-  // Messages are handled in order, so that a cancel never overtakes the submit it cancels.
-  let handled: Promise<unknown> = Promise.resolve();
   port.on('message', (message: ToWorker) => {
-    if (message.type === 'submit') handled = handled.then(() => submit(message.request, message.choices));
-    else if (message.type === 'cancel') handled = handled.then(() => batcher.cancel(message.id));
-    else {
+    if (message.type === 'submit') void submit(message.request, message.choices);
+    else if (message.type === 'cancel') {
+      if (compiling.has(message.id)) cancelledWhileCompiling.add(message.id);
+      else batcher.cancel(message.id);
+    } else {
       // Terminating the thread inside a forward pass aborts the process, so the engine stops here:
       // after the step under way, with the session released, the thread ends on its own.
       void batcher
         .stop()
-        .then(() => session.release())
+        .then(() => Promise.all([session.release(), grammars.close()]))
         .finally(() => port.close());
     }
   });
