@@ -1,5 +1,5 @@
 import type { SequenceRequest } from '../../src/engine/protocol.js';
-import { LogitBiasProcessor, logitsProcessors, PenaltyProcessor, type LogitsProcessor } from '../../src/engine/worker/logits-processors.js';
+import { GrammarProcessor, LogitBiasProcessor, logitsProcessors, PenaltyProcessor, Utf8Processor, type LogitsProcessor } from '../../src/engine/worker/logits-processors.js';
 import { Sequence } from '../../src/engine/worker/sequence.js';
 
 const VOCAB = 8;
@@ -93,5 +93,67 @@ describe('Sequence', () => {
     const sequence = new Sequence(request({ maxTokens: 100 }), 5, [new OnlyToken(2)]);
     expect(sequence.accept(flat(), new Float64Array(VOCAB)).finishReason).toBeUndefined();
     expect(sequence.accept(flat(), new Float64Array(VOCAB)).finishReason).toBe('length');
+  });
+});
+
+describe('GrammarProcessor', () => {
+  /** A matcher whose masks allow the given token ids, one set per step. */
+  const matcher = (steps: number[][]) => {
+    const accepted: number[] = [];
+    return {
+      accepted,
+      nextTokenMask: async () => {
+        const mask = new Int32Array(3);
+        for (const token of steps[accepted.length] ?? []) mask[token >>> 5]! |= 1 << (token & 31);
+        return mask;
+      },
+      accept: (token: number) => accepted.push(token) > 0,
+      dispose: () => {},
+    };
+  };
+
+  it('leaves the allowed tokens as they are and sets every other one to −∞, across whole and partial words', async () => {
+    const allowed = [0, 31, 32, 33, 64, 70];
+    const processor = new GrammarProcessor(matcher([allowed]), [2]);
+    await processor.prepare();
+    const logits = Float32Array.from({ length: 71 }, (_, i) => i / 10);
+    processor.apply(logits);
+    logits.forEach((value, token) => expect([token, value]).toEqual([token, allowed.includes(token) ? Math.fround(token / 10) : Number.NEGATIVE_INFINITY]));
+  });
+
+  it('a whole word allowed (all 32 bits) is left alone', async () => {
+    const all = Array.from({ length: 32 }, (_, i) => 32 + i);
+    const processor = new GrammarProcessor(matcher([all]), [2]);
+    await processor.prepare();
+    const logits = new Float32Array(70).fill(1);
+    processor.apply(logits);
+    expect([...logits].map((value, token) => (value === 1 ? token : -1)).filter((token) => token >= 0)).toEqual(all);
+  });
+
+  it('passes the sampled token to the matcher, and ends at a stop token when the grammar allows nothing', async () => {
+    const fake = matcher([[5], []]);
+    const processor = new GrammarProcessor(fake, [2]);
+    await processor.prepare();
+    processor.accept(5);
+    expect(fake.accepted).toEqual([5]);
+    await processor.prepare();
+    const logits = new Float32Array(8).fill(3);
+    processor.apply(logits);
+    expect([...logits]).toEqual([-Infinity, -Infinity, 0, -Infinity, -Infinity, -Infinity, -Infinity, -Infinity]);
+  });
+});
+
+describe('Utf8Processor', () => {
+  it('bans byte tokens that would break UTF-8, given what came before', () => {
+    // Tokens: 0 "a", 1 <0xC3>, 2 <0xA9>, 3 <0xC0>, 4 <0x41 as a continuation, never>.
+    const bytes = [undefined, Uint8Array.of(0xc3), Uint8Array.of(0xa9), Uint8Array.of(0xc0), undefined];
+    const processor = new Utf8Processor(bytes, [1, 2, 3]);
+    const first = new Float32Array(5).fill(1);
+    processor.apply(first);
+    expect([...first]).toEqual([1, 1, -Infinity, -Infinity, 1]);
+    processor.accept(1);
+    const second = new Float32Array(5).fill(1);
+    processor.apply(second);
+    expect([...second]).toEqual([-Infinity, -Infinity, 1, -Infinity, -Infinity]);
   });
 });

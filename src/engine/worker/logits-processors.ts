@@ -71,12 +71,23 @@ export class GrammarProcessor implements LogitsProcessor {
   apply(logits: Float32Array): void {
     const mask = this.mask;
     if (!mask) throw new Error('GrammarProcessor.apply before prepare');
-    let allowed = 0;
-    for (let token = 0; token < logits.length; token++) {
-      if ((mask[token >>> 5]! >>> (token & 31)) & 1) allowed++;
-      else logits[token] = Number.NEGATIVE_INFINITY;
+    let anyAllowed = false;
+    // A word at a time: most words of a mask allow all of their 32 tokens or none.
+    for (let word = 0, start = 0; start < logits.length; word++, start += 32) {
+      const bits = mask[word] ?? 0;
+      if (bits === -1) {
+        anyAllowed = true;
+        continue;
+      }
+      const end = Math.min(start + 32, logits.length);
+      if (bits === 0) {
+        logits.fill(Number.NEGATIVE_INFINITY, start, end);
+        continue;
+      }
+      anyAllowed = true;
+      for (let token = start; token < end; token++) if (!((bits >>> (token - start)) & 1)) logits[token] = Number.NEGATIVE_INFINITY;
     }
-    if (allowed === 0) for (const token of this.stopTokenIds) logits[token] = 0;
+    if (!anyAllowed) for (const token of this.stopTokenIds) logits[token] = 0;
   }
 
   accept(tokenId: number): void {
@@ -98,16 +109,20 @@ export class GrammarProcessor implements LogitsProcessor {
 export class Utf8Processor implements LogitsProcessor {
   private state: Utf8State = UTF8_START;
 
-  constructor(private readonly bytes: TokenBytes) {}
+  /** `nonAscii`: the ids of the tokens that have bytes in `bytes`. */
+  constructor(
+    private readonly bytes: TokenBytes,
+    private readonly nonAscii: readonly number[],
+  ) {}
 
   apply(logits: Float32Array): void {
     const { bytes, state } = this;
-    for (let token = 0; token < logits.length; token++) {
-      if (logits[token] === Number.NEGATIVE_INFINITY) continue;
-      const tokenBytes = bytes[token];
-      if (tokenBytes === undefined && state.needed === 0) continue;
-      if (!advanceUtf8(state, tokenBytes)) logits[token] = Number.NEGATIVE_INFINITY;
-    }
+    const check = (token: number) => {
+      if (logits[token] !== Number.NEGATIVE_INFINITY && !advanceUtf8(state, bytes[token])) logits[token] = Number.NEGATIVE_INFINITY;
+    };
+    // After a whole character only tokens with bytes past ASCII can go wrong; inside one, any token can.
+    if (state.needed === 0) for (const token of this.nonAscii) check(token);
+    else for (let token = 0; token < logits.length; token++) check(token);
   }
 
   accept(tokenId: number): void {

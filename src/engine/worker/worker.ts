@@ -31,6 +31,7 @@ try {
   );
   const grammars = await GrammarService.start(config.grammarVocabulary, config.maxBatch);
   const bytes = tokenBytes(config.grammarVocabulary);
+  const nonAscii = bytes.flatMap((tokenBytes, token) => (tokenBytes ? [token] : []));
   /** Choices whose grammar is being compiled, and those of them cancelled meanwhile. */
   const compiling = new Set<number>();
   const cancelledWhileCompiling = new Set<number>();
@@ -52,7 +53,7 @@ try {
       for (const id of ids) compiling.delete(id);
     }
     const matchers = grammars.matchers(key, request.stopTokenIds, choices.length);
-    batcher.submit(request, choices, matchers.map((matcher) => [new GrammarProcessor(matcher, request.stopTokenIds), new Utf8Processor(bytes)]));
+    batcher.submit(request, choices, matchers.map((matcher) => [new GrammarProcessor(matcher, request.stopTokenIds), new Utf8Processor(bytes, nonAscii)]));
     for (const id of ids) if (cancelledWhileCompiling.delete(id)) batcher.cancel(id);
   };
   port.on('message', (message: ToWorker) => {
