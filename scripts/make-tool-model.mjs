@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // Writes test/fixtures/models/tiny-llama-tools: the tiny-llama test model (Llama architecture,
 // random weights) with a Hermes-style chat template that renders tools, tool calls and tool
-// results, as Qwen 2.5 and Hermes models do. Run from the repository root: node scripts/make-tool-model.mjs
+// results, as Qwen 2.5 and Hermes models do, and a context of 2048 (its rotary positions have no
+// table, and tool prompts are long in a 2,304-token vocabulary). Run from the repository root:
+// node scripts/make-tool-model.mjs
 import { copyFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -30,8 +32,11 @@ const template = [
 
 mkdirSync(target, { recursive: true });
 for (const file of readdirSync(source)) {
-  if (file !== 'tokenizer_config.json') copyFileSync(join(source, file), join(target, file));
+  if (file !== 'tokenizer_config.json' && file !== 'config.json') copyFileSync(join(source, file), join(target, file));
 }
+const modelConfig = JSON.parse(readFileSync(join(source, 'config.json'), 'utf8'));
+modelConfig.max_position_embeddings = 2048;
+writeFileSync(join(target, 'config.json'), `${JSON.stringify(modelConfig, null, 2)}\n`);
 const config = JSON.parse(readFileSync(join(source, 'tokenizer_config.json'), 'utf8'));
 config.chat_template = template;
 writeFileSync(join(target, 'tokenizer_config.json'), `${JSON.stringify(config, null, 2)}\n`);
