@@ -45,7 +45,14 @@ function checkReply(log: FastifyBaseLogger, output: OutputPlan, content: string 
   }
   for (const call of calls) {
     const parameters = output.tools?.parameters.get(call.name);
-    const mismatch = parameters && schemaMismatch(parameters, JSON.parse(call.arguments));
+    let args: unknown;
+    try {
+      args = JSON.parse(call.arguments);
+    } catch {
+      mismatches.push(`${call.name}: the arguments are not JSON`);
+      continue;
+    }
+    const mismatch = parameters && schemaMismatch(parameters, args);
     if (mismatch) mismatches.push(`${call.name}: ${mismatch}`);
   }
   if (mismatches.length > 0) log.warn({ mismatches }, 'the reply does not match its schema');
@@ -77,23 +84,30 @@ export const chatRoutes: FastifyPluginAsync<ServingContext> = async (app, contex
       const choices = new Map<number, { parser: ToolCallParser; calls: ParsedToolCall[]; heldTokens: GeneratedToken[] }>();
       const choiceState = (index: number) => {
         let state = choices.get(index);
-        if (!state && output.tools) choices.set(index, (state = { parser: new ToolCallParser(output.tools.format, toolNames), calls: [], heldTokens: [] }));
+        if (!state && output.tools) {
+          state = { parser: new ToolCallParser(output.tools.format, toolNames, output.tools.enforced), calls: [], heldTokens: [] };
+          choices.set(index, state);
+        }
         return state;
       };
+      const callDelta = (index: number, call: Record<string, unknown>) => chunk(index, { tool_calls: [call] }, null, null);
       const events = (index: number, pieces: ReturnType<ToolCallParser['push']>, tokens: GeneratedToken[]) => {
         const state = choiceState(index)!;
         state.heldTokens.push(...tokens);
+        const started = (name: string, args: string) => {
+          const call = apiToolCall({ name, arguments: args });
+          const position = state.calls.push({ name, arguments: args }) - 1;
+          return callDelta(index, { index: position, id: call.id, type: call.type, function: { name, arguments: '' } });
+        };
         return pieces.flatMap((piece) => {
-          if ('content' in piece) {
-            const held = state.heldTokens.splice(0);
-            return [chunk(index, { content: piece.content }, logprobsOf(held), null)];
+          if ('content' in piece) return [chunk(index, { content: piece.content }, logprobsOf(state.heldTokens.splice(0)), null)];
+          if ('callStart' in piece) return [started(piece.callStart, '')];
+          if ('callArguments' in piece) {
+            const position = state.calls.length - 1;
+            state.calls[position]!.arguments += piece.callArguments;
+            return [callDelta(index, { index: position, function: { arguments: piece.callArguments } })];
           }
-          const call = apiToolCall(piece.call);
-          const position = state.calls.push(piece.call) - 1;
-          return [
-            chunk(index, { tool_calls: [{ index: position, id: call.id, type: call.type, function: { name: call.function.name, arguments: '' } }] }, null, null),
-            chunk(index, { tool_calls: [{ index: position, function: { arguments: call.function.arguments } }] }, null, null),
-          ];
+          return [started(piece.call.name, piece.call.arguments), callDelta(index, { index: state.calls.length - 1, function: { arguments: piece.call.arguments } })];
         });
       };
       await streamGeneration(

@@ -20,6 +20,8 @@ export interface ToolPlan {
   choice: 'auto' | 'required' | 'named';
   /** The function names a call may have, with each one's parameters schema. */
   parameters: ReadonlyMap<string, Record<string, unknown> | undefined>;
+  /** Calls are written under their grammar, so a stream can send them as they come. */
+  enforced: boolean;
 }
 
 export interface OutputPlan {
@@ -128,16 +130,16 @@ export async function planOutput(context: ServingContext, body: ChatCompletionRe
     const { parameters } = tool.function;
     if (parameters && functions.includes(tool.function)) await checkGrammar(context, jsonSchemaGrammar(parameters), `tools[${index}].function.parameters`);
   }
-  const tooling: ToolPlan = { format, choice, parameters: new Map(tools.map((tool) => [tool.function.name, tool.function.parameters])) };
+  const parameters = new Map(tools.map((tool) => [tool.function.name, tool.function.parameters]));
   if (choice === 'auto') {
     // The model may answer in text: response_format shapes that text, else calls it starts must be well formed.
     const formatted = await responseFormatPlan(context, body.response_format);
-    if (formatted.grammar) return { ...formatted, tools: tooling, ...withTemplateTools };
+    if (formatted.grammar) return { ...formatted, tools: { format, choice, parameters, enforced: false }, ...withTemplateTools };
     const grammar = format.autoGrammar(functions, parallel);
     if (grammar) await checkGrammar(context, grammar, 'tools');
-    return { ...(grammar && { grammar }), tools: tooling, ...withTemplateTools };
+    return { ...(grammar && { grammar }), tools: { format, choice, parameters, enforced: grammar !== undefined }, ...withTemplateTools };
   }
   const grammar = format.callsGrammar(functions, named ? false : parallel);
   await checkGrammar(context, grammar, 'tools');
-  return { grammar, tools: tooling, ...withTemplateTools };
+  return { grammar, tools: { format, choice, parameters, enforced: true }, ...withTemplateTools };
 }

@@ -32,6 +32,11 @@ export interface ToolCallFormat {
   autoGrammar(functions: readonly FunctionDefinition[], parallel: boolean): GrammarSpec | undefined;
   /** The calls in `text` (which starts at a trigger), or undefined when it is not a well-formed call. */
   parse(text: string): ParsedToolCall[] | undefined;
+  /**
+   * How a call that its grammar wrote begins, up to its arguments (group 1: the function's name),
+   * and the text after the arguments: what lets a stream send the arguments as they come.
+   */
+  streamed?: { header: RegExp; tail: string };
 }
 
 const argumentsSchema = (fn: FunctionDefinition) => fn.parameters ?? { type: 'object' };
@@ -40,6 +45,17 @@ const callTags = (functions: readonly FunctionDefinition[], begin: (name: string
   functions.map((fn) => ({ type: 'tag', begin: begin(fn.name), content: { type: 'json_schema', json_schema: argumentsSchema(fn) }, end }));
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/**
+ * A call's arguments as the model wrote them, when `text` is `{"name": …, "arguments": {…}}` with the
+ * arguments object last (as the grammars write it): clients see the same text streamed or not.
+ */
+function writtenArguments(text: string, key: 'arguments' | 'parameters'): string | undefined {
+  const match = new RegExp(`^\\{\\s*"name"\\s*:\\s*"(?:[^"\\\\]|\\\\.)*"\\s*,\\s*"${key}"\\s*:\\s*([\\s\\S]*)\\}$`).exec(text.trim());
+  if (!match) return undefined;
+  const written = match[1]!.trim();
+  return isObject(safeJson(written)) ? written : undefined;
+}
 
 /** `{"name": …, "arguments"|"parameters": {…}}` as a call, else undefined. */
 function callObject(value: unknown): ParsedToolCall | undefined {
@@ -65,6 +81,7 @@ const hermes: ToolCallFormat = {
   name: 'hermes',
   triggers: ['<tool_call>'],
   endTag: '</tool_call>',
+  streamed: { header: /^<tool_call>\n\{"name": "((?:[^"\\]|\\.)*)", "arguments": /, tail: '}\n</tool_call>' },
   callsGrammar(functions, parallel) {
     const tags = callTags(functions, (name) => `<tool_call>\n{"name": ${jsonString(name)}, "arguments": `, '}\n</tool_call>');
     return structuralTagGrammar({ type: 'tags_with_separator', tags, separator: '\n', at_least_one: true, stop_after_first: !parallel });
@@ -81,7 +98,7 @@ const hermes: ToolCallFormat = {
       if (text.slice(end, match.index).trim() !== '') return undefined;
       const call = callObject(safeJson(match[1]!.trim()));
       if (!call) return undefined;
-      calls.push(call);
+      calls.push({ ...call, arguments: writtenArguments(match[1]!, 'arguments') ?? call.arguments });
       end = match.index + match[0].length;
     }
     return calls.length > 0 && text.slice(end).trim() === '' ? calls : undefined;

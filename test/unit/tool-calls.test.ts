@@ -21,12 +21,13 @@ describe('detecting the tool-call convention from a chat template', () => {
 });
 
 describe('reading calls out of a reply', () => {
-  it('Hermes: blocks of JSON in <tool_call> tags, arguments as compact JSON text', () => {
-    const text = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call>';
+  it('Hermes: blocks of JSON in <tool_call> tags, arguments as the model wrote them', () => {
+    const text = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n<tool_call>\n{"arguments": {"city":  "Rome"}, "name": "get_weather"}\n</tool_call>';
     expect(parseToolCalls(hermes, names, text)).toEqual({
       content: null,
       calls: [
-        { name: 'get_weather', arguments: '{"city":"Paris"}' },
+        { name: 'get_weather', arguments: '{"city": "Paris"}' },
+        // Not in the order a grammar writes: read as JSON and written compactly.
         { name: 'get_weather', arguments: '{"city":"Rome"}' },
       ],
     });
@@ -74,6 +75,34 @@ describe('ToolCallParser on a stream', () => {
       [{ content: ' done' }],
       [],
     ]);
+  });
+
+  it('streams a call written under its grammar as it comes: its name, then its arguments piece by piece', () => {
+    const parser = new ToolCallParser(hermes, names, true);
+    const pieces = ['<tool_call>\n{"name": "get_w', 'eather", "arguments": {"city": "Pa', 'ris}", "n": {"a": [1]}', '}}\n</tool', '_call>'].map((piece) => parser.push(piece));
+    pieces.push(parser.end());
+    expect(pieces).toEqual([
+      [],
+      [{ callStart: 'get_weather' }, { callArguments: '{"city": "Pa' }],
+      [{ callArguments: 'ris}", "n": {"a": [1]}' }],
+      [{ callArguments: '}' }],
+      [],
+      [],
+    ]);
+  });
+
+  it('a streamed call to an unknown function is gathered whole, and stays text', () => {
+    const parser = new ToolCallParser(hermes, names, true);
+    const text = '<tool_call>\n{"name": "launch", "arguments": {}}\n</tool_call>';
+    expect([...parser.push(text), ...parser.end()]).toEqual([{ content: text }]);
+  });
+
+  it('whole or streamed, the arguments are the text the model wrote', () => {
+    const text = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo", "unit": "c"}}\n</tool_call>';
+    const streamed = new ToolCallParser(hermes, names, true);
+    const args = [...streamed.push(text), ...streamed.end()].flatMap((piece) => ('callArguments' in piece ? [piece.callArguments] : [])).join('');
+    expect(args).toBe('{"city": "Oslo", "unit": "c"}');
+    expect(parseToolCalls(hermes, names, text).calls).toEqual([{ name: 'get_weather', arguments: args }]);
   });
 
   it('lets held-back text go when it turns out not to be a call', () => {

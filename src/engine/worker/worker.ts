@@ -3,7 +3,7 @@ import { workerInput } from '../../threads.js';
 import { createDecoderSession, readDecoderSignature } from '../../model/session.js';
 import { ContinuousBatcher } from './batcher.js';
 import { DecoderRunner } from './decoder.js';
-import { tokenBytes } from '../../grammar/token-bytes.js';
+import { tokenBytes, type TokenBytes } from '../../grammar/token-bytes.js';
 import { GrammarService } from './grammar-service.js';
 import { GrammarProcessor, Utf8Processor } from './logits-processors.js';
 import type { Choice, FromWorker, PromptRequest, ToWorker, WorkerConfig } from '../protocol.js';
@@ -29,9 +29,21 @@ try {
       step: (batchSize, stats) => send({ type: 'step', batchSize, stats }),
     },
   );
-  const grammars = await GrammarService.start(config.grammarVocabulary, config.maxBatch);
-  const bytes = tokenBytes(config.grammarVocabulary);
-  const nonAscii = bytes.flatMap((tokenBytes, token) => (tokenBytes ? [token] : []));
+  // Started with the first constrained request: a server that never gets one never pays for them.
+  let grammarService: Promise<GrammarService> | undefined;
+  let grammarBytes: { bytes: TokenBytes; nonAscii: number[] } | undefined;
+  const grammars = () =>
+    (grammarService ??= GrammarService.start(config.grammarVocabulary, config.maxBatch).catch((err: unknown) => {
+      grammarService = undefined;
+      throw err;
+    }));
+  const utf8Check = () => {
+    if (!grammarBytes) {
+      const bytes = tokenBytes(config.grammarVocabulary);
+      grammarBytes = { bytes, nonAscii: bytes.flatMap((tokenBytes, token) => (tokenBytes ? [token] : [])) };
+    }
+    return new Utf8Processor(grammarBytes.bytes, grammarBytes.nonAscii);
+  };
   /** Choices whose grammar is being compiled, and those of them cancelled meanwhile. */
   const compiling = new Set<number>();
   const cancelledWhileCompiling = new Set<number>();
@@ -44,16 +56,18 @@ try {
     if (!grammar) return batcher.submit(request, choices);
     const ids = choices.map((choice) => choice.id);
     for (const id of ids) compiling.add(id);
+    let service;
     let key;
     try {
-      key = await grammars.prepare(grammar);
+      service = await grammars();
+      key = await service.prepare(grammar);
     } catch (err) {
       return send({ type: 'error', ids, message: `the grammar did not compile: ${(err as Error).message}` });
     } finally {
       for (const id of ids) compiling.delete(id);
     }
-    const matchers = grammars.matchers(key, request.stopTokenIds, choices.length);
-    batcher.submit(request, choices, matchers.map((matcher) => [new GrammarProcessor(matcher, request.stopTokenIds), new Utf8Processor(bytes, nonAscii)]));
+    const matchers = service.matchers(key, request.stopTokenIds, choices.length);
+    batcher.submit(request, choices, matchers.map((matcher) => [new GrammarProcessor(matcher, request.stopTokenIds), utf8Check()]));
     for (const id of ids) if (cancelledWhileCompiling.delete(id)) batcher.cancel(id);
   };
   port.on('message', (message: ToWorker) => {
@@ -66,7 +80,7 @@ try {
       // after the step under way, with the session released, the thread ends on its own.
       void batcher
         .stop()
-        .then(() => Promise.all([session.release(), grammars.close()]))
+        .then(() => Promise.all([session.release(), grammarService?.then((service) => service.close(), () => {})]))
         .finally(() => port.close());
     }
   });
