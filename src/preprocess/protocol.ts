@@ -7,6 +7,9 @@ import type { ModelFiles } from '../model/files.js';
 
 export type PreprocessData = Pick<ModelFiles, 'tokenizerJson' | 'tokenizerConfig'> & { grammarVocabulary: GrammarVocabulary };
 
+/** What a worker is for: prompts (tokenizing, chat templates) or checking grammars; each loads only what it needs. */
+export type PreprocessRole = 'text' | 'grammar';
+
 export type PreprocessTask =
   | { kind: 'encode'; text: string; addSpecialTokens: boolean }
   /** Renders the chat template, then tokenizes the text, unless it cannot fit `contextLength`. */

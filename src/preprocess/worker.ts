@@ -3,11 +3,12 @@ import { GrammarError, GrammarProbe } from '../grammar/xgrammar.js';
 import { ChatTemplate, ChatTemplateError } from '../model/chat-template.js';
 import { TextTokenizer } from '../model/tokenizer.js';
 import { workerInput } from '../threads.js';
-import type { FromPreprocessWorker, PreprocessData, PreprocessResult, PreprocessTask, ToPreprocessWorker } from './protocol.js';
+import type { FromPreprocessWorker, PreprocessData, PreprocessResult, PreprocessRole, PreprocessTask, ToPreprocessWorker } from './protocol.js';
 
 /**
- * The preprocessing thread: tokenizes prompts and renders chat templates, so that neither a long
- * prompt nor a template that runs away holds up the HTTP thread.
+ * A preprocessing thread: tokenizes prompts and renders chat templates (role `text`), or checks
+ * grammars in a throwaway grammar engine (role `grammar`), so that neither a long prompt, a
+ * template that runs away nor a slow or broken grammar holds up the HTTP thread.
  */
 
 const port = parentPort!;
@@ -23,9 +24,8 @@ async function checkGrammar(probe: GrammarProbe, task: Extract<PreprocessTask, {
   }
 }
 
-async function run(id: number, task: PreprocessTask, tokenizer: TextTokenizer, template: ChatTemplate, probe: GrammarProbe): Promise<PreprocessResult> {
+async function run(id: number, task: Exclude<PreprocessTask, { kind: 'grammar' }>, tokenizer: TextTokenizer, template: ChatTemplate): Promise<PreprocessResult> {
   if (task.kind === 'encode') return { ids: tokenizer.encode(task.text, task.addSpecialTokens) };
-  if (task.kind === 'grammar') return checkGrammar(probe, task);
   let text: string;
   try {
     text = template.render(task.messages, task.tools);
@@ -43,13 +43,20 @@ async function run(id: number, task: PreprocessTask, tokenizer: TextTokenizer, t
 }
 
 try {
-  const files = workerInput<PreprocessData>();
-  const tokenizer = new TextTokenizer(files);
-  const template = new ChatTemplate(files.tokenizerConfig, tokenizer);
-  const probe = new GrammarProbe(files.grammarVocabulary);
+  const files = workerInput<PreprocessData & { role: PreprocessRole }>();
+  const handle = (id: number, task: PreprocessTask): Promise<PreprocessResult> => Promise.reject(new Error(`no ${task.kind} tasks in this worker`));
+  let work = handle;
+  if (files.role === 'text') {
+    const tokenizer = new TextTokenizer(files);
+    const template = new ChatTemplate(files.tokenizerConfig, tokenizer);
+    work = (id, task) => (task.kind === 'grammar' ? handle(id, task) : run(id, task, tokenizer, template));
+  } else {
+    const probe = new GrammarProbe(files.grammarVocabulary);
+    work = (id, task) => (task.kind === 'grammar' ? checkGrammar(probe, task) : handle(id, task));
+  }
   // One task at a time: the client sends the next one when this one is done.
   port.on('message', ({ id, task }: ToPreprocessWorker) => {
-    run(id, task, tokenizer, template, probe).then(
+    work(id, task).then(
       (result) => send({ type: 'done', id, result }),
       (err: unknown) => send({ type: 'done', id, result: { error: (err as Error).message } }),
     );
