@@ -75,10 +75,20 @@ function sampleNucleus(weights: Float64Array, total: number, topP: number, rng: 
     kept++;
     if (keptMass >= needed) break;
   }
+  // The draw walks the nucleus in token order, not in order of weight: where many tokens weigh
+  // nearly the same, the order of weight turns on the last bits of the logits, which differ
+  // slightly with what the sequence was batched with, and the same draw would land elsewhere.
+  const cutoff = weights[candidates[kept - 1]!]!;
+  let ties = kept;
+  for (let k = 0; k < kept; k++) if (weights[candidates[k]!]! > cutoff) ties--;
   let target = rng.next() * keptMass;
-  for (let k = 0; k < kept; k++) {
-    target -= weights[candidates[k]!]!;
-    if (target < 0) return candidates[k]!;
+  let last = candidates[0]!;
+  for (let i = 0; i < weights.length; i++) {
+    const weight = weights[i]!;
+    if (weight < cutoff || (weight === cutoff && ties-- <= 0)) continue;
+    last = i;
+    target -= weight;
+    if (target < 0) return i;
   }
-  return candidates[0]!;
+  return last;
 }
