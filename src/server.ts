@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { chatRoutes } from './api/chat.js';
 import { docsRoutes } from './api/docs.js';
+import { playgroundRoutes } from './api/playground.js';
 import { completionRoutes } from './api/completions.js';
 import { apiKeyAuth } from './api/auth.js';
 import { answerBadUrl, answerClientError, answerUnmetExpectation, errorHandling } from './api/errors.js';
@@ -67,6 +68,7 @@ export function buildApp(model: LoadedModel, preprocessor: Preprocessor, engine:
   void app.register(readiness, { lifecycle });
   void app.register(healthRoutes);
   void app.register(docsRoutes);
+  void app.register(playgroundRoutes);
   const context: ServingContext = {
     model,
     preprocessor,

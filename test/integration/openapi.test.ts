@@ -18,10 +18,18 @@ describe('openapi.yaml', () => {
     const served = parse(await response.text()) as { openapi: string; paths: Record<string, unknown> };
     expect(served.openapi).toBe('3.1.0');
     expect(served).toEqual(openapiDocument);
-    const routes = server.app.printRoutes({ commonPrefix: false });
-    for (const path of ['/v1/completions', '/v1/chat/completions', '/v1/models', '/health', '/openapi.yaml', '/docs']) {
-      expect(routes).toContain(path);
-      expect(Object.keys(served.paths)).toContain(path);
+    const routes: [string, string][] = [
+      ['POST', '/v1/completions'],
+      ['POST', '/v1/chat/completions'],
+      ['GET', '/v1/models'],
+      ['GET', '/health'],
+      ['GET', '/openapi.yaml'],
+      ['GET', '/docs'],
+      ['GET', '/'],
+    ];
+    for (const [method, url] of routes) {
+      expect([method, url, server.app.hasRoute({ method: method as 'GET', url })]).toEqual([method, url, true]);
+      expect(Object.keys(served.paths)).toContain(url);
     }
     expect(Object.keys(served.paths)).toContain('/v1/models/{model}');
   });
