@@ -31,11 +31,19 @@ async function open(server: RunningServer): Promise<Page> {
 }
 
 const setField = async (page: Page, id: string, value: string) => {
-  await page.$eval(`#${id}`, (element, text) => {
-    (element as HTMLInputElement).value = text;
-    element.dispatchEvent(new Event('change'));
-  }, value);
+  await page.$eval(
+    `#${id}`,
+    (element, text) => {
+      (element as unknown as { value: string }).value = text;
+      element.dispatchEvent(new Event('change'));
+    },
+    value,
+  );
 };
+
+/** In-page expressions: they run in the browser, where the DOM is (this project's TypeScript has no DOM types). */
+const MODELS_LISTED = "document.getElementById('model').value !== ''";
+type Field = { value: string; dataset: Record<string, string | undefined>; hidden: boolean; disabled: boolean; textContent: string | null };
 
 const lastAnswer = (page: Page) => page.$eval('.message.assistant:last-child .text', (element) => element.textContent ?? '');
 
@@ -54,32 +62,29 @@ describe('the playground on an open server', () => {
 
   it('streams a chat answer that matches the API for the same greedy request, with its numbers', async () => {
     const page = await open(server);
-    await page.waitForFunction(() => (document.getElementById('model') as HTMLSelectElement).value !== '');
+    await page.waitForFunction(MODELS_LISTED);
     await page.click('#toggle-settings');
     await setField(page, 'temperature', '0');
     await setField(page, 'max_tokens', '24');
     await page.type('#input', golden.prompt);
     // Watch the text grow: it arrives in pieces, not at once.
-    const lengths = page.evaluate(
-      () =>
-        new Promise<number[]>((resolve) => {
-          const seen: number[] = [];
-          const observer = new MutationObserver(() => {
-            const text = document.querySelector('.message.assistant:last-child .text')?.textContent ?? '';
-            if (text.length > 0 && seen.at(-1) !== text.length) seen.push(text.length);
-            if (document.querySelector('.message.assistant:last-child .stats')) {
-              observer.disconnect();
-              resolve(seen);
-            }
-          });
-          observer.observe(document.getElementById('conversation')!, { subtree: true, childList: true, characterData: true });
-        }),
-    );
+    const lengths = page.evaluate(`new Promise((resolve) => {
+      const seen = [];
+      const observer = new MutationObserver(() => {
+        const text = document.querySelector('.message.assistant:last-child .text')?.textContent ?? '';
+        if (text.length > 0 && seen.at(-1) !== text.length) seen.push(text.length);
+        if (document.querySelector('.message.assistant:last-child .stats')) {
+          observer.disconnect();
+          resolve(seen);
+        }
+      });
+      observer.observe(document.getElementById('conversation'), { subtree: true, childList: true, characterData: true });
+    })`) as Promise<number[]>;
     await page.keyboard.press('Enter');
     expect((await lengths).length).toBeGreaterThan(1);
     const api = await postJson(server, '/v1/chat/completions', { model: server.model.id, messages: [{ role: 'user', content: golden.prompt }], temperature: 0, max_tokens: 24 });
     expect(await lastAnswer(page)).toBe(api.body.choices[0].message.content);
-    const stats = await page.$eval('.message.assistant:last-child .stats', (element) => ({ text: element.textContent, ...(element as HTMLElement).dataset }));
+    const stats = await page.$eval('.message.assistant:last-child .stats', (element) => ({ text: element.textContent, ...(element as unknown as Field).dataset }));
     expect(stats).toMatchObject({ tokens: String(api.body.usage.completion_tokens), finish: api.body.choices[0].finish_reason });
     expect(stats.text).toMatch(/\d+ tokens · first token \d+ ms · [\d.]+ tokens\/s · finish: (stop|length)/);
     await page.screenshot({ path: `${OUTPUT}playground-chat.png` });
@@ -88,7 +93,7 @@ describe('the playground on an open server', () => {
 
   it('appends a raw completion to the prompt, and Escape stops a long one (the server cancels it)', async () => {
     const page = await open(server);
-    await page.waitForFunction(() => (document.getElementById('model') as HTMLSelectElement).value !== '');
+    await page.waitForFunction(MODELS_LISTED);
     await page.click('input[name="mode"][value="completion"]');
     await page.click('#toggle-settings');
     await setField(page, 'temperature', '0');
@@ -97,20 +102,20 @@ describe('the playground on an open server', () => {
     await page.click('#send');
     await page.waitForSelector('#completion-stats[data-finish]');
     const api = await postJson(server, '/v1/completions', { model: server.model.id, prompt: golden.prompt, temperature: 0, max_tokens: 12 });
-    expect(await page.$eval('#prompt', (element) => (element as HTMLTextAreaElement).value)).toBe(golden.prompt + api.body.choices[0].text);
+    expect(await page.$eval('#prompt', (element) => (element as unknown as Field).value)).toBe(golden.prompt + api.body.choices[0].text);
 
     await setField(page, 'temperature', '1');
     await setField(page, 'max_tokens', '480');
     await setField(page, 'prompt', 'Once upon a time');
     await page.click('#send');
-    await page.waitForFunction(() => (document.getElementById('prompt') as HTMLTextAreaElement).value.length > 'Once upon a time'.length + 20);
+    await page.waitForFunction("document.getElementById('prompt').value.length > 'Once upon a time'.length + 20");
     expect(await metric(server, 'ortserve_active_sequences')).toBe(1);
     await page.keyboard.press('Escape');
     await page.waitForSelector('#completion-stats[data-finish="stopped"]');
     const deadline = Date.now() + 10_000;
     while ((await metric(server, 'ortserve_active_sequences')) !== 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
     expect(await metric(server, 'ortserve_active_sequences')).toBe(0);
-    expect(Number(await page.$eval('#completion-stats', (element) => (element as HTMLElement).dataset.tokens))).toBeLessThan(480);
+    expect(Number(await page.$eval('#completion-stats', (element) => (element as unknown as Field).dataset.tokens))).toBeLessThan(480);
     await page.close();
   });
 
@@ -118,7 +123,7 @@ describe('the playground on an open server', () => {
     const page = await browser.newPage();
     await page.setViewport({ width: 375, height: 740 });
     await page.goto(`${server.url}/`);
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    const overflow = (await page.evaluate('document.documentElement.scrollWidth - window.innerWidth')) as number;
     expect(overflow).toBeLessThanOrEqual(0);
     await page.screenshot({ path: `${OUTPUT}playground-phone.png` });
     await page.close();
@@ -136,22 +141,22 @@ describe('the playground on a server with API keys', () => {
     const page = await open(server);
     await page.waitForSelector('#error:not([hidden])');
     expect(await page.$eval('#error', (element) => element.textContent)).toContain('API key');
-    expect(await page.$eval('#settings', (element) => (element as HTMLElement).hidden)).toBe(false);
+    expect(await page.$eval('#settings', (element) => (element as unknown as Field).hidden)).toBe(false);
 
     await setField(page, 'api-key', 'wrong-key');
     await page.type('#input', 'Hello');
     await page.keyboard.press('Enter');
-    await page.waitForFunction(() => document.getElementById('error')!.textContent!.includes('valid API key'));
+    await page.waitForFunction("document.getElementById('error').textContent.includes('valid API key')");
     expect(await page.$$('.message.assistant')).toHaveLength(0);
 
     await setField(page, 'api-key', 'right-key');
-    await page.waitForFunction(() => (document.getElementById('model') as HTMLSelectElement).value !== '');
-    expect(await page.evaluate(() => sessionStorage.getItem('ortserve-api-key'))).toBe('right-key');
+    await page.waitForFunction(MODELS_LISTED);
+    expect(await page.evaluate("sessionStorage.getItem('ortserve-api-key')")).toBe('right-key');
     await setField(page, 'max_tokens', '8');
     await page.type('#input', 'Hello');
     await page.keyboard.press('Enter');
     await page.waitForSelector('.message.assistant .stats');
-    expect(await page.$eval('#error', (element) => (element as HTMLElement).hidden)).toBe(true);
+    expect(await page.$eval('#error', (element) => (element as unknown as Field).hidden)).toBe(true);
     await page.close();
   });
 });
@@ -165,12 +170,12 @@ describe('the playground while the server drains', () => {
 
   it('says the server is shutting down (503), and stays ready to send', async () => {
     const page = await open(server);
-    await page.waitForFunction(() => (document.getElementById('model') as HTMLSelectElement).value !== '');
+    await page.waitForFunction(MODELS_LISTED);
     await server.lifecycle.drain(0);
     await page.type('#input', 'Hello');
     await page.keyboard.press('Enter');
-    await page.waitForFunction(() => document.getElementById('error')!.textContent!.includes('shutting down'));
-    expect(await page.$eval('#send', (element) => (element as HTMLButtonElement).disabled)).toBe(false);
+    await page.waitForFunction("document.getElementById('error').textContent.includes('shutting down')");
+    expect(await page.$eval('#send', (element) => (element as unknown as Field).disabled)).toBe(false);
     await page.close();
   });
 });
