@@ -179,3 +179,26 @@ describe('the playground while the server drains', () => {
     await page.close();
   });
 });
+
+describe('the playground when the connection drops', () => {
+  it('says so instead of waiting, and is ready to send again', async () => {
+    const server = await startTestServer();
+    const page = await open(server);
+    try {
+      await page.waitForFunction(MODELS_LISTED);
+      await page.click('input[name="mode"][value="completion"]');
+      await page.click('#toggle-settings');
+      await setField(page, 'max_tokens', '480');
+      await page.type('#prompt', 'Once upon a time');
+      await page.click('#send');
+      await page.waitForFunction("document.getElementById('prompt').value.length > 'Once upon a time'.length + 20");
+      // Every connection is cut, the stream with them.
+      server.app.server.closeAllConnections();
+      await page.waitForFunction("document.getElementById('error').textContent.includes('connection dropped')");
+      expect(await page.$eval('#send', (element) => (element as unknown as Field).disabled)).toBe(false);
+    } finally {
+      await page.close();
+      await server.close();
+    }
+  });
+});
