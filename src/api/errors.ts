@@ -47,8 +47,11 @@ export const serverShuttingDown = () =>
     connection: 'close',
   });
 
+/** A timed-out generation would only time out again: clients are told not to retry it (the openai SDKs read `x-should-retry`). */
 export const requestTimedOut = (seconds: number) =>
-  new OpenAIError(504, `The request did not complete within this server's limit of ${seconds} seconds and was cancelled.`, null, 'timeout', 'server_error');
+  new OpenAIError(504, `The request did not complete within this server's limit of ${seconds} seconds and was cancelled.`, null, 'timeout', 'server_error', {
+    'x-should-retry': 'false',
+  });
 
 /** A request beyond one of the server's configured limits (`flag` names the setting). */
 export const limitExceeded = (param: string, message: string, flag: string) =>

@@ -3,7 +3,7 @@ import type { ChatMessage } from '../model/chat-template.js';
 import { ChatTemplateError } from '../model/chat-template.js';
 import type { LoadedModel } from '../model/model.js';
 import type { TooLong } from '../preprocess/protocol.js';
-import { invalidRequest, modelNotFound, serverBusy } from './errors.js';
+import { invalidRequest, limitExceeded, modelNotFound, serverBusy } from './errors.js';
 import { checkLimits, checkMessageCount, checkPromptCount } from './limits.js';
 import { stopStrings, type ChatCompletionRequest, type ChatRequestMessage, type CompletionRequest } from './schemas.js';
 import type { GenerationPlan, ServingContext } from './serving.js';
@@ -158,7 +158,14 @@ export function planGeneration(
   const n = fields.n ?? 1;
   const bestOf = options.bestOf ?? n;
   if (bestOf < n) throw invalidRequest(`'best_of' (${bestOf}) must be at least 'n' (${n}).`, 'best_of', 'invalid_value');
-  if (!engine.hasRoomFor(prompts.length * bestOf)) throw serverBusy();
+  const sequences = prompts.length * bestOf;
+  if (sequences > engine.capacity) {
+    // Even an idle server could not take it: a 429 would have clients retry forever.
+    const param = bestOf > n ? 'best_of' : n > 1 ? 'n' : 'prompt';
+    const shape = prompts.length > 1 ? `${prompts.length} prompts × ${bestOf} choices` : `${bestOf} choices`;
+    throw limitExceeded(param, `This request needs ${sequences} sequences (${shape}); this server runs and queues at most ${engine.capacity} at once`, 'max-batch plus --max-queue');
+  }
+  if (!engine.hasRoomFor(sequences)) throw serverBusy();
   // Ranking by mean log-probability needs each token's log-probability.
   const logprobs = options.logprobs ?? (bestOf > n ? 0 : undefined);
   return {

@@ -149,8 +149,13 @@ describe('capacity', () => {
       expect(refused.status).toBe(429);
       expect(refused.headers.get('retry-after')).toBe('1');
       expect(refused.body.error).toMatchObject({ type: 'rate_limit_error', code: 'queue_full' });
+      // Three choices could not fit even an idle server of two places: no point in retrying.
       const tooMany = await postJson(server, '/v1/chat/completions', { model: DEFAULT, messages: [{ role: 'user', content: 'Hi' }], n: 3 });
-      expect(tooMany.status).toBe(429);
+      expect(tooMany.status).toBe(400);
+      expect(tooMany.body.error).toMatchObject({ type: 'invalid_request_error', code: 'limit_exceeded', param: 'n' });
+      expect(tooMany.body.error.message).toContain('--max-batch plus --max-queue');
+      const fits = await postJson(server, '/v1/chat/completions', { model: DEFAULT, messages: [{ role: 'user', content: 'Hi' }], n: 2 });
+      expect(fits.status).toBe(429);
     } finally {
       first.abort();
       second.abort();

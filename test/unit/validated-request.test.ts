@@ -16,7 +16,7 @@ const model = loadModel(DEFAULT_MODEL);
 let context: ServingContext;
 let room = true;
 // Only capacity and request groups are asked of the engine while validating.
-const engine = { hasRoomFor: () => room, newGroup: () => 41 } as unknown as Engine;
+const engine = { hasRoomFor: () => room, newGroup: () => 41, capacity: 272 } as unknown as Engine;
 
 beforeAll(async () => {
   const grammarVocabulary = buildGrammarVocabulary(model.files.tokenizerJson, model.config.vocabSize);
@@ -78,6 +78,12 @@ describe('validateCompletion', () => {
     const err = await refusal(completion(fields));
     expect(err.statusCode).toBe(status);
     expect(err.param).toBe(param);
+  });
+
+  it('refuses with 400 what could not fit even an idle engine, naming the field that asks for it', async () => {
+    const err = await refusal(completion({ prompt: Array.from({ length: 32 }, () => 'Hi'), n: 9 }));
+    expect(err).toMatchObject({ statusCode: 400, param: 'n', code: 'limit_exceeded' });
+    expect(err.message).toContain('288 sequences (32 prompts × 9 choices)');
   });
 
   it('refuses with 429 what the engine has no room for', async () => {

@@ -33,7 +33,8 @@ export class Engine {
 
   private constructor(
     private readonly worker: Worker,
-    private readonly capacity: number,
+    /** Most sequences running and waiting at once (--max-batch + --max-queue). */
+    readonly capacity: number,
     /** What the graph fixes, whatever config.json says. */
     readonly graphLimits: GraphLimits,
   ) {
