@@ -85,6 +85,14 @@ const OPTIONS = {
     shown: 'none',
     list: true,
   },
+  'cors-origin': {
+    field: 'corsOrigins',
+    env: 'ORTSERVE_CORS_ORIGINS',
+    schema: z.array(z.string().regex(/^(\*|https?:\/\/[^\s/]+)$/, 'an origin is * or scheme://host[:port], e.g. https://app.example.com')).default([]),
+    help: 'origin whose browser pages may call /v1/* (CORS, preflight included; * for any; repeatable; env: comma-separated)',
+    shown: 'none',
+    list: true,
+  },
   'request-timeout': {
     field: 'requestTimeoutMs',
     scale: 1000,

@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { chatRoutes } from './api/chat.js';
 import { docsRoutes } from './api/docs.js';
@@ -35,7 +36,7 @@ function requestLogFields(request: FastifyRequest) {
 }
 
 /** The settings the HTTP application uses. */
-export type AppConfig = Pick<ServerConfig, 'logLevel' | 'apiKeys' | 'requestTimeoutMs' | 'receiveTimeoutMs' | 'limits'>;
+export type AppConfig = Pick<ServerConfig, 'logLevel' | 'apiKeys' | 'corsOrigins' | 'requestTimeoutMs' | 'receiveTimeoutMs' | 'limits'>;
 
 export interface App {
   app: FastifyInstance;
@@ -61,6 +62,8 @@ export function buildApp(model: LoadedModel, preprocessor: Preprocessor, engine:
     },
   });
   app.server.on('checkExpectation', answerUnmetExpectation);
+  // Fastify reads text/plain bodies as strings; the API takes JSON only, and says so with a 415.
+  app.removeContentTypeParser('text/plain');
   const lifecycle = new Lifecycle();
   const metrics = new ServerMetrics(engine, () => lifecycle.requestsInFlight);
   void app.register(errorHandling, { limits: config.limits });
@@ -69,6 +72,17 @@ export function buildApp(model: LoadedModel, preprocessor: Preprocessor, engine:
   void app.register(healthRoutes);
   void app.register(docsRoutes);
   void app.register(playgroundRoutes);
+  if (config.corsOrigins.length > 0) {
+    // Pages on the listed origins may call the API; preflights need no key (browsers send none).
+    const anyOrigin = config.corsOrigins.includes('*');
+    void app.register(cors, {
+      origin: anyOrigin ? '*' : config.corsOrigins,
+      methods: ['GET', 'POST'],
+      allowedHeaders: ['authorization', 'content-type', 'x-request-id'],
+      exposedHeaders: ['x-request-id', 'retry-after', 'x-should-retry'],
+      maxAge: 600,
+    });
+  }
   const context: ServingContext = {
     model,
     preprocessor,

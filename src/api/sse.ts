@@ -13,7 +13,8 @@ export class SseStream {
     this.raw.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
-      connection: 'keep-alive',
+      // No Connection header of our own: Node keeps the connection alive unless the client asked
+      // for `Connection: close`, and then closes it after the last event.
       'x-request-id': String(reply.request.id),
     });
     this.raw.flushHeaders();

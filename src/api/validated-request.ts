@@ -190,6 +190,13 @@ export function planGeneration(
   };
 }
 
+/** OpenAI's rule: `stream_options` only with `stream: true`. */
+function checkStreamOptions(body: { stream?: boolean | null; stream_options?: unknown }): void {
+  if (body.stream_options !== null && body.stream_options !== undefined && !body.stream) {
+    throw invalidRequest("The 'stream_options' parameter is only allowed when 'stream' is enabled.", 'stream_options', 'invalid_value');
+  }
+}
+
 const unsupported = (param: string, what = `'${param}'`) =>
   invalidRequest(`${what} is not supported by this server (yet).`, param, 'unsupported_parameter');
 
@@ -215,6 +222,7 @@ export async function validateCompletion(context: ServingContext, body: Completi
   const { model, limits } = context;
   checkModel(model, body.model);
   if (body.suffix) throw invalidRequest("'suffix' is not supported by this server.", 'suffix', 'unsupported_parameter');
+  checkStreamOptions(body);
   const fields = { ...body, stop: stopStrings(body.stop) };
   checkLimits(fields, limits, { value: body.max_tokens, param: 'max_tokens' });
   checkPromptCount(Array.isArray(body.prompt) && typeof body.prompt[0] !== 'number' ? body.prompt.length : 1, limits);
@@ -304,6 +312,7 @@ export async function validateChat(context: ServingContext, body: ChatCompletion
   const { model, limits } = context;
   checkModel(model, body.model);
   refuseUnsupported(body);
+  checkStreamOptions(body);
   const useCompletionTokens = body.max_completion_tokens !== null && body.max_completion_tokens !== undefined;
   const maxTokensParam = useCompletionTokens ? 'max_completion_tokens' : 'max_tokens';
   const requested = useCompletionTokens ? body.max_completion_tokens : body.max_tokens;

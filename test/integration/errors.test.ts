@@ -54,10 +54,30 @@ describe('client mistakes get OpenAI-style 4xx errors', () => {
     }
   });
 
-  it('a body that is not JSON → 415 in the error shape', async () => {
-    const response = await request(server, 'POST', '/v1/completions', 'prompt=hi', { 'content-type': 'application/x-www-form-urlencoded' });
+  it.each([
+    ['application/x-www-form-urlencoded', 'prompt=hi'],
+    ['text/plain', JSON.stringify({ model: 'tinystories-gpt2', prompt: 'Hi' })],
+    ['text/plain; charset=utf-8', 'Hi'],
+  ])('a body sent as %s → 415 in the error shape', async (type, body) => {
+    const response = await request(server, 'POST', '/v1/completions', body, { 'content-type': type });
     expect(response.status).toBe(415);
-    expect(response.body.error.type).toBe('invalid_request_error');
+    expect(response.body.error).toMatchObject({ type: 'invalid_request_error', code: 'unsupported_media_type' });
+  });
+
+  it('a stream asked for with Connection: close says close and closes the connection after [DONE]', async () => {
+    const body = JSON.stringify({ model: 'tinystories-gpt2', prompt: 'Hi', max_tokens: 3, stream: true });
+    const host = new URL(server.url).host;
+    const started = performance.now();
+    const answer = await rawRequest(
+      server.url,
+      `POST /v1/completions HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      5_000,
+    );
+    expect(answer.status).toBe(200);
+    expect(answer.headers.connection).toBe('close');
+    expect(answer.body).toContain('data: [DONE]');
+    // Closed by the server at the end of the stream, not after the keep-alive timeout.
+    expect(performance.now() - started).toBeLessThan(5_000);
   });
 
   it.each([
@@ -88,6 +108,8 @@ describe('client mistakes get OpenAI-style 4xx errors', () => {
     ['suffix', completion({ suffix: 'the end' })],
     ['echo', completion({ echo: 'yes' })],
     ['stream_options.include_usage', completion({ stream: true, stream_options: { include_usage: 1 } })],
+    ['stream_options', completion({ stream_options: { include_usage: true } })],
+    ['stream_options', completion({ stream: false, stream_options: { include_usage: true } })],
   ])('completions: bad %s → 400 naming it', async (param, body) => {
     const response = await postJson(server, '/v1/completions', body);
     expect(response.status).toBe(400);
@@ -114,6 +136,7 @@ describe('client mistakes get OpenAI-style 4xx errors', () => {
     ['response_format.json_schema.schema', chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { $ref: '#/$defs/missing' } } } })],
     ['response_format.json_schema.name', chat({ response_format: { type: 'json_schema', json_schema: { name: 'a b', schema: {} } } })],
     ['top_logprobs', chat({ top_logprobs: 2 })],
+    ['stream_options', chat({ stream_options: { include_usage: false } })],
     ['top_logprobs', chat({ logprobs: true, top_logprobs: 21 })],
     ['presence_penalty', chat({ presence_penalty: 2.5 })],
     ['frequency_penalty', chat({ frequency_penalty: -3 })],
