@@ -10,6 +10,7 @@ import { apiKeyAuth } from './api/auth.js';
 import { answerBadUrl, answerClientError, answerUnmetExpectation, errorHandling } from './api/errors.js';
 import { drainGuard, Lifecycle, readiness } from './api/lifecycle.js';
 import { metricsPlugin, ServerMetrics } from './api/metrics.js';
+import { engineRoutes } from './api/engines.js';
 import { healthRoutes, modelRoutes } from './api/models.js';
 import type { ServingContext } from './api/serving.js';
 import type { ServerConfig } from './config.js';
@@ -98,6 +99,7 @@ export function buildApp(model: LoadedModel, preprocessor: Preprocessor, engine:
     void api.register(drainGuard, { lifecycle });
     void api.register(apiKeyAuth, { apiKeys: config.apiKeys });
     void api.register(modelRoutes, { model, startedAt: Math.floor(Date.now() / 1000) });
+    void api.register(engineRoutes, { model });
     void api.register(completionRoutes, context);
     void api.register(chatRoutes, context);
   });
@@ -147,7 +149,7 @@ async function startWorkers(config: ServerConfig, model: LoadedModel): Promise<[
 
 /** Loads the model, starts the engine and listens. */
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
-  const configured = loadModel(config.model, { modelFile: config.modelFile, servedModelName: config.servedModelName });
+  const configured = loadModel(config.model, { modelFile: config.modelFile, servedModelNames: config.servedModelNames });
   const [engine, preprocessor] = await startWorkers(config, configured);
   const stopWorkers = () => Promise.all([engine.close(), preprocessor.close()]);
   let started;

@@ -10,6 +10,7 @@ import { createdNow, planSummary, runGeneration, usage, type ChoiceOutcome, type
 import { schemaMismatch, type OutputPlan } from './structured-output.js';
 import { validateChat } from './validated-request.js';
 import { requestSignal, streamGeneration } from './streaming.js';
+import { bodyWithEngine, enginePath } from './engines.js';
 import { parseBody } from './validation.js';
 
 type ChatFinishReason = FinishReason | 'tool_calls';
@@ -64,7 +65,7 @@ export const chatRoutes: FastifyPluginAsync<ServingContext> = async (app, contex
 
   /** `POST /v1/chat/completions`: validate, run, and answer as one JSON body or as a stream of chunks. */
   async function createChatCompletion(request: FastifyRequest, reply: FastifyReply) {
-    const body = parseBody(ChatCompletionRequestSchema, request.body);
+    const body = parseBody(ChatCompletionRequestSchema, bodyWithEngine(request));
     const plan = await validateChat(context, body);
     const { logprobs, includeUsage, output } = plan;
     request.log.info({ ...planSummary(plan, plan.stream), grammar: !!output.grammar, tools: output.tools?.choice ?? 'none' }, 'chat completion');
@@ -162,4 +163,5 @@ export const chatRoutes: FastifyPluginAsync<ServingContext> = async (app, contex
   }
 
   app.post('/v1/chat/completions', createChatCompletion);
+  app.post(enginePath('/chat/completions'), createChatCompletion);
 };

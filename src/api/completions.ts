@@ -5,6 +5,7 @@ import { CompletionRequestSchema } from './schemas.js';
 import { createdNow, planSummary, runGeneration, usage, type ServingContext } from './serving.js';
 import { validateCompletion } from './validated-request.js';
 import { requestSignal, streamGeneration } from './streaming.js';
+import { bodyWithEngine, enginePath } from './engines.js';
 import { parseBody } from './validation.js';
 
 export const completionRoutes: FastifyPluginAsync<ServingContext> = async (app, context) => {
@@ -13,7 +14,7 @@ export const completionRoutes: FastifyPluginAsync<ServingContext> = async (app, 
 
   /** `POST /v1/completions`: validate, run, and answer as one JSON body or as a stream of chunks. */
   async function createCompletion(request: FastifyRequest, reply: FastifyReply) {
-    const body = parseBody(CompletionRequestSchema, request.body);
+    const body = parseBody(CompletionRequestSchema, bodyWithEngine(request));
     const plan = await validateCompletion(context, body);
     request.log.info(planSummary(plan, plan.stream), 'completion');
     request.log.debug({ prompt: body.prompt }, 'completion prompt');
@@ -71,4 +72,5 @@ export const completionRoutes: FastifyPluginAsync<ServingContext> = async (app, 
   }
 
   app.post('/v1/completions', createCompletion);
+  app.post(enginePath('/completions'), createCompletion);
 };

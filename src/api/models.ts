@@ -8,8 +8,8 @@ export const modelRoutes: FastifyPluginAsync<{ model: LoadedModel; startedAt: nu
   // A wildcard, since model ids may contain slashes (`org/name`).
   app.get<{ Params: { '*': string } }>('/v1/models/*', async (request) => {
     const id = request.params['*'];
-    if (id !== model.id) throw modelNotFound(id);
-    return card;
+    if (id !== model.id && !model.aliases.includes(id)) throw modelNotFound(id);
+    return { ...card, id };
   });
 };
 

@@ -59,7 +59,7 @@ export interface TokenBudget {
 }
 
 export function checkModel(model: LoadedModel, requested: string): void {
-  if (requested !== model.id) throw modelNotFound(requested);
+  if (requested !== model.id && !model.aliases.includes(requested)) throw modelNotFound(requested);
 }
 
 export function checkTokenIds(model: LoadedModel, ids: readonly number[], param: string): void {

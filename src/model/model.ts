@@ -16,6 +16,8 @@ export interface SamplingDefaults {
 export interface LoadedModel {
   /** The model id in the API. */
   id: string;
+  /** Other names a request may give for it (`--served-model-name` given more than once). */
+  aliases: readonly string[];
   files: ModelFiles;
   config: ModelConfig;
   tokenizer: TextTokenizer;
@@ -27,7 +29,8 @@ export interface LoadedModel {
 
 export interface LoadModelOptions {
   modelFile?: string;
-  servedModelName?: string;
+  /** The id in the API, then aliases a request may also name; none: the directory's name. */
+  servedModelNames?: readonly string[];
 }
 
 /** A sampling default from generation_config.json: absent, or a number within the range a request may ask for. */
@@ -73,7 +76,8 @@ export function loadModel(dir: string, options: LoadModelOptions = {}): LoadedMo
   const tokenizer = new TextTokenizer(files);
   const chatTemplate = new ChatTemplate(files.tokenizerConfig, tokenizer);
   return {
-    id: options.servedModelName ?? basename(files.dir),
+    id: options.servedModelNames?.[0] ?? basename(files.dir),
+    aliases: options.servedModelNames?.slice(1) ?? [],
     files,
     config: readModelConfig(files),
     tokenizer,

@@ -28,6 +28,10 @@ function schemasFor(path: string): { body: string; chunk?: string } | undefined 
   const route = path.split('?')[0]!;
   if (route === '/v1/completions') return { body: 'Completion', chunk: 'CompletionChunk' };
   if (route === '/v1/chat/completions') return { body: 'ChatCompletion', chunk: 'ChatCompletionChunk' };
+  if (/^\/v1\/engines\/[^/]+\/completions$/.test(route)) return { body: 'Completion', chunk: 'CompletionChunk' };
+  if (/^\/v1\/engines\/[^/]+\/chat\/completions$/.test(route)) return { body: 'ChatCompletion', chunk: 'ChatCompletionChunk' };
+  if (route === '/v1/engines') return { body: 'EngineList' };
+  if (route.startsWith('/v1/engines/')) return { body: 'Engine' };
   if (route === '/v1/models') return { body: 'ModelList' };
   if (route.startsWith('/v1/models/')) return { body: 'Model' };
   if (route === '/health') return { body: 'Health' };

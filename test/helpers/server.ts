@@ -39,7 +39,7 @@ export async function request(server: RunningServer, method: string, path: strin
   const init: RequestInit = { method, headers: { ...headers } };
   if (payload !== undefined) {
     init.body = typeof payload === 'string' ? payload : JSON.stringify(payload);
-    (init.headers as Record<string, string>)['content-type'] ??= 'application/json';
+    if (!Object.keys(headers).some((name) => name.toLowerCase() === 'content-type')) (init.headers as Record<string, string>)['content-type'] = 'application/json';
   }
   const response = await fetch(`${server.url}${path}`, init);
   const text = await response.text();

@@ -9,7 +9,7 @@ const MODEL = 'tinystories-gpt2';
 describe('config.json against the graph', () => {
   it('n_positions 1e9 on a graph of 512 positions: the context is 512, and what goes past it is a 400, not a 500', async () => {
     const model = copyModel(DEFAULT_MODEL, { 'config.json': (json) => void (json.n_positions = 1e9) });
-    const server = await startTestServer({ model: model.dir, servedModelName: MODEL });
+    const server = await startTestServer({ model: model.dir, servedModelNames: [MODEL] });
     try {
       expect(server.model.config.contextLength).toBe(512);
       const tooMuch = await postJson(server, '/v1/completions', { model: MODEL, prompt: 'Once upon a time', max_tokens: 600 });
@@ -26,7 +26,7 @@ describe('config.json against the graph', () => {
 
   it("vocab_size larger than the graph's logits: ids past the graph's vocabulary are a 400", async () => {
     const model = copyModel(DEFAULT_MODEL, { 'config.json': (json) => void (json.vocab_size = 5000) });
-    const server = await startTestServer({ model: model.dir, servedModelName: MODEL });
+    const server = await startTestServer({ model: model.dir, servedModelNames: [MODEL] });
     try {
       expect(server.model.config.vocabSize).toBe(4096);
       for (const body of [{ prompt: [1, 4500] }, { prompt: 'Once', logit_bias: { 4500: 5 } }]) {

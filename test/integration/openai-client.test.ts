@@ -206,7 +206,7 @@ describe('a chat template that writes its own BOS', () => {
   let server: RunningServer;
 
   beforeAll(async () => {
-    server = await startTestServer({ model: model.dir, servedModelName: 'llama-bos' });
+    server = await startTestServer({ model: model.dir, servedModelNames: ['llama-bos'] });
   });
   afterAll(async () => {
     await server.close();

@@ -67,7 +67,7 @@ describe('chat templates that run away', () => {
 
   it.each(Object.entries(templates))('a %s template → 400 within the render limit; the request behind it and the server carry on', async (_name, template) => {
     const model = copyModel(DEFAULT_MODEL, { 'tokenizer_config.json': (json) => void (json.chat_template = template) });
-    const server = await startTestServer({ model: model.dir, servedModelName: MODEL });
+    const server = await startTestServer({ model: model.dir, servedModelNames: [MODEL] });
     try {
       const started = performance.now();
       const chat = postJson(server, '/v1/chat/completions', { model: MODEL, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2 });

@@ -56,7 +56,7 @@ describe('parseCli', () => {
       expect(config.device).toBe('cpu');
       expect(config.model.endsWith(join('models', 'tinystories-gpt2'))).toBe(true);
       expect(config.modelFile).toBe('model.onnx');
-      expect(config.servedModelName).toBeUndefined();
+      expect(config.servedModelNames).toEqual([]);
       expect(config.threads).toBe(0);
       expect(config.maxBatch).toBe(16);
       expect(config.maxQueue).toBe(256);
@@ -107,7 +107,7 @@ describe('parseCli', () => {
       expect(config).toMatchObject({
         model: '/models/x',
         modelFile: 'model_quantized.onnx',
-        servedModelName: 'story-teller',
+        servedModelNames: ['story-teller'],
         host: '127.0.0.1',
         port: 8000,
         device: 'cuda',
@@ -167,7 +167,7 @@ describe('parseCli', () => {
       expect(config).toMatchObject({
         model: 'some/dir',
         modelFile: 'model_quantized.onnx',
-        servedModelName: 'm',
+        servedModelNames: ['m'],
         host: '::1',
         port: 0,
         device: 'cuda',

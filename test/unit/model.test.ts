@@ -53,8 +53,10 @@ describe('loadModel', () => {
     expect(basename(model.files.modelPath)).toBe('model.onnx');
   });
 
-  it('uses servedModelName as the id when given', () => {
-    expect(loadModel(TINY_LLAMA, { servedModelName: 'my-llama' }).id).toBe('my-llama');
+  it('uses the first served model name as the id, the others as aliases', () => {
+    expect(loadModel(TINY_LLAMA, { servedModelNames: ['my-llama'] })).toMatchObject({ id: 'my-llama', aliases: [] });
+    expect(loadModel(TINY_LLAMA, { servedModelNames: ['my-llama', 'text-davinci-002'] })).toMatchObject({ id: 'my-llama', aliases: ['text-davinci-002'] });
+    expect(loadModel(TINY_LLAMA)).toMatchObject({ id: 'tiny-llama', aliases: [] });
   });
 
   it("takes sampling defaults from generation_config.json, or temperature 1 and top_p 1 without them", () => {
@@ -496,7 +498,7 @@ describe('TextTokenizer.minimumTokens', () => {
   ];
 
   it.each(Object.entries(MODEL_DIRS))('never claims more tokens than %s gives', (_, dir) => {
-    const { tokenizer } = loadModel(dir, { modelFile: 'model.onnx', servedModelName: undefined });
+    const { tokenizer } = loadModel(dir, { modelFile: 'model.onnx', servedModelNames: undefined });
     expect(tokenizer.longestTokenLength).toBeGreaterThan(1);
     for (const text of texts) expect(tokenizer.minimumTokens(text)).toBeLessThanOrEqual(tokenizer.encode(text, false).length);
     expect(tokenizer.minimumTokens('x'.repeat(1_000_000))).toBeGreaterThan(1000);
