@@ -173,7 +173,7 @@ describe('client mistakes get OpenAI-style 4xx errors', () => {
   });
 
   it('an unknown URL → 404 in the error shape', async () => {
-    const response = await request(server, 'GET', '/v1/engines');
+    const response = await request(server, 'GET', '/v1/no-such-route');
     expect(response.status).toBe(404);
     expectOpenAIError(response.body, null, 'unknown_url');
   });

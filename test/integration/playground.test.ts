@@ -104,7 +104,9 @@ describe('the playground on an open server', () => {
     const api = await postJson(server, '/v1/completions', { model: server.model.id, prompt: golden.prompt, temperature: 0, max_tokens: 12 });
     expect(await page.$eval('#prompt', (element) => (element as unknown as Field).value)).toBe(golden.prompt + api.body.choices[0].text);
 
+    // A seed whose story runs to max_tokens without an end-of-sequence token: still going when stopped.
     await setField(page, 'temperature', '1');
+    await setField(page, 'seed', '2');
     await setField(page, 'max_tokens', '480');
     await setField(page, 'prompt', 'Once upon a time');
     await page.click('#send');
@@ -188,6 +190,9 @@ describe('the playground when the connection drops', () => {
       await page.waitForFunction(MODELS_LISTED);
       await page.click('input[name="mode"][value="completion"]');
       await page.click('#toggle-settings');
+      // The seed whose story runs to max_tokens: still streaming when the connection is cut.
+      await setField(page, 'temperature', '1');
+      await setField(page, 'seed', '2');
       await setField(page, 'max_tokens', '480');
       await page.type('#prompt', 'Once upon a time');
       await page.click('#send');
