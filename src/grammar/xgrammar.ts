@@ -116,11 +116,7 @@ async function compactStructuralTag(xgrammar: XGrammar, tag: string): Promise<st
   return JSON.stringify(await resolve(JSON.parse(tag)));
 }
 
-async function compileSpec(xgrammar: XGrammar, compiler: GrammarCompiler, spec: GrammarSpec): Promise<CompiledGrammar> {
-  if (spec.kind === 'json_schema') return compiler.compileGrammar(await schemaEbnf(xgrammar, spec.schema));
-  return compiler.compileStructuralTag(await compactStructuralTag(xgrammar, spec.tag));
-}
-
+/** The grammar of `spec`, before it is compiled for a vocabulary. */
 async function buildSpec(xgrammar: XGrammar, spec: GrammarSpec) {
   if (spec.kind === 'json_schema') return xgrammar.Grammar.fromEBNF(await schemaEbnf(xgrammar, spec.schema));
   return xgrammar.Grammar.fromStructuralTag(await compactStructuralTag(xgrammar, spec.tag));
@@ -169,7 +165,12 @@ export class GrammarEngine {
   async compile(key: string, spec: GrammarSpec): Promise<void> {
     if (this.compiled.has(key)) return;
     try {
-      this.compiled.set(key, await guarded(this.instance, () => compileSpec(this.instance.xgrammar, this.compiler, spec)));
+      const grammar = await guarded(this.instance, () => buildSpec(this.instance.xgrammar, spec));
+      try {
+        this.compiled.set(key, await guarded(this.instance, () => this.compiler.compileGrammar(grammar)));
+      } finally {
+        grammar.dispose();
+      }
     } catch (err) {
       // An instance that aborted cannot be trusted with the next grammar.
       await this.reload();
@@ -221,10 +222,13 @@ export class GrammarProbe {
       // Building the grammar alone finds most errors without the cost of the vocabulary.
       const instance = (this.instance ??= loadInstance());
       const grammar = await guarded(instance, () => buildSpec(instance.xgrammar, spec));
-      grammar.dispose();
-      const compiler = (this.compiler ??= await createCompiler(instance, this.vocabulary));
-      const compiled = await guarded(instance, () => compileSpec(instance.xgrammar, compiler, spec));
-      compiled.dispose();
+      try {
+        const compiler = (this.compiler ??= await createCompiler(instance, this.vocabulary));
+        const compiled = await guarded(instance, () => compiler.compileGrammar(grammar));
+        compiled.dispose();
+      } finally {
+        grammar.dispose();
+      }
     } catch (err) {
       this.instance = undefined;
       this.compiler = undefined;

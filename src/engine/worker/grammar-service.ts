@@ -9,7 +9,6 @@ import { startWorker } from '../../threads.js';
 const MASK_TIMEOUT_MS = 60_000;
 
 class GrammarThread {
-  compiling = false;
   private requests = 0;
   private readonly words: Int32Array;
   private readonly waiting = new Map<string, { resolve(): void; reject(err: Error): void }>();
@@ -28,6 +27,11 @@ class GrammarThread {
       if (message.type === 'compiled') waiter?.resolve();
       else waiter?.reject(new Error(message.message));
     });
+  }
+
+  /** A compile was sent and has not been answered: the thread cannot answer for masks until it is. */
+  get compiling(): boolean {
+    return this.waiting.size > 0;
   }
 
   send(message: ToGrammarThread): void {
@@ -142,20 +146,12 @@ export class GrammarService {
       return Promise.resolve(key);
     }
     const [first, second] = this.threads;
-    const compileOn = async (thread: GrammarThread) => {
-      thread.compiling = true;
-      try {
-        await thread.compile(key, spec);
-      } finally {
-        thread.compiling = false;
-      }
-    };
-    const usable = this.compiles.then(() => (this.compiled.has(key) ? undefined : compileOn(first)));
+    const usable = this.compiles.then(() => (this.compiled.has(key) ? undefined : first.compile(key, spec)));
     // Registered before the caller's own callback on `usable`: the second compile is sent before any matcher is opened.
     this.compiles = usable.then(
       async () => {
         if (this.compiled.has(key)) return;
-        await compileOn(second);
+        await second.compile(key, spec);
         this.remember(key);
       },
       () => {},

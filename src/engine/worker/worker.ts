@@ -62,6 +62,7 @@ try {
       service = await grammars();
       key = await service.prepare(grammar);
     } catch (err) {
+      for (const id of ids) cancelledWhileCompiling.delete(id);
       return send({ type: 'error', ids, message: `the grammar did not compile: ${(err as Error).message}` });
     } finally {
       for (const id of ids) compiling.delete(id);
