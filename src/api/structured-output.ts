@@ -126,20 +126,38 @@ export async function planOutput(context: ServingContext, body: ChatCompletionRe
   const format = context.model.toolCallFormat;
   const parallel = body.parallel_tool_calls ?? true;
   const functions = (named ? [named] : tools).map((tool) => tool.function);
-  for (const [index, tool] of tools.entries()) {
-    const { parameters } = tool.function;
-    if (parameters && functions.includes(tool.function)) await checkGrammar(context, jsonSchemaGrammar(parameters), `tools[${index}].function.parameters`);
-  }
+  const checkParameters = async () => {
+    for (const [index, tool] of tools.entries()) {
+      const { parameters } = tool.function;
+      if (parameters && functions.includes(tool.function)) await checkGrammar(context, jsonSchemaGrammar(parameters), `tools[${index}].function.parameters`);
+    }
+  };
+  /**
+   * The tools' grammar holds every function's parameters: when it does not compile, each of them is
+   * tried alone, so that the 400 names the one at fault. Without a grammar, each is tried anyway.
+   */
+  const checkToolsGrammar = async (grammar: GrammarSpec | undefined) => {
+    if (!grammar) return checkParameters();
+    try {
+      await checkGrammar(context, grammar, 'tools');
+    } catch (err) {
+      await checkParameters();
+      throw err;
+    }
+  };
   const parameters = new Map(tools.map((tool) => [tool.function.name, tool.function.parameters]));
   if (choice === 'auto') {
     // The model may answer in text: response_format shapes that text, else calls it starts must be well formed.
     const formatted = await responseFormatPlan(context, body.response_format);
-    if (formatted.grammar) return { ...formatted, tools: { format, choice, parameters, enforced: false }, ...withTemplateTools };
+    if (formatted.grammar) {
+      await checkParameters();
+      return { ...formatted, tools: { format, choice, parameters, enforced: false }, ...withTemplateTools };
+    }
     const grammar = format.autoGrammar(functions, parallel);
-    if (grammar) await checkGrammar(context, grammar, 'tools');
+    await checkToolsGrammar(grammar);
     return { ...(grammar && { grammar }), tools: { format, choice, parameters, enforced: grammar !== undefined }, ...withTemplateTools };
   }
   const grammar = format.callsGrammar(functions, named ? false : parallel);
-  await checkGrammar(context, grammar, 'tools');
+  await checkToolsGrammar(grammar);
   return { grammar, tools: { format, choice, parameters, enforced: true }, ...withTemplateTools };
 }
