@@ -33,30 +33,22 @@ function finishReason(output: OutputPlan, reason: FinishReason, calls: number): 
  */
 function checkReply(log: FastifyBaseLogger, output: OutputPlan, content: string | null, calls: readonly ParsedToolCall[], reason: FinishReason): void {
   if (reason !== 'stop') return;
-  const mismatches: string[] = [];
-  if (output.responseSchema && content !== null && calls.length === 0) {
+  /** Why `text` is not JSON of `schema` (any JSON without one), prefixed by `what`. */
+  const mismatch = (schema: Record<string, unknown> | undefined, text: string, what: string, notJson: string): string | undefined => {
     let value: unknown;
     try {
-      value = JSON.parse(content);
+      value = JSON.parse(text);
     } catch {
-      mismatches.push('the reply is not JSON');
+      return notJson;
     }
-    const mismatch = value === undefined ? undefined : schemaMismatch(output.responseSchema, value);
-    if (mismatch) mismatches.push(`response_format: ${mismatch}`);
-  }
-  for (const call of calls) {
-    const parameters = output.tools?.parameters.get(call.name);
-    let args: unknown;
-    try {
-      args = JSON.parse(call.arguments);
-    } catch {
-      mismatches.push(`${call.name}: the arguments are not JSON`);
-      continue;
-    }
-    const mismatch = parameters && schemaMismatch(parameters, args);
-    if (mismatch) mismatches.push(`${call.name}: ${mismatch}`);
-  }
-  if (mismatches.length > 0) log.warn({ mismatches }, 'the reply does not match its schema');
+    const found = schema && schemaMismatch(schema, value);
+    return found && `${what}: ${found}`;
+  };
+  const mismatches: (string | undefined)[] = [];
+  if (output.responseSchema && content !== null && calls.length === 0) mismatches.push(mismatch(output.responseSchema, content, 'response_format', 'the reply is not JSON'));
+  for (const call of calls) mismatches.push(mismatch(output.tools?.parameters.get(call.name), call.arguments, call.name, `${call.name}: the arguments are not JSON`));
+  const found = mismatches.filter((text) => text !== undefined);
+  if (found.length > 0) log.warn({ mismatches: found }, 'the reply does not match its schema');
 }
 
 export const chatRoutes: FastifyPluginAsync<ServingContext> = async (app, context) => {
@@ -96,9 +88,8 @@ export const chatRoutes: FastifyPluginAsync<ServingContext> = async (app, contex
         const state = choiceState(index)!;
         state.heldTokens.push(...tokens);
         const started = (name: string, args: string) => {
-          const call = apiToolCall({ name, arguments: args });
           const position = state.calls.push({ name, arguments: args }) - 1;
-          return callDelta(index, { index: position, id: call.id, type: call.type, function: { name, arguments: '' } });
+          return callDelta(index, { index: position, id: toolCallId(), type: 'function', function: { name, arguments: '' } });
         };
         return pieces.flatMap((piece) => {
           if ('content' in piece) return [chunk(index, { content: piece.content }, logprobsOf(state.heldTokens.splice(0)), null)];

@@ -50,8 +50,10 @@ const isObject = (value: unknown): value is Record<string, unknown> => typeof va
  * A call's arguments as the model wrote them, when `text` is `{"name": …, "arguments": {…}}` with the
  * arguments object last (as the grammars write it): clients see the same text streamed or not.
  */
-function writtenArguments(text: string, key: 'arguments' | 'parameters'): string | undefined {
-  const match = new RegExp(`^\\{\\s*"name"\\s*:\\s*"(?:[^"\\\\]|\\\\.)*"\\s*,\\s*"${key}"\\s*:\\s*([\\s\\S]*)\\}$`).exec(text.trim());
+const NAME_THEN_ARGUMENTS = /^\{\s*"name"\s*:\s*"(?:[^"\\]|\\.)*"\s*,\s*"arguments"\s*:\s*([\s\S]*)\}$/;
+
+function writtenArguments(text: string): string | undefined {
+  const match = NAME_THEN_ARGUMENTS.exec(text.trim());
   if (!match) return undefined;
   const written = match[1]!.trim();
   return isObject(safeJson(written)) ? written : undefined;
@@ -98,7 +100,7 @@ const hermes: ToolCallFormat = {
       if (text.slice(end, match.index).trim() !== '') return undefined;
       const call = callObject(safeJson(match[1]!.trim()));
       if (!call) return undefined;
-      calls.push({ ...call, arguments: writtenArguments(match[1]!, 'arguments') ?? call.arguments });
+      calls.push({ ...call, arguments: writtenArguments(match[1]!) ?? call.arguments });
       end = match.index + match[0].length;
     }
     return calls.length > 0 && text.slice(end).trim() === '' ? calls : undefined;
