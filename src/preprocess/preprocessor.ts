@@ -3,7 +3,7 @@ import type { GrammarSpec } from '../grammar/grammar-spec.js';
 import { GrammarError } from '../grammar/xgrammar.js';
 import { ChatTemplateError, type ChatMessage, type ChatTools } from '../model/chat-template.js';
 import { startWorker } from '../threads.js';
-import type { FromPreprocessWorker, PreprocessData, PreprocessResult, PreprocessRole, PreprocessTask, TooLong } from './protocol.js';
+import type { FromPreprocessWorker, PreprocessData, PreprocessResult, PreprocessTask, PreprocessWorkerData, TooLong } from './protocol.js';
 
 export interface PreprocessorOptions {
   /** How long a chat template may take to render before its worker is stopped. */
@@ -56,7 +56,7 @@ class WorkerLane {
 
   constructor(
     private readonly name: string,
-    private readonly data: PreprocessData & { role: PreprocessRole },
+    private readonly data: PreprocessWorkerData,
     private readonly options: PreprocessorOptions,
   ) {}
 
@@ -189,8 +189,8 @@ export class Preprocessor {
 
   static async start(data: PreprocessData, options: PreprocessorOptions = DEFAULT_PREPROCESSOR_OPTIONS): Promise<Preprocessor> {
     const preprocessor = new Preprocessor(
-      new WorkerLane('preprocessing worker', { ...data, role: 'text' }, options),
-      new WorkerLane('grammar-checking worker', { ...data, role: 'grammar' }, options),
+      new WorkerLane('preprocessing worker', { role: 'text', tokenizerJson: data.tokenizerJson, tokenizerConfig: data.tokenizerConfig }, options),
+      new WorkerLane('grammar-checking worker', { role: 'grammar', grammarVocabulary: data.grammarVocabulary }, options),
     );
     await preprocessor.text.start();
     return preprocessor;

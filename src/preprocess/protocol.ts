@@ -7,8 +7,10 @@ import type { ModelFiles } from '../model/files.js';
 
 export type PreprocessData = Pick<ModelFiles, 'tokenizerJson' | 'tokenizerConfig'> & { grammarVocabulary: GrammarVocabulary };
 
-/** What a worker is for: prompts (tokenizing, chat templates) or checking grammars; each loads only what it needs. */
-export type PreprocessRole = 'text' | 'grammar';
+/** What a worker is for, with only what that takes: prompts (tokenizing, chat templates) or checking grammars. */
+export type PreprocessWorkerData =
+  | ({ role: 'text' } & Pick<PreprocessData, 'tokenizerJson' | 'tokenizerConfig'>)
+  | ({ role: 'grammar' } & Pick<PreprocessData, 'grammarVocabulary'>);
 
 export type PreprocessTask =
   | { kind: 'encode'; text: string; addSpecialTokens: boolean }

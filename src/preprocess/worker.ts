@@ -3,7 +3,7 @@ import { GrammarError, GrammarProbe } from '../grammar/xgrammar.js';
 import { ChatTemplate, ChatTemplateError } from '../model/chat-template.js';
 import { TextTokenizer } from '../model/tokenizer.js';
 import { workerInput } from '../threads.js';
-import type { FromPreprocessWorker, PreprocessData, PreprocessResult, PreprocessRole, PreprocessTask, ToPreprocessWorker } from './protocol.js';
+import type { FromPreprocessWorker, PreprocessResult, PreprocessTask, PreprocessWorkerData, ToPreprocessWorker } from './protocol.js';
 
 /**
  * A preprocessing thread: tokenizes prompts and renders chat templates (role `text`), or checks
@@ -43,16 +43,16 @@ async function run(id: number, task: Exclude<PreprocessTask, { kind: 'grammar' }
 }
 
 try {
-  const files = workerInput<PreprocessData & { role: PreprocessRole }>();
-  const handle = (id: number, task: PreprocessTask): Promise<PreprocessResult> => Promise.reject(new Error(`no ${task.kind} tasks in this worker`));
-  let work = handle;
-  if (files.role === 'text') {
-    const tokenizer = new TextTokenizer(files);
-    const template = new ChatTemplate(files.tokenizerConfig, tokenizer);
-    work = (id, task) => (task.kind === 'grammar' ? handle(id, task) : run(id, task, tokenizer, template));
+  const data = workerInput<PreprocessWorkerData>();
+  const elsewhere = (task: PreprocessTask): Promise<PreprocessResult> => Promise.reject(new Error(`no ${task.kind} tasks in this worker`));
+  let work: (id: number, task: PreprocessTask) => Promise<PreprocessResult>;
+  if (data.role === 'text') {
+    const tokenizer = new TextTokenizer(data);
+    const template = new ChatTemplate(data.tokenizerConfig, tokenizer);
+    work = (id, task) => (task.kind === 'grammar' ? elsewhere(task) : run(id, task, tokenizer, template));
   } else {
-    const probe = new GrammarProbe(files.grammarVocabulary);
-    work = (id, task) => (task.kind === 'grammar' ? checkGrammar(probe, task) : handle(id, task));
+    const probe = new GrammarProbe(data.grammarVocabulary);
+    work = (_, task) => (task.kind === 'grammar' ? checkGrammar(probe, task) : elsewhere(task));
   }
   // One task at a time: the client sends the next one when this one is done.
   port.on('message', ({ id, task }: ToPreprocessWorker) => {
