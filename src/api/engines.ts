@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { LoadedModel } from '../model/model.js';
-import { modelNotFound } from './errors.js';
+import { checkModel } from './validated-request.js';
 
 /**
  * The legacy engine routes of openai-python 0.x: `Completion.create(engine=…)` posts to
@@ -25,7 +25,7 @@ export const engineRoutes: FastifyPluginAsync<{ model: LoadedModel }> = async (a
   app.get('/v1/engines', async () => ({ object: 'list' as const, data: [engine(model.id)] }));
   app.get<{ Params: { '*': string } }>('/v1/engines/*', async (request) => {
     const id = request.params['*'];
-    if (id !== model.id && !model.aliases.includes(id)) throw modelNotFound(id);
+    checkModel(model, id);
     return engine(id);
   });
 };

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { LoadedModel } from '../model/model.js';
-import { modelNotFound } from './errors.js';
+import { checkModel } from './validated-request.js';
 
 export const modelRoutes: FastifyPluginAsync<{ model: LoadedModel; startedAt: number }> = async (app, { model, startedAt }) => {
   const card = { id: model.id, object: 'model' as const, created: startedAt, owned_by: 'ortserve' };
@@ -8,7 +8,7 @@ export const modelRoutes: FastifyPluginAsync<{ model: LoadedModel; startedAt: nu
   // A wildcard, since model ids may contain slashes (`org/name`).
   app.get<{ Params: { '*': string } }>('/v1/models/*', async (request) => {
     const id = request.params['*'];
-    if (id !== model.id && !model.aliases.includes(id)) throw modelNotFound(id);
+    checkModel(model, id);
     return { ...card, id };
   });
 };
