@@ -63,7 +63,7 @@ export const chatRoutes: FastifyPluginAsync<ServingContext> = async (app, contex
     request.log.info({ ...planSummary(plan, plan.stream), grammar: !!output.grammar, tools: output.tools?.choice ?? 'none' }, 'chat completion');
     request.log.debug({ messages: body.messages }, 'chat messages');
     const toolNames = new Set(output.tools?.parameters.keys());
-    const logprobsOf = (tokens: GeneratedToken[]) => (logprobs === undefined ? null : chatLogprobs(tokenizer, tokens));
+    const logprobsOf = (tokens: GeneratedToken[]) => (logprobs === undefined ? null : chatLogprobs(tokens));
 
     const id = responseId('chatcmpl');
     const created = createdNow();

@@ -1,6 +1,8 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { responseId } from './ids.js';
-import { completionLogprobs, scoredPrompt, scoredTokens } from './logprobs.js';
+import { completionLogprobs, concatLogprobs } from './logprobs.js';
+import { spellPrompt } from '../engine/client/text-generation.js';
+import type { TokenLogprob } from '../engine/protocol.js';
 import { CompletionRequestSchema } from './schemas.js';
 import { createdNow, planSummary, runGeneration, usage, type ServingContext } from './serving.js';
 import { validateCompletion } from './validated-request.js';
@@ -19,25 +21,35 @@ export const completionRoutes: FastifyPluginAsync<ServingContext> = async (app, 
     request.log.info(planSummary(plan, plan.stream), 'completion');
     request.log.debug({ prompt: body.prompt }, 'completion prompt');
     const { echo, logprobs, includeUsage } = plan;
-    const promptOf = (index: number) => ({ ids: plan.prompts[index]!, text: plan.promptTexts[index]! });
+    // With `echo`, each prompt is spelled once, for all its choices (they share its log-probabilities).
+    const echoed = new Map<number, ReturnType<typeof spellPrompt>>();
+    const echoOf = (promptIndex: number, promptLogprobs: TokenLogprob[] | undefined) => {
+      let prompt = echoed.get(promptIndex);
+      if (!prompt) echoed.set(promptIndex, (prompt = spellPrompt(tokenizer, plan.prompts[promptIndex]!, promptLogprobs)));
+      return prompt;
+    };
 
     const envelope = { id: responseId('cmpl'), object: 'text_completion' as const, created: createdNow(), model: model.id, system_fingerprint: systemFingerprint };
     if (plan.stream) {
       const usageField = includeUsage ? { usage: null } : {};
-      const offsets = new Map<number, number>();
+      const started = new Set<number>();
       await streamGeneration(
         context,
         reply,
         plan,
         {
           chunk: (index, chunk) => {
-            const first = !offsets.has(index);
-            const prompt = promptOf(Math.floor(index / plan.n));
-            const text = (echo && first ? prompt.text : '') + chunk.text;
-            const tokens = [...(echo && first ? scoredPrompt(prompt.ids, chunk.promptLogprobs) : []), ...scoredTokens(chunk.tokens)];
-            const offset = offsets.get(index) ?? 0;
-            offsets.set(index, offset + text.length);
-            const choice = { index, text, logprobs: logprobs === undefined ? null : completionLogprobs(tokenizer, tokens, offset), finish_reason: null };
+            const first = !started.has(index);
+            started.add(index);
+            const prompt = echo ? echoOf(Math.floor(index / plan.n), chunk.promptLogprobs) : undefined;
+            const base = prompt?.text.length ?? 0;
+            const generated = () => completionLogprobs(chunk.tokens, base);
+            const choice = {
+              index,
+              text: (prompt && first ? prompt.text : '') + chunk.text,
+              logprobs: logprobs === undefined ? null : prompt && first ? concatLogprobs(completionLogprobs(prompt.tokens), generated()) : generated(),
+              finish_reason: null,
+            };
             return [{ ...envelope, choices: [choice], ...usageField }];
           },
           finish: (outcome) => [
@@ -58,12 +70,12 @@ export const completionRoutes: FastifyPluginAsync<ServingContext> = async (app, 
     return {
       ...envelope,
       choices: choices.map((outcome) => {
-        const prompt = promptOf(outcome.promptIndex);
-        const tokens = [...(echo ? scoredPrompt(prompt.ids, outcome.promptLogprobs) : []), ...scoredTokens(outcome.tokens)];
+        const prompt = echo ? echoOf(outcome.promptIndex, outcome.promptLogprobs) : undefined;
+        const generated = completionLogprobs(outcome.tokens, prompt?.text.length ?? 0);
         return {
           index: outcome.index,
-          text: (echo ? prompt.text : '') + outcome.text,
-          logprobs: logprobs === undefined ? null : completionLogprobs(tokenizer, tokens, 0),
+          text: (prompt?.text ?? '') + outcome.text,
+          logprobs: logprobs === undefined ? null : prompt ? concatLogprobs(completionLogprobs(prompt.tokens), generated) : generated,
           finish_reason: outcome.finishReason,
         };
       }),

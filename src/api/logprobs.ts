@@ -1,11 +1,6 @@
-import type { TokenLogprob } from '../engine/protocol.js';
 import type { GeneratedToken } from '../engine/client/text-generation.js';
-import type { TextTokenizer } from '../model/tokenizer.js';
 
-/** Log-probabilities in the shapes of the two endpoints. */
-
-/** A token as text, special tokens included. */
-export const tokenText = (tokenizer: TextTokenizer, id: number) => tokenizer.decode([id], false);
+/** Log-probabilities in the shapes of the two endpoints, from tokens spelled in context. */
 
 export interface CompletionLogprobs {
   tokens: string[];
@@ -14,37 +9,37 @@ export interface CompletionLogprobs {
   text_offset: number[];
 }
 
-/** One scored token: its id and, except for the first prompt token, its log-probability. */
-export interface ScoredToken {
-  id: number;
-  logprob: TokenLogprob | undefined;
+/**
+ * The legacy shape of up to `logprobs` + 1 alternatives per token, the sampled token always
+ * among them under its own text (where two tokens spell alike, the sampled one's value is kept).
+ */
+function topByText(token: GeneratedToken): Record<string, number> | null {
+  if (!token.top || token.logprob === undefined) return null;
+  const top: Record<string, number> = {};
+  for (const alternative of token.top) if (!(alternative.text in top)) top[alternative.text] = alternative.logprob;
+  top[token.text] = token.logprob;
+  return top;
 }
 
-/** Legacy completions' logprobs; `offset` is where the first token starts in the choice's text. */
-export function completionLogprobs(tokenizer: TextTokenizer, tokens: readonly ScoredToken[], offset: number): CompletionLogprobs {
-  const result: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
-  let at = offset;
-  for (const token of tokens) {
-    const text = tokenText(tokenizer, token.id);
-    result.tokens.push(text);
-    result.token_logprobs.push(token.logprob?.logprob ?? null);
-    result.top_logprobs.push(
-      token.logprob ? Object.fromEntries(token.logprob.top.map(([id, logprob]) => [tokenText(tokenizer, id), logprob])) : null,
-    );
-    result.text_offset.push(at);
-    at += text.length;
-  }
-  return result;
+/** Legacy completions' logprobs; `base` is where the text the tokens' offsets count from starts in the choice's text. */
+export function completionLogprobs(tokens: readonly GeneratedToken[], base = 0): CompletionLogprobs {
+  return {
+    tokens: tokens.map((token) => token.text),
+    token_logprobs: tokens.map((token) => token.logprob ?? null),
+    top_logprobs: tokens.map(topByText),
+    text_offset: tokens.map((token) => base + token.offset),
+  };
 }
 
-/** The prompt's tokens scored for `echo`: the first has no log-probability. */
-export function scoredPrompt(promptIds: readonly number[], promptLogprobs: readonly TokenLogprob[] | undefined): ScoredToken[] {
-  return promptIds.map((id, i) => ({ id, logprob: i === 0 ? undefined : promptLogprobs?.[i - 1] }));
+/** Two lists of logprobs one after the other. */
+export function concatLogprobs(first: CompletionLogprobs, second: CompletionLogprobs): CompletionLogprobs {
+  return {
+    tokens: [...first.tokens, ...second.tokens],
+    token_logprobs: [...first.token_logprobs, ...second.token_logprobs],
+    top_logprobs: [...first.top_logprobs, ...second.top_logprobs],
+    text_offset: [...first.text_offset, ...second.text_offset],
+  };
 }
-
-export const scoredTokens = (tokens: readonly GeneratedToken[]): ScoredToken[] => tokens.map((token) => ({ id: token.id, logprob: token.logprob }));
-
-const utf8Bytes = (text: string) => [...Buffer.from(text, 'utf8')];
 
 export interface ChatTokenLogprob {
   token: string;
@@ -54,16 +49,14 @@ export interface ChatTokenLogprob {
 }
 
 /** Chat's `logprobs.content`. */
-export function chatLogprobs(tokenizer: TextTokenizer, tokens: readonly GeneratedToken[]): { content: ChatTokenLogprob[]; refusal: null } {
-  const entry = (id: number, logprob: number) => {
-    const token = tokenText(tokenizer, id);
-    return { token, logprob, bytes: utf8Bytes(token) };
-  };
+export function chatLogprobs(tokens: readonly GeneratedToken[]): { content: ChatTokenLogprob[]; refusal: null } {
   const content = tokens
-    .filter((token) => token.logprob)
+    .filter((token) => token.logprob !== undefined)
     .map((token) => ({
-      ...entry(token.id, token.logprob!.logprob),
-      top_logprobs: token.logprob!.top.map(([id, logprob]) => entry(id, logprob)),
+      token: token.text,
+      logprob: token.logprob!,
+      bytes: token.bytes,
+      top_logprobs: (token.top ?? []).map((alternative) => ({ token: alternative.text, logprob: alternative.logprob, bytes: alternative.bytes })),
     }));
   return { content, refusal: null };
 }

@@ -52,6 +52,8 @@ export const CompletionRequestSchema = z.object({
     [z.string(), z.array(z.string()).min(1), z.array(tokenId).min(1), z.array(z.array(tokenId).min(1)).min(1)],
     { error: 'must be a string, an array of strings, an array of token ids or an array of arrays of token ids' },
   ),
+  /** 0 only with `echo`: the prompt is scored, nothing generated. */
+  max_tokens: z.number().int().min(0).nullish(),
   best_of: z.number().int().min(1).nullish(),
   echo: z.boolean().nullish(),
   logprobs: z.number().int().min(0).max(5).nullish(),

@@ -69,9 +69,9 @@ export interface ChoiceListener {
 }
 
 function meanLogprob(outcome: ChoiceOutcome): number {
-  const scored = outcome.tokens.filter((token) => token.logprob);
+  const scored = outcome.tokens.filter((token) => token.logprob !== undefined);
   if (scored.length === 0) return -Infinity;
-  return scored.reduce((sum, token) => sum + token.logprob!.logprob, 0) / scored.length;
+  return scored.reduce((sum, token) => sum + token.logprob!, 0) / scored.length;
 }
 
 /**

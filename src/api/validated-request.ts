@@ -226,6 +226,9 @@ export async function validateCompletion(context: ServingContext, body: Completi
   const fields = { ...body, stop: stopStrings(body.stop) };
   checkLimits(fields, limits, { value: body.max_tokens, param: 'max_tokens' });
   checkPromptCount(Array.isArray(body.prompt) && typeof body.prompt[0] !== 'number' ? body.prompt.length : 1, limits);
+  if (body.max_tokens === 0 && !body.echo) {
+    throw invalidRequest("'max_tokens' may be 0 only with 'echo', to score the prompt without generating.", 'max_tokens', 'invalid_value');
+  }
   const n = body.n ?? 1;
   if (body.stream && body.best_of && body.best_of > n) {
     throw invalidRequest("'best_of' greater than 'n' cannot be used with 'stream'.", 'best_of', 'unsupported_value');

@@ -21,6 +21,7 @@ export interface PromptRequest {
   /** The request the sequence belongs to (its prompts and choices share one); batch slots are shared fairly between requests. */
   group: number;
   promptIds: number[];
+  /** 0: the prompt is only scored (with `promptLogprobs`), nothing is generated. */
   maxTokens: number;
   temperature: number;
   topP: number;
@@ -52,7 +53,8 @@ export interface SequenceRequest extends PromptRequest, Choice {}
 
 export interface TokenUpdate {
   id: number;
-  tokenId: number;
+  /** Absent on the one update of a sequence that only scores its prompt (`maxTokens` 0). */
+  tokenId?: number;
   logprob?: TokenLogprob;
   /** On a sequence's first token, when asked for: log-probabilities of prompt tokens 2…L. */
   promptLogprobs?: TokenLogprob[];

@@ -23,11 +23,15 @@ function byteLevelDecoder(): Map<string, number> {
 
 const encoder = new TextEncoder();
 
-function bytesOf(token: string, kind: GrammarVocabulary['kind'], byteLevel: Map<string, number> | undefined): Uint8Array {
+let byteLevelTable: Map<string, number> | undefined;
+
+/** The bytes a vocabulary entry stands for, read as the vocabulary's kind says. */
+export function pieceBytes(token: string, kind: GrammarVocabulary['kind']): Uint8Array {
   if (kind === 'byte_level') {
+    const byteLevel = (byteLevelTable ??= byteLevelDecoder());
     const bytes: number[] = [];
     for (const char of token) {
-      const byte = byteLevel!.get(char);
+      const byte = byteLevel.get(char);
       if (byte === undefined) return encoder.encode(token);
       bytes.push(byte);
     }
@@ -42,10 +46,9 @@ function bytesOf(token: string, kind: GrammarVocabulary['kind'], byteLevel: Map<
 }
 
 export function tokenBytes(vocabulary: GrammarVocabulary): TokenBytes {
-  const byteLevel = vocabulary.kind === 'byte_level' ? byteLevelDecoder() : undefined;
   return vocabulary.tokens.map((token) => {
     if (token === '') return undefined;
-    const bytes = bytesOf(token, vocabulary.kind, byteLevel);
+    const bytes = pieceBytes(token, vocabulary.kind);
     return bytes.some((byte) => byte >= 0x80) ? bytes : undefined;
   });
 }

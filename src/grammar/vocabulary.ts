@@ -24,7 +24,7 @@ function components(value: unknown, key: string): Json[] {
   return [value];
 }
 
-function vocabularyKind(tokenizerJson: Json): GrammarVocabulary['kind'] {
+export function vocabularyKind(tokenizerJson: Json): GrammarVocabulary['kind'] {
   const decoders = components(tokenizerJson.decoder, 'decoders');
   if (decoders.some((decoder) => decoder.type === 'ByteLevel')) return 'byte_level';
   const model = isObject(tokenizerJson.model) ? tokenizerJson.model : {};

@@ -1,6 +1,9 @@
 import { Tokenizer } from '@huggingface/tokenizers';
 import type { ModelFiles } from './files.js';
 import { ModelLoadError } from './errors.js';
+import { pieceBytes } from '../grammar/token-bytes.js';
+import { vocabularyKind, type GrammarVocabulary } from '../grammar/vocabulary.js';
+import type { SpellingTokenizer } from '../engine/client/token-speller.js';
 
 /** A special token in tokenizer_config.json is a plain string or an AddedToken object. */
 export function specialTokenText(value: unknown): string | undefined {
@@ -22,12 +25,25 @@ function longestToken(tokenizerJson: Record<string, unknown>): number {
   return longest;
 }
 
-export class TextTokenizer {
+/** Added tokens marked special, by id, with their text. */
+function specialTokens(tokenizerJson: Record<string, unknown>): Map<number, string> {
+  const added = Array.isArray(tokenizerJson.added_tokens) ? (tokenizerJson.added_tokens as { id?: unknown; content?: unknown; special?: unknown }[]) : [];
+  const special = new Map<number, string>();
+  for (const token of added) if (token.special === true && typeof token.id === 'number' && typeof token.content === 'string') special.set(token.id, token.content);
+  return special;
+}
+
+const NO_BYTES = new Uint8Array(0);
+
+export class TextTokenizer implements SpellingTokenizer {
   readonly bosToken: string | undefined;
+  readonly bosTokenId: number | undefined;
   readonly eosToken: string | undefined;
   /** Characters in the vocabulary's longest token (added tokens included). */
   readonly longestTokenLength: number;
   private readonly tokenizer: Tokenizer;
+  private readonly special: Map<number, string>;
+  private readonly vocabularyKind: GrammarVocabulary['kind'];
 
   constructor(files: Pick<ModelFiles, 'tokenizerJson' | 'tokenizerConfig'>) {
     try {
@@ -38,6 +54,9 @@ export class TextTokenizer {
     this.bosToken = specialTokenText(files.tokenizerConfig.bos_token);
     this.eosToken = specialTokenText(files.tokenizerConfig.eos_token);
     this.longestTokenLength = longestToken(files.tokenizerJson);
+    this.special = specialTokens(files.tokenizerJson);
+    this.vocabularyKind = vocabularyKind(files.tokenizerJson);
+    this.bosTokenId = this.bosToken === undefined ? undefined : this.tokenizer.token_to_id(this.bosToken);
   }
 
   /**
@@ -61,5 +80,15 @@ export class TextTokenizer {
 
   idToToken(id: number): string | undefined {
     return this.tokenizer.id_to_token(id);
+  }
+
+  specialText(id: number): string | undefined {
+    return this.special.get(id);
+  }
+
+  /** The bytes a token stands for on its own; none for special tokens and ids past the vocabulary. */
+  tokenBytes(id: number): Uint8Array {
+    const piece = this.special.has(id) ? undefined : this.idToToken(id);
+    return piece === undefined ? NO_BYTES : pieceBytes(piece, this.vocabularyKind);
   }
 }

@@ -157,7 +157,7 @@ async function generate(
       tokens(updates: TokenUpdate[]) {
         for (const update of updates) {
           if (!tokens.has(update.id)) started.push(update.id);
-          tokens.set(update.id, [...(tokens.get(update.id) ?? []), update.tokenId]);
+          tokens.set(update.id, [...(tokens.get(update.id) ?? []), ...(update.tokenId === undefined ? [] : [update.tokenId])]);
           if (update.finishReason) pending.delete(update.id);
         }
         seen += updates.length;
@@ -303,7 +303,7 @@ describe('ContinuousBatcher', () => {
     const batcher = new ContinuousBatcher(runner, { maxBatch: 16, maxKvTokens: 16 * 128, prefillChunk: CHUNK, contextLength: 128 }, {
       tokens(updates) {
         for (const update of updates) {
-          tokens.set(update.id, [...(tokens.get(update.id) ?? []), update.tokenId]);
+          tokens.set(update.id, [...(tokens.get(update.id) ?? []), ...(update.tokenId === undefined ? [] : [update.tokenId])]);
           if (update.finishReason) ended.add(update.id);
         }
         if (ended.size === 2) done();

@@ -54,6 +54,7 @@ export class Sequence {
    */
   accept(logits: Float32Array, scratch: Float64Array): TokenUpdate {
     const { request } = this;
+    if (request.maxTokens === 0) return this.scored();
     const processed = this.processors.length > 0;
     const raw = processed && request.logprobs !== undefined ? logits.slice() : logits;
     for (const processor of this.processors) processor.apply(logits);
@@ -75,6 +76,15 @@ export class Sequence {
       update.finishReason = finishReason;
       this.finish();
     }
+    return update;
+  }
+
+  /** The end of a sequence that only scores its prompt: nothing is sampled. */
+  private scored(): TokenUpdate {
+    const update: TokenUpdate = { id: this.request.id, finishReason: 'length' };
+    if (this.promptLogprobs) update.promptLogprobs = this.promptLogprobs;
+    this.promptLogprobs = undefined;
+    this.finish();
     return update;
   }
 
