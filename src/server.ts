@@ -11,6 +11,8 @@ import { answerBadUrl, answerClientError, answerUnmetExpectation, errorHandling 
 import { drainGuard, Lifecycle, readiness } from './api/lifecycle.js';
 import { metricsPlugin, ServerMetrics } from './api/metrics.js';
 import { engineRoutes } from './api/engines.js';
+import { tokenizeRoutes } from './api/tokenize.js';
+import { responseRoutes } from './api/responses.js';
 import { healthRoutes, modelRoutes } from './api/models.js';
 import type { ServingContext } from './api/serving.js';
 import type { ServerConfig } from './config.js';
@@ -102,6 +104,8 @@ export function buildApp(model: LoadedModel, preprocessor: Preprocessor, engine:
     void api.register(engineRoutes, { model });
     void api.register(completionRoutes, context);
     void api.register(chatRoutes, context);
+    void api.register(responseRoutes, context);
+    void api.register(tokenizeRoutes, context);
   });
   return { app, lifecycle };
 }

@@ -1,4 +1,4 @@
-import type { FastifyBaseLogger, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { GeneratedToken } from '../engine/client/text-generation.js';
 import type { FinishReason } from '../engine/protocol.js';
 import type { ParsedToolCall } from '../tool-calls/formats.js';
@@ -7,7 +7,7 @@ import { responseId, toolCallId } from './ids.js';
 import { chatLogprobs } from './logprobs.js';
 import { ChatCompletionRequestSchema } from './schemas.js';
 import { createdNow, planSummary, runGeneration, usage, type ChoiceOutcome, type ServingContext } from './serving.js';
-import { schemaMismatch, type OutputPlan } from './structured-output.js';
+import { checkReply, dropsUnfinished, type OutputPlan } from './structured-output.js';
 import { validateChat } from './validated-request.js';
 import { requestSignal, streamGeneration } from './streaming.js';
 import { bodyWithEngine, enginePath } from './engines.js';
@@ -18,37 +18,10 @@ type ChatFinishReason = FinishReason | 'tool_calls';
 /** A call as the API writes it. */
 const apiToolCall = (call: ParsedToolCall) => ({ id: toolCallId(), type: 'function' as const, function: { name: call.name, arguments: call.arguments } });
 
-/** Under `required` or a named function the grammar allows only calls: one cut off by the token limit is dropped, not sent as text. */
-const dropsUnfinished = (output: OutputPlan, reason: FinishReason) => reason === 'length' && output.tools !== undefined && output.tools.choice !== 'auto';
-
 /** A reply that made calls ends with `tool_calls`, except when one function was named, where OpenAI says `stop`. */
 function finishReason(output: OutputPlan, reason: FinishReason, calls: number): ChatFinishReason {
   if (calls === 0 || reason !== 'stop') return reason;
   return output.tools?.choice === 'named' ? 'stop' : 'tool_calls';
-}
-
-/**
- * What decoding under a grammar does not enforce (see the README) is checked on the finished reply;
- * a reply that breaks its schema is sent as it is, and the log says so.
- */
-function checkReply(log: FastifyBaseLogger, output: OutputPlan, content: string | null, calls: readonly ParsedToolCall[], reason: FinishReason): void {
-  if (reason !== 'stop') return;
-  /** Why `text` is not JSON of `schema` (any JSON without one), prefixed by `what`. */
-  const mismatch = (schema: Record<string, unknown> | undefined, text: string, what: string, notJson: string): string | undefined => {
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch {
-      return notJson;
-    }
-    const found = schema && schemaMismatch(schema, value);
-    return found && `${what}: ${found}`;
-  };
-  const mismatches: (string | undefined)[] = [];
-  if (output.responseSchema && content !== null && calls.length === 0) mismatches.push(mismatch(output.responseSchema, content, 'response_format', 'the reply is not JSON'));
-  for (const call of calls) mismatches.push(mismatch(output.tools?.parameters.get(call.name), call.arguments, call.name, `${call.name}: the arguments are not JSON`));
-  const found = mismatches.filter((text) => text !== undefined);
-  if (found.length > 0) log.warn({ mismatches: found }, 'the reply does not match its schema');
 }
 
 export const chatRoutes: FastifyPluginAsync<ServingContext> = async (app, context) => {

@@ -140,6 +140,76 @@ export const ChatCompletionRequestSchema = z.object({
 export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequestSchema>;
 export type ChatRequestMessage = z.infer<typeof message>;
 
+/**
+ * `POST /v1/responses`. Input items are read one by one (see responses.ts), so that each kind this
+ * server cannot take is refused by name.
+ */
+const responseInputItem = z.looseObject({ type: z.string().optional() });
+
+const responseFunctionTool = z.looseObject({
+  type: z.string(),
+  name: functionName.optional(),
+  description: z.string().nullish(),
+  parameters: jsonSchemaObject.nullish(),
+  strict: z.boolean().nullish(),
+});
+
+const responseTextFormat = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('text') }),
+  z.object({ type: z.literal('json_object') }),
+  z.object({ type: z.literal('json_schema'), name: functionName, description: z.string().optional(), schema: jsonSchemaObject, strict: z.boolean().nullish() }),
+]);
+
+export const ResponseRequestSchema = z.object({
+  model: z.string(),
+  input: z.union([z.string(), z.array(responseInputItem).min(1)], { error: 'must be a string or an array of input items' }),
+  instructions: z.string().nullish(),
+  max_output_tokens: z.number().int().min(1).nullish(),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().min(0).max(1).nullish(),
+  top_logprobs: z.number().int().min(0).max(20).nullish(),
+  include: z.array(z.string()).nullish(),
+  stream: z.boolean().nullish(),
+  store: z.boolean().nullish(),
+  tools: z.array(responseFunctionTool).max(128).nullish(),
+  tool_choice: z
+    .union([z.enum(['none', 'auto', 'required']), z.looseObject({ type: z.string(), name: z.string().optional() })], {
+      error: 'must be "none", "auto", "required" or {"type": "function", "name": ...}',
+    })
+    .nullish(),
+  parallel_tool_calls: z.boolean().nullish(),
+  text: z.object({ format: responseTextFormat.nullish() }).nullish(),
+  metadata: z.record(z.string(), z.string()).nullish(),
+  truncation: z.enum(['disabled', 'auto']).nullish(),
+  user: z.string().nullish(),
+  // Accepted here so that they can be refused with a clear message.
+  previous_response_id: z.unknown().optional(),
+  conversation: z.unknown().optional(),
+  background: z.unknown().optional(),
+  reasoning: z.unknown().optional(),
+  prompt: z.unknown().optional(),
+});
+export type ResponseRequest = z.infer<typeof ResponseRequestSchema>;
+
+/** `POST /tokenize` (vLLM's shape): a text, or a conversation rendered through the chat template. */
+export const TokenizeRequestSchema = z.object({
+  model: z.string().nullish(),
+  prompt: z.string().optional(),
+  messages: z.array(message).min(1).optional(),
+  tools: z.array(functionTool).max(128).nullish(),
+  /** For a text, default true; for messages, default what chat completions do (a BOS unless the template wrote one). */
+  add_special_tokens: z.boolean().nullish(),
+  add_generation_prompt: z.boolean().nullish(),
+  return_token_strs: z.boolean().nullish(),
+});
+export type TokenizeRequest = z.infer<typeof TokenizeRequestSchema>;
+
+/** `POST /detokenize` (vLLM's shape). */
+export const DetokenizeRequestSchema = z.object({
+  model: z.string().nullish(),
+  tokens: z.array(tokenId),
+});
+
 /** `stop` as a list. */
 export function stopStrings(value: string | string[] | null | undefined): string[] {
   if (value === null || value === undefined) return [];

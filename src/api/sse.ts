@@ -1,7 +1,8 @@
 import type { FastifyReply } from 'fastify';
 
 /**
- * A server-sent event stream in OpenAI's format: `data: {json}` events, closed by `data: [DONE]`.
+ * A server-sent event stream in OpenAI's format: `data: {json}` events, closed by `data: [DONE]`
+ * (or named events, for the Responses API).
  * Writes after the client has gone are dropped.
  */
 export class SseStream {
@@ -26,6 +27,16 @@ export class SseStream {
 
   send(data: unknown): void {
     if (!this.closed) this.raw.write(`data: ${JSON.stringify(data)}\n\n`);
+  }
+
+  /** An event with a name (`event: name`), as the Responses API sends them. */
+  sendNamed(name: string, data: unknown): void {
+    if (!this.closed) this.raw.write(`event: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
+  }
+
+  /** Ends the stream after its last event (the Responses API sends no `[DONE]`). */
+  end(): void {
+    if (!this.closed) this.raw.end();
   }
 
   /** Ends the stream with `data: [DONE]`. */

@@ -1,9 +1,11 @@
+import type { FastifyBaseLogger } from 'fastify';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { ANY_JSON_OBJECT, jsonSchemaGrammar, type GrammarSpec } from '../grammar/grammar-spec.js';
 import { GrammarError } from '../grammar/xgrammar.js';
 import type { ChatTools } from '../model/chat-template.js';
-import type { ToolCallFormat } from '../tool-calls/formats.js';
+import type { ParsedToolCall, ToolCallFormat } from '../tool-calls/formats.js';
+import type { FinishReason } from '../engine/protocol.js';
 import { invalidRequest } from './errors.js';
 import type { ChatCompletionRequest, FunctionTool } from './schemas.js';
 import type { ServingContext } from './serving.js';
@@ -101,6 +103,13 @@ function toolChoicePlan(body: ChatCompletionRequest, tools: readonly FunctionToo
   return { choice: 'named', named };
 }
 
+/** Function tools as chat templates read them. */
+export const toTemplateTools = (tools: readonly FunctionTool[]): ChatTools =>
+  tools.map(({ function: fn }) => ({
+    type: 'function',
+    function: { name: fn.name, ...(fn.description !== undefined && { description: fn.description }), ...(fn.parameters && { parameters: fn.parameters }) },
+  }));
+
 /**
  * What `response_format`, `tools`, `tool_choice` and `parallel_tool_calls` ask of a chat request.
  * Every schema is checked here, with a schema validator and then with the grammar engine, so that
@@ -116,10 +125,7 @@ export async function planOutput(context: ServingContext, body: ChatCompletionRe
     names.add(name);
     if (parameters) schemaValidator(parameters, `tools[${index}].function.parameters`);
   });
-  const templateTools: ChatTools = tools.map(({ function: fn }) => ({
-    type: 'function',
-    function: { name: fn.name, ...(fn.description !== undefined && { description: fn.description }), ...(fn.parameters && { parameters: fn.parameters }) },
-  }));
+  const templateTools = toTemplateTools(tools);
   const withTemplateTools = templateTools.length > 0 ? { templateTools } : {};
   if (choice === 'none') return { ...(await responseFormatPlan(context, body.response_format)), ...withTemplateTools };
 
@@ -161,3 +167,31 @@ export async function planOutput(context: ServingContext, body: ChatCompletionRe
   await checkToolsGrammar(grammar);
   return { grammar, tools: { format, choice, parameters, enforced: true }, ...withTemplateTools };
 }
+
+/** Under `required` or a named function the grammar allows only calls: one cut off by the token limit is dropped, not sent as text. */
+export const dropsUnfinished = (output: OutputPlan, reason: FinishReason) => reason === 'length' && output.tools !== undefined && output.tools.choice !== 'auto';
+
+/**
+ * What decoding under a grammar does not enforce (see the README) is checked on the finished reply;
+ * a reply that breaks its schema is sent as it is, and the log says so.
+ */
+export function checkReply(log: FastifyBaseLogger, output: OutputPlan, content: string | null, calls: readonly ParsedToolCall[], reason: FinishReason): void {
+  if (reason !== 'stop') return;
+  /** Why `text` is not JSON of `schema` (any JSON without one), prefixed by `what`. */
+  const mismatch = (schema: Record<string, unknown> | undefined, text: string, what: string, notJson: string): string | undefined => {
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      return notJson;
+    }
+    const found = schema && schemaMismatch(schema, value);
+    return found && `${what}: ${found}`;
+  };
+  const mismatches: (string | undefined)[] = [];
+  if (output.responseSchema && content !== null && calls.length === 0) mismatches.push(mismatch(output.responseSchema, content, 'response_format', 'the reply is not JSON'));
+  for (const call of calls) mismatches.push(mismatch(output.tools?.parameters.get(call.name), call.arguments, call.name, `${call.name}: the arguments are not JSON`));
+  const found = mismatches.filter((text) => text !== undefined);
+  if (found.length > 0) log.warn({ mismatches: found }, 'the reply does not match its schema');
+}
+

@@ -2,7 +2,7 @@ import type { GrammarSpec } from '../grammar/grammar-spec.js';
 import type { ChatMessage } from '../model/chat-template.js';
 import { ChatTemplateError } from '../model/chat-template.js';
 import type { LoadedModel } from '../model/model.js';
-import type { TooLong } from '../preprocess/protocol.js';
+import type { ChatRenderOptions, TooLong } from '../preprocess/protocol.js';
 import { invalidRequest, limitExceeded, modelNotFound, serverBusy } from './errors.js';
 import { checkLimits, checkMessageCount, checkPromptCount } from './limits.js';
 import { stopStrings, type ChatCompletionRequest, type ChatRequestMessage, type CompletionRequest } from './schemas.js';
@@ -101,12 +101,20 @@ export async function encodePrompts({ model, preprocessor }: ServingContext, tex
   });
 }
 
-/** Token ids of a conversation rendered with the model's chat template, off the HTTP thread. */
-export async function encodeChat({ model, preprocessor }: ServingContext, messages: readonly ChatMessage[], tools?: ChatTools): Promise<number[]> {
+/**
+ * Token ids of a conversation rendered with the model's chat template, off the HTTP thread. It must
+ * leave room in the context for a reply unless `fitContext` is false.
+ */
+export async function encodeChat(
+  { model, preprocessor }: ServingContext,
+  messages: readonly ChatMessage[],
+  tools?: ChatTools,
+  { render, fitContext = true }: { render?: ChatRenderOptions; fitContext?: boolean } = {},
+): Promise<number[]> {
   const context = model.config.contextLength;
   let prompt;
   try {
-    prompt = await preprocessor.chat(messages, context, tools);
+    prompt = await preprocessor.chat(messages, fitContext ? context : Number.POSITIVE_INFINITY, tools, render);
   } catch (err) {
     if (err instanceof ChatTemplateError) throw invalidRequest(`The chat template rejected the messages: ${err.message}`, 'messages', 'invalid_chat_template');
     throw err;
@@ -289,7 +297,7 @@ function templateToolCall(call: { id: string; function: { name: string; argument
 }
 
 /** A message as the chat template sees it: text parts joined, `developer` as `system`, tool calls with their arguments parsed. */
-function templateMessage(message: ChatRequestMessage, index: number): ChatMessage {
+export function templateMessage(message: ChatRequestMessage, index: number): ChatMessage {
   const content = contentText(message.content, `messages[${index}].content`);
   if (message.role === 'tool') return { role: 'tool', content, tool_call_id: message.tool_call_id };
   if (message.role === 'assistant') {

@@ -55,12 +55,13 @@ function paramName(path: readonly PropertyKey[]): string {
   return path.reduce<string>((name, key) => (typeof key === 'number' ? `${name}[${key}]` : name ? `${name}.${String(key)}` : String(key)), '');
 }
 
-/** Validates a request body; the first problem becomes a 400 that names the field. */
-export function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.infer<T> {
+/** Validates a request body (or, with `at`, the field of one that `at` names); the first problem becomes a 400 that names the field. */
+export function parseBody<T extends z.ZodType>(schema: T, body: unknown, at = ''): z.infer<T> {
   const result = schema.safeParse(body, { reportInput: true });
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
-  const param = paramName(issue.path);
+  const inner = paramName(issue.path);
+  const param = at && inner && !inner.startsWith('[') ? `${at}.${inner}` : at + inner;
   const { message, code } = describe(issue, param);
   throw invalidRequest(message, param || null, code);
 }

@@ -111,13 +111,13 @@ export class ChatTemplate {
   }
 
   /** The prompt text of a conversation; `tools` are given to the template, or through the tools prompt when it has no use for them. */
-  render(messages: readonly ChatMessage[], tools?: ChatTools): string {
+  render(messages: readonly ChatMessage[], tools?: ChatTools, addGenerationPrompt = true): string {
     const given = this.supportsTools ? messages : withoutToolSupport(messages, tools);
     try {
       return this.template.render({
         messages: given.map((m) => ({ ...m })),
         ...(this.supportsTools && tools?.length && { tools }),
-        add_generation_prompt: true,
+        add_generation_prompt: addGenerationPrompt,
         bos_token: this.specialTokens.bosToken ?? '',
         eos_token: this.specialTokens.eosToken ?? '',
       });

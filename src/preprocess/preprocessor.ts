@@ -3,7 +3,7 @@ import type { GrammarSpec } from '../grammar/grammar-spec.js';
 import { GrammarError } from '../grammar/xgrammar.js';
 import { ChatTemplateError, type ChatMessage, type ChatTools } from '../model/chat-template.js';
 import { startWorker } from '../threads.js';
-import type { FromPreprocessWorker, PreprocessData, PreprocessResult, PreprocessTask, PreprocessWorkerData, TooLong } from './protocol.js';
+import type { ChatRenderOptions, FromPreprocessWorker, PreprocessData, PreprocessResult, PreprocessTask, PreprocessWorkerData, TooLong } from './protocol.js';
 
 export interface PreprocessorOptions {
   /** How long a chat template may take to render before its worker is stopped. */
@@ -246,14 +246,25 @@ export class Preprocessor {
   }
 
   /** Renders the conversation (and the tools it may call) with the model's chat template and tokenizes it. */
-  chat(messages: readonly ChatMessage[], contextLength: number, tools?: ChatTools): Promise<ChatPrompt> {
+  chat(messages: readonly ChatMessage[], contextLength: number, tools?: ChatTools, options?: ChatRenderOptions): Promise<ChatPrompt> {
     return new Promise((resolve, reject) => {
       const done = (result: PreprocessResult) => {
         if ('templateError' in result) reject(new ChatTemplateError(result.templateError));
         else if ('ids' in result || 'tooLong' in result) resolve(result);
         else reject(new Error(`tokenizing failed: ${'error' in result ? result.error : 'no ids'}`));
       };
-      this.text.enqueue({ items: [{ task: { kind: 'chat', messages: [...messages], ...(tools && { tools }), contextLength }, done }] });
+      this.text.enqueue({ items: [{ task: { kind: 'chat', messages: [...messages], ...(tools && { tools }), contextLength, ...(options && { options }) }, done }] });
+    });
+  }
+
+  /** The text of token ids, decoded off the HTTP thread. */
+  decode(ids: readonly number[], skipSpecialTokens: boolean): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const done = (result: PreprocessResult) => {
+        if ('text' in result) resolve(result.text);
+        else reject(new Error(`decoding failed: ${'error' in result ? result.error : 'no text'}`));
+      };
+      this.text.enqueue({ items: [{ task: { kind: 'decode', ids: [...ids], skipSpecialTokens }, done }] });
     });
   }
 

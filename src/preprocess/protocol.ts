@@ -14,10 +14,20 @@ export type PreprocessWorkerData =
 
 export type PreprocessTask =
   | { kind: 'encode'; text: string; addSpecialTokens: boolean }
-  /** Renders the chat template, then tokenizes the text, unless it cannot fit `contextLength`. */
-  | { kind: 'chat'; messages: ChatMessage[]; tools?: ChatTools; contextLength: number }
+  | { kind: 'decode'; ids: number[]; skipSpecialTokens: boolean }
+  /**
+   * Renders the chat template, then tokenizes the text, unless it cannot fit `contextLength`.
+   * Without `addSpecialTokens`, the tokenizer adds a BOS unless the template wrote one.
+   */
+  | { kind: 'chat'; messages: ChatMessage[]; tools?: ChatTools; contextLength: number; options?: ChatRenderOptions }
   /** Builds and compiles a grammar in a throwaway grammar engine, to find out whether it can be used. */
   | { kind: 'grammar'; spec: GrammarSpec };
+
+export interface ChatRenderOptions {
+  /** Default true: the prompt ends where the assistant's reply begins. */
+  addGenerationPrompt?: boolean;
+  addSpecialTokens?: boolean;
+}
 
 /** A rendered conversation too long for the context, found without tokenizing it. */
 export interface TooLong {
@@ -27,6 +37,7 @@ export interface TooLong {
 
 export type PreprocessResult =
   | { ids: number[] }
+  | { text: string }
   | { tooLong: TooLong }
   | { templateError: string }
   | { grammarChecked: true }

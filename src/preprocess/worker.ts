@@ -26,9 +26,10 @@ async function checkGrammar(probe: GrammarProbe, task: Extract<PreprocessTask, {
 
 async function run(id: number, task: Exclude<PreprocessTask, { kind: 'grammar' }>, tokenizer: TextTokenizer, template: ChatTemplate): Promise<PreprocessResult> {
   if (task.kind === 'encode') return { ids: tokenizer.encode(task.text, task.addSpecialTokens) };
+  if (task.kind === 'decode') return { text: tokenizer.decode(task.ids, task.skipSpecialTokens) };
   let text: string;
   try {
-    text = template.render(task.messages, task.tools);
+    text = template.render(task.messages, task.tools, task.options?.addGenerationPrompt ?? true);
   } catch (err) {
     if (err instanceof ChatTemplateError) return { templateError: err.message };
     throw err;
@@ -39,7 +40,7 @@ async function run(id: number, task: Exclude<PreprocessTask, { kind: 'grammar' }
   // A template that writes its own BOS gets no second one from the tokenizer.
   const { bosToken } = tokenizer;
   const templateWroteBos = bosToken !== undefined && bosToken !== '' && text.startsWith(bosToken);
-  return { ids: tokenizer.encode(text, !templateWroteBos) };
+  return { ids: tokenizer.encode(text, task.options?.addSpecialTokens ?? !templateWroteBos) };
 }
 
 try {

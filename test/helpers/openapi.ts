@@ -24,8 +24,11 @@ export function schemaErrors(schema: string, value: unknown): string[] {
 }
 
 /** The schemas of an endpoint's plain and streamed bodies. */
-function schemasFor(path: string): { body: string; chunk?: string } | undefined {
+function schemasFor(path: string): { body: string; chunk?: string; namedEvents?: true } | undefined {
   const route = path.split('?')[0]!;
+  if (route === '/v1/responses') return { body: 'Response', chunk: 'ResponseStreamEvent', namedEvents: true };
+  if (route === '/tokenize') return { body: 'TokenizeResponse' };
+  if (route === '/detokenize') return { body: 'DetokenizeResponse' };
   if (route === '/v1/completions') return { body: 'Completion', chunk: 'CompletionChunk' };
   if (route === '/v1/chat/completions') return { body: 'ChatCompletion', chunk: 'ChatCompletionChunk' };
   if (/^\/v1\/engines\/[^/]+\/completions$/.test(route)) return { body: 'Completion', chunk: 'CompletionChunk' };
@@ -53,6 +56,7 @@ export function responseErrors(path: string, status: number, contentType: string
   if (!contentType.startsWith('text/event-stream')) return schemaErrors(schemas.body, JSON.parse(text));
   const events = text.split('\n\n').filter((event) => event.trim() !== '');
   const problems: string[] = [];
+  if (schemas.namedEvents) return namedEventErrors(path, events, schemas.chunk!);
   events.forEach((event, i) => {
     if (!event.startsWith('data: ')) problems.push(`${path}: event ${i} is not a data event`);
     const data = event.slice('data: '.length);
@@ -62,6 +66,20 @@ export function responseErrors(path: string, status: number, contentType: string
     }
     const chunk = JSON.parse(data) as Record<string, unknown>;
     problems.push(...schemaErrors('error' in chunk ? 'Error' : schemas.chunk!, chunk));
+  });
+  return problems;
+}
+
+/** A stream of named events (`event: type`, then `data:` with that type), numbered from 0, without `[DONE]`. */
+function namedEventErrors(path: string, events: string[], schema: string): string[] {
+  const problems: string[] = [];
+  events.forEach((event, i) => {
+    const match = /^event: ([^\n]+)\ndata: (.*)$/s.exec(event);
+    if (!match) return problems.push(`${path}: event ${i} is not a named data event`);
+    const data = JSON.parse(match[2]!) as { type?: unknown; sequence_number?: unknown };
+    if (data.type !== match[1]) problems.push(`${path}: event ${i} is named ${match[1]} but has type ${String(data.type)}`);
+    if (data.sequence_number !== i) problems.push(`${path}: event ${i} has sequence_number ${String(data.sequence_number)}`);
+    problems.push(...schemaErrors(schema, data));
   });
   return problems;
 }

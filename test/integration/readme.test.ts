@@ -21,7 +21,7 @@ describe('the README', () => {
 
   it('has a curl example for each endpoint', () => {
     const joined = curlExamples.join('\n');
-    for (const path of ['/v1/completions', '/v1/chat/completions', '/v1/models']) expect(joined).toContain(`${DOCUMENTED_URL}${path}`);
+    for (const path of ['/v1/completions', '/v1/chat/completions', '/v1/models', '/v1/responses', '/tokenize']) expect(joined).toContain(`${DOCUMENTED_URL}${path}`);
     expect(joined).toContain('"stream": true');
   });
 
