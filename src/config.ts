@@ -23,14 +23,15 @@ const OPTIONS = {
     field: 'model',
     env: 'ORTSERVE_MODEL',
     schema: z.string().min(1).default(DEFAULT_MODEL_DIR),
-    help: 'model directory (Hugging Face Optimum ONNX layout)',
+    help: 'model directory (Optimum, transformers.js or onnxruntime-genai layout), or a Hugging Face id (org/name) in the local cache',
     shown: 'models/tinystories-gpt2',
   },
   'model-file': {
     field: 'modelFile',
     env: 'ORTSERVE_MODEL_FILE',
-    schema: z.string().min(1).default('model.onnx'),
+    schema: z.string().min(1).optional(),
     help: 'graph file inside the model directory (or its onnx/ folder), e.g. model_quantized.onnx',
+    shown: 'found in the folder (see the README)',
   },
   'served-model-name': {
     field: 'servedModelNames',

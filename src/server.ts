@@ -160,6 +160,10 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   try {
     const { model, warnings } = fitToGraph(configured, engine.graphLimits);
     const { app, lifecycle } = buildApp(model, preprocessor, engine, config);
+    for (const note of model.files.notes) app.log.info({ model: model.id }, note);
+    if (model.chatTemplate.isFallback) {
+      warnings.push("no chat template in the folder (chat_template.jinja, chat_template.json, tokenizer_config.json): chat requests use the plain 'role: content' fallback template");
+    }
     for (const warning of warnings) app.log.warn({ model: model.id }, warning);
     await app.listen({ host: config.host, port: config.port });
     started = { model, app, lifecycle };

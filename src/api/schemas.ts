@@ -132,6 +132,8 @@ export const ChatCompletionRequestSchema = z.object({
   tools: z.array(functionTool).max(128).nullish(),
   tool_choice: toolChoice.nullish(),
   parallel_tool_calls: z.boolean().nullish(),
+  /** More variables for the chat template (vLLM's extension), e.g. `{"enable_thinking": false}`. */
+  chat_template_kwargs: z.record(z.string(), z.unknown()).nullish(),
   // Accepted here so that they can be refused with a clear message.
   functions: z.unknown().optional(),
   function_call: z.unknown().optional(),
@@ -197,9 +199,10 @@ export const TokenizeRequestSchema = z.object({
   prompt: z.string().optional(),
   messages: z.array(message).min(1).optional(),
   tools: z.array(functionTool).max(128).nullish(),
-  /** For a text, default true; for messages, default what chat completions do (a BOS unless the template wrote one). */
+  /** For a text, default true; for messages, default false (as chat completions: the template writes any BOS). */
   add_special_tokens: z.boolean().nullish(),
   add_generation_prompt: z.boolean().nullish(),
+  chat_template_kwargs: z.record(z.string(), z.unknown()).nullish(),
   return_token_strs: z.boolean().nullish(),
 });
 export type TokenizeRequest = z.infer<typeof TokenizeRequestSchema>;

@@ -66,55 +66,76 @@ export const FALLBACK_CHAT_TEMPLATE =
   "{% for message in messages %}{{ message['role'] + ': ' + message['content'] + '\\n' }}{% endfor %}" +
   "{% if add_generation_prompt %}{{ 'assistant:' }}{% endif %}";
 
+export interface RenderOptions {
+  /** Default true: the prompt ends where the assistant's reply begins. */
+  addGenerationPrompt?: boolean;
+  /** More variables for the template (a request's `chat_template_kwargs`: `enable_thinking`, say); they cannot replace the messages, tools or special tokens. */
+  kwargs?: Record<string, unknown>;
+}
+
 /** Raised when a template refuses a conversation (roles out of order, say). */
 export class ChatTemplateError extends Error {
   override readonly name = 'ChatTemplateError';
 }
 
-function pickTemplate(value: unknown): string | undefined {
-  if (typeof value === 'string') return value;
-  if (Array.isArray(value)) {
-    const named = value.find(
-      (entry): entry is { name: string; template: string } =>
-        typeof entry === 'object' && entry !== null && (entry as { name?: unknown }).name === 'default',
-    );
-    return typeof named?.template === 'string' ? named.template : undefined;
+/** tokenizer_config.json's `chat_template`: one text, or named templates (a list, or an object by name). */
+function namedTemplates(value: unknown): Map<string, string> {
+  const named = new Map<string, string>();
+  if (typeof value === 'string') named.set('default', value);
+  else if (Array.isArray(value)) {
+    for (const entry of value as { name?: unknown; template?: unknown }[]) {
+      if (typeof entry?.name === 'string' && typeof entry.template === 'string') named.set(entry.name, entry.template);
+    }
+  } else if (typeof value === 'object' && value !== null) {
+    for (const [name, template] of Object.entries(value)) if (typeof template === 'string') named.set(name, template);
   }
-  if (typeof value === 'object' && value !== null) {
-    const entry = (value as Record<string, unknown>).default;
-    return typeof entry === 'string' ? entry : undefined;
-  }
-  return undefined;
+  return named;
 }
 
-/** Renders chat messages into the prompt text the model was trained on. */
+function parse(source: string, name: string): Template {
+  try {
+    return new Template(source);
+  } catch (err) {
+    throw new ModelLoadError(`chat_template (${name}) does not parse (${(err as Error).message})`);
+  }
+}
+
+/**
+ * Renders chat messages into the prompt text the model was trained on, with the model's `default`
+ * template, or its `tool_use` template (where it has one) when the request has tools, as Hugging
+ * Face's apply_chat_template does.
+ */
 export class ChatTemplate {
+  /** The template a request with tools is rendered with. */
   readonly source: string;
   readonly isFallback: boolean;
   /** The template renders tools, tool calls and tool results itself (it reads `tools`). */
   readonly supportsTools: boolean;
   private readonly template: Template;
+  private readonly toolTemplate: Template;
 
   constructor(
     tokenizerConfig: Record<string, unknown>,
     private readonly specialTokens: { bosToken?: string; eosToken?: string },
   ) {
-    const own = pickTemplate(tokenizerConfig.chat_template);
+    const named = namedTemplates(tokenizerConfig.chat_template);
+    const own = named.get('default');
     this.isFallback = own === undefined;
-    this.source = own ?? FALLBACK_CHAT_TEMPLATE;
+    const plain = own ?? FALLBACK_CHAT_TEMPLATE;
+    this.template = parse(plain, 'default');
+    const toolUse = named.get('tool_use');
+    this.source = toolUse ?? plain;
+    this.toolTemplate = toolUse === undefined ? this.template : parse(toolUse, 'tool_use');
     this.supportsTools = /\btools\b/.test(this.source);
-    try {
-      this.template = new Template(this.source);
-    } catch (err) {
-      throw new ModelLoadError(`tokenizer_config.json: chat_template does not parse (${(err as Error).message})`);
-    }
   }
 
   /** The prompt text of a conversation; `tools` are given to the template, or through the tools prompt when it has no use for them. */
-  render(messages: readonly ChatMessage[], tools?: ChatTools, addGenerationPrompt = true): string {
+  render(messages: readonly ChatMessage[], tools?: ChatTools, { addGenerationPrompt = true, kwargs = {} }: RenderOptions = {}): string {
     const given = this.supportsTools ? messages : withoutToolSupport(messages, tools);
+    const template = tools?.length ? this.toolTemplate : this.template;
     try {
-      return this.template.render({
+      return template.render({
+        ...kwargs,
         messages: given.map((m) => ({ ...m })),
         ...(this.supportsTools && tools?.length && { tools }),
         add_generation_prompt: addGenerationPrompt,

@@ -43,8 +43,15 @@ function tokenIds(value: unknown): number[] {
   return [];
 }
 
-export function readModelConfig(files: ModelFiles): ModelConfig {
-  const { config, generationConfig, tokenizerConfig } = files;
+/** config.json, with a multimodal model's `text_config` (where its language model's fields are) over the top level. */
+function textConfig(config: Record<string, unknown>): Record<string, unknown> {
+  const inner = config.text_config;
+  return typeof inner === 'object' && inner !== null && !Array.isArray(inner) ? { ...config, ...(inner as Record<string, unknown>) } : config;
+}
+
+export function readModelConfig(files: Pick<ModelFiles, 'config' | 'generationConfig' | 'tokenizerConfig'>): ModelConfig {
+  const { generationConfig, tokenizerConfig } = files;
+  const config = textConfig(files.config);
   const need = (keys: string[], what: string): number => {
     const value = positiveInteger(config, keys);
     if (value === undefined) throw new ModelLoadError(`config.json: missing ${what} (one of ${keys.join(', ')})`);

@@ -1,5 +1,7 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { basename, join, relative, resolve } from 'node:path';
+import { genaiModelConfig } from './genai-config.js';
 import { ModelLoadError } from './errors.js';
 
 /** Where the parts of a model directory live on disk. */
@@ -10,11 +12,22 @@ export interface ModelFiles {
   config: Record<string, unknown>;
   generationConfig: Record<string, unknown>;
   tokenizerJson: Record<string, unknown>;
+  /** tokenizer_config.json, its `chat_template` as a list of named templates from wherever the folder keeps them. */
   tokenizerConfig: Record<string, unknown>;
+  /** How the folder was read (which graph, which template, from where), for the start-up log. */
+  notes: string[];
 }
 
-/** Layouts accepted for the graph, in order: Optimum's export and ONNX model repositories. */
-const GRAPH_LOCATIONS = ['', 'onnx'];
+/** Folders a graph may sit in: the top (Optimum's export) and `onnx/` (transformers.js repositories). */
+const GRAPH_FOLDERS = ['', 'onnx'];
+
+/**
+ * Graph file names in the order they are chosen when the folder has several: full precision
+ * first, then the smaller variants transformers.js repositories carry, each as `model*` and as
+ * Optimum's older `decoder_model_merged*`.
+ */
+const GRAPH_VARIANTS = ['', '_fp16', '_quantized', '_int8', '_uint8', '_q4', '_q4f16', '_bnb4'];
+export const GRAPH_ORDER = GRAPH_VARIANTS.flatMap((variant) => [`model${variant}.onnx`, `decoder_model_merged${variant}.onnx`]);
 
 export function readJsonFile(path: string, what: string): Record<string, unknown> {
   let text: string;
@@ -35,39 +48,162 @@ export function readJsonFile(path: string, what: string): Record<string, unknown
   return value as Record<string, unknown>;
 }
 
-function findGraph(dir: string, modelFile: string): string {
-  const tried: string[] = [];
-  for (const sub of GRAPH_LOCATIONS) {
-    const candidate = join(dir, sub, modelFile);
-    tried.push(candidate);
-    if (existsSync(candidate) && statSync(candidate).isFile()) return candidate;
+const isFile = (path: string) => existsSync(path) && statSync(path).isFile();
+const isDirectory = (path: string) => existsSync(path) && statSync(path).isDirectory();
+
+/** Every `.onnx` file in the graph folders, for an error that says what is there. */
+function onnxFiles(dir: string): string[] {
+  return GRAPH_FOLDERS.flatMap((sub) => {
+    const folder = join(dir, sub);
+    if (!isDirectory(folder)) return [];
+    return readdirSync(folder)
+      .filter((name) => name.endsWith('.onnx'))
+      .map((name) => join(sub, name));
+  });
+}
+
+/** The graph to load: the one named (by `--model-file` or genai_config.json), else the first of GRAPH_ORDER there is. */
+function findGraph(dir: string, named: { file: string; by: string } | undefined): { path: string; note: string } {
+  const places = (file: string) => GRAPH_FOLDERS.map((sub) => join(dir, sub, file));
+  if (named) {
+    const path = places(named.file).find(isFile);
+    if (path) return { path, note: `graph ${relative(dir, path)}: named by ${named.by}` };
+    const seen = onnxFiles(dir);
+    throw new ModelLoadError(
+      `model graph not found: ${named.by} names ${named.file}, looked for ${places(named.file).join(' and ')}; the folder has ${seen.length > 0 ? seen.join(', ') : 'no .onnx files'}`,
+    );
   }
-  throw new ModelLoadError(`model graph not found: looked for ${tried.join(' and ')}`);
+  for (const file of GRAPH_ORDER) {
+    const path = places(file).find(isFile);
+    if (path) {
+      const others = onnxFiles(dir).filter((name) => name !== relative(dir, path));
+      const choice = others.length > 0 ? `the first of the documented order (the folder also has ${others.join(', ')}; --model-file picks another)` : 'the only graph there';
+      return { path, note: `graph ${relative(dir, path)}: ${choice}` };
+    }
+  }
+  const seen = onnxFiles(dir);
+  throw new ModelLoadError(
+    `model graph not found in ${dir} or its onnx/ folder: none of ${GRAPH_ORDER.join(', ')}; ${seen.length > 0 ? `the folder has ${seen.join(', ')}: name one with --model-file` : 'the folder has no .onnx files'}`,
+  );
+}
+
+/** Where the local Hugging Face cache keeps downloaded repositories, in the order the hub library looks. */
+export function hubCacheDirs(env: NodeJS.ProcessEnv = process.env): string[] {
+  const dirs = [env.HF_HUB_CACHE, env.HF_HOME && join(env.HF_HOME, 'hub'), join(homedir(), '.cache', 'huggingface', 'hub')];
+  return [...new Set(dirs.filter((dir): dir is string => !!dir))];
+}
+
+const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
+
+/** A hub id's snapshot in a cache folder: `refs/main`'s revision, else the only snapshot there is. */
+function cachedSnapshot(cache: string, id: string): string | undefined {
+  const repo = join(cache, `models--${id.replace('/', '--')}`);
+  const snapshots = join(repo, 'snapshots');
+  if (!isDirectory(snapshots)) return undefined;
+  const ref = join(repo, 'refs', 'main');
+  if (isFile(ref)) {
+    const revision = readFileSync(ref, 'utf8').trim();
+    if (isDirectory(join(snapshots, revision))) return join(snapshots, revision);
+  }
+  const revisions = readdirSync(snapshots).filter((name) => isDirectory(join(snapshots, name)));
+  return revisions.length === 1 ? join(snapshots, revisions[0]!) : undefined;
 }
 
 /**
- * Locates and reads the files of a Hugging Face Optimum style model directory.
- * The graph may sit at the top (`model.onnx`) or under `onnx/`; `modelFile` picks another graph
- * such as `model_quantized.onnx`. `generation_config.json` is optional, the rest is required.
+ * The folder `model` names: a directory, or a Hugging Face hub id (`org/name`) found in the local
+ * cache. Nothing is downloaded.
  */
-export function readModelFiles(modelDir: string, modelFile = 'model.onnx'): ModelFiles {
-  const dir = resolve(modelDir);
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) {
-    throw new ModelLoadError(`model directory not found: ${dir}`);
+export function resolveModelDir(model: string, env: NodeJS.ProcessEnv = process.env): { dir: string; note?: string } {
+  const dir = resolve(model);
+  if (isDirectory(dir)) return { dir };
+  if (!HUB_ID.test(model)) throw new ModelLoadError(`model directory not found: ${dir}`);
+  const caches = hubCacheDirs(env);
+  for (const cache of caches) {
+    const snapshot = cachedSnapshot(cache, model);
+    if (snapshot) return { dir: snapshot, note: `model ${model}: the Hugging Face cache's snapshot ${snapshot}` };
   }
-  if (basename(modelFile) !== modelFile) {
+  throw new ModelLoadError(
+    `model not found: ${model} is no directory, and as a Hugging Face id it is not in the local cache (looked in ${caches.join(', ')}); ortserve downloads nothing: fetch it first (huggingface-cli download ${model}) or give its folder`,
+  );
+}
+
+/**
+ * The folder's chat templates, from every place Hugging Face writes them: `chat_template.jinja`,
+ * else `chat_template.json`, else tokenizer_config.json's `chat_template` (a text, or named
+ * templates), plus the named ones in `additional_chat_templates/`. As named templates, `default` first.
+ */
+function readChatTemplates(dir: string, tokenizerConfig: Record<string, unknown>): { templates: { name: string; template: string }[]; source: string | undefined } {
+  const named = new Map<string, string>();
+  let source: string | undefined;
+  const jinja = join(dir, 'chat_template.jinja');
+  const json = join(dir, 'chat_template.json');
+  const own = tokenizerConfig.chat_template;
+  if (isFile(jinja)) {
+    named.set('default', readFileSync(jinja, 'utf8'));
+    source = 'chat_template.jinja';
+  } else if (isFile(json) && typeof readJsonFile(json, 'chat_template.json').chat_template === 'string') {
+    named.set('default', readJsonFile(json, 'chat_template.json').chat_template as string);
+    source = 'chat_template.json';
+  } else if (typeof own === 'string') {
+    named.set('default', own);
+    source = 'tokenizer_config.json';
+  }
+  if (Array.isArray(own)) {
+    for (const entry of own as { name?: unknown; template?: unknown }[]) {
+      if (typeof entry?.name === 'string' && typeof entry.template === 'string' && !named.has(entry.name)) named.set(entry.name, entry.template);
+    }
+    source ??= 'tokenizer_config.json';
+  }
+  const additional = join(dir, 'additional_chat_templates');
+  if (isDirectory(additional)) {
+    for (const file of readdirSync(additional).filter((name) => name.endsWith('.jinja'))) {
+      const name = basename(file, '.jinja');
+      if (!named.has(name)) named.set(name, readFileSync(join(additional, file), 'utf8'));
+    }
+  }
+  return { templates: [...named].map(([name, template]) => ({ name, template })), source };
+}
+
+/**
+ * Locates and reads the files of a model folder: Optimum's export, a transformers.js repository
+ * (graphs under `onnx/`), or an onnxruntime-genai folder (`genai_config.json` instead of
+ * `config.json`). `modelFile` picks the graph; without it the folder's own is found (see
+ * GRAPH_ORDER). `generation_config.json` is optional; config, tokenizer.json and
+ * tokenizer_config.json are required.
+ */
+export function readModelFiles(model: string, modelFile?: string): ModelFiles {
+  const { dir, note } = resolveModelDir(model);
+  const notes = note ? [note] : [];
+  if (modelFile !== undefined && basename(modelFile) !== modelFile) {
     throw new ModelLoadError(`model file must be a file name inside the model directory, got ${modelFile}`);
   }
+  const path = (name: string) => join(dir, name);
   const required = (name: string) => {
-    const path = join(dir, name);
-    if (!existsSync(path)) throw new ModelLoadError(`${name} is missing from ${dir}`);
-    return readJsonFile(path, name);
+    if (!existsSync(path(name))) throw new ModelLoadError(`${name} is missing from ${dir}`);
+    return readJsonFile(path(name), name);
   };
-  const modelPath = findGraph(dir, modelFile);
-  const config = required('config.json');
+  const genai = isFile(path('genai_config.json')) ? genaiModelConfig(readJsonFile(path('genai_config.json'), 'genai_config.json')) : undefined;
+  const named = modelFile !== undefined ? { file: modelFile, by: '--model-file' } : genai?.filename ? { file: genai.filename, by: 'genai_config.json' } : undefined;
+  const graph = findGraph(dir, named);
+  notes.push(graph.note);
+  let config: Record<string, unknown>;
+  if (isFile(path('config.json'))) config = required('config.json');
+  else if (genai) {
+    config = genai.config;
+    notes.push('config: from genai_config.json (the folder has no config.json)');
+  } else throw new ModelLoadError(`config.json is missing from ${dir} (nor is there a genai_config.json)`);
   const tokenizerJson = required('tokenizer.json');
   const tokenizerConfig = required('tokenizer_config.json');
-  const generationPath = join(dir, 'generation_config.json');
-  const generationConfig = existsSync(generationPath) ? readJsonFile(generationPath, 'generation_config.json') : {};
-  return { dir, modelPath, config, generationConfig, tokenizerJson, tokenizerConfig };
+  const { templates, source } = readChatTemplates(dir, tokenizerConfig);
+  if (source) notes.push(`chat template: from ${source}${templates.length > 1 ? ` (named: ${templates.map((t) => t.name).join(', ')})` : ''}`);
+  const generationConfig = isFile(path('generation_config.json')) ? readJsonFile(path('generation_config.json'), 'generation_config.json') : (genai?.generationConfig ?? {});
+  return {
+    dir,
+    modelPath: graph.path,
+    config,
+    generationConfig,
+    tokenizerJson,
+    tokenizerConfig: { ...tokenizerConfig, chat_template: templates.length > 0 ? templates : undefined },
+    notes,
+  };
 }

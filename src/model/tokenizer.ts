@@ -43,6 +43,10 @@ export class TextTokenizer implements SpellingTokenizer {
   readonly longestTokenLength: number;
   private readonly tokenizer: Tokenizer;
   private readonly special: Map<number, string>;
+  /** tokenizer_config.json's add_bos_token / add_eos_token, where set: they override the post-processor, as in Hugging Face's tokenizers. */
+  private readonly addBos: boolean | undefined;
+  private readonly addEos: boolean | undefined;
+  private readonly eosTokenId: number | undefined;
   private readonly vocabularyKind: GrammarVocabulary['kind'];
 
   constructor(files: Pick<ModelFiles, 'tokenizerJson' | 'tokenizerConfig'>) {
@@ -57,6 +61,10 @@ export class TextTokenizer implements SpellingTokenizer {
     this.special = specialTokens(files.tokenizerJson);
     this.vocabularyKind = vocabularyKind(files.tokenizerJson);
     this.bosTokenId = this.bosToken === undefined ? undefined : this.tokenizer.token_to_id(this.bosToken);
+    this.eosTokenId = this.eosToken === undefined ? undefined : this.tokenizer.token_to_id(this.eosToken);
+    const flag = (value: unknown) => (typeof value === 'boolean' ? value : undefined);
+    this.addBos = flag(files.tokenizerConfig.add_bos_token);
+    this.addEos = flag(files.tokenizerConfig.add_eos_token);
   }
 
   /**
@@ -69,7 +77,18 @@ export class TextTokenizer implements SpellingTokenizer {
 
   /** Token ids of `text`; `addSpecialTokens` applies the tokenizer's post-processor (a BOS, say). */
   encode(text: string, addSpecialTokens = true): number[] {
-    return this.tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+    const ids = this.tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+    if (!addSpecialTokens) return ids;
+    const { bosTokenId: bos, eosTokenId: eos } = this;
+    if (bos !== undefined && this.addBos !== undefined && (ids[0] === bos) !== this.addBos && !(this.bosToken && text.startsWith(this.bosToken))) {
+      if (this.addBos) ids.unshift(bos);
+      else ids.shift();
+    }
+    if (eos !== undefined && this.addEos !== undefined && (ids[ids.length - 1] === eos) !== this.addEos && !(this.eosToken && text.endsWith(this.eosToken))) {
+      if (this.addEos) ids.push(eos);
+      else ids.pop();
+    }
+    return ids;
   }
 
   /** Text of `ids`; special tokens (BOS, EOS) are left out unless `skipSpecialTokens` is false. */

@@ -15,10 +15,7 @@ export type PreprocessWorkerData =
 export type PreprocessTask =
   | { kind: 'encode'; text: string; addSpecialTokens: boolean }
   | { kind: 'decode'; ids: number[]; skipSpecialTokens: boolean }
-  /**
-   * Renders the chat template, then tokenizes the text, unless it cannot fit `contextLength`.
-   * Without `addSpecialTokens`, the tokenizer adds a BOS unless the template wrote one.
-   */
+  /** Renders the chat template, then tokenizes the text, unless it cannot fit `contextLength`. */
   | { kind: 'chat'; messages: ChatMessage[]; tools?: ChatTools; contextLength: number; options?: ChatRenderOptions }
   /** Builds and compiles a grammar in a throwaway grammar engine, to find out whether it can be used. */
   | { kind: 'grammar'; spec: GrammarSpec };
@@ -26,7 +23,10 @@ export type PreprocessTask =
 export interface ChatRenderOptions {
   /** Default true: the prompt ends where the assistant's reply begins. */
   addGenerationPrompt?: boolean;
+  /** Default false, as Hugging Face's apply_chat_template: the template writes the BOS if the model has one. */
   addSpecialTokens?: boolean;
+  /** More variables for the template (`chat_template_kwargs`). */
+  templateKwargs?: Record<string, unknown>;
 }
 
 /** A rendered conversation too long for the context, found without tokenizing it. */

@@ -29,7 +29,10 @@ async function run(id: number, task: Exclude<PreprocessTask, { kind: 'grammar' }
   if (task.kind === 'decode') return { text: tokenizer.decode(task.ids, task.skipSpecialTokens) };
   let text: string;
   try {
-    text = template.render(task.messages, task.tools, task.options?.addGenerationPrompt ?? true);
+    text = template.render(task.messages, task.tools, {
+      ...(task.options?.addGenerationPrompt !== undefined && { addGenerationPrompt: task.options.addGenerationPrompt }),
+      ...(task.options?.templateKwargs && { kwargs: task.options.templateKwargs }),
+    });
   } catch (err) {
     if (err instanceof ChatTemplateError) return { templateError: err.message };
     throw err;
@@ -37,10 +40,8 @@ async function run(id: number, task: Exclude<PreprocessTask, { kind: 'grammar' }
   send({ type: 'rendered', id });
   const atLeastTokens = tokenizer.minimumTokens(text);
   if (atLeastTokens >= task.contextLength) return { tooLong: { atLeastTokens, characters: text.length } };
-  // A template that writes its own BOS gets no second one from the tokenizer.
-  const { bosToken } = tokenizer;
-  const templateWroteBos = bosToken !== undefined && bosToken !== '' && text.startsWith(bosToken);
-  return { ids: tokenizer.encode(text, task.options?.addSpecialTokens ?? !templateWroteBos) };
+  // As Hugging Face's apply_chat_template: the rendered text is tokenized without special tokens.
+  return { ids: tokenizer.encode(text, task.options?.addSpecialTokens ?? false) };
 }
 
 try {

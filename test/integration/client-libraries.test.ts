@@ -34,7 +34,7 @@ describe('LangChain (@langchain/openai)', () => {
 
   it('withStructuredOutput (method jsonMode) returns a JSON object', async () => {
     // Any object may go on for as long as the model likes: with random weights, this seed's ends.
-    const sampled = new ChatOpenAI({ model: MODEL, apiKey: 'unused', configuration: { baseURL: `${server.url}/v1` }, temperature: 1, maxTokens: 100, maxRetries: 0, modelKwargs: { seed: 11 } });
+    const sampled = new ChatOpenAI({ model: MODEL, apiKey: 'unused', configuration: { baseURL: `${server.url}/v1` }, temperature: 1, maxTokens: 160, maxRetries: 0, modelKwargs: { seed: 20 } });
     const structured = sampled.withStructuredOutput(z.object({}).passthrough(), { name: 'anything', method: 'jsonMode' });
     const value = await structured.invoke('Answer in JSON.');
     expect(Object.keys(value).length).toBeGreaterThan(0);

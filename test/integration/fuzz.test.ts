@@ -826,6 +826,7 @@ describe('fuzzed model configs never start a server on absurd numbers', () => {
     generationConfig,
     tokenizerJson: {},
     tokenizerConfig: {},
+    notes: [],
   });
 
   it('config.json sizes: positive whole numbers are taken, anything else is a ModelLoadError naming the field', () => {

@@ -55,7 +55,7 @@ describe('parseCli', () => {
       expect(config.host).toBe('0.0.0.0');
       expect(config.device).toBe('cpu');
       expect(config.model.endsWith(join('models', 'tinystories-gpt2'))).toBe(true);
-      expect(config.modelFile).toBe('model.onnx');
+      expect(config.modelFile).toBeUndefined();
       expect(config.servedModelNames).toEqual([]);
       expect(config.threads).toBe(0);
       expect(config.maxBatch).toBe(16);

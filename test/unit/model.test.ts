@@ -121,13 +121,13 @@ describe('readModelFiles', () => {
     expect(error.message).toContain(`${file} is missing`);
   });
 
-  it('fails when model.onnx is missing, naming both places it looked', () => {
+  it('fails when the folder has no graph, naming where and what it looked for', () => {
     const dir = copyModel(TINY_LLAMA);
     unlinkSync(join(dir, 'model.onnx'));
     const error = loadError(() => readModelFiles(dir));
-    expect(error.message).toContain('model graph not found');
-    expect(error.message).toContain(join(dir, 'model.onnx'));
-    expect(error.message).toContain(join(dir, 'onnx', 'model.onnx'));
+    expect(error.message).toContain(`model graph not found in ${dir} or its onnx/ folder`);
+    expect(error.message).toContain('model.onnx, decoder_model_merged.onnx, model_fp16.onnx');
+    expect(error.message).toContain('no .onnx files');
   });
 
   it('fails when the requested model file does not exist, naming it', () => {
@@ -173,6 +173,7 @@ describe('readModelConfig', () => {
     generationConfig: {},
     tokenizerJson: {},
     tokenizerConfig: {},
+    notes: [],
     ...extra,
   });
   const gpt2 = { n_layer: 2, n_head: 4, n_embd: 32, vocab_size: 100, n_positions: 64 };
