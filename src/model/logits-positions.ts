@@ -42,6 +42,8 @@ import {
 } from './onnx-proto.js';
 
 export const LOGITS_POSITIONS = 'logits_positions';
+/** Inputs of exports that already keep only the last positions' logits: such a graph is left as it is. */
+export const LOGITS_TO_KEEP = ['num_logits_to_keep', 'logits_to_keep'];
 
 /** Rewrites `model` (the bytes of model.onnx); undefined when its graph has another shape. */
 export function addLogitsPositions(model: Uint8Array): Uint8Array | undefined {
@@ -50,7 +52,7 @@ export function addLogitsPositions(model: Uint8Array): Uint8Array | undefined {
 
 function gatherBeforeLogits(graphFields: RawField[]): Uint8Array | undefined {
   const inputNames = graphFields.filter((field) => field.number === GRAPH_INPUT).map((field) => valueInfoName(field.payload!));
-  if (inputNames.includes(LOGITS_POSITIONS)) return undefined;
+  if (inputNames.includes(LOGITS_POSITIONS) || inputNames.some((name) => LOGITS_TO_KEEP.includes(name))) return undefined;
 
   const logitsIndex = graphFields.findIndex((field) => {
     if (field.number !== GRAPH_NODE) return false;

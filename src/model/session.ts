@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { addLogitsPositions, LOGITS_POSITIONS } from './logits-positions.js';
+import { addLogitsPositions, LOGITS_POSITIONS, LOGITS_TO_KEEP } from './logits-positions.js';
 import { addNewKvOutputs, newKvName } from './new-kv-outputs.js';
 import { ModelLoadError } from './errors.js';
 import type { ModelConfig } from './config.js';
@@ -23,6 +23,8 @@ export interface DecoderSignature {
   hasUseCacheBranch: boolean;
   /** The graph computes logits only at the positions given in `logits_positions` (see logits-positions.ts). */
   hasLogitsPositions: boolean;
+  /** The input (`num_logits_to_keep` or `logits_to_keep`, an int64 scalar) by which the graph computes logits for the last positions only. */
+  logitsToKeep?: string;
   /** `past_key_values.{i}.key`, `.value` for every layer, in layer order. */
   pastNames: string[];
   /** `present.{i}.key`, `.value`, matching `pastNames` one for one. */
@@ -38,7 +40,7 @@ export interface SessionOptions {
 }
 
 const PAST = /^past_key_values\.(\d+)\.(key|value)$/;
-const KNOWN_INPUTS = new Set(['input_ids', 'attention_mask', 'position_ids', 'use_cache_branch', LOGITS_POSITIONS]);
+const KNOWN_INPUTS = new Set(['input_ids', 'attention_mask', 'position_ids', 'use_cache_branch', LOGITS_POSITIONS, ...LOGITS_TO_KEEP]);
 
 interface TensorMeta {
   name: string;
@@ -108,6 +110,7 @@ export function readDecoderSignature(
     hasPositionIds: inputs.has('position_ids'),
     hasUseCacheBranch: inputs.has('use_cache_branch'),
     hasLogitsPositions: inputs.has(LOGITS_POSITIONS),
+    ...(LOGITS_TO_KEEP.some((name) => inputs.has(name)) && { logitsToKeep: LOGITS_TO_KEEP.find((name) => inputs.has(name))! }),
     pastNames,
     presentNames,
     newKvNames: presentNames.every((name) => outputs.has(newKvName(name))) ? presentNames.map(newKvName) : undefined,

@@ -42,6 +42,10 @@ export class DecoderRunner {
       const positions = step.allPositions ? Array.from({ length: stepLength }, (_, i) => i) : [stepLength - 1];
       feeds[LOGITS_POSITIONS] = new ort.Tensor('int64', BigInt64Array.from(positions, BigInt), [positions.length]);
     }
+    if (this.signature.logitsToKeep) {
+      // The graph computes logits for the last that many positions of the step.
+      feeds[this.signature.logitsToKeep] = new ort.Tensor('int64', BigInt64Array.of(BigInt(step.allPositions ? stepLength : 1)), []);
+    }
     if (this.signature.hasUseCacheBranch) {
       feeds.use_cache_branch = new ort.Tensor('bool', new Uint8Array([cache.pastLength > 0 ? 1 : 0]), [1]);
     }

@@ -1,0 +1,301 @@
+#!/usr/bin/env -S npx tsx
+/**
+ * Derives, from a model folder (the tiny test fixtures), the folder layouts and graph variants the
+ * Hugging Face hub and its exporters produce, so that each can be served and checked against the
+ * original: `npx tsx scripts/model-variants.ts SOURCE_DIR TARGET_DIR [VARIANT ...]`.
+ *
+ * Variants:
+ * - transformers-js: the graph under `onnx/`, its weights as chunked external data
+ *   (`model.onnx_data`, `model.onnx_data_1`, …), as transformers.js repositories hold them.
+ * - genai: an onnxruntime-genai folder: `genai_config.json` and no `config.json`.
+ * - text-config: a multimodal-style config.json, the language model's fields under `text_config`.
+ * - logits-to-keep: the graph takes `num_logits_to_keep` and computes logits for the last that many
+ *   positions only, as newer Optimum exports do.
+ * - fp16-kv: the cache inputs and outputs in float16 (the graph computes in float32 between casts).
+ */
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import {
+  ATTRIBUTE_INT,
+  ATTRIBUTE_NAME,
+  ATTRIBUTE_TYPE,
+  ATTRIBUTE_TYPE_INT,
+  concat,
+  editGraph,
+  ELEM_INT64,
+  GRAPH_INITIALIZER,
+  GRAPH_INPUT,
+  GRAPH_NODE,
+  GRAPH_OUTPUT,
+  lengthField,
+  NODE_ATTRIBUTE,
+  NODE_INPUT,
+  NODE_NAME,
+  NODE_OP_TYPE,
+  NODE_OUTPUT,
+  parseFields,
+  readNode,
+  stringField,
+  TENSOR_TYPE_ELEM,
+  TYPE_TENSOR,
+  VALUE_INFO_NAME,
+  VALUE_INFO_TYPE,
+  valueInfoName,
+  varintField,
+  type RawField,
+} from '../src/model/onnx-proto.js';
+
+const ELEM_FLOAT = 1;
+const ELEM_FLOAT16 = 10;
+const TENSOR_DIMS = 1;
+const TENSOR_DATA_TYPE = 2;
+const TENSOR_NAME = 8;
+const TENSOR_RAW_DATA = 9;
+const TENSOR_EXTERNAL_DATA = 13;
+const TENSOR_DATA_LOCATION = 14;
+const DATA_LOCATION_EXTERNAL = 1;
+const ENTRY_KEY = 1;
+const ENTRY_VALUE = 2;
+const ATTRIBUTE_T = 5;
+const ATTRIBUTE_TYPE_TENSOR = 4;
+
+type Json = Record<string, unknown>;
+const readJson = (path: string) => JSON.parse(readFileSync(path, 'utf8')) as Json;
+const writeJson = (path: string, value: unknown) => writeFileSync(path, `${JSON.stringify(value, null, 2)}\n`);
+
+/** Copies the folder's files but those named, creating `target`. */
+function copyFolder(source: string, target: string, except: readonly string[] = []): void {
+  mkdirSync(target, { recursive: true });
+  for (const file of readdirSync(source)) if (!except.includes(file)) copyFileSync(join(source, file), join(target, file));
+}
+
+// ─── Graph building blocks ─────────────────────────────────────────────────────────────────────
+
+const intAttribute = (name: string, value: number) =>
+  lengthField(NODE_ATTRIBUTE, concat([stringField(ATTRIBUTE_NAME, name), varintField(ATTRIBUTE_INT, value), varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_INT)]));
+
+function int64Tensor(values: readonly bigint[], dims: readonly number[]): Uint8Array {
+  const raw = new Uint8Array(values.length * 8);
+  const view = new DataView(raw.buffer);
+  values.forEach((value, i) => view.setBigInt64(i * 8, value, true));
+  return concat([...dims.map((dim) => varintField(TENSOR_DIMS, dim)), varintField(TENSOR_DATA_TYPE, ELEM_INT64), lengthField(TENSOR_RAW_DATA, raw)]);
+}
+
+const tensorAttribute = (name: string, tensor: Uint8Array) =>
+  lengthField(NODE_ATTRIBUTE, concat([stringField(ATTRIBUTE_NAME, name), lengthField(ATTRIBUTE_T, tensor), varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_TENSOR)]));
+
+function node(opType: string, inputs: readonly string[], outputs: readonly string[], attributes: readonly Uint8Array[] = []): Uint8Array {
+  return lengthField(
+    GRAPH_NODE,
+    concat([
+      ...inputs.map((input) => stringField(NODE_INPUT, input)),
+      ...outputs.map((output) => stringField(NODE_OUTPUT, output)),
+      stringField(NODE_NAME, `/variant/${opType}/${outputs[0]}`),
+      stringField(NODE_OP_TYPE, opType),
+      ...attributes,
+    ]),
+  );
+}
+
+const constant = (output: string, values: readonly bigint[], dims: readonly number[]) => node('Constant', [], [output], [tensorAttribute('value', int64Tensor(values, dims))]);
+
+/** A ValueInfoProto field (graph input or output) of a tensor with no shape given. */
+const tensorInfo = (field: number, name: string, elemType: number) =>
+  lengthField(field, concat([stringField(VALUE_INFO_NAME, name), lengthField(VALUE_INFO_TYPE, lengthField(TYPE_TENSOR, varintField(TENSOR_TYPE_ELEM, elemType)))]));
+
+/** A ValueInfoProto with its element type changed, its shape kept. */
+function withElemType(payload: Uint8Array, elemType: number): Uint8Array {
+  const rewrite = (fields: RawField[], depth: number): Uint8Array =>
+    concat(
+      fields.map((field) => {
+        if (depth === 0 && field.number === VALUE_INFO_TYPE) return lengthField(VALUE_INFO_TYPE, rewrite(parseFields(field.payload!), 1));
+        if (depth === 1 && field.number === TYPE_TENSOR) return lengthField(TYPE_TENSOR, rewrite(parseFields(field.payload!), 2));
+        if (depth === 2 && field.number === TENSOR_TYPE_ELEM) return varintField(TENSOR_TYPE_ELEM, elemType);
+        return field.bytes;
+      }),
+    );
+  return rewrite(parseFields(payload), 0);
+}
+
+/** A node with some of its input and output names replaced. */
+function renamed(nodePayload: Uint8Array, inputs: ReadonlyMap<string, string>, outputs: ReadonlyMap<string, string> = new Map()): Uint8Array {
+  const fields = parseFields(nodePayload).map((field) => {
+    const names = field.number === NODE_INPUT ? inputs : field.number === NODE_OUTPUT ? outputs : undefined;
+    if (!names) return field.bytes;
+    const name = new TextDecoder().decode(field.payload);
+    return stringField(field.number, names.get(name) ?? name);
+  });
+  return lengthField(GRAPH_NODE, concat(fields));
+}
+
+function editModel(path: string, edit: (fields: RawField[]) => Uint8Array[]): void {
+  const edited = editGraph(readFileSync(path), (fields) => concat(edit(fields)));
+  if (!edited) throw new Error(`${path}: no graph`);
+  writeFileSync(path, edited);
+}
+
+// ─── Variants ──────────────────────────────────────────────────────────────────────────────────
+
+/** Moves every initializer's raw data into files beside the graph, a new file every `chunkBytes`. */
+function externalizeWeights(graphPath: string, chunkBytes: number): string[] {
+  const base = graphPath.split('/').pop()!;
+  const chunks: Uint8Array[][] = [[]];
+  let chunkLength = 0;
+  const location = (index: number) => (index === 0 ? `${base}_data` : `${base}_data_${index}`);
+  editModel(graphPath, (fields) =>
+    fields.map((field) => {
+      if (field.number !== GRAPH_INITIALIZER) return field.bytes;
+      const tensor = parseFields(field.payload!);
+      const raw = tensor.find((f) => f.number === TENSOR_RAW_DATA)?.payload;
+      if (!raw || raw.length < 256) return field.bytes;
+      if (chunkLength > 0 && chunkLength + raw.length > chunkBytes) {
+        chunks.push([]);
+        chunkLength = 0;
+      }
+      const offset = chunkLength;
+      chunks[chunks.length - 1]!.push(raw);
+      chunkLength += raw.length;
+      const entry = (key: string, value: string) => lengthField(TENSOR_EXTERNAL_DATA, concat([stringField(ENTRY_KEY, key), stringField(ENTRY_VALUE, value)]));
+      const kept = tensor.filter((f) => f.number !== TENSOR_RAW_DATA).map((f) => f.bytes);
+      return lengthField(
+        GRAPH_INITIALIZER,
+        concat([...kept, entry('location', location(chunks.length - 1)), entry('offset', String(offset)), entry('length', String(raw.length)), varintField(TENSOR_DATA_LOCATION, DATA_LOCATION_EXTERNAL)]),
+      );
+    }),
+  );
+  const dir = graphPath.slice(0, graphPath.length - base.length);
+  return chunks.map((parts, index) => {
+    writeFileSync(join(dir, location(index)), concat(parts));
+    return location(index);
+  });
+}
+
+function transformersJs(source: string, target: string): void {
+  copyFolder(source, target, ['model.onnx']);
+  mkdirSync(join(target, 'onnx'), { recursive: true });
+  copyFileSync(join(source, 'model.onnx'), join(target, 'onnx', 'model.onnx'));
+  const files = externalizeWeights(join(target, 'onnx', 'model.onnx'), 256 * 1024);
+  if (files.length < 2) throw new Error('the weights fit one chunk: lower the chunk size');
+}
+
+function genai(source: string, target: string): void {
+  copyFolder(source, target, ['config.json']);
+  const config = readJson(join(source, 'config.json')) as Record<string, number>;
+  const layers = config.num_hidden_layers ?? config.n_layer;
+  const heads = config.num_attention_heads ?? config.n_head;
+  const hidden = config.hidden_size ?? config.n_embd;
+  writeJson(join(target, 'genai_config.json'), {
+    model: {
+      type: config.model_type,
+      vocab_size: config.vocab_size,
+      context_length: config.max_position_embeddings ?? config.n_positions,
+      bos_token_id: config.bos_token_id,
+      eos_token_id: config.eos_token_id,
+      pad_token_id: config.pad_token_id ?? config.eos_token_id,
+      decoder: {
+        filename: 'model.onnx',
+        head_size: hidden! / heads!,
+        hidden_size: hidden,
+        num_attention_heads: heads,
+        num_hidden_layers: layers,
+        num_key_value_heads: config.num_key_value_heads ?? heads,
+        inputs: {
+          input_ids: 'input_ids',
+          attention_mask: 'attention_mask',
+          position_ids: 'position_ids',
+          past_key_names: 'past_key_values.%d.key',
+          past_value_names: 'past_key_values.%d.value',
+        },
+        outputs: { logits: 'logits', present_key_names: 'present.%d.key', present_value_names: 'present.%d.value' },
+      },
+    },
+    search: { do_sample: false, max_length: config.max_position_embeddings ?? config.n_positions, past_present_share_buffer: false, temperature: 1, top_k: 1, top_p: 1 },
+  });
+}
+
+function textConfig(source: string, target: string): void {
+  copyFolder(source, target, ['config.json']);
+  const config = readJson(join(source, 'config.json'));
+  writeJson(join(target, 'config.json'), { model_type: 'multimodal-test', architectures: ['TestForConditionalGeneration'], text_config: config, vision_config: { hidden_size: 8 } });
+}
+
+function logitsToKeep(source: string, target: string): void {
+  copyFolder(source, target);
+  editModel(join(target, 'model.onnx'), (fields) => {
+    const logits = fields.findIndex((field) => field.number === GRAPH_NODE && readNode(field.payload!).outputs[0] === 'logits');
+    const head = readNode(fields[logits]!.payload!);
+    if (head.opType !== 'MatMul') throw new Error(`logits come from ${head.opType}, not a MatMul`);
+    const hidden = head.inputs[0]!;
+    const kept = `${hidden}/kept`;
+    const slice = [
+      constant('/variant/minus_one', [-1n], []),
+      node('Mul', ['num_logits_to_keep', '/variant/minus_one'], ['/variant/neg_keep']),
+      constant('/variant/one_dim', [1n], [1]),
+      node('Reshape', ['/variant/neg_keep', '/variant/one_dim'], ['/variant/starts']),
+      constant('/variant/ends', [9223372036854775807n], [1]),
+      constant('/variant/axes', [1n], [1]),
+      node('Slice', [hidden, '/variant/starts', '/variant/ends', '/variant/axes'], [kept]),
+    ];
+    const lastInput = fields.reduce((last, field, i) => (field.number === GRAPH_INPUT ? i : last), -1);
+    return fields.flatMap((field, i) => {
+      if (i === logits) return [...slice, renamed(field.payload!, new Map([[hidden, kept]]))];
+      if (i === lastInput) return [field.bytes, tensorInfo(GRAPH_INPUT, 'num_logits_to_keep', ELEM_INT64)];
+      return [field.bytes];
+    });
+  });
+}
+
+function fp16Kv(source: string, target: string): void {
+  copyFolder(source, target);
+  editModel(join(target, 'model.onnx'), (fields) => {
+    const pasts = new Map<string, string>();
+    const presents = new Map<string, string>();
+    for (const field of fields) {
+      if (field.number === GRAPH_INPUT && valueInfoName(field.payload!).startsWith('past_key_values.')) pasts.set(valueInfoName(field.payload!), `${valueInfoName(field.payload!)}/fp32`);
+      if (field.number === GRAPH_OUTPUT && valueInfoName(field.payload!).startsWith('present.')) presents.set(valueInfoName(field.payload!), `${valueInfoName(field.payload!)}/fp32`);
+    }
+    const casts = [
+      ...[...pasts].map(([half, full]) => node('Cast', [half], [full], [intAttribute('to', ELEM_FLOAT)])),
+      ...[...presents].map(([half, full]) => node('Cast', [full], [half], [intAttribute('to', ELEM_FLOAT16)])),
+    ];
+    return [
+      ...fields.map((field) => {
+        // Nodes read the float32 cache: the cast pasts, and the presents before their cast.
+        if (field.number === GRAPH_NODE) return renamed(field.payload!, new Map([...pasts, ...presents]), presents);
+        if ((field.number === GRAPH_INPUT && pasts.has(valueInfoName(field.payload!))) || (field.number === GRAPH_OUTPUT && presents.has(valueInfoName(field.payload!)))) {
+          return lengthField(field.number, withElemType(field.payload!, ELEM_FLOAT16));
+        }
+        return field.bytes;
+      }),
+      ...casts,
+    ];
+  });
+}
+
+export const VARIANTS = {
+  'transformers-js': transformersJs,
+  genai,
+  'text-config': textConfig,
+  'logits-to-keep': logitsToKeep,
+  'fp16-kv': fp16Kv,
+} as const;
+export type VariantName = keyof typeof VARIANTS;
+
+/** Writes `variant` of the model folder `source` into `target`. */
+export function makeVariant(variant: VariantName, source: string, target: string): void {
+  VARIANTS[variant](source, target);
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const [source, target, ...names] = process.argv.slice(2);
+  if (!source || !target) {
+    console.error(`usage: npx tsx scripts/model-variants.ts SOURCE_DIR TARGET_DIR [${Object.keys(VARIANTS).join('|')} ...]`);
+    process.exit(2);
+  }
+  for (const name of names.length > 0 ? names : Object.keys(VARIANTS)) {
+    if (!(name in VARIANTS)) throw new Error(`unknown variant ${name}`);
+    makeVariant(name as VariantName, source, join(target, name));
+    console.log(`${join(target, name)}: ${name}`);
+  }
+}
