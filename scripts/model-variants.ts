@@ -12,6 +12,9 @@
  * - logits-to-keep: the graph takes `num_logits_to_keep` and computes logits for the last that many
  *   positions only, as newer Optimum exports do.
  * - fp16-kv: the cache inputs and outputs in float16 (the graph computes in float32 between casts).
+ * - no-position-ids: no `position_ids` input; positions are counted from the cache's length.
+ * - int4: the MatMuls by weights as com.microsoft MatMulNBits of 4-bit blocks, as int4 exports
+ *   (transformers.js `model_q4`, onnxruntime-genai int4) have them.
  */
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -273,12 +276,142 @@ function fp16Kv(source: string, target: string): void {
   });
 }
 
+/**
+ * The graph without a `position_ids` input: it counts positions from the cache's length, as
+ * Optimum's exports of Gemma do (`cache_position` = past length + 0, 1, …).
+ */
+function noPositionIds(source: string, target: string): void {
+  copyFolder(source, target);
+  editModel(join(target, 'model.onnx'), (fields) => {
+    const positions = [
+      node('Shape', ['past_key_values.0.key'], ['/variant/past_shape']),
+      constant('/variant/two', [2n], []),
+      node('Gather', ['/variant/past_shape', '/variant/two'], ['/variant/past_length'], [intAttribute('axis', 0)]),
+      node('Shape', ['input_ids'], ['/variant/input_shape']),
+      constant('/variant/one', [1n], []),
+      node('Gather', ['/variant/input_shape', '/variant/one'], ['/variant/step_length'], [intAttribute('axis', 0)]),
+      node('Add', ['/variant/past_length', '/variant/step_length'], ['/variant/total_length']),
+      node('Range', ['/variant/past_length', '/variant/total_length', '/variant/one'], ['/variant/range']),
+      constant('/variant/zero_axis', [0n], [1]),
+      node('Unsqueeze', ['/variant/range', '/variant/zero_axis'], ['/variant/row_positions']),
+      node('Expand', ['/variant/row_positions', '/variant/input_shape'], ['position_ids']),
+    ];
+    const kept = fields.filter((field) => !(field.number === GRAPH_INPUT && valueInfoName(field.payload!) === 'position_ids')).map((field) => field.bytes);
+    if (kept.length === fields.length) throw new Error('the graph has no position_ids input');
+    return [...kept, ...positions];
+  });
+}
+
+const NODE_DOMAIN = 7;
+const MODEL_OPSET_IMPORT = 8;
+const OPSET_DOMAIN = 1;
+const OPSET_VERSION = 2;
+const INT4_BLOCK = 32;
+
+/** A float32 initializer's values and dims, where it keeps them as raw data. */
+function floatInitializer(payload: Uint8Array): { name: string; dims: number[]; values: Float32Array } | undefined {
+  const tensor = parseFields(payload);
+  const type = tensor.find((f) => f.number === TENSOR_DATA_TYPE)?.value;
+  const raw = tensor.find((f) => f.number === TENSOR_RAW_DATA)?.payload;
+  if (type !== BigInt(ELEM_FLOAT) || !raw) return undefined;
+  const dims = tensor.filter((f) => f.number === TENSOR_DIMS).map((f) => Number(f.value));
+  // A copy of its own: the file's bytes are a Buffer, whose slices share (and offset into) its memory.
+  const copy = new Uint8Array(raw);
+  return { name: new TextDecoder().decode(tensor.find((f) => f.number === TENSOR_NAME)?.payload), dims, values: new Float32Array(copy.buffer, 0, copy.length / 4) };
+}
+
+function tensor(name: string, elemType: number, dims: readonly number[], raw: Uint8Array): Uint8Array {
+  return lengthField(GRAPH_INITIALIZER, concat([...dims.map((dim) => varintField(TENSOR_DIMS, dim)), varintField(TENSOR_DATA_TYPE, elemType), stringField(TENSOR_NAME, name), lengthField(TENSOR_RAW_DATA, raw)]));
+}
+
+/**
+ * A [K, N] weight as MatMulNBits takes it: 4-bit, blocks of 32 along K, symmetric (zero point 8),
+ * B uint8 [N, K/32, 16] with the even k of each pair in the low nibble, scales [N · K/32].
+ */
+export function quantizeInt4(weight: Float32Array, k: number, n: number): { packed: Uint8Array; scales: Float32Array } {
+  const blocks = k / INT4_BLOCK;
+  const packed = new Uint8Array(n * blocks * (INT4_BLOCK / 2));
+  const scales = new Float32Array(n * blocks);
+  for (let column = 0; column < n; column++) {
+    for (let block = 0; block < blocks; block++) {
+      let max = 0;
+      for (let i = 0; i < INT4_BLOCK; i++) max = Math.max(max, Math.abs(weight[(block * INT4_BLOCK + i) * n + column]!));
+      const scale = max / 7 || 1;
+      scales[column * blocks + block] = scale;
+      for (let i = 0; i < INT4_BLOCK; i += 2) {
+        const level = (row: number) => Math.max(0, Math.min(15, Math.round(weight[row * n + column]! / scale) + 8));
+        const row = block * INT4_BLOCK + i;
+        packed[(column * blocks + block) * (INT4_BLOCK / 2) + i / 2] = level(row) | (level(row + 1) << 4);
+      }
+    }
+  }
+  return { packed, scales };
+}
+
+/** Every MatMul by a float32 weight whose rows split into blocks of 32 becomes an int4 MatMulNBits, as int4 exports have them. */
+function int4(source: string, target: string): void {
+  copyFolder(source, target);
+  const path = join(target, 'model.onnx');
+  const edited = editGraph(readFileSync(path), (fields) => {
+    const weights = new Map<string, ReturnType<typeof floatInitializer>>();
+    for (const field of fields) {
+      if (field.number !== GRAPH_INITIALIZER) continue;
+      const initializer = floatInitializer(field.payload!);
+      if (initializer?.dims.length === 2) weights.set(initializer.name, initializer);
+    }
+    const quantized = new Set<string>();
+    const out = fields.flatMap((field) => {
+      if (field.number !== GRAPH_NODE) return [field.bytes];
+      const matmul = readNode(field.payload!);
+      const weight = matmul.opType === 'MatMul' ? weights.get(matmul.inputs[1] ?? '') : undefined;
+      if (!weight || weight.dims[0]! % INT4_BLOCK !== 0) return [field.bytes];
+      const [k, n] = weight.dims as [number, number];
+      const { packed, scales } = quantizeInt4(weight.values, k, n);
+      const name = `${weight.name}/int4`;
+      const extra = quantized.has(name) ? [] : [tensor(`${name}/B`, 2, [n, k / INT4_BLOCK, INT4_BLOCK / 2], packed), tensor(`${name}/scales`, ELEM_FLOAT, [n * (k / INT4_BLOCK)], new Uint8Array(scales.buffer))];
+      quantized.add(name);
+      const nbits = lengthField(
+        GRAPH_NODE,
+        concat([
+          stringField(NODE_INPUT, matmul.inputs[0]!),
+          stringField(NODE_INPUT, `${name}/B`),
+          stringField(NODE_INPUT, `${name}/scales`),
+          stringField(NODE_OUTPUT, matmul.outputs[0]!),
+          stringField(NODE_NAME, `/variant/MatMulNBits/${matmul.outputs[0]}`),
+          stringField(NODE_OP_TYPE, 'MatMulNBits'),
+          stringField(NODE_DOMAIN, 'com.microsoft'),
+          intAttribute('K', k),
+          intAttribute('N', n),
+          intAttribute('bits', 4),
+          intAttribute('block_size', INT4_BLOCK),
+          intAttribute('accuracy_level', 4),
+        ]),
+      );
+      return [...extra, nbits];
+    });
+    if (quantized.size === 0) throw new Error('no MatMul to quantize');
+    // The float32 weights no node reads any more are left out.
+    const read = new Set(out.flatMap((bytes) => parseFields(bytes)).filter((f) => f.number === GRAPH_NODE).flatMap((f) => readNode(f.payload!).inputs));
+    return concat(out.filter((bytes) => {
+      const [field] = parseFields(bytes);
+      if (field?.number !== GRAPH_INITIALIZER) return true;
+      const name = floatInitializer(field.payload!)?.name;
+      return name === undefined || !weights.has(name) || read.has(name);
+    }));
+  });
+  if (!edited) throw new Error(`${path}: no graph`);
+  const opset = lengthField(MODEL_OPSET_IMPORT, concat([stringField(OPSET_DOMAIN, 'com.microsoft'), varintField(OPSET_VERSION, 1)]));
+  writeFileSync(path, concat([edited, opset]));
+}
+
 export const VARIANTS = {
   'transformers-js': transformersJs,
   genai,
   'text-config': textConfig,
   'logits-to-keep': logitsToKeep,
   'fp16-kv': fp16Kv,
+  'no-position-ids': noPositionIds,
+  int4,
 } as const;
 export type VariantName = keyof typeof VARIANTS;
 
