@@ -13,6 +13,8 @@
  *   positions only, as newer Optimum exports do.
  * - fp16-kv: the cache inputs and outputs in float16 (the graph computes in float32 between casts).
  * - no-position-ids: no `position_ids` input; positions are counted from the cache's length.
+ * - group-query-attention: each layer's attention as one com.microsoft GroupQueryAttention, as
+ *   onnxruntime-genai's builder writes Llama graphs.
  * - int4: the MatMuls by weights as com.microsoft MatMulNBits of 4-bit blocks, as int4 exports
  *   (transformers.js `model_q4`, onnxruntime-genai int4) have them.
  */
@@ -404,6 +406,135 @@ function int4(source: string, target: string): void {
   writeFileSync(path, concat([edited, opset]));
 }
 
+const ATTRIBUTE_INTS = 8;
+const ATTRIBUTE_TYPE_INTS = 7;
+const ELEM_INT32 = 6;
+
+const intsAttribute = (name: string, values: readonly number[]) =>
+  lengthField(NODE_ATTRIBUTE, concat([stringField(ATTRIBUTE_NAME, name), ...values.map((value) => varintField(ATTRIBUTE_INTS, value)), varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_INTS)]));
+
+/** `fields` without the nodes no graph output depends on. */
+function withoutDeadNodes(fields: Uint8Array[]): Uint8Array[] {
+  const parsed = fields.map((bytes) => parseFields(bytes)[0]!);
+  const needed = new Set(parsed.filter((field) => field.number === GRAPH_OUTPUT).map((field) => valueInfoName(field.payload!)));
+  const live = new Array<boolean>(fields.length).fill(true);
+  for (let i = parsed.length - 1; i >= 0; i--) {
+    if (parsed[i]!.number !== GRAPH_NODE) continue;
+    const { inputs, outputs } = readNode(parsed[i]!.payload!);
+    live[i] = outputs.some((output) => needed.has(output));
+    if (live[i]) for (const input of inputs) needed.add(input);
+  }
+  return fields.filter((_, i) => live[i]);
+}
+
+/**
+ * Each layer's attention as one com.microsoft GroupQueryAttention (rotary applied before it, as
+ * the graph does), with `seqlens_k` and `total_sequence_length` from the attention mask, as
+ * onnxruntime-genai's builder writes Llama graphs. The kernel takes every row as unpadded.
+ */
+function groupQueryAttention(source: string, target: string): void {
+  copyFolder(source, target);
+  const config = readJson(join(source, 'config.json')) as Record<string, number>;
+  const heads = config.num_attention_heads!;
+  const kvHeads = config.num_key_value_heads ?? heads;
+  const path = join(target, 'model.onnx');
+  const edited = editGraph(readFileSync(path), (fields) => {
+    const nodes = fields.map((field, index) => ({ index, field, node: field.number === GRAPH_NODE ? readNode(field.payload!) : undefined }));
+    const producer = new Map<string, (typeof nodes)[number]>();
+    const consumers = new Map<string, (typeof nodes)[number][]>();
+    for (const entry of nodes) {
+      for (const output of entry.node?.outputs ?? []) producer.set(output, entry);
+      for (const input of entry.node?.inputs ?? []) consumers.set(input, [...(consumers.get(input) ?? []), entry]);
+    }
+    /** The first MatMul reached forward from `start` that takes what was reached as its second input. */
+    const matmulAfter = (start: string) => {
+      const queue = [start];
+      const seen = new Set(queue);
+      while (queue.length > 0) {
+        const name = queue.shift()!;
+        for (const entry of consumers.get(name) ?? []) {
+          if (entry.node!.opType === 'MatMul' && entry.node!.inputs[1] === name) return entry;
+          for (const output of entry.node!.outputs) if (!seen.has(output) && entry.node!.opType !== 'MatMul') (seen.add(output), queue.push(output));
+        }
+      }
+      throw new Error(`no MatMul after ${start}`);
+    };
+    const replaced = new Map<number, Uint8Array[]>();
+    const common = [
+      constant('/gqa/axes', [1n], [1]),
+      node('ReduceSum', ['attention_mask', '/gqa/axes'], ['/gqa/mask_sum'], [intAttribute('keepdims', 0)]),
+      constant('/gqa/one', [1n], []),
+      node('Sub', ['/gqa/mask_sum', '/gqa/one'], ['/gqa/seqlens_k_64']),
+      node('Cast', ['/gqa/seqlens_k_64'], ['/gqa/seqlens_k'], [intAttribute('to', ELEM_INT32)]),
+      node('Shape', ['attention_mask'], ['/gqa/mask_shape']),
+      node('Gather', ['/gqa/mask_shape', '/gqa/one'], ['/gqa/total_64'], [intAttribute('axis', 0)]),
+      node('Cast', ['/gqa/total_64'], ['/gqa/total_sequence_length'], [intAttribute('to', ELEM_INT32)]),
+      constant('/gqa/flat', [0n, 0n, -1n], [3]),
+    ];
+    const outputNames = fields.filter((field) => field.number === GRAPH_OUTPUT).map((field) => valueInfoName(field.payload!));
+    const layers = outputNames.filter((name) => /^present\.\d+\.key$/.test(name)).map((name) => Number(name.split('.')[1]));
+    const added: Uint8Array[] = [...common];
+    for (const layer of layers) {
+      const keyConcat = producer.get(`present.${layer}.key`)!;
+      const valueConcat = producer.get(`present.${layer}.value`)!;
+      if (keyConcat.node!.opType !== 'Concat' || valueConcat.node!.opType !== 'Concat') throw new Error(`layer ${layer}: present is no Concat`);
+      const keyRotated = keyConcat.node!.inputs[1]!;
+      const valueNew = valueConcat.node!.inputs[1]!;
+      const scores = matmulAfter(`present.${layer}.key`);
+      const queryRotated = scores.node!.inputs[0]!;
+      const weighted = matmulAfter(`present.${layer}.value`);
+      const transpose = consumers.get(weighted.node!.outputs[0]!)![0]!;
+      const reshape = consumers.get(transpose.node!.outputs[0]!)![0]!;
+      if (transpose.node!.opType !== 'Transpose' || reshape.node!.opType !== 'Reshape') throw new Error(`layer ${layer}: no Transpose, Reshape after the attention`);
+      const output = `/gqa/${layer}/output`;
+      const flat = (name: string, what: string) => [
+        node('Transpose', [name], [`/gqa/${layer}/${what}_bsnh`], [intsAttribute('perm', [0, 2, 1, 3])]),
+        node('Reshape', [`/gqa/${layer}/${what}_bsnh`, '/gqa/flat'], [`/gqa/${layer}/${what}`]),
+      ];
+      added.push(
+        ...flat(queryRotated, 'query'),
+        ...flat(keyRotated, 'key'),
+        ...flat(valueNew, 'value'),
+        lengthField(
+          GRAPH_NODE,
+          concat([
+            ...[`/gqa/${layer}/query`, `/gqa/${layer}/key`, `/gqa/${layer}/value`, `past_key_values.${layer}.key`, `past_key_values.${layer}.value`, '/gqa/seqlens_k', '/gqa/total_sequence_length'].map((input) => stringField(NODE_INPUT, input)),
+            ...[output, `present.${layer}.key`, `present.${layer}.value`].map((name) => stringField(NODE_OUTPUT, name)),
+            stringField(NODE_NAME, `/gqa/${layer}/GroupQueryAttention`),
+            stringField(NODE_OP_TYPE, 'GroupQueryAttention'),
+            stringField(NODE_DOMAIN, 'com.microsoft'),
+            intAttribute('num_heads', heads),
+            intAttribute('kv_num_heads', kvHeads),
+          ]),
+        ),
+      );
+      // The old attention's Concats no longer make the presents; whatever reads its output reads the new one.
+      replaced.set(keyConcat.index, [renamed(keyConcat.field.payload!, new Map(), new Map([[`present.${layer}.key`, `/gqa/${layer}/unused_key`]]))]);
+      replaced.set(valueConcat.index, [renamed(valueConcat.field.payload!, new Map(), new Map([[`present.${layer}.value`, `/gqa/${layer}/unused_value`]]))]);
+      for (const entry of consumers.get(reshape.node!.outputs[0]!) ?? []) replaced.set(entry.index, [renamed(entry.field.payload!, new Map([[reshape.node!.outputs[0]!, output]]))]);
+    }
+    if (layers.length === 0) throw new Error('no present outputs');
+    const rewritten = nodes.flatMap((entry) => {
+      const replacement = replaced.get(entry.index);
+      if (!replacement) return [entry.field.bytes];
+      // Consumers of the old presents now read the dead Concats' outputs.
+      return replacement;
+    });
+    const renamedReaders = rewritten.map((bytes) => {
+      const [field] = parseFields(bytes);
+      if (field?.number !== GRAPH_NODE) return bytes;
+      const { inputs, opType } = readNode(field.payload!);
+      if (opType === 'GroupQueryAttention') return bytes;
+      const map = new Map(inputs.filter((input) => /^present\.\d+\.(key|value)$/.test(input)).map((input) => [input, `/gqa/${input.split('.')[1]}/unused_${input.split('.')[2]}`]));
+      return map.size > 0 ? renamed(field.payload!, map) : bytes;
+    });
+    return concat(withoutDeadNodes([...renamedReaders, ...added]));
+  });
+  if (!edited) throw new Error(`${path}: no graph`);
+  const opset = lengthField(MODEL_OPSET_IMPORT, concat([stringField(OPSET_DOMAIN, 'com.microsoft'), varintField(OPSET_VERSION, 1)]));
+  writeFileSync(path, concat([edited, opset]));
+}
+
 export const VARIANTS = {
   'transformers-js': transformersJs,
   genai,
@@ -412,6 +543,7 @@ export const VARIANTS = {
   'fp16-kv': fp16Kv,
   'no-position-ids': noPositionIds,
   int4,
+  'group-query-attention': groupQueryAttention,
 } as const;
 export type VariantName = keyof typeof VARIANTS;
 

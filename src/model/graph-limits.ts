@@ -40,3 +40,13 @@ export function positionTableSize(model: Uint8Array): number | undefined {
   }
   return undefined;
 }
+
+/** Attention kernels that take each row's length from its mask as if nothing were padded (com.microsoft GroupQueryAttention). */
+const UNPADDED_ATTENTION = new Set(['GroupQueryAttention']);
+
+/** Whether the graph's attention takes every row as unpadded: then rows of different lengths cannot share a batch. */
+export function takesUnpaddedRows(model: Uint8Array): boolean {
+  const graph = parseFields(model).find((field) => field.number === MODEL_GRAPH)?.payload;
+  if (!graph) return false;
+  return parseFields(graph).some((field) => field.number === GRAPH_NODE && field.payload && UNPADDED_ATTENTION.has(readNode(field.payload).opType));
+}

@@ -49,6 +49,8 @@ export interface GraphLimits {
   positions?: number;
   /** The last dimension of its logits. */
   vocabSize?: number;
+  /** Its attention takes every row as unpadded (GroupQueryAttention): only rows of one length can run together. */
+  unpaddedRows?: boolean;
 }
 
 /**
@@ -67,6 +69,9 @@ export function fitToGraph(model: LoadedModel, graph: GraphLimits): { model: Loa
     config.vocabSize = graph.vocabSize;
     const outside = config.eosTokenIds.filter((id) => id >= graph.vocabSize!);
     if (outside.length > 0) throw new ModelLoadError(`eos_token_id ${outside[0]} is not a token id of the graph's vocabulary of ${graph.vocabSize}`);
+  }
+  if (graph.unpaddedRows) {
+    warnings.push('the graph uses GroupQueryAttention, which takes every row as unpadded: prompts of one length run together, and others wait for the batch to finish');
   }
   return { model: { ...model, config }, warnings };
 }

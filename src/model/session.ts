@@ -6,7 +6,7 @@ import { addLogitsPositions, LOGITS_POSITIONS, LOGITS_TO_KEEP } from './logits-p
 import { addNewKvOutputs, newKvName } from './new-kv-outputs.js';
 import { ModelLoadError } from './errors.js';
 import type { ModelConfig } from './config.js';
-import { positionTableSize } from './graph-limits.js';
+import { positionTableSize, takesUnpaddedRows } from './graph-limits.js';
 import type { GraphLimits } from './model.js';
 
 export type KvDataType = 'float32' | 'float16';
@@ -129,12 +129,12 @@ export function defaultThreads(cores = availableParallelism()): number {
 const GRAPH_EDITS = [addLogitsPositions, addNewKvOutputs];
 
 /** The graph with every edit made that suits it (undefined when none does), and what it fixes. */
-function readGraph(modelPath: string): { edited: Uint8Array | undefined; positions: number | undefined } {
+function readGraph(modelPath: string): { edited: Uint8Array | undefined; positions: number | undefined; unpaddedRows: boolean } {
   let original: Uint8Array;
   try {
     original = readFileSync(modelPath);
   } catch {
-    return { edited: undefined, positions: undefined };
+    return { edited: undefined, positions: undefined, unpaddedRows: false };
   }
   const attempt = <T>(read: () => T): T | undefined => {
     try {
@@ -144,7 +144,7 @@ function readGraph(modelPath: string): { edited: Uint8Array | undefined; positio
     }
   };
   const edited = attempt(() => GRAPH_EDITS.reduce<Uint8Array>((model, edit) => edit(model) ?? model, original));
-  return { edited: edited === original ? undefined : edited, positions: attempt(() => positionTableSize(original)) };
+  return { edited: edited === original ? undefined : edited, positions: attempt(() => positionTableSize(original)), unpaddedRows: attempt(() => takesUnpaddedRows(original)) ?? false };
 }
 
 export interface DecoderSession {
@@ -167,7 +167,7 @@ export async function createDecoderSession(modelPath: string, options: SessionOp
   };
   try {
     // A graph the edit does not suit, or a file it cannot read, is left for the runtime to load or refuse.
-    const { edited, positions } = readGraph(modelPath);
+    const { edited, positions, unpaddedRows } = readGraph(modelPath);
     let session: ort.InferenceSession | undefined;
     if (edited) {
       const externalData = { session: { model_external_initializers_file_folder_path: dirname(modelPath) } };
@@ -176,7 +176,7 @@ export async function createDecoderSession(modelPath: string, options: SessionOp
     session ??= await ort.InferenceSession.create(modelPath, sessionOptions);
     const logits = session.outputMetadata.find((meta) => meta.name === 'logits') as { shape?: readonly unknown[] } | undefined;
     const vocabSize = logits?.shape?.[2];
-    return { session, limits: { positions, ...(typeof vocabSize === 'number' && vocabSize > 0 && { vocabSize }) } };
+    return { session, limits: { positions, ...(typeof vocabSize === 'number' && vocabSize > 0 && { vocabSize }), ...(unpaddedRows && { unpaddedRows }) } };
   } catch (err) {
     throw new ModelLoadError(`${modelPath}: cannot load the ONNX graph (${(err as Error).message})`);
   }

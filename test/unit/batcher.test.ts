@@ -332,4 +332,35 @@ describe('ContinuousBatcher', () => {
     expect(failed).toEqual([poisoned.id, neighbour.id]);
     expect(tokens.get(short.id)).toEqual(alone);
   });
+
+  describe('for a graph that takes every row as unpadded (GroupQueryAttention)', () => {
+    const unpadded = { unpaddedRows: true };
+
+    it('runs prompts of one length together, prefilled in one pass, and those of another length after them', async () => {
+      const { passes, tokens } = await generate([[sequence(8, 3), sequence(5, 3), sequence(8, 3)]], unpadded);
+      expect(passes).toEqual([
+        { rows: 2, tokens: 8 },
+        { rows: 2, tokens: 1 },
+        { rows: 2, tokens: 1 },
+        { rows: 1, tokens: 5 },
+        { rows: 1, tokens: 1 },
+        { rows: 1, tokens: 1 },
+      ]);
+      expect([...tokens.values()].every((ids) => ids.length === 3)).toBe(true);
+    });
+
+    it('takes no new prompt into a running batch, and forks the choices of one prompt together', async () => {
+      const first = forked(6, 4, 3);
+      const later = sequence(6, 2);
+      const { passes } = await generate([[first], [later]], unpadded);
+      expect(passes).toEqual([
+        { rows: 1, tokens: 6 },
+        { rows: 3, tokens: 1 },
+        { rows: 3, tokens: 1 },
+        { rows: 3, tokens: 1 },
+        { rows: 1, tokens: 6 },
+        { rows: 1, tokens: 1 },
+      ]);
+    });
+  });
 });

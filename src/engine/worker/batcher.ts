@@ -17,6 +17,12 @@ export interface BatcherOptions {
    */
   prefillChunk: number;
   contextLength: number;
+  /**
+   * The graph takes every row as unpadded (GroupQueryAttention: a row's length is its mask's
+   * sum): only rows of one length run together, so prompts join only an idle engine, those of the
+   * first one's length together, and each is prefilled in one pass.
+   */
+  unpaddedRows?: boolean;
 }
 
 export interface BatcherEvents {
@@ -213,17 +219,22 @@ export class ContinuousBatcher {
    * nothing runs.
    */
   private admit(): void {
+    const { unpaddedRows } = this.options;
+    if (unpaddedRows && (this.active.length > 0 || this.cohorts.length > 0)) return;
     const prefilling = this.prefilling();
-    const together = sequenceCount(this.waiting) >= this.active.length;
+    const together = unpaddedRows || sequenceCount(this.waiting) >= this.active.length;
     if (!together && prefilling.length > 0) return;
+    /** With unpadded rows: the prompt length all the rows taken have. */
+    let length: number | undefined;
     const running = [...this.active, ...prefilling];
     let reserved = running.reduce((sum, seq) => sum + seq.reservedTokens, 0);
     let slots = running.length;
     const rows: PromptEntry[] = [];
     while (together || rows.length === 0) {
-      const index = this.nextWaiting();
+      const index = this.nextWaiting(length);
       const next = this.waiting[index];
       if (!next || slots >= this.options.maxBatch) break;
+      if (unpaddedRows) length = next.request.promptIds.length;
       // As many of the prompt's sequences as there are free slots and KV budget for; the rest wait.
       let taken = 0;
       let budget = reserved;
@@ -251,10 +262,11 @@ export class ContinuousBatcher {
    * arrival). A request of many sequences (a large `n`, many prompts) thus shares the batch with
    * those that come after it instead of holding them back until all of its own have run.
    */
-  private nextWaiting(): number {
-    let best = 0;
+  private nextWaiting(promptLength?: number): number {
+    let best = -1;
     let oldestTurn = Infinity;
     this.waiting.forEach((entry, index) => {
+      if (promptLength !== undefined && entry.request.promptIds.length !== promptLength) return;
       const turn = this.lastTurn.get(entry.request.group) ?? 0;
       if (turn < oldestTurn) {
         oldestTurn = turn;
@@ -271,7 +283,8 @@ export class ContinuousBatcher {
    * samples its first token and joins the batch.
    */
   private async prefillChunk(cohort: Cohort): Promise<void> {
-    const chunkLength = (entry: PromptEntry) => Math.min(this.options.prefillChunk, entry.request.promptIds.length - cohort.done);
+    const chunk = this.options.unpaddedRows ? Infinity : this.options.prefillChunk;
+    const chunkLength = (entry: PromptEntry) => Math.min(chunk, entry.request.promptIds.length - cohort.done);
     const length = chunkLength(cohort.rows[0]!);
     const [same, other] = partitionRows(cohort.rows, (entry) => chunkLength(entry) === length);
     if (other.length > 0) {

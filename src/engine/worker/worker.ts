@@ -22,7 +22,7 @@ try {
   const contextLength = Math.min(config.contextLength, limits.positions ?? Infinity);
   const batcher = new ContinuousBatcher(
     runner,
-    { ...config, contextLength, maxKvTokens: config.maxKvTokens || config.maxBatch * contextLength },
+    { ...config, contextLength, maxKvTokens: config.maxKvTokens || config.maxBatch * contextLength, unpaddedRows: limits.unpaddedRows ?? false },
     {
       tokens: (updates) => send({ type: 'tokens', updates }),
       failed: (ids, message) => send({ type: 'error', ids, message }),
