@@ -13,12 +13,13 @@
  *   positions only, as newer Optimum exports do.
  * - fp16-kv: the cache inputs and outputs in float16 (the graph computes in float32 between casts).
  * - no-position-ids: no `position_ids` input; positions are counted from the cache's length.
+ * - merged: Optimum's merged decoder (`decoder_model_merged.onnx`): one `If` on `use_cache_branch`.
  * - group-query-attention: each layer's attention as one com.microsoft GroupQueryAttention, as
  *   onnxruntime-genai's builder writes Llama graphs.
  * - int4: the MatMuls by weights as com.microsoft MatMulNBits of 4-bit blocks, as int4 exports
  *   (transformers.js `model_q4`, onnxruntime-genai int4) have them.
  */
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import {
@@ -535,6 +536,61 @@ function groupQueryAttention(source: string, target: string): void {
   writeFileSync(path, concat([edited, opset]));
 }
 
+const GRAPH_NAME = 2;
+const GRAPH_VALUE_INFO = 13;
+const ATTRIBUTE_G = 6;
+const ATTRIBUTE_TYPE_GRAPH = 5;
+const ELEM_BOOL = 9;
+
+const graphAttribute = (name: string, graph: Uint8Array) =>
+  lengthField(NODE_ATTRIBUTE, concat([stringField(ATTRIBUTE_NAME, name), lengthField(ATTRIBUTE_G, graph), varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_GRAPH)]));
+
+/**
+ * A merged decoder, as Optimum's `decoder_model_merged.onnx`: one `If` on a `use_cache_branch`
+ * input, whose `then_branch` is the decoder with a past and whose `else_branch`, for the first
+ * step, makes its presents from the new keys and values alone. The weights stay at the top, shared.
+ */
+function merged(source: string, target: string): void {
+  copyFolder(source, target, ['model.onnx']);
+  const model = readFileSync(join(source, 'model.onnx'));
+  const edited = editGraph(model, (fields) => {
+    const outputs = fields.filter((field) => field.number === GRAPH_OUTPUT).map((field) => valueInfoName(field.payload!));
+    const branch = (name: string, withPast: boolean) => {
+      const renames = new Map(outputs.map((output) => [output, `${output}/${name}`]));
+      const nodes = fields
+        .filter((field) => field.number === GRAPH_NODE)
+        .map((field) => {
+          const summary = readNode(field.payload!);
+          const present = summary.outputs.find((output) => /^present\./.test(output));
+          // Without a past, a present is just the step's keys or values.
+          if (!withPast && present && summary.opType === 'Concat') return node('Identity', [summary.inputs[1]!], [renames.get(present)!]);
+          return renamed(field.payload!, renames, renames);
+        });
+      const branchOutputs = fields.filter((field) => field.number === GRAPH_OUTPUT).map((field) => {
+        const name = valueInfoName(field.payload!);
+        return lengthField(GRAPH_OUTPUT, concat(parseFields(field.payload!).map((f) => (f.number === VALUE_INFO_NAME ? stringField(VALUE_INFO_NAME, renames.get(name)!) : f.bytes))));
+      });
+      const valueInfo = fields.filter((field) => field.number === GRAPH_VALUE_INFO).map((field) => field.bytes);
+      return concat([...nodes, stringField(GRAPH_NAME, name), ...branchOutputs, ...valueInfo]);
+    };
+    const ifNode = lengthField(
+      GRAPH_NODE,
+      concat([
+        stringField(NODE_INPUT, 'use_cache_branch'),
+        ...outputs.map((output) => stringField(NODE_OUTPUT, output)),
+        stringField(NODE_NAME, '/variant/If'),
+        stringField(NODE_OP_TYPE, 'If'),
+        graphAttribute('then_branch', branch('with_past', true)),
+        graphAttribute('else_branch', branch('without_past', false)),
+      ]),
+    );
+    const kept = fields.filter((field) => field.number !== GRAPH_NODE && field.number !== GRAPH_VALUE_INFO).map((field) => field.bytes);
+    return concat([ifNode, ...kept, tensorInfo(GRAPH_INPUT, 'use_cache_branch', ELEM_BOOL)]);
+  });
+  if (!edited) throw new Error('no graph');
+  writeFileSync(join(target, 'decoder_model_merged.onnx'), edited);
+}
+
 export const VARIANTS = {
   'transformers-js': transformersJs,
   genai,
@@ -544,12 +600,20 @@ export const VARIANTS = {
   'no-position-ids': noPositionIds,
   int4,
   'group-query-attention': groupQueryAttention,
+  merged,
 } as const;
 export type VariantName = keyof typeof VARIANTS;
 
-/** Writes `variant` of the model folder `source` into `target`. */
-export function makeVariant(variant: VariantName, source: string, target: string): void {
-  VARIANTS[variant](source, target);
+/** Writes `variant` of the model folder `source` into `target`; a list of variants is made one over the other (an int4 GroupQueryAttention genai folder, say). */
+export function makeVariant(variant: VariantName | readonly VariantName[], source: string, target: string): void {
+  const steps = typeof variant === 'string' ? [variant] : variant;
+  let from = source;
+  steps.forEach((step, i) => {
+    const to = i === steps.length - 1 ? target : `${target}.step${i}`;
+    VARIANTS[step](from, to);
+    if (from !== source) rmSync(from, { recursive: true, force: true });
+    from = to;
+  });
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
@@ -558,9 +622,11 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     console.error(`usage: npx tsx scripts/model-variants.ts SOURCE_DIR TARGET_DIR [${Object.keys(VARIANTS).join('|')} ...]`);
     process.exit(2);
   }
+  // A name joined with `+` (group-query-attention+int4+genai) makes those variants one over the other.
   for (const name of names.length > 0 ? names : Object.keys(VARIANTS)) {
-    if (!(name in VARIANTS)) throw new Error(`unknown variant ${name}`);
-    makeVariant(name as VariantName, source, join(target, name));
+    const steps = name.split('+');
+    for (const step of steps) if (!(step in VARIANTS)) throw new Error(`unknown variant ${step}`);
+    makeVariant(steps as VariantName[], source, join(target, name));
     console.log(`${join(target, name)}: ${name}`);
   }
 }

@@ -107,6 +107,7 @@ export const NODE_ATTRIBUTE = 5;
 export const NODE_DOMAIN = 7;
 export const ATTRIBUTE_NAME = 1;
 export const ATTRIBUTE_INT = 3;
+export const ATTRIBUTE_GRAPH = 6;
 export const ATTRIBUTE_TYPE = 20;
 export const ATTRIBUTE_TYPE_INT = 2;
 export const TENSOR_DIMS = 1;

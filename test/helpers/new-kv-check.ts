@@ -47,6 +47,7 @@ export async function run({ modelPath }: { modelPath: string }): Promise<NewKvCh
       input_ids: new ort.Tensor('int64', BigInt64Array.from(ids), [1, ids.length]),
       attention_mask: new ort.Tensor('int64', cache.attentionMask(ids.length), [1, past + ids.length]),
       position_ids: new ort.Tensor('int64', BigInt64Array.from(ids, (_, i) => BigInt(past + i)), [1, ids.length]),
+      ...(original.inputNames.includes('use_cache_branch') && { use_cache_branch: new ort.Tensor('bool', Uint8Array.of(past > 0 ? 1 : 0), [1]) }),
       ...Object.fromEntries(pastNames.map((name, i) => [name, cache.pastTensors[i]!])),
     });
     const before = await original.run(feeds(originalCache));

@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { makeVariant } from '../../scripts/model-variants.js';
 import { join } from 'node:path';
 import { addNewKvOutputs } from '../../src/model/new-kv-outputs.js';
 import {
@@ -39,6 +41,21 @@ describe('addNewKvOutputs', () => {
     for (const difference of check.newKvDifferences) expect(difference).toBe(0);
     for (const difference of check.logitsDifferences) expect(difference).toBeLessThan(1e-4);
     expect(check.logitsMove).toBe(true);
+  });
+
+  it('in a merged decoder (one If on use_cache_branch): the same, through both branches', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'ortserve-merged-'));
+    try {
+      makeVariant('merged', MODEL_DIRS['tiny-llama']!, join(root, 'merged'));
+      const check = await runInWorker<NewKvCheck>(new URL('../helpers/new-kv-check.ts', import.meta.url), {
+        modelPath: join(root, 'merged', 'decoder_model_merged.onnx'),
+      });
+      expect(check.newKvDims.map((dims) => dims.slice(0, 3))).toEqual([[1, 2, PROMPT.length], ...Array(DECODE_STEPS).fill([1, 2, 1])]);
+      for (const difference of check.newKvDifferences) expect(difference).toBe(0);
+      for (const difference of check.logitsDifferences) expect(difference).toBeLessThan(1e-4);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 
   describe('on made-up one-layer graphs', () => {
