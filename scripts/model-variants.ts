@@ -11,7 +11,7 @@
  * - text-config: a multimodal-style config.json, the language model's fields under `text_config`.
  * - logits-to-keep: the graph takes `num_logits_to_keep` and computes logits for the last that many
  *   positions only, as newer Optimum exports do.
- * - fp16-kv: the cache inputs and outputs in float16 (the graph computes in float32 between casts).
+ * - fp16: the whole graph in float16 (weights, constants, cache, logits), as `model_fp16.onnx`.
  * - no-position-ids: no `position_ids` input; positions are counted from the cache's length.
  * - merged: Optimum's merged decoder (`decoder_model_merged.onnx`): one `If` on `use_cache_branch`.
  * - group-query-attention: each layer's attention as one com.microsoft GroupQueryAttention, as
@@ -47,6 +47,7 @@ import {
   TYPE_TENSOR,
   VALUE_INFO_NAME,
   VALUE_INFO_TYPE,
+  tensorElementType,
   valueInfoName,
   varintField,
   type RawField,
@@ -249,33 +250,6 @@ function logitsToKeep(source: string, target: string): void {
       if (i === lastInput) return [field.bytes, tensorInfo(GRAPH_INPUT, 'num_logits_to_keep', ELEM_INT64)];
       return [field.bytes];
     });
-  });
-}
-
-function fp16Kv(source: string, target: string): void {
-  copyFolder(source, target);
-  editModel(join(target, 'model.onnx'), (fields) => {
-    const pasts = new Map<string, string>();
-    const presents = new Map<string, string>();
-    for (const field of fields) {
-      if (field.number === GRAPH_INPUT && valueInfoName(field.payload!).startsWith('past_key_values.')) pasts.set(valueInfoName(field.payload!), `${valueInfoName(field.payload!)}/fp32`);
-      if (field.number === GRAPH_OUTPUT && valueInfoName(field.payload!).startsWith('present.')) presents.set(valueInfoName(field.payload!), `${valueInfoName(field.payload!)}/fp32`);
-    }
-    const casts = [
-      ...[...pasts].map(([half, full]) => node('Cast', [half], [full], [intAttribute('to', ELEM_FLOAT)])),
-      ...[...presents].map(([half, full]) => node('Cast', [full], [half], [intAttribute('to', ELEM_FLOAT16)])),
-    ];
-    return [
-      ...fields.map((field) => {
-        // Nodes read the float32 cache: the cast pasts, and the presents before their cast.
-        if (field.number === GRAPH_NODE) return renamed(field.payload!, new Map([...pasts, ...presents]), presents);
-        if ((field.number === GRAPH_INPUT && pasts.has(valueInfoName(field.payload!))) || (field.number === GRAPH_OUTPUT && presents.has(valueInfoName(field.payload!)))) {
-          return lengthField(field.number, withElemType(field.payload!, ELEM_FLOAT16));
-        }
-        return field.bytes;
-      }),
-      ...casts,
-    ];
   });
 }
 
@@ -591,16 +565,101 @@ function merged(source: string, target: string): void {
   writeFileSync(join(target, 'decoder_model_merged.onnx'), edited);
 }
 
+const TENSOR_FLOAT_DATA = 4;
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** A float32 rounded to the nearest IEEE 754 half (ties to even), as its bits. */
+export function toHalf(value: number): number {
+  f32[0] = value;
+  const bits = u32[0]!;
+  const sign = (bits >>> 16) & 0x8000;
+  const exponent = ((bits >>> 23) & 0xff) - 127 + 15;
+  let mantissa = bits & 0x7fffff;
+  if (((bits >>> 23) & 0xff) === 0xff) return sign | 0x7c00 | (mantissa ? 0x200 : 0);
+  if (exponent >= 0x1f) return sign | 0x7c00;
+  if (exponent <= 0) {
+    if (exponent < -10) return sign;
+    mantissa |= 0x800000;
+    const shift = 14 - exponent;
+    let half = mantissa >> shift;
+    const rest = mantissa & ((1 << shift) - 1);
+    const middle = 1 << (shift - 1);
+    if (rest > middle || (rest === middle && half & 1)) half++;
+    return sign | half;
+  }
+  let half = (exponent << 10) | (mantissa >> 13);
+  const rest = mantissa & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && half & 1)) half++;
+  return sign | half;
+}
+
+/** A TensorProto's payload with its float32 data as float16; other tensors as they are. */
+function halfTensor(payload: Uint8Array): Uint8Array {
+  const fields = parseFields(payload);
+  if (fields.find((f) => f.number === TENSOR_DATA_TYPE)?.value !== BigInt(ELEM_FLOAT)) return payload;
+  const raw = fields.find((f) => f.number === TENSOR_RAW_DATA)?.payload;
+  const packed = fields.find((f) => f.number === TENSOR_FLOAT_DATA)?.payload;
+  const source = raw ?? packed;
+  if (!source) throw new Error('a float tensor without raw or packed data');
+  const floats = new Float32Array(new Uint8Array(source).buffer);
+  const halves = Uint16Array.from(floats, toHalf);
+  return concat([
+    ...fields.filter((f) => f.number !== TENSOR_DATA_TYPE && f.number !== TENSOR_RAW_DATA && f.number !== TENSOR_FLOAT_DATA).map((f) => f.bytes),
+    varintField(TENSOR_DATA_TYPE, ELEM_FLOAT16),
+    lengthField(TENSOR_RAW_DATA, new Uint8Array(halves.buffer)),
+  ]);
+}
+
+/**
+ * The whole graph in float16, as transformers.js repositories' `model_fp16.onnx`: weights,
+ * constants, casts, the cache and the logits (the runtime's CPU provider casts around the
+ * operations it has no float16 kernel for).
+ */
+function fp16(source: string, target: string): void {
+  copyFolder(source, target, ['model.onnx']);
+  const attributeTensor = (attribute: RawField[]) => attribute.find((f) => f.number === ATTRIBUTE_T)?.payload;
+  const edited = editGraph(readFileSync(join(source, 'model.onnx')), (fields) =>
+    concat(
+      fields.map((field) => {
+        if (field.number === GRAPH_INITIALIZER) return lengthField(GRAPH_INITIALIZER, halfTensor(field.payload!));
+        if (field.number === GRAPH_INPUT || field.number === GRAPH_OUTPUT || field.number === GRAPH_VALUE_INFO) {
+          const type = tensorElementType(field.payload!);
+          return type === ELEM_FLOAT ? lengthField(field.number, withElemType(field.payload!, ELEM_FLOAT16)) : field.bytes;
+        }
+        if (field.number !== GRAPH_NODE) return field.bytes;
+        const { opType } = readNode(field.payload!);
+        return lengthField(
+          GRAPH_NODE,
+          concat(
+            parseFields(field.payload!).map((f) => {
+              if (f.number !== NODE_ATTRIBUTE) return f.bytes;
+              const attribute = parseFields(f.payload!);
+              const name = new TextDecoder().decode(attribute.find((a) => a.number === ATTRIBUTE_NAME)?.payload);
+              if (opType === 'Cast' && name === 'to' && attribute.find((a) => a.number === ATTRIBUTE_INT)?.value === BigInt(ELEM_FLOAT)) return intAttribute('to', ELEM_FLOAT16);
+              const tensorValue = attributeTensor(attribute);
+              if (tensorValue && (opType === 'Constant' || opType === 'ConstantOfShape')) return tensorAttribute(name, halfTensor(tensorValue));
+              return f.bytes;
+            }),
+          ),
+        );
+      }),
+    ),
+  );
+  if (!edited) throw new Error('no graph');
+  writeFileSync(join(target, 'model.onnx'), edited);
+}
+
 export const VARIANTS = {
   'transformers-js': transformersJs,
   genai,
   'text-config': textConfig,
   'logits-to-keep': logitsToKeep,
-  'fp16-kv': fp16Kv,
   'no-position-ids': noPositionIds,
   int4,
   'group-query-attention': groupQueryAttention,
   merged,
+  fp16,
 } as const;
 export type VariantName = keyof typeof VARIANTS;
 

@@ -111,8 +111,8 @@ describe('broken schemas', () => {
     broken.map((inner) => ({ anyOf: [{ type: 'null' }, inner] })),
   );
 
-  it('1,000 of them: each a 400 naming the field it came in, and the server still serves', async () => {
-    const samples = fc.sample(nested, { numRuns: 1000, seed: 11 });
+  it('400 of them: each a 400 naming the field it came in, and the server still serves', async () => {
+    const samples = fc.sample(nested, { numRuns: 400, seed: 11 });
     for (const [index, schema] of samples.entries()) {
       const asTool = index % 2 === 1;
       const body = asTool
