@@ -285,6 +285,13 @@ const OPSET_DOMAIN = 1;
 const OPSET_VERSION = 2;
 const INT4_BLOCK = 32;
 
+/** Writes an edited model that uses com.microsoft operators, with that domain's opset imported. */
+function writeWithContribOps(path: string, edited: Uint8Array | undefined): void {
+  if (!edited) throw new Error(`${path}: no graph`);
+  const opset = lengthField(MODEL_OPSET_IMPORT, concat([stringField(OPSET_DOMAIN, 'com.microsoft'), varintField(OPSET_VERSION, 1)]));
+  writeFileSync(path, concat([edited, opset]));
+}
+
 /** A float32 initializer's values and dims, where it keeps them as raw data. */
 function floatInitializer(payload: Uint8Array): { name: string; dims: number[]; values: Float32Array } | undefined {
   const tensor = parseFields(payload);
@@ -376,9 +383,7 @@ function int4(source: string, target: string): void {
       return name === undefined || !weights.has(name) || read.has(name);
     }));
   });
-  if (!edited) throw new Error(`${path}: no graph`);
-  const opset = lengthField(MODEL_OPSET_IMPORT, concat([stringField(OPSET_DOMAIN, 'com.microsoft'), varintField(OPSET_VERSION, 1)]));
-  writeFileSync(path, concat([edited, opset]));
+  writeWithContribOps(path, edited);
 }
 
 const ATTRIBUTE_INTS = 8;
@@ -505,9 +510,7 @@ function groupQueryAttention(source: string, target: string): void {
     });
     return concat(withoutDeadNodes([...renamedReaders, ...added]));
   });
-  if (!edited) throw new Error(`${path}: no graph`);
-  const opset = lengthField(MODEL_OPSET_IMPORT, concat([stringField(OPSET_DOMAIN, 'com.microsoft'), varintField(OPSET_VERSION, 1)]));
-  writeFileSync(path, concat([edited, opset]));
+  writeWithContribOps(path, edited);
 }
 
 const GRAPH_NAME = 2;
