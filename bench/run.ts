@@ -185,11 +185,29 @@ interface ServerResult {
   shortStreams: { client: number; tokens: number | undefined; finishReason: string | undefined; error: string | undefined }[];
   /** Streams whose text equals the decoded greedy tokens of the raw loop. */
   matchesRaw: number;
+  /** `GET /health` latency, probed one after another while the streams run. */
+  healthP50Ms: number;
+  healthMaxMs: number;
+}
+
+/** Probes `GET /health` one after another, 20 ms apart, until `done` settles: the HTTP thread's responsiveness under load. */
+async function probeHealth(url: string, done: Promise<unknown>): Promise<number[]> {
+  let finished = false;
+  void done.finally(() => (finished = true));
+  const latencies: number[] = [];
+  while (!finished) {
+    const sent = performance.now();
+    await fetch(`${url}/health`).then((response) => response.text());
+    latencies.push(performance.now() - sent);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return latencies;
 }
 
 async function runClients(url: string, model: ModelInfo, prompts: Prompt[], clients: number, rawText: string[] | undefined): Promise<ServerResult> {
   const start = performance.now();
-  const streams = await Promise.all(prompts.slice(0, clients).map((p) => streamCompletion(url, model.id, p.text, NEW_TOKENS)));
+  const running = Promise.all(prompts.slice(0, clients).map((p) => streamCompletion(url, model.id, p.text, NEW_TOKENS)));
+  const [streams, health] = await Promise.all([running, probeHealth(url, running)]);
   const end = Math.max(...streams.map((s) => s.done));
   const completionTokens = streams.reduce((sum, s) => sum + (s.usageTokens ?? s.arrivals.length), 0);
   const ttfts = streams.filter((s) => s.arrivals.length > 0).map((s) => s.arrivals[0]! - s.sent);
@@ -211,6 +229,8 @@ async function runClients(url: string, model: ModelInfo, prompts: Prompt[], clie
     fullStreams: clients - shortStreams.length,
     shortStreams,
     matchesRaw: rawText ? streams.filter((s, i) => s.text === rawText[i]).length : NaN,
+    healthP50Ms: percentile(health, 50),
+    healthMaxMs: Math.max(...health),
   };
 }
 
@@ -469,22 +489,22 @@ const fmt = (value: number | undefined, digits = 1): string => (value !== undefi
 const log = (message: string) => process.stderr.write(`[bench] ${message}\n`);
 
 function table(reports: ModelReport[]): string {
-  const header = ['model', 'runner', 'batch/clients', 'prefill ms | TTFT p50/p95', 'step ms | ITL p50/p95', 'decode tok/s', 'e2e tok/s', 'e2e min-max', 'full rows'];
+  const header = ['model', 'runner', 'batch/clients', 'prefill ms | TTFT p50/p95', 'step ms | ITL p50/p95', 'decode tok/s', 'e2e tok/s', 'e2e min-max', 'full rows', '/health p50/max ms'];
   const range = (runs: number[]) => `${fmt(Math.min(...runs))}-${fmt(Math.max(...runs))}`;
   const rows: string[][] = [];
   for (const r of reports) {
     for (const { median: raw, runs } of r.raw) {
-      rows.push([r.model, 'raw onnxruntime loop', String(raw.batch), fmt(raw.prefillMs), `${fmt(raw.stepMs)} (p50 ${fmt(raw.stepP50Ms)})`, fmt(raw.decodeTokensPerSecond), fmt(raw.endToEndTokensPerSecond), range(runs), `${raw.batch - raw.rowsWithEos}/${raw.batch} no EOS`]);
+      rows.push([r.model, 'raw onnxruntime loop', String(raw.batch), fmt(raw.prefillMs), `${fmt(raw.stepMs)} (p50 ${fmt(raw.stepP50Ms)})`, fmt(raw.decodeTokensPerSecond), fmt(raw.endToEndTokensPerSecond), range(runs), `${raw.batch - raw.rowsWithEos}/${raw.batch} no EOS`, '']);
     }
     for (const { median: s, runs } of r.server) {
-      rows.push([r.model, 'ortserve (HTTP, SSE)', String(s.clients), `${fmt(s.ttftP50Ms, 0)} / ${fmt(s.ttftP95Ms, 0)}`, `${fmt(s.itlP50Ms)} / ${fmt(s.itlP95Ms)}`, '-', fmt(s.tokensPerSecond), range(runs), `${s.fullStreams}/${s.clients}`]);
+      rows.push([r.model, 'ortserve (HTTP, SSE)', String(s.clients), `${fmt(s.ttftP50Ms, 0)} / ${fmt(s.ttftP95Ms, 0)}`, `${fmt(s.itlP50Ms)} / ${fmt(s.itlP95Ms)}`, '-', fmt(s.tokensPerSecond), range(runs), `${s.fullStreams}/${s.clients}`, `${fmt(s.healthP50Ms)} / ${fmt(s.healthMaxMs)}`]);
     }
     if (!r.transformers.measured) {
       const reason = r.transformers.reason.startsWith('skipped') ? 'skipped' : 'not measured (see notes)';
-      rows.push([r.model, 'transformers.js generate', '-', reason, '', '', '', '', '']);
+      rows.push([r.model, 'transformers.js generate', '-', reason, '', '', '', '', '', '']);
     } else {
       for (const { median: t, runs } of r.transformers.batches) {
-        rows.push([r.model, 'transformers.js generate', String(t.batch), fmt(t.prefillMs), fmt((t.generateMs - t.prefillMs) / (t.newTokensPerRow - 1)), fmt(t.decodeTokensPerSecond), fmt(t.endToEndTokensPerSecond), range(runs), `${t.batch - t.rowsWithEos}/${t.batch} no EOS`]);
+        rows.push([r.model, 'transformers.js generate', String(t.batch), fmt(t.prefillMs), fmt((t.generateMs - t.prefillMs) / (t.newTokensPerRow - 1)), fmt(t.decodeTokensPerSecond), fmt(t.endToEndTokensPerSecond), range(runs), `${t.batch - t.rowsWithEos}/${t.batch} no EOS`, '']);
       }
     }
   }
@@ -501,7 +521,8 @@ function table(reports: ModelReport[]): string {
     '',
     'raw: prefill = one run over batch × 32 tokens; step = mean (p50) of the 63 decode steps; e2e = batch × 64 / (prefill + decode).',
     'ortserve: TTFT = request sent → first text chunk; ITL = gaps between text chunks within a stream; e2e = completion tokens (usage)',
-    '  / wall time from the first request sent to the last stream finished; full rows = streams with 64 tokens and finish_reason length.',
+    '  / wall time from the first request sent to the last stream finished; full rows = streams with 64 tokens and finish_reason length;',
+    '  /health = GET /health answered one after another, 20 ms apart, while the streams run.',
     'transformers.js: prefill = generate(max_new_tokens 1) wall time; step = (generate(64) − that) / 63; e2e = batch × 64 / generate(64) time.',
     'Each runner is its own process (raw: this one), and on this VM the same loop can run ~20% faster or slower from one process',
     'to the next; see the min-max column and treat ratios within about ±0.2 of 1 as ties.',
@@ -558,7 +579,7 @@ const cpuModel = cpus()[0]?.model ?? '?';
 const summary = [
   `ortserve bench — ${new Date().toISOString()} — ${THREADS} cores (${cpuModel}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${versions.node}, onnxruntime-node ${versions.onnxruntimeNode}, transformers.js ${versions.transformersJs}`,
   `${PROMPT_TOKENS}-token prompts (different per row, same length), ${NEW_TOKENS} new tokens, greedy; raw/transformers.js intraOpNumThreads ${THREADS}, graphOptimizationLevel all`,
-  `ortserve flags: ${reports[0]?.serverFlags.join(' ')} (engine defaults otherwise: --max-batch 16, --prefill-chunk 16, --threads 0 = cores − 1)`,
+  `ortserve flags: ${reports[0]?.serverFlags.join(' ')} (engine defaults otherwise: --max-batch 16, --prefill-chunk 16, --threads 0 = one per core)`,
   `rounds of raw → ortserve → transformers.js: ${reports.map((r) => `${r.rounds} for ${r.model}`).join(', ')}; each row is the round with the median e2e tok/s (min-max over rounds shown); TTFT/ITL percentiles are over that round's streams`,
   '',
   table(reports),

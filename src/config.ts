@@ -53,7 +53,7 @@ const OPTIONS = {
     field: 'threads',
     env: 'ORTSERVE_THREADS',
     schema: integer(0, 1024).default(0),
-    help: 'threads per forward pass (0: one per core but one, which is left to the HTTP thread)',
+    help: 'threads per forward pass (0: one per core)',
   },
   'max-batch': {
     field: 'maxBatch',

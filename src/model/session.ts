@@ -118,12 +118,13 @@ export function readDecoderSignature(
 }
 
 /**
- * Threads for a forward pass when none are configured: one per core but one, which the HTTP thread
- * needs. The runtime splits each operation evenly over its threads, so a thread that has to wait
- * for a core holds up the whole pass.
+ * Threads for a forward pass when none are configured: one per core. The HTTP thread is idle most
+ * of the time, so a core kept for it is mostly a core lost: on 2 cores, two threads gave one client
+ * 12–59% more tokens/s than one thread, and 16 clients 29–44% more, with `/health` answering within
+ * 23 ms under 16 streams (bench/README.md, "Threads").
  */
 export function defaultThreads(cores = availableParallelism()): number {
-  return Math.max(1, cores - 1);
+  return Math.max(1, cores);
 }
 
 const GRAPH_EDITS = [addLogitsPositions, addNewKvOutputs];

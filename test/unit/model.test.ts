@@ -363,9 +363,9 @@ describe('ChatTemplate', () => {
 });
 
 describe('defaultThreads', () => {
-  it('leaves one core to the HTTP thread, and takes at least one', () => {
-    expect(defaultThreads(16)).toBe(15);
-    expect(defaultThreads(2)).toBe(1);
+  it('takes every core, and at least one', () => {
+    expect(defaultThreads(16)).toBe(16);
+    expect(defaultThreads(2)).toBe(2);
     expect(defaultThreads(1)).toBe(1);
   });
 });
