@@ -161,6 +161,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     const { model, warnings } = fitToGraph(configured, engine.graphLimits);
     const { app, lifecycle } = buildApp(model, preprocessor, engine, config);
     for (const note of model.files.notes) app.log.info({ model: model.id }, note);
+    app.log.info({ model: model.id, rewrites: engine.graphRewrites }, 'graph edits at load');
     if (model.chatTemplate.isFallback) {
       warnings.push("no chat template in the folder (chat_template.jinja, chat_template.json, tokenizer_config.json): chat requests use the plain 'role: content' fallback template");
     }

@@ -95,7 +95,7 @@ export interface EngineStats {
 }
 
 export type FromWorker =
-  | { type: 'ready'; limits: GraphLimits }
+  | { type: 'ready'; limits: GraphLimits; rewrites: string[] }
   | { type: 'failed'; message: string }
   | { type: 'tokens'; updates: TokenUpdate[] }
   /** After each decode step (`batchSize` rows), and with `batchSize` 0 when the engine goes idle. */

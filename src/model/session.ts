@@ -127,15 +127,27 @@ export function defaultThreads(cores = availableParallelism()): number {
   return Math.max(1, cores);
 }
 
-const GRAPH_EDITS = [addLogitsPositions, addNewKvOutputs];
+/** The edits made to a graph as it loads, where its shape suits them. */
+const GRAPH_EDITS = [
+  { name: LOGITS_POSITIONS, what: 'logits computed only at the positions read', edit: addLogitsPositions },
+  { name: 'new_key_values', what: "each step's new keys and values fetched on their own", edit: addNewKvOutputs },
+];
+
+interface GraphReading {
+  edited: Uint8Array | undefined;
+  positions: number | undefined;
+  unpaddedRows: boolean;
+  /** For the start-up log: each edit, and whether it was made or why not. */
+  rewrites: string[];
+}
 
 /** The graph with every edit made that suits it (undefined when none does), and what it fixes. */
-function readGraph(modelPath: string): { edited: Uint8Array | undefined; positions: number | undefined; unpaddedRows: boolean } {
+function readGraph(modelPath: string): GraphReading {
   let original: Uint8Array;
   try {
     original = readFileSync(modelPath);
   } catch {
-    return { edited: undefined, positions: undefined, unpaddedRows: false };
+    return { edited: undefined, positions: undefined, unpaddedRows: false, rewrites: ['no edits: the graph file could not be read here (the runtime loads it)'] };
   }
   const attempt = <T>(read: () => T): T | undefined => {
     try {
@@ -144,14 +156,31 @@ function readGraph(modelPath: string): { edited: Uint8Array | undefined; positio
       return undefined;
     }
   };
-  const edited = attempt(() => GRAPH_EDITS.reduce<Uint8Array>((model, edit) => edit(model) ?? model, original));
-  return { edited: edited === original ? undefined : edited, positions: attempt(() => positionTableSize(original)), unpaddedRows: attempt(() => takesUnpaddedRows(original)) ?? false };
+  const rewrites: string[] = [];
+  let edited = original;
+  for (const { name, what, edit } of GRAPH_EDITS) {
+    try {
+      const next = edit(edited);
+      rewrites.push(next ? `${name}: ${what}` : `${name}: not made (the graph has another shape)`);
+      edited = next ?? edited;
+    } catch (err) {
+      rewrites.push(`${name}: not made (${(err as Error).message})`);
+    }
+  }
+  return {
+    edited: edited === original ? undefined : edited,
+    positions: attempt(() => positionTableSize(original)),
+    unpaddedRows: attempt(() => takesUnpaddedRows(original)) ?? false,
+    rewrites,
+  };
 }
 
 export interface DecoderSession {
   session: ort.InferenceSession;
   /** What the graph fixes, whatever config.json says. */
   limits: GraphLimits;
+  /** Each edit of the graph at load, made or why not. */
+  rewrites: string[];
 }
 
 /**
@@ -168,16 +197,19 @@ export async function createDecoderSession(modelPath: string, options: SessionOp
   };
   try {
     // A graph the edit does not suit, or a file it cannot read, is left for the runtime to load or refuse.
-    const { edited, positions, unpaddedRows } = readGraph(modelPath);
+    const { edited, positions, unpaddedRows, rewrites } = readGraph(modelPath);
     let session: ort.InferenceSession | undefined;
     if (edited) {
       const externalData = { session: { model_external_initializers_file_folder_path: dirname(modelPath) } };
-      session = await ort.InferenceSession.create(edited, { ...sessionOptions, extra: externalData }).catch(() => undefined);
+      session = await ort.InferenceSession.create(edited, { ...sessionOptions, extra: externalData }).catch((err: unknown) => {
+        rewrites.push(`the runtime refused the edited graph, so it runs as exported (${(err as Error).message.split('\n')[0]})`);
+        return undefined;
+      });
     }
     session ??= await ort.InferenceSession.create(modelPath, sessionOptions);
     const logits = session.outputMetadata.find((meta) => meta.name === 'logits') as { shape?: readonly unknown[] } | undefined;
     const vocabSize = logits?.shape?.[2];
-    return { session, limits: { positions, ...(typeof vocabSize === 'number' && vocabSize > 0 && { vocabSize }), ...(unpaddedRows && { unpaddedRows }) } };
+    return { session, limits: { positions, ...(typeof vocabSize === 'number' && vocabSize > 0 && { vocabSize }), ...(unpaddedRows && { unpaddedRows }) }, rewrites };
   } catch (err) {
     throw new ModelLoadError(`${modelPath}: cannot load the ONNX graph (${(err as Error).message})`);
   }

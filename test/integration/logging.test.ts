@@ -53,6 +53,9 @@ describe('logging', () => {
     expect(warnings.map((line) => line.msg).sort()).toEqual([expect.stringContaining('no chat template in the folder'), 'request failed', 'stream failed']);
     for (const line of warnings) expect(line.err).toBeUndefined();
     expect(lines.some((line) => line.req?.url === '/v1/models')).toBe(true);
+    // Start-up says which graph edits were made: both suit the default model's plain export.
+    const edits = lines.find((line) => line.msg === 'graph edits at load') as (LogLine & { rewrites?: string[] }) | undefined;
+    expect(edits?.rewrites).toEqual([expect.stringMatching(/^logits_positions: logits computed/), expect.stringMatching(/^new_key_values: /)]);
     expect(logs.join('\n')).not.toContain('sk-in-the-query');
   });
 });

@@ -37,6 +37,8 @@ export class Engine {
     readonly capacity: number,
     /** What the graph fixes, whatever config.json says. */
     readonly graphLimits: GraphLimits,
+    /** Each edit of the graph at load, made or why not. */
+    readonly graphRewrites: readonly string[] = [],
   ) {
     worker.on('message', (message: FromWorker) => this.dispatch(message));
     worker.on('error', (err) => this.failAll(new EngineError(`engine stopped: ${err.message}`)));
@@ -48,7 +50,7 @@ export class Engine {
   static async start(options: EngineOptions): Promise<Engine> {
     const { maxQueue, ...config } = options;
     const { worker, ready } = await startWorker<Extract<FromWorker, { type: 'ready' }>>(new URL('../worker/worker.ts', import.meta.url), config, { name: 'engine' });
-    return new Engine(worker, config.maxBatch + maxQueue, ready.limits);
+    return new Engine(worker, config.maxBatch + maxQueue, ready.limits, ready.rewrites);
   }
 
   /** Sequences running or waiting. */
