@@ -15,7 +15,8 @@
  * - no-position-ids: no `position_ids` input; positions are counted from the cache's length.
  * - merged: Optimum's merged decoder (`decoder_model_merged.onnx`): one `If` on `use_cache_branch`.
  * - group-query-attention: each layer's attention as one com.microsoft GroupQueryAttention, as
- *   onnxruntime-genai's builder writes Llama graphs.
+ *   onnxruntime-genai's builder writes Llama graphs; group-query-attention-rotary with the rotary
+ *   embedding fused into it (`do_rotary`, cos/sin caches), as the builder does by default.
  * - int4: the MatMuls by weights as com.microsoft MatMulNBits of 4-bit blocks, as int4 exports
  *   (transformers.js `model_q4`, onnxruntime-genai int4) have them.
  */
@@ -412,11 +413,13 @@ function withoutDeadNodes(fields: Uint8Array[]): Uint8Array[] {
  * the graph does), with `seqlens_k` and `total_sequence_length` from the attention mask, as
  * onnxruntime-genai's builder writes Llama graphs. The kernel takes every row as unpadded.
  */
-function groupQueryAttention(source: string, target: string): void {
+function groupQueryAttention(source: string, target: string, fusedRotary = false): void {
   copyFolder(source, target);
-  const config = readJson(join(source, 'config.json')) as Record<string, number>;
+  const config = readJson(join(source, 'config.json')) as Record<string, number> & { rope_parameters?: { rope_theta?: number }; rope_theta?: number };
   const heads = config.num_attention_heads!;
   const kvHeads = config.num_key_value_heads ?? heads;
+  const headDim = config.head_dim ?? config.hidden_size! / heads;
+  const theta = config.rope_parameters?.rope_theta ?? config.rope_theta ?? 10000;
   const path = join(target, 'model.onnx');
   const edited = editGraph(readFileSync(path), (fields) => {
     const nodes = fields.map((field, index) => ({ index, field, node: field.number === GRAPH_NODE ? readNode(field.payload!) : undefined }));
@@ -454,6 +457,21 @@ function groupQueryAttention(source: string, target: string): void {
     const outputNames = fields.filter((field) => field.number === GRAPH_OUTPUT).map((field) => valueInfoName(field.payload!));
     const layers = outputNames.filter((name) => /^present\.\d+\.key$/.test(name)).map((name) => Number(name.split('.')[1]));
     const added: Uint8Array[] = [...common];
+    if (fusedRotary) {
+      // cos and sin of position × θ^(−2j/d) for every position and j < d/2, as the kernel's rotary takes them.
+      const positions = config.max_position_embeddings!;
+      const half = headDim / 2;
+      const table = (fn: (x: number) => number) => Float32Array.from({ length: positions * half }, (_, i) => fn(Math.floor(i / half) * theta ** ((-2 * (i % half)) / headDim)));
+      added.push(tensor('/gqa/cos_cache', ELEM_FLOAT, [positions, half], new Uint8Array(table(Math.cos).buffer)));
+      added.push(tensor('/gqa/sin_cache', ELEM_FLOAT, [positions, half], new Uint8Array(table(Math.sin).buffer)));
+    }
+    /** With the rotary fused in: the query or key before the graph's rotary, `Add(Mul(x, cos), Mul(rotate_half(x), sin))`. */
+    const beforeRotary = (rotated: string) => {
+      const add = producer.get(rotated)?.node;
+      const mul = add?.opType === 'Add' ? producer.get(add.inputs[0]!)?.node : undefined;
+      if (mul?.opType !== 'Mul') throw new Error(`${rotated} is not the rotary's Add(Mul(x, cos), …)`);
+      return mul.inputs[0]!;
+    };
     for (const layer of layers) {
       const keyConcat = producer.get(`present.${layer}.key`)!;
       const valueConcat = producer.get(`present.${layer}.value`)!;
@@ -472,19 +490,22 @@ function groupQueryAttention(source: string, target: string): void {
         node('Reshape', [`/gqa/${layer}/${what}_bsnh`, '/gqa/flat'], [`/gqa/${layer}/${what}`]),
       ];
       added.push(
-        ...flat(queryRotated, 'query'),
-        ...flat(keyRotated, 'key'),
+        ...flat(fusedRotary ? beforeRotary(queryRotated) : queryRotated, 'query'),
+        ...flat(fusedRotary ? beforeRotary(keyRotated) : keyRotated, 'key'),
         ...flat(valueNew, 'value'),
         lengthField(
           GRAPH_NODE,
           concat([
-            ...[`/gqa/${layer}/query`, `/gqa/${layer}/key`, `/gqa/${layer}/value`, `past_key_values.${layer}.key`, `past_key_values.${layer}.value`, '/gqa/seqlens_k', '/gqa/total_sequence_length'].map((input) => stringField(NODE_INPUT, input)),
+            ...[`/gqa/${layer}/query`, `/gqa/${layer}/key`, `/gqa/${layer}/value`, `past_key_values.${layer}.key`, `past_key_values.${layer}.value`, '/gqa/seqlens_k', '/gqa/total_sequence_length']
+              .concat(fusedRotary ? ['/gqa/cos_cache', '/gqa/sin_cache'] : [])
+              .map((input) => stringField(NODE_INPUT, input)),
             ...[output, `present.${layer}.key`, `present.${layer}.value`].map((name) => stringField(NODE_OUTPUT, name)),
             stringField(NODE_NAME, `/gqa/${layer}/GroupQueryAttention`),
             stringField(NODE_OP_TYPE, 'GroupQueryAttention'),
             stringField(NODE_DOMAIN, 'com.microsoft'),
             intAttribute('num_heads', heads),
             intAttribute('kv_num_heads', kvHeads),
+            ...(fusedRotary ? [intAttribute('do_rotary', 1), intAttribute('rotary_interleaved', 0)] : []),
           ]),
         ),
       );
@@ -660,7 +681,8 @@ export const VARIANTS = {
   'logits-to-keep': logitsToKeep,
   'no-position-ids': noPositionIds,
   int4,
-  'group-query-attention': groupQueryAttention,
+  'group-query-attention': (source: string, target: string) => groupQueryAttention(source, target),
+  'group-query-attention-rotary': (source: string, target: string) => groupQueryAttention(source, target, true),
   merged,
   fp16,
 } as const;
