@@ -76,8 +76,8 @@ function chatMessages(body: ResponseRequest): { messages: ChatMessage[]; sources
       const call = parseBody(functionCallItem, item, at);
       const toolCall = { id: call.call_id, type: 'function' as const, function: { name: call.name, arguments: call.arguments } };
       const last = messages[messages.length - 1];
-      // Calls made together are one assistant turn.
-      if (last?.role === 'assistant' && last.tool_calls?.length && sources[sources.length - 1] !== -1) last.tool_calls.push(toolCall);
+      // An assistant's text and the calls after it, or calls made together, are one assistant turn.
+      if (last?.role === 'assistant') last.tool_calls = [...(last.tool_calls ?? []), toolCall];
       else add({ role: 'assistant', content: null, tool_calls: [toolCall] }, index);
     } else if (type === 'function_call_output') {
       const output = parseBody(functionCallOutputItem, item, at);

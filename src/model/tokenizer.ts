@@ -3,7 +3,6 @@ import type { ModelFiles } from './files.js';
 import { ModelLoadError } from './errors.js';
 import { pieceBytes } from '../grammar/token-bytes.js';
 import { vocabularyKind, type GrammarVocabulary } from '../grammar/vocabulary.js';
-import type { SpellingTokenizer } from '../engine/client/token-speller.js';
 
 /** A special token in tokenizer_config.json is a plain string or an AddedToken object. */
 export function specialTokenText(value: unknown): string | undefined {
@@ -35,7 +34,7 @@ function specialTokens(tokenizerJson: Record<string, unknown>): Map<number, stri
 
 const NO_BYTES = new Uint8Array(0);
 
-export class TextTokenizer implements SpellingTokenizer {
+export class TextTokenizer {
   readonly bosToken: string | undefined;
   readonly bosTokenId: number | undefined;
   readonly eosToken: string | undefined;

@@ -200,6 +200,34 @@ describe('POST /v1/responses with function tools and structured output', () => {
     expect(second.status === 'completed' || second.status === 'incomplete').toBe(true);
   });
 
+  it("reads an assistant's text, its calls and their outputs as the chat conversation they are", async () => {
+    const call = { type: 'function_call' as const, call_id: 'call_1', name: 'get_weather', arguments: '{"city":"Paris","unit":"c"}' };
+    const response = await client.responses.create({
+      model: TOOLS_MODEL,
+      input: [
+        { role: 'user', content: 'Weather in Paris?' },
+        { type: 'message', id: 'msg_1', role: 'assistant', status: 'completed', content: [{ type: 'output_text', text: 'Let me look.', annotations: [] }] },
+        call,
+        { type: 'function_call_output', call_id: 'call_1', output: 'sunny' },
+      ],
+      tools,
+      temperature: 0,
+      max_output_tokens: 1,
+    });
+    const chat = await client.chat.completions.create({
+      model: TOOLS_MODEL,
+      messages: [
+        { role: 'user', content: 'Weather in Paris?' },
+        { role: 'assistant', content: 'Let me look.', tool_calls: [{ id: 'call_1', type: 'function', function: { name: call.name, arguments: call.arguments } }] },
+        { role: 'tool', tool_call_id: 'call_1', content: 'sunny' },
+      ],
+      tools: tools.map((tool) => ({ type: 'function' as const, function: { name: tool.name, description: tool.description ?? undefined, parameters: tool.parameters ?? undefined } })),
+      temperature: 0,
+      max_tokens: 1,
+    });
+    expect(response.usage!.input_tokens).toBe(chat.usage!.prompt_tokens);
+  });
+
   it('streams a call as function_call_arguments deltas that join to its arguments', async () => {
     const stream = await client.responses.create({ model: TOOLS_MODEL, input: 'Weather in Paris?', tools, tool_choice: 'required', parallel_tool_calls: false, temperature: 0, max_output_tokens: 100, stream: true });
     let deltas = '';
