@@ -1,4 +1,6 @@
+import fc from 'fast-check';
 import type { RunningServer } from '../../src/server.js';
+import { responseErrors } from '../helpers/openapi.js';
 import { goldens } from '../helpers/goldens.js';
 import { MODEL_DIRS, postJson, startTestServer } from '../helpers/server.js';
 
@@ -55,5 +57,36 @@ describe('tokenize and detokenize (tiny-llama: a tokenizer that adds a BOS)', ()
     expect(response.status).toBeGreaterThanOrEqual(400);
     expect(response.status).toBeLessThan(500);
     expect(response.body.error.param).toBe(param);
+  });
+
+  it('random and hostile bodies → a 2xx or a 4xx in the error shape, never a 5xx', async () => {
+    const message = fc.record({ role: fc.constantFrom('user', 'assistant', 'system', 'tool', 'x'), content: fc.oneof(fc.string({ maxLength: 20 }), fc.anything()) }, { requiredKeys: [] });
+    const body = fc.oneof(
+      fc.record(
+        {
+          model: fc.oneof(fc.constant('tiny-llama'), fc.string(), fc.constant(null)),
+          prompt: fc.oneof(fc.string({ maxLength: 40 }), fc.anything()),
+          messages: fc.oneof(fc.array(message, { maxLength: 3 }), fc.anything()),
+          add_special_tokens: fc.oneof(fc.boolean(), fc.anything()),
+          add_generation_prompt: fc.oneof(fc.boolean(), fc.anything()),
+          return_token_strs: fc.oneof(fc.boolean(), fc.anything()),
+          chat_template_kwargs: fc.oneof(fc.dictionary(fc.string(), fc.jsonValue(), { maxKeys: 2 }), fc.anything()),
+        },
+        { requiredKeys: [] },
+      ),
+      fc.anything(),
+    );
+    const path = fc.constantFrom('/tokenize', '/detokenize');
+    const tokens = fc.oneof(fc.array(fc.integer({ min: -3, max: 3000 }), { maxLength: 8 }), fc.anything());
+    await fc.assert(
+      fc.asyncProperty(path, body, tokens, async (route, payload, ids) => {
+        const sent = route === '/detokenize' && typeof payload === 'object' && payload !== null && !Array.isArray(payload) ? { ...payload, tokens: ids } : payload;
+        const response = await fetch(`${server.url}${route}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(sent ?? null) });
+        const text = await response.text();
+        expect(response.status).toBeLessThan(500);
+        expect(responseErrors(route, response.status, response.headers.get('content-type') ?? '', text)).toEqual([]);
+      }),
+      { seed: 7, numRuns: 200 },
+    );
   });
 });
