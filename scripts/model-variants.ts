@@ -17,8 +17,8 @@
  * - group-query-attention: each layer's attention as one com.microsoft GroupQueryAttention, as
  *   onnxruntime-genai's builder writes Llama graphs; group-query-attention-rotary with the rotary
  *   embedding fused into it (`do_rotary`, cos/sin caches), as the builder does by default.
- * - int4: the MatMuls by weights as com.microsoft MatMulNBits of 4-bit blocks, as int4 exports
- *   (transformers.js `model_q4`, onnxruntime-genai int4) have them.
+ * - int4: the MatMuls by weights, the output head too, as com.microsoft MatMulNBits of 4-bit
+ *   blocks, as int4 exports (transformers.js `model_q4`, onnxruntime-genai int4) have them.
  */
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -53,6 +53,7 @@ import {
   varintField,
   type RawField,
 } from '../src/model/onnx-proto.js';
+import { INT4_BLOCK, quantizeInt4 } from '../src/model/weight-quantization.js';
 
 const ELEM_FLOAT = 1;
 const ELEM_FLOAT16 = 10;
@@ -284,7 +285,6 @@ const NODE_DOMAIN = 7;
 const MODEL_OPSET_IMPORT = 8;
 const OPSET_DOMAIN = 1;
 const OPSET_VERSION = 2;
-const INT4_BLOCK = 32;
 
 /** Writes an edited model that uses com.microsoft operators, with that domain's opset imported. */
 function writeWithContribOps(path: string, edited: Uint8Array | undefined): void {
@@ -307,30 +307,6 @@ function floatInitializer(payload: Uint8Array): { name: string; dims: number[]; 
 
 function tensor(name: string, elemType: number, dims: readonly number[], raw: Uint8Array): Uint8Array {
   return lengthField(GRAPH_INITIALIZER, concat([...dims.map((dim) => varintField(TENSOR_DIMS, dim)), varintField(TENSOR_DATA_TYPE, elemType), stringField(TENSOR_NAME, name), lengthField(TENSOR_RAW_DATA, raw)]));
-}
-
-/**
- * A [K, N] weight as MatMulNBits takes it: 4-bit, blocks of 32 along K, symmetric (zero point 8),
- * B uint8 [N, K/32, 16] with the even k of each pair in the low nibble, scales [N · K/32].
- */
-export function quantizeInt4(weight: Float32Array, k: number, n: number): { packed: Uint8Array; scales: Float32Array } {
-  const blocks = k / INT4_BLOCK;
-  const packed = new Uint8Array(n * blocks * (INT4_BLOCK / 2));
-  const scales = new Float32Array(n * blocks);
-  for (let column = 0; column < n; column++) {
-    for (let block = 0; block < blocks; block++) {
-      let max = 0;
-      for (let i = 0; i < INT4_BLOCK; i++) max = Math.max(max, Math.abs(weight[(block * INT4_BLOCK + i) * n + column]!));
-      const scale = max / 7 || 1;
-      scales[column * blocks + block] = scale;
-      for (let i = 0; i < INT4_BLOCK; i += 2) {
-        const level = (row: number) => Math.max(0, Math.min(15, Math.round(weight[row * n + column]! / scale) + 8));
-        const row = block * INT4_BLOCK + i;
-        packed[(column * blocks + block) * (INT4_BLOCK / 2) + i / 2] = level(row) | (level(row + 1) << 4);
-      }
-    }
-  }
-  return { packed, scales };
 }
 
 /** Every MatMul by a float32 weight whose rows split into blocks of 32 becomes an int4 MatMulNBits, as int4 exports have them. */

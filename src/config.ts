@@ -55,6 +55,12 @@ const OPTIONS = {
     schema: integer(0, 1024).default(0),
     help: 'threads per forward pass (0: one per core)',
   },
+  weights: {
+    field: 'weights',
+    env: 'ORTSERVE_WEIGHTS',
+    schema: z.enum(['as-exported', 'int4']).default('as-exported'),
+    help: 'weights as the graph has them, or int4: the MatMuls quantized to 4 bits as it loads (smaller; outputs change a little)',
+  },
   'max-batch': {
     field: 'maxBatch',
     env: 'ORTSERVE_MAX_BATCH',

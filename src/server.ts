@@ -134,6 +134,7 @@ async function startWorkers(config: ServerConfig, model: LoadedModel): Promise<[
     modelPath: model.files.modelPath,
     device: config.device,
     threads: config.threads,
+    weights: config.weights,
     maxBatch: config.maxBatch,
     maxQueue: config.maxQueue,
     maxKvTokens: config.maxKvTokens,

@@ -7,6 +7,7 @@ import { addNewKvOutputs, newKvName } from './new-kv-outputs.js';
 import { ModelLoadError } from './errors.js';
 import type { ModelConfig } from './config.js';
 import { positionTableSize, takesUnpaddedRows } from './graph-limits.js';
+import { INT4_BLOCK, quantizeWeightsInt4 } from './weight-quantization.js';
 import type { GraphLimits } from './model.js';
 
 export type KvDataType = 'float32' | 'float16';
@@ -33,10 +34,14 @@ export interface DecoderSignature {
   newKvNames?: string[];
 }
 
+/** How the weights are stored: as the graph has them, or quantized to 4 bits as it loads (see weight-quantization.ts). */
+export type WeightFormat = 'as-exported' | 'int4';
+
 export interface SessionOptions {
   device: Device;
   /** Threads per forward pass; 0: `defaultThreads()`. */
   threads: number;
+  weights?: WeightFormat;
 }
 
 const PAST = /^past_key_values\.(\d+)\.(key|value)$/;
@@ -142,7 +147,7 @@ interface GraphReading {
 }
 
 /** The graph with every edit made that suits it (undefined when none does), and what it fixes. */
-function readGraph(modelPath: string): GraphReading {
+function readGraph(modelPath: string, weights: WeightFormat): GraphReading {
   let original: Uint8Array;
   try {
     original = readFileSync(modelPath);
@@ -158,6 +163,15 @@ function readGraph(modelPath: string): GraphReading {
   };
   const rewrites: string[] = [];
   let edited = original;
+  if (weights === 'int4') {
+    const quantized = attempt(() => quantizeWeightsInt4(original));
+    rewrites.push(
+      quantized
+        ? `int4 weights: ${quantized.matmuls} MatMuls as 4-bit MatMulNBits (blocks of ${INT4_BLOCK}), the output head kept in float32`
+        : 'int4 weights: not made (no MatMul by a float32 weight held in the graph: its weights are quantized already, or stored outside it)',
+    );
+    edited = quantized?.model ?? edited;
+  }
   for (const { name, what, edit } of GRAPH_EDITS) {
     try {
       const next = edit(edited);
@@ -197,7 +211,7 @@ export async function createDecoderSession(modelPath: string, options: SessionOp
   };
   try {
     // A graph the edit does not suit, or a file it cannot read, is left for the runtime to load or refuse.
-    const { edited, positions, unpaddedRows, rewrites } = readGraph(modelPath);
+    const { edited, positions, unpaddedRows, rewrites } = readGraph(modelPath, options.weights ?? 'as-exported');
     let session: ort.InferenceSession | undefined;
     if (edited) {
       const externalData = { session: { model_external_initializers_file_folder_path: dirname(modelPath) } };
