@@ -53,7 +53,7 @@ import {
   varintField,
   type RawField,
 } from '../src/model/onnx-proto.js';
-import { INT4_BLOCK, quantizeInt4 } from '../src/model/weight-quantization.js';
+import { quantizeWeightsInt4 } from '../src/model/weight-quantization.js';
 
 const ELEM_FLOAT = 1;
 const ELEM_FLOAT16 = 10;
@@ -293,74 +293,17 @@ function writeWithContribOps(path: string, edited: Uint8Array | undefined): void
   writeFileSync(path, concat([edited, opset]));
 }
 
-/** A float32 initializer's values and dims, where it keeps them as raw data. */
-function floatInitializer(payload: Uint8Array): { name: string; dims: number[]; values: Float32Array } | undefined {
-  const tensor = parseFields(payload);
-  const type = tensor.find((f) => f.number === TENSOR_DATA_TYPE)?.value;
-  const raw = tensor.find((f) => f.number === TENSOR_RAW_DATA)?.payload;
-  if (type !== BigInt(ELEM_FLOAT) || !raw) return undefined;
-  const dims = tensor.filter((f) => f.number === TENSOR_DIMS).map((f) => Number(f.value));
-  // A copy of its own: the file's bytes are a Buffer, whose slices share (and offset into) its memory.
-  const copy = new Uint8Array(raw);
-  return { name: new TextDecoder().decode(tensor.find((f) => f.number === TENSOR_NAME)?.payload), dims, values: new Float32Array(copy.buffer, 0, copy.length / 4) };
-}
-
 function tensor(name: string, elemType: number, dims: readonly number[], raw: Uint8Array): Uint8Array {
   return lengthField(GRAPH_INITIALIZER, concat([...dims.map((dim) => varintField(TENSOR_DIMS, dim)), varintField(TENSOR_DATA_TYPE, elemType), stringField(TENSOR_NAME, name), lengthField(TENSOR_RAW_DATA, raw)]));
 }
 
-/** Every MatMul by a float32 weight whose rows split into blocks of 32 becomes an int4 MatMulNBits, as int4 exports have them. */
+/** Every MatMul by a float32 weight whose rows split into blocks of 32, the output head too, becomes an int4 MatMulNBits, as int4 exports have them. */
 function int4(source: string, target: string): void {
   copyFolder(source, target);
   const path = join(target, 'model.onnx');
-  const edited = editGraph(readFileSync(path), (fields) => {
-    const weights = new Map<string, ReturnType<typeof floatInitializer>>();
-    for (const field of fields) {
-      if (field.number !== GRAPH_INITIALIZER) continue;
-      const initializer = floatInitializer(field.payload!);
-      if (initializer?.dims.length === 2) weights.set(initializer.name, initializer);
-    }
-    const quantized = new Set<string>();
-    const out = fields.flatMap((field) => {
-      if (field.number !== GRAPH_NODE) return [field.bytes];
-      const matmul = readNode(field.payload!);
-      const weight = matmul.opType === 'MatMul' ? weights.get(matmul.inputs[1] ?? '') : undefined;
-      if (!weight || weight.dims[0]! % INT4_BLOCK !== 0) return [field.bytes];
-      const [k, n] = weight.dims as [number, number];
-      const { packed, scales } = quantizeInt4(weight.values, k, n);
-      const name = `${weight.name}/int4`;
-      const extra = quantized.has(name) ? [] : [tensor(`${name}/B`, 2, [n, k / INT4_BLOCK, INT4_BLOCK / 2], packed), tensor(`${name}/scales`, ELEM_FLOAT, [n * (k / INT4_BLOCK)], new Uint8Array(scales.buffer))];
-      quantized.add(name);
-      const nbits = lengthField(
-        GRAPH_NODE,
-        concat([
-          stringField(NODE_INPUT, matmul.inputs[0]!),
-          stringField(NODE_INPUT, `${name}/B`),
-          stringField(NODE_INPUT, `${name}/scales`),
-          stringField(NODE_OUTPUT, matmul.outputs[0]!),
-          stringField(NODE_NAME, `/variant/MatMulNBits/${matmul.outputs[0]}`),
-          stringField(NODE_OP_TYPE, 'MatMulNBits'),
-          stringField(NODE_DOMAIN, 'com.microsoft'),
-          intAttribute('K', k),
-          intAttribute('N', n),
-          intAttribute('bits', 4),
-          intAttribute('block_size', INT4_BLOCK),
-          intAttribute('accuracy_level', 4),
-        ]),
-      );
-      return [...extra, nbits];
-    });
-    if (quantized.size === 0) throw new Error('no MatMul to quantize');
-    // The float32 weights no node reads any more are left out.
-    const read = new Set(out.flatMap((bytes) => parseFields(bytes)).filter((f) => f.number === GRAPH_NODE).flatMap((f) => readNode(f.payload!).inputs));
-    return concat(out.filter((bytes) => {
-      const [field] = parseFields(bytes);
-      if (field?.number !== GRAPH_INITIALIZER) return true;
-      const name = floatInitializer(field.payload!)?.name;
-      return name === undefined || !weights.has(name) || read.has(name);
-    }));
-  });
-  writeWithContribOps(path, edited);
+  const quantized = quantizeWeightsInt4(readFileSync(path), { keepHead: false });
+  if (!quantized) throw new Error('no MatMul to quantize');
+  writeFileSync(path, quantized.model);
 }
 
 const ATTRIBUTE_INTS = 8;

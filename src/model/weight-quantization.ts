@@ -94,8 +94,11 @@ const tensor = (name: string, elemType: number, dims: readonly number[], raw: Ui
 const intAttribute = (name: string, value: number) =>
   lengthField(NODE_ATTRIBUTE, concat([stringField(ATTRIBUTE_NAME, name), varintField(ATTRIBUTE_INT, value), varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_INT)]));
 
-/** `model` with its weights in 4 bits (see above) and how many MatMuls changed; undefined when none could. */
-export function quantizeWeightsInt4(model: Uint8Array): { model: Uint8Array; matmuls: number } | undefined {
+/**
+ * `model` with its weights in 4 bits (see above) and how many MatMuls changed; undefined when none
+ * could. `keepHead: false` quantizes the output head too, as int4 exports do.
+ */
+export function quantizeWeightsInt4(model: Uint8Array, { keepHead = true } = {}): { model: Uint8Array; matmuls: number } | undefined {
   let matmuls = 0;
   const edited = editGraph(model, (fields) => {
     const weights = new Map<string, FloatWeight>();
@@ -108,7 +111,7 @@ export function quantizeWeightsInt4(model: Uint8Array): { model: Uint8Array; mat
       if (field.number !== GRAPH_NODE) return [field.bytes];
       const matmul = readNode(field.payload!);
       const weight = matmul.opType === 'MatMul' && matmul.domain === '' ? weights.get(matmul.inputs[1] ?? '') : undefined;
-      if (!weight || weight.k % INT4_BLOCK !== 0 || matmul.outputs[0] === 'logits') return [field.bytes];
+      if (!weight || weight.k % INT4_BLOCK !== 0 || (keepHead && matmul.outputs[0] === 'logits')) return [field.bytes];
       matmuls++;
       const name = `${weight.name}/int4`;
       const initializers: Uint8Array[] = [];
