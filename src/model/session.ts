@@ -1,13 +1,13 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { dirname } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { addLogitsPositions, LOGITS_POSITIONS, LOGITS_TO_KEEP } from './logits-positions.js';
 import { addNewKvOutputs, newKvName } from './new-kv-outputs.js';
 import { ModelLoadError } from './errors.js';
 import type { ModelConfig } from './config.js';
 import { positionTableSize, takesUnpaddedRows } from './graph-limits.js';
-import { INT4_BLOCK, quantizeWeightsInt4 } from './weight-quantization.js';
+import { INT4_BLOCK, quantizeWeightsInt4, type ExternalDataReader } from './weight-quantization.js';
 import type { GraphLimits } from './model.js';
 
 export type KvDataType = 'float32' | 'float16';
@@ -132,6 +132,25 @@ export function defaultThreads(cores = availableParallelism()): number {
   return Math.max(1, cores);
 }
 
+/** Runs `read` with a reader of the external data files in `dir`, each opened once, and closes them. */
+function withExternalData<T>(dir: string, read: (reader: ExternalDataReader) => T): T {
+  const files = new Map<string, number>();
+  const reader: ExternalDataReader = (location, offset, length) => {
+    const path = join(dir, location);
+    if (relative(dir, path).startsWith('..')) throw new Error(`external data ${location} is outside the model's folder`);
+    let fd = files.get(location);
+    if (fd === undefined) files.set(location, (fd = openSync(path, 'r')));
+    const bytes = new Uint8Array(length);
+    if (readSync(fd, bytes, 0, length, offset) !== length) throw new Error(`external data ${location} ends before byte ${offset + length}`);
+    return bytes;
+  };
+  try {
+    return read(reader);
+  } finally {
+    for (const fd of files.values()) closeSync(fd);
+  }
+}
+
 /** The edits made to a graph as it loads, where its shape suits them. */
 const GRAPH_EDITS = [
   { name: LOGITS_POSITIONS, what: 'logits computed only at the positions read', edit: addLogitsPositions },
@@ -164,11 +183,11 @@ function readGraph(modelPath: string, weights: WeightFormat): GraphReading {
   const rewrites: string[] = [];
   let edited = original;
   if (weights === 'int4') {
-    const quantized = attempt(() => quantizeWeightsInt4(original));
+    const quantized = attempt(() => withExternalData(dirname(modelPath), (readExternal) => quantizeWeightsInt4(original, { readExternal })));
     rewrites.push(
       quantized
         ? `int4 weights: ${quantized.matmuls} MatMuls as 4-bit MatMulNBits (blocks of ${INT4_BLOCK}), the output head kept in float32`
-        : 'int4 weights: not made (no MatMul by a float32 weight held in the graph: its weights are quantized already, or stored outside it)',
+        : 'int4 weights: not made (no MatMul by a float32 weight whose rows split into blocks of 32: the weights are quantized already, say)',
     );
     edited = quantized?.model ?? edited;
   }

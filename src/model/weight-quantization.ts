@@ -7,8 +7,8 @@
  * `logits_positions` edit still applies. Each row's input is quantized on its own, so a sequence's
  * numbers do not depend on what it is batched with.
  *
- * Only weights stored inside the graph are quantized: a graph whose weights are external data is
- * left as it is.
+ * Weights stored as external data are read from beside the graph (see ExternalDataReader); the
+ * quantized ones then live in the edited graph, the others stay where they are.
  */
 import {
   ATTRIBUTE_INT,
@@ -39,6 +39,8 @@ export const INT4_BLOCK = 32;
 
 const TENSOR_DATA_TYPE = 2;
 const TENSOR_RAW_DATA = 9;
+const TENSOR_EXTERNAL_DATA = 13;
+const TENSOR_DATA_LOCATION = 14;
 const ELEM_FLOAT = 1;
 const ELEM_UINT8 = 2;
 const MODEL_OPSET_IMPORT = 8;
@@ -77,10 +79,29 @@ interface FloatWeight {
   values: Float32Array;
 }
 
-/** A float32 2-D initializer held in the graph, as a weight; undefined for anything else. */
-function floatWeight(payload: Uint8Array): FloatWeight | undefined {
+/** Reads `length` bytes at `offset` of the external data file `location` (beside the graph). */
+export type ExternalDataReader = (location: string, offset: number, length: number) => Uint8Array;
+
+/** Where an initializer's external data lies: its `external_data` entries. */
+function externalData(tensor: ReturnType<typeof parseFields>): { location: string; offset: number; length: number } | undefined {
+  if (tensor.find((f) => f.number === TENSOR_DATA_LOCATION)?.value !== 1n) return undefined;
+  const entries = new Map(
+    tensor
+      .filter((f) => f.number === TENSOR_EXTERNAL_DATA)
+      .map((f) => parseFields(f.payload!))
+      .map((entry) => [decodeText(entry.find((e) => e.number === 1)?.payload), decodeText(entry.find((e) => e.number === 2)?.payload)] as const),
+  );
+  const location = entries.get('location');
+  const length = Number(entries.get('length'));
+  if (!location || !Number.isSafeInteger(length)) return undefined;
+  return { location, offset: Number(entries.get('offset') ?? 0), length };
+}
+
+/** A float32 2-D initializer, held in the graph or (with `readExternal`) in its external data, as a weight; undefined for anything else. */
+function floatWeight(payload: Uint8Array, readExternal?: ExternalDataReader): FloatWeight | undefined {
   const tensor = parseFields(payload);
-  const raw = tensor.find((f) => f.number === TENSOR_RAW_DATA)?.payload;
+  const external = readExternal ? externalData(tensor) : undefined;
+  const raw = external ? readExternal!(external.location, external.offset, external.length) : tensor.find((f) => f.number === TENSOR_RAW_DATA)?.payload;
   const dims = tensor.filter((f) => f.number === TENSOR_DIMS && f.value !== undefined).map((f) => Number(f.value));
   if (tensor.find((f) => f.number === TENSOR_DATA_TYPE)?.value !== BigInt(ELEM_FLOAT) || !raw || dims.length !== 2) return undefined;
   // A copy of its own: the bytes may be a Buffer's slice, which shares (and offsets into) its memory.
@@ -98,12 +119,12 @@ const intAttribute = (name: string, value: number) =>
  * `model` with its weights in 4 bits (see above) and how many MatMuls changed; undefined when none
  * could. `keepHead: false` quantizes the output head too, as int4 exports do.
  */
-export function quantizeWeightsInt4(model: Uint8Array, { keepHead = true } = {}): { model: Uint8Array; matmuls: number } | undefined {
+export function quantizeWeightsInt4(model: Uint8Array, { keepHead = true, readExternal }: { keepHead?: boolean; readExternal?: ExternalDataReader } = {}): { model: Uint8Array; matmuls: number } | undefined {
   let matmuls = 0;
   const edited = editGraph(model, (fields) => {
     const weights = new Map<string, FloatWeight>();
     for (const field of fields) {
-      const weight = field.number === GRAPH_INITIALIZER ? floatWeight(field.payload!) : undefined;
+      const weight = field.number === GRAPH_INITIALIZER ? floatWeight(field.payload!, readExternal) : undefined;
       if (weight) weights.set(weight.name, weight);
     }
     const packed = new Set<string>();
@@ -140,7 +161,7 @@ export function quantizeWeightsInt4(model: Uint8Array, { keepHead = true } = {})
     return concat(
       out.filter((bytes) => {
         const [field] = parseFields(bytes);
-        const name = field?.number === GRAPH_INITIALIZER ? floatWeight(field.payload!)?.name : undefined;
+        const name = field?.number === GRAPH_INITIALIZER ? decodeText(parseFields(field.payload!).find((f) => f.number === TENSOR_NAME)?.payload) : undefined;
         return name === undefined || !weights.has(name) || read.has(name);
       }),
     );

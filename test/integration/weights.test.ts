@@ -1,6 +1,10 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { makeVariant } from '../../scripts/model-variants.js';
 import type { RunningServer } from '../../src/server.js';
 import { goldens } from '../helpers/goldens.js';
-import { postJson, startTestServer } from '../helpers/server.js';
+import { MODEL_DIRS, postJson, startTestServer } from '../helpers/server.js';
 
 /**
  * `--weights int4` on the default model (real weights): the MatMuls quantized as it loads. Outputs
@@ -52,3 +56,34 @@ describe('--weights int4', () => {
     expect(together).toEqual(alone);
   });
 });
+
+describe('--weights int4 on a graph whose weights are external data', () => {
+  let server: RunningServer;
+  let root: string;
+
+  beforeAll(async () => {
+    root = mkdtempSync(join(tmpdir(), 'ortserve-int4-'));
+    makeVariant('transformers-js', MODEL_DIRS['tiny-llama']!, join(root, 'model'));
+    server = await startTestServer({ model: join(root, 'model'), weights: 'int4', maxBatch: 16 });
+  });
+  afterAll(async () => {
+    await server?.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('reads the weights from beside the graph and quantizes them; alone and batched stay identical', async () => {
+    expect(server.engine.graphRewrites[0]).toMatch(/^int4 weights: \d+ MatMuls/);
+    const prompts = goldens['tiny-llama'].prompts.map((prompt) => prompt.prompt);
+    const complete = async (prompt: string | string[]) =>
+      (await postJson(server, '/v1/completions', { model: server.model.id, prompt, max_tokens: 16, temperature: 0, logprobs: 0 })).body.choices.map(
+        (choice: { text: string; logprobs: { token_logprobs: number[] } }) => {
+          for (const logprob of choice.logprobs.token_logprobs) expect(Number.isFinite(logprob)).toBe(true);
+          return choice.text;
+        },
+      );
+    const alone: string[] = [];
+    for (const prompt of prompts) alone.push(...(await complete(prompt)));
+    expect(await complete(prompts)).toEqual(alone);
+  });
+});
+
