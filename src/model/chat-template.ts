@@ -79,7 +79,7 @@ export class ChatTemplateError extends Error {
 }
 
 /** tokenizer_config.json's `chat_template`: one text, or named templates (a list, or an object by name). */
-function namedTemplates(value: unknown): Map<string, string> {
+export function namedTemplates(value: unknown): Map<string, string> {
   const named = new Map<string, string>();
   if (typeof value === 'string') named.set('default', value);
   else if (Array.isArray(value)) {

@@ -2,6 +2,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, join, relative, resolve } from 'node:path';
 import { genaiModelConfig } from './genai-config.js';
+import { namedTemplates } from './chat-template.js';
 import { ModelLoadError } from './errors.js';
 
 /** Where the parts of a model directory live on disk. */
@@ -133,26 +134,19 @@ export function resolveModelDir(model: string, env: NodeJS.ProcessEnv = process.
  * templates), plus the named ones in `additional_chat_templates/`. As named templates, `default` first.
  */
 function readChatTemplates(dir: string, tokenizerConfig: Record<string, unknown>): { templates: { name: string; template: string }[]; source: string | undefined } {
-  const named = new Map<string, string>();
-  let source: string | undefined;
+  const named = namedTemplates(tokenizerConfig.chat_template);
+  let source = named.size > 0 ? 'tokenizer_config.json' : undefined;
   const jinja = join(dir, 'chat_template.jinja');
   const json = join(dir, 'chat_template.json');
-  const own = tokenizerConfig.chat_template;
   if (isFile(jinja)) {
     named.set('default', readFileSync(jinja, 'utf8'));
     source = 'chat_template.jinja';
-  } else if (isFile(json) && typeof readJsonFile(json, 'chat_template.json').chat_template === 'string') {
-    named.set('default', readJsonFile(json, 'chat_template.json').chat_template as string);
-    source = 'chat_template.json';
-  } else if (typeof own === 'string') {
-    named.set('default', own);
-    source = 'tokenizer_config.json';
-  }
-  if (Array.isArray(own)) {
-    for (const entry of own as { name?: unknown; template?: unknown }[]) {
-      if (typeof entry?.name === 'string' && typeof entry.template === 'string' && !named.has(entry.name)) named.set(entry.name, entry.template);
+  } else if (isFile(json)) {
+    const fromJson = readJsonFile(json, 'chat_template.json').chat_template;
+    if (typeof fromJson === 'string') {
+      named.set('default', fromJson);
+      source = 'chat_template.json';
     }
-    source ??= 'tokenizer_config.json';
   }
   const additional = join(dir, 'additional_chat_templates');
   if (isDirectory(additional)) {

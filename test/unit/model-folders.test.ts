@@ -165,6 +165,18 @@ describe('chat templates, wherever the folder keeps them', () => {
     expect(loadModel(dir).files.notes).toContain('chat template: from chat_template.jinja');
   });
 
+  it("tokenizer_config.json's named templates, as a list or an object, give the default and tool_use templates", () => {
+    const tools = [{ type: 'function' as const, function: { name: 'f' } }];
+    for (const chatTemplate of [
+      [{ name: 'default', template: 'LIST {{ messages[0].content }}' }, { name: 'tool_use', template: 'LIST TOOLS {{ tools | length }} {{ messages[0].content }}' }],
+      { default: 'LIST {{ messages[0].content }}', tool_use: 'LIST TOOLS {{ tools | length }} {{ messages[0].content }}' },
+    ]) {
+      const dir = copy({ 'tokenizer_config.json': (json) => void (json.chat_template = chatTemplate) });
+      expect(render(dir)).toBe('LIST Hi');
+      expect(render(dir, tools)).toBe('LIST TOOLS 1 Hi');
+    }
+  });
+
   it('chat_template.json is read where there is no .jinja', () => {
     const dir = copy();
     writeFileSync(join(dir, 'chat_template.json'), JSON.stringify({ chat_template: 'JSON {{ messages[0].content }}' }));
