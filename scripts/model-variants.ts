@@ -27,16 +27,20 @@ import {
   ATTRIBUTE_INT,
   ATTRIBUTE_NAME,
   ATTRIBUTE_TYPE,
-  ATTRIBUTE_TYPE_INT,
   concat,
   editGraph,
+  ELEM_FLOAT,
+  ELEM_FLOAT16,
   ELEM_INT64,
   GRAPH_INITIALIZER,
   GRAPH_INPUT,
   GRAPH_NODE,
   GRAPH_OUTPUT,
+  initializer,
+  intAttribute,
   lengthField,
   NODE_ATTRIBUTE,
+  NODE_DOMAIN,
   NODE_INPUT,
   NODE_NAME,
   NODE_OP_TYPE,
@@ -44,25 +48,24 @@ import {
   parseFields,
   readNode,
   stringField,
+  TENSOR_DATA_LOCATION,
+  TENSOR_DATA_TYPE,
+  TENSOR_DIMS,
+  TENSOR_EXTERNAL_DATA,
+  TENSOR_RAW_DATA,
   TENSOR_TYPE_ELEM,
+  tensorElementType,
+  tensorValueInfo,
   TYPE_TENSOR,
   VALUE_INFO_NAME,
   VALUE_INFO_TYPE,
-  tensorElementType,
   valueInfoName,
   varintField,
+  withOpsetImport,
   type RawField,
 } from '../src/model/onnx-proto.js';
 import { quantizeWeightsInt4 } from '../src/model/weight-quantization.js';
 
-const ELEM_FLOAT = 1;
-const ELEM_FLOAT16 = 10;
-const TENSOR_DIMS = 1;
-const TENSOR_DATA_TYPE = 2;
-const TENSOR_NAME = 8;
-const TENSOR_RAW_DATA = 9;
-const TENSOR_EXTERNAL_DATA = 13;
-const TENSOR_DATA_LOCATION = 14;
 const DATA_LOCATION_EXTERNAL = 1;
 const ENTRY_KEY = 1;
 const ENTRY_VALUE = 2;
@@ -80,9 +83,6 @@ function copyFolder(source: string, target: string, except: readonly string[] = 
 }
 
 // ─── Graph building blocks ─────────────────────────────────────────────────────────────────────
-
-const intAttribute = (name: string, value: number) =>
-  lengthField(NODE_ATTRIBUTE, concat([stringField(ATTRIBUTE_NAME, name), varintField(ATTRIBUTE_INT, value), varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_INT)]));
 
 function int64Tensor(values: readonly bigint[], dims: readonly number[]): Uint8Array {
   const raw = new Uint8Array(values.length * 8);
@@ -108,10 +108,6 @@ function node(opType: string, inputs: readonly string[], outputs: readonly strin
 }
 
 const constant = (output: string, values: readonly bigint[], dims: readonly number[]) => node('Constant', [], [output], [tensorAttribute('value', int64Tensor(values, dims))]);
-
-/** A ValueInfoProto field (graph input or output) of a tensor with no shape given. */
-const tensorInfo = (field: number, name: string, elemType: number) =>
-  lengthField(field, concat([stringField(VALUE_INFO_NAME, name), lengthField(VALUE_INFO_TYPE, lengthField(TYPE_TENSOR, varintField(TENSOR_TYPE_ELEM, elemType)))]));
 
 /** A ValueInfoProto with its element type changed, its shape kept. */
 function withElemType(payload: Uint8Array, elemType: number): Uint8Array {
@@ -249,7 +245,7 @@ function logitsToKeep(source: string, target: string): void {
     const lastInput = fields.reduce((last, field, i) => (field.number === GRAPH_INPUT ? i : last), -1);
     return fields.flatMap((field, i) => {
       if (i === logits) return [...slice, renamed(field.payload!, new Map([[hidden, kept]]))];
-      if (i === lastInput) return [field.bytes, tensorInfo(GRAPH_INPUT, 'num_logits_to_keep', ELEM_INT64)];
+      if (i === lastInput) return [field.bytes, tensorValueInfo(GRAPH_INPUT, 'num_logits_to_keep', ELEM_INT64)];
       return [field.bytes];
     });
   });
@@ -281,20 +277,10 @@ function noPositionIds(source: string, target: string): void {
   });
 }
 
-const NODE_DOMAIN = 7;
-const MODEL_OPSET_IMPORT = 8;
-const OPSET_DOMAIN = 1;
-const OPSET_VERSION = 2;
-
 /** Writes an edited model that uses com.microsoft operators, with that domain's opset imported. */
 function writeWithContribOps(path: string, edited: Uint8Array | undefined): void {
   if (!edited) throw new Error(`${path}: no graph`);
-  const opset = lengthField(MODEL_OPSET_IMPORT, concat([stringField(OPSET_DOMAIN, 'com.microsoft'), varintField(OPSET_VERSION, 1)]));
-  writeFileSync(path, concat([edited, opset]));
-}
-
-function tensor(name: string, elemType: number, dims: readonly number[], raw: Uint8Array): Uint8Array {
-  return lengthField(GRAPH_INITIALIZER, concat([...dims.map((dim) => varintField(TENSOR_DIMS, dim)), varintField(TENSOR_DATA_TYPE, elemType), stringField(TENSOR_NAME, name), lengthField(TENSOR_RAW_DATA, raw)]));
+  writeFileSync(path, withOpsetImport(edited, 'com.microsoft'));
 }
 
 /** Every MatMul by a float32 weight whose rows split into blocks of 32, the output head too, becomes an int4 MatMulNBits, as int4 exports have them. */
@@ -381,8 +367,8 @@ function groupQueryAttention(source: string, target: string, fusedRotary = false
       const positions = config.max_position_embeddings!;
       const half = headDim / 2;
       const table = (fn: (x: number) => number) => Float32Array.from({ length: positions * half }, (_, i) => fn(Math.floor(i / half) * theta ** ((-2 * (i % half)) / headDim)));
-      added.push(tensor('/gqa/cos_cache', ELEM_FLOAT, [positions, half], new Uint8Array(table(Math.cos).buffer)));
-      added.push(tensor('/gqa/sin_cache', ELEM_FLOAT, [positions, half], new Uint8Array(table(Math.sin).buffer)));
+      added.push(initializer('/gqa/cos_cache', ELEM_FLOAT, [positions, half], new Uint8Array(table(Math.cos).buffer)));
+      added.push(initializer('/gqa/sin_cache', ELEM_FLOAT, [positions, half], new Uint8Array(table(Math.sin).buffer)));
     }
     /** With the rotary fused in: the query or key before the graph's rotary, `Add(Mul(x, cos), Mul(rotate_half(x), sin))`. */
     const beforeRotary = (rotated: string) => {
@@ -502,7 +488,7 @@ function merged(source: string, target: string): void {
       ]),
     );
     const kept = fields.filter((field) => field.number !== GRAPH_NODE && field.number !== GRAPH_VALUE_INFO).map((field) => field.bytes);
-    return concat([ifNode, ...kept, tensorInfo(GRAPH_INPUT, 'use_cache_branch', ELEM_BOOL)]);
+    return concat([ifNode, ...kept, tensorValueInfo(GRAPH_INPUT, 'use_cache_branch', ELEM_BOOL)]);
   });
   if (!edited) throw new Error('no graph');
   writeFileSync(join(target, 'decoder_model_merged.onnx'), edited);

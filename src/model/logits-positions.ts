@@ -11,18 +11,14 @@
  */
 
 import {
-  ATTRIBUTE_INT,
-  ATTRIBUTE_NAME,
-  ATTRIBUTE_TYPE,
-  ATTRIBUTE_TYPE_INT,
   concat,
   DIM_PARAM,
   ELEM_INT64,
   GRAPH_INPUT,
   GRAPH_NODE,
+  intAttribute,
   lengthField,
   editGraph,
-  NODE_ATTRIBUTE,
   NODE_INPUT,
   NODE_NAME,
   NODE_OP_TYPE,
@@ -73,10 +69,7 @@ function gatherBeforeLogits(graphFields: RawField[]): Uint8Array | undefined {
     stringField(NODE_OUTPUT, gathered),
     stringField(NODE_NAME, `/${LOGITS_POSITIONS}/Gather`),
     stringField(NODE_OP_TYPE, 'Gather'),
-    lengthField(
-      NODE_ATTRIBUTE,
-      concat([stringField(ATTRIBUTE_NAME, 'axis'), varintField(ATTRIBUTE_INT, 1), varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_INT)]),
-    ),
+    intAttribute('axis', 1),
   ]);
   const editedMatmul = concat(matmul.map((f, i) => (i === firstInput ? stringField(NODE_INPUT, gathered) : f.bytes)));
   const positionsInput = concat([

@@ -27,13 +27,9 @@ import {
   type RawField,
   readNode,
   stringField,
-  TENSOR_TYPE_ELEM,
   tensorElementType,
-  TYPE_TENSOR,
-  VALUE_INFO_NAME,
-  VALUE_INFO_TYPE,
+  tensorValueInfo,
   valueInfoName,
-  varintField,
 } from './onnx-proto.js';
 
 const PRESENT = /^present\.(\d+)\.(key|value)$/;
@@ -49,8 +45,7 @@ export function addNewKvOutputs(model: Uint8Array): Uint8Array | undefined {
 const identity = (input: string, output: string) =>
   lengthField(GRAPH_NODE, concat([stringField(NODE_INPUT, input), stringField(NODE_OUTPUT, output), stringField(NODE_NAME, `/${output}/Identity`), stringField(NODE_OP_TYPE, 'Identity')]));
 
-const tensorOutput = (name: string, elemType: number) =>
-  lengthField(GRAPH_OUTPUT, concat([stringField(VALUE_INFO_NAME, name), lengthField(VALUE_INFO_TYPE, lengthField(TYPE_TENSOR, varintField(TENSOR_TYPE_ELEM, elemType)))]));
+const tensorOutput = (name: string, elemType: number) => tensorValueInfo(GRAPH_OUTPUT, name, elemType);
 
 /** Each node's outputs, by name. */
 function producersOf(graphFields: readonly RawField[]): Map<string, { node: NodeSummary; field: RawField }> {

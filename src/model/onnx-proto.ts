@@ -111,7 +111,14 @@ export const ATTRIBUTE_GRAPH = 6;
 export const ATTRIBUTE_TYPE = 20;
 export const ATTRIBUTE_TYPE_INT = 2;
 export const TENSOR_DIMS = 1;
+export const TENSOR_DATA_TYPE = 2;
 export const TENSOR_NAME = 8;
+export const TENSOR_RAW_DATA = 9;
+export const TENSOR_EXTERNAL_DATA = 13;
+export const TENSOR_DATA_LOCATION = 14;
+export const MODEL_OPSET_IMPORT = 8;
+export const OPSET_DOMAIN = 1;
+export const OPSET_VERSION = 2;
 export const VALUE_INFO_NAME = 1;
 export const VALUE_INFO_TYPE = 2;
 export const TYPE_TENSOR = 1;
@@ -119,7 +126,29 @@ export const TENSOR_TYPE_ELEM = 1;
 export const TENSOR_TYPE_SHAPE = 2;
 export const SHAPE_DIM = 1;
 export const DIM_PARAM = 2;
+export const ELEM_FLOAT = 1;
+export const ELEM_UINT8 = 2;
 export const ELEM_INT64 = 7;
+export const ELEM_FLOAT16 = 10;
+
+/** A node's integer attribute, as a NodeProto field. */
+export const intAttribute = (name: string, value: number) =>
+  lengthField(NODE_ATTRIBUTE, concat([stringField(ATTRIBUTE_NAME, name), varintField(ATTRIBUTE_INT, value), varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_INT)]));
+
+/** A graph input or output (`field`: GRAPH_INPUT or GRAPH_OUTPUT) of a tensor with no shape given. */
+export const tensorValueInfo = (field: number, name: string, elemType: number) =>
+  lengthField(field, concat([stringField(VALUE_INFO_NAME, name), lengthField(VALUE_INFO_TYPE, lengthField(TYPE_TENSOR, varintField(TENSOR_TYPE_ELEM, elemType)))]));
+
+/** An initializer of raw little-endian data, as a GraphProto field. */
+export const initializer = (name: string, elemType: number, dims: readonly number[], raw: Uint8Array) =>
+  lengthField(GRAPH_INITIALIZER, concat([...dims.map((dim) => varintField(TENSOR_DIMS, dim)), varintField(TENSOR_DATA_TYPE, elemType), stringField(TENSOR_NAME, name), lengthField(TENSOR_RAW_DATA, raw)]));
+
+/** `model` (a ModelProto) with an import of `domain`'s opset 1, unless it has one. */
+export function withOpsetImport(model: Uint8Array, domain: string): Uint8Array {
+  const imports = parseFields(model).filter((field) => field.number === MODEL_OPSET_IMPORT);
+  if (imports.some((field) => decodeText(parseFields(field.payload!).find((f) => f.number === OPSET_DOMAIN)?.payload) === domain)) return model;
+  return concat([model, lengthField(MODEL_OPSET_IMPORT, concat([stringField(OPSET_DOMAIN, domain), varintField(OPSET_VERSION, 1)]))]);
+}
 
 export interface NodeSummary {
   opType: string;

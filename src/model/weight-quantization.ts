@@ -11,17 +11,16 @@
  * quantized ones then live in the edited graph, the others stay where they are.
  */
 import {
-  ATTRIBUTE_INT,
-  ATTRIBUTE_NAME,
-  ATTRIBUTE_TYPE,
-  ATTRIBUTE_TYPE_INT,
   concat,
   decodeText,
   editGraph,
+  ELEM_FLOAT,
+  ELEM_UINT8,
   GRAPH_INITIALIZER,
   GRAPH_NODE,
+  initializer,
+  intAttribute,
   lengthField,
-  NODE_ATTRIBUTE,
   NODE_DOMAIN,
   NODE_INPUT,
   NODE_NAME,
@@ -30,22 +29,17 @@ import {
   parseFields,
   readNode,
   stringField,
+  TENSOR_DATA_LOCATION,
+  TENSOR_DATA_TYPE,
   TENSOR_DIMS,
+  TENSOR_EXTERNAL_DATA,
   TENSOR_NAME,
-  varintField,
+  TENSOR_RAW_DATA,
+  withOpsetImport,
 } from './onnx-proto.js';
 
 export const INT4_BLOCK = 32;
 
-const TENSOR_DATA_TYPE = 2;
-const TENSOR_RAW_DATA = 9;
-const TENSOR_EXTERNAL_DATA = 13;
-const TENSOR_DATA_LOCATION = 14;
-const ELEM_FLOAT = 1;
-const ELEM_UINT8 = 2;
-const MODEL_OPSET_IMPORT = 8;
-const OPSET_DOMAIN = 1;
-const OPSET_VERSION = 2;
 const CONTRIB_DOMAIN = 'com.microsoft';
 
 /**
@@ -109,12 +103,6 @@ function floatWeight(payload: Uint8Array, readExternal?: ExternalDataReader): Fl
   return { name: decodeText(tensor.find((f) => f.number === TENSOR_NAME)?.payload), k: dims[0]!, n: dims[1]!, values: new Float32Array(copy.buffer, 0, copy.length / 4) };
 }
 
-const tensor = (name: string, elemType: number, dims: readonly number[], raw: Uint8Array) =>
-  lengthField(GRAPH_INITIALIZER, concat([...dims.map((dim) => varintField(TENSOR_DIMS, dim)), varintField(TENSOR_DATA_TYPE, elemType), stringField(TENSOR_NAME, name), lengthField(TENSOR_RAW_DATA, raw)]));
-
-const intAttribute = (name: string, value: number) =>
-  lengthField(NODE_ATTRIBUTE, concat([stringField(ATTRIBUTE_NAME, name), varintField(ATTRIBUTE_INT, value), varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_INT)]));
-
 /**
  * `model` with its weights in 4 bits (see above) and how many MatMuls changed; undefined when none
  * could. `keepHead: false` quantizes the output head too, as int4 exports do.
@@ -139,7 +127,7 @@ export function quantizeWeightsInt4(model: Uint8Array, { keepHead = true, readEx
       if (!packed.has(name)) {
         packed.add(name);
         const { packed: bytes, scales } = quantizeInt4(weight.values, weight.k, weight.n);
-        initializers.push(tensor(`${name}/B`, ELEM_UINT8, [weight.n, weight.k / INT4_BLOCK, INT4_BLOCK / 2], bytes), tensor(`${name}/scales`, ELEM_FLOAT, [weight.n * (weight.k / INT4_BLOCK)], new Uint8Array(scales.buffer)));
+        initializers.push(initializer(`${name}/B`, ELEM_UINT8, [weight.n, weight.k / INT4_BLOCK, INT4_BLOCK / 2], bytes), initializer(`${name}/scales`, ELEM_FLOAT, [weight.n * (weight.k / INT4_BLOCK)], new Uint8Array(scales.buffer)));
       }
       const node = concat([
         ...[matmul.inputs[0]!, `${name}/B`, `${name}/scales`].map((input) => stringField(NODE_INPUT, input)),
@@ -166,9 +154,5 @@ export function quantizeWeightsInt4(model: Uint8Array, { keepHead = true, readEx
       }),
     );
   });
-  if (!edited) return undefined;
-  const imports = parseFields(edited).filter((field) => field.number === MODEL_OPSET_IMPORT);
-  const hasContrib = imports.some((field) => decodeText(parseFields(field.payload!).find((f) => f.number === OPSET_DOMAIN)?.payload) === CONTRIB_DOMAIN);
-  const opset = hasContrib ? [] : [lengthField(MODEL_OPSET_IMPORT, concat([stringField(OPSET_DOMAIN, CONTRIB_DOMAIN), varintField(OPSET_VERSION, 1)]))];
-  return { model: concat([edited, ...opset]), matmuls };
+  return edited && { model: withOpsetImport(edited, CONTRIB_DOMAIN), matmuls };
 }
