@@ -151,11 +151,34 @@ function withExternalData<T>(dir: string, read: (reader: ExternalDataReader) => 
   }
 }
 
-/** The edits made to a graph as it loads, where its shape suits them. */
-const GRAPH_EDITS = [
-  { name: LOGITS_POSITIONS, what: 'logits computed only at the positions read', edit: addLogitsPositions },
-  { name: 'new_key_values', what: "each step's new keys and values fetched on their own", edit: addNewKvOutputs },
+/** An edit of the graph as it loads: what it made of the graph, or undefined where the graph's shape does not suit it. */
+interface GraphEdit {
+  name: string;
+  /** Why a graph gets no such edit, for the log. */
+  unsuited?: string;
+  edit(model: Uint8Array): { model: Uint8Array; what: string } | undefined;
+}
+
+const described = (what: string, edit: (model: Uint8Array) => Uint8Array | undefined) => (model: Uint8Array) => {
+  const edited = edit(model);
+  return edited && { model: edited, what };
+};
+
+/** The edits made to every graph as it loads, where its shape suits them. */
+const GRAPH_EDITS: GraphEdit[] = [
+  { name: LOGITS_POSITIONS, edit: described('logits computed only at the positions read', addLogitsPositions) },
+  { name: 'new_key_values', edit: described("each step's new keys and values fetched on their own", addNewKvOutputs) },
 ];
+
+/** `--weights int4`: the weights quantized, external data read from `dir`. */
+const int4Weights = (dir: string): GraphEdit => ({
+  name: 'int4 weights',
+  unsuited: 'no MatMul by a float32 weight whose rows split into blocks of 32: the weights are quantized already, say',
+  edit: (model) => {
+    const quantized = withExternalData(dir, (readExternal) => quantizeWeightsInt4(model, { readExternal }));
+    return quantized && { model: quantized.model, what: `${quantized.matmuls} MatMuls as 4-bit MatMulNBits (blocks of ${INT4_BLOCK}), the output head kept in float32` };
+  },
+});
 
 interface GraphReading {
   edited: Uint8Array | undefined;
@@ -182,20 +205,11 @@ function readGraph(modelPath: string, weights: WeightFormat): GraphReading {
   };
   const rewrites: string[] = [];
   let edited = original;
-  if (weights === 'int4') {
-    const quantized = attempt(() => withExternalData(dirname(modelPath), (readExternal) => quantizeWeightsInt4(original, { readExternal })));
-    rewrites.push(
-      quantized
-        ? `int4 weights: ${quantized.matmuls} MatMuls as 4-bit MatMulNBits (blocks of ${INT4_BLOCK}), the output head kept in float32`
-        : 'int4 weights: not made (no MatMul by a float32 weight whose rows split into blocks of 32: the weights are quantized already, say)',
-    );
-    edited = quantized?.model ?? edited;
-  }
-  for (const { name, what, edit } of GRAPH_EDITS) {
+  for (const { name, unsuited, edit } of [...(weights === 'int4' ? [int4Weights(dirname(modelPath))] : []), ...GRAPH_EDITS]) {
     try {
-      const next = edit(edited);
-      rewrites.push(next ? `${name}: ${what}` : `${name}: not made (the graph has another shape)`);
-      edited = next ?? edited;
+      const made = edit(edited);
+      rewrites.push(made ? `${name}: ${made.what}` : `${name}: not made (${unsuited ?? 'the graph has another shape'})`);
+      edited = made?.model ?? edited;
     } catch (err) {
       rewrites.push(`${name}: not made (${(err as Error).message})`);
     }
