@@ -31,9 +31,8 @@ export class IncrementalDetokenizer {
   constructor(
     private readonly decoder: TokenDecoder,
     contextIds: readonly number[],
-    contextTokens = CONTEXT_TOKENS,
   ) {
-    this.ids = contextIds.slice(Math.max(0, contextIds.length - contextTokens));
+    this.ids = contextIds.slice(Math.max(0, contextIds.length - CONTEXT_TOKENS));
     this.prefixOffset = 0;
     this.readOffset = this.ids.length;
   }

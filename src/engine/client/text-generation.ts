@@ -58,7 +58,7 @@ class TokenQueue {
     return this.tokens[this.tokens.length - 1];
   }
 
-  /** The tokens whose text ends by `end`; `heldTail` tokens at the end wait for the character they begin. */
+  /** The tokens whose text ends by `end`, but the last `heldTail`. */
   release(end: number, heldTail: number): GeneratedToken[] {
     let count = 0;
     const limit = this.tokens.length - heldTail;
@@ -96,8 +96,6 @@ export async function* generateText(tokens: SequenceStream, tokenizer: SpellingT
   /** Length of the text of every token so far, and of the part of it sent. */
   let spelled = 0;
   let sent = 0;
-  /** Tokens at the end that begin an unfinished character. */
-  let heldTail = 0;
   let promptLogprobs: TokenLogprob[] | undefined;
   /** Tokens whose text is out, for the next chunk. */
   let ready: GeneratedToken[] = [];
@@ -117,7 +115,6 @@ export async function* generateText(tokens: SequenceStream, tokenizer: SpellingT
         if (!stopTokens.has(update.tokenId)) {
           const token = spell(speller, update.tokenId, update.logprob, spelled);
           queue.add(token);
-          heldTail = token.text === '' && token.bytes.length > 0 ? heldTail + 1 : 0;
           spelled += token.text.length;
           text = token.text;
         }
@@ -130,7 +127,6 @@ export async function* generateText(tokens: SequenceStream, tokenizer: SpellingT
         if (rest && lastToken && lastToken.offset === spelled) lastToken.text += rest;
         spelled += rest.length;
         text += rest;
-        heldTail = 0;
       }
       const scan = stops.push(text);
       sent += scan.text.length;
@@ -146,7 +142,8 @@ export async function* generateText(tokens: SequenceStream, tokenizer: SpellingT
         sent += rest.length;
         yield chunk(scan.text + rest, queue.release(sent, 0));
       } else {
-        const released = queue.release(sent, heldTail);
+        // Tokens that begin an unfinished character wait for the one that finishes it.
+        const released = queue.release(sent, speller.heldTokens);
         if (scan.text) yield chunk(scan.text, released);
         else ready.push(...released);
       }

@@ -30,15 +30,20 @@ export class TokenSpeller {
   private readonly detokenizer: IncrementalDetokenizer;
   /** Bytes of the tokens taken since the text last ended on a whole character. */
   private heldBytes: number[] = [];
+  private held = 0;
 
   constructor(
     private readonly tokenizer: SpellingTokenizer,
     contextIds: readonly number[],
     private readonly keepSpecialTokens = false,
-    contextTokens?: number,
   ) {
     const decoder = { decode: (ids: readonly number[]) => tokenizer.decode(ids, !keepSpecialTokens) };
-    this.detokenizer = new IncrementalDetokenizer(decoder, contextIds, contextTokens);
+    this.detokenizer = new IncrementalDetokenizer(decoder, contextIds);
+  }
+
+  /** How many of the last tokens taken wait for the token that finishes their character (their bytes are `heldBytes`). */
+  get heldTokens(): number {
+    return this.held;
   }
 
   /** How `id` would be spelled as the next token (a special token by its own text), without taking it. */
@@ -54,12 +59,14 @@ export class TokenSpeller {
     const step = this.detokenizer.step(id);
     const spelling = this.spelling(id, step.text, step.held);
     this.heldBytes = step.held ? [...this.heldBytes, ...spelling.bytes] : [];
+    this.held = step.held ? this.held + 1 : 0;
     return spelling;
   }
 
   /** At the end: the text still held back (an unfinished character, as U+FFFD). */
   flush(): string {
     this.heldBytes = [];
+    this.held = 0;
     return this.detokenizer.flush();
   }
 
