@@ -28,7 +28,7 @@ export const tokenizeRoutes: FastifyPluginAsync<ServingContext> = async (app, co
       const render = {
         ...(body.add_generation_prompt !== null && body.add_generation_prompt !== undefined && { addGenerationPrompt: body.add_generation_prompt }),
         ...(body.add_special_tokens !== null && body.add_special_tokens !== undefined && { addSpecialTokens: body.add_special_tokens }),
-        ...(body.chat_template_kwargs && { templateKwargs: body.chat_template_kwargs }),
+        ...(body.chat_template_kwargs && { kwargs: body.chat_template_kwargs }),
       };
       tokens = await encodeChat(context, messages, tools, { render, fitContext: false });
     } else {

@@ -332,7 +332,7 @@ export async function validateChat(context: ServingContext, body: ChatCompletion
   checkMessageCount(body.messages.length, limits);
   const messages = body.messages.map(templateMessage);
   const output = await planOutput(context, body);
-  const promptIds = await encodeChat(context, messages, output.templateTools, body.chat_template_kwargs ? { render: { templateKwargs: body.chat_template_kwargs } } : {});
+  const promptIds = await encodeChat(context, messages, output.templateTools, body.chat_template_kwargs ? { render: { kwargs: body.chat_template_kwargs } } : {});
   const logprobs = body.logprobs ? (body.top_logprobs ?? 0) : undefined;
   const plan = planGeneration(context, [promptIds], fields, {
     budget: { requested, default: DEFAULT_MAX_TOKENS.chat, param: maxTokensParam, promptParam: 'messages' },

@@ -1,6 +1,6 @@
 import type { GrammarSpec } from '../grammar/grammar-spec.js';
 import type { GrammarVocabulary } from '../grammar/vocabulary.js';
-import type { ChatMessage, ChatTools } from '../model/chat-template.js';
+import type { ChatMessage, ChatTools, RenderOptions } from '../model/chat-template.js';
 import type { ModelFiles } from '../model/files.js';
 
 /** Messages between the server (main thread) and the preprocessing worker, which turns prompts into token ids. */
@@ -20,13 +20,10 @@ export type PreprocessTask =
   /** Builds and compiles a grammar in a throwaway grammar engine, to find out whether it can be used. */
   | { kind: 'grammar'; spec: GrammarSpec };
 
-export interface ChatRenderOptions {
-  /** Default true: the prompt ends where the assistant's reply begins. */
-  addGenerationPrompt?: boolean;
+/** How to render a conversation (see RenderOptions) and tokenize it. */
+export interface ChatRenderOptions extends RenderOptions {
   /** Default false, as Hugging Face's apply_chat_template: the template writes the BOS if the model has one. */
   addSpecialTokens?: boolean;
-  /** More variables for the template (`chat_template_kwargs`). */
-  templateKwargs?: Record<string, unknown>;
 }
 
 /** A rendered conversation too long for the context, found without tokenizing it. */

@@ -29,10 +29,7 @@ async function run(id: number, task: Exclude<PreprocessTask, { kind: 'grammar' }
   if (task.kind === 'decode') return { text: tokenizer.decode(task.ids, task.skipSpecialTokens) };
   let text: string;
   try {
-    text = template.render(task.messages, task.tools, {
-      ...(task.options?.addGenerationPrompt !== undefined && { addGenerationPrompt: task.options.addGenerationPrompt }),
-      ...(task.options?.templateKwargs && { kwargs: task.options.templateKwargs }),
-    });
+    text = template.render(task.messages, task.tools, task.options);
   } catch (err) {
     if (err instanceof ChatTemplateError) return { templateError: err.message };
     throw err;
