@@ -36,6 +36,7 @@ import {
   GRAPH_INPUT,
   GRAPH_NODE,
   GRAPH_OUTPUT,
+  intsAttribute,
   initializer,
   intAttribute,
   lengthField,
@@ -64,7 +65,7 @@ import {
   withOpsetImport,
   type RawField,
 } from '../src/model/onnx-proto.js';
-import { quantizeWeightsInt4 } from '../src/model/weight-quantization.js';
+import { quantizeWeights } from '../src/model/weight-quantization.js';
 
 const DATA_LOCATION_EXTERNAL = 1;
 const ENTRY_KEY = 1;
@@ -287,17 +288,12 @@ function writeWithContribOps(path: string, edited: Uint8Array | undefined): void
 function int4(source: string, target: string): void {
   copyFolder(source, target);
   const path = join(target, 'model.onnx');
-  const quantized = quantizeWeightsInt4(readFileSync(path), { keepHead: false });
+  const quantized = quantizeWeights(readFileSync(path), 'int4', { keepHead: false });
   if (!quantized) throw new Error('no MatMul to quantize');
   writeFileSync(path, quantized.model);
 }
 
-const ATTRIBUTE_INTS = 8;
-const ATTRIBUTE_TYPE_INTS = 7;
 const ELEM_INT32 = 6;
-
-const intsAttribute = (name: string, values: readonly number[]) =>
-  lengthField(NODE_ATTRIBUTE, concat([stringField(ATTRIBUTE_NAME, name), ...values.map((value) => varintField(ATTRIBUTE_INTS, value)), varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_INTS)]));
 
 /** `fields` without the nodes no graph output depends on. */
 function withoutDeadNodes(fields: Uint8Array[]): Uint8Array[] {

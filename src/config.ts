@@ -58,8 +58,8 @@ const OPTIONS = {
   weights: {
     field: 'weights',
     env: 'ORTSERVE_WEIGHTS',
-    schema: z.enum(['as-exported', 'int4']).default('as-exported'),
-    help: 'weights as the graph has them, or int4: the MatMuls quantized to 4 bits as it loads (smaller; outputs change a little)',
+    schema: z.enum(['as-exported', 'int8', 'int4']).default('as-exported'),
+    help: 'weights as the graph has them, or int8/int4: the MatMuls quantized to 8 or 4 bits as it loads (faster, smaller; outputs change a little)',
   },
   'max-batch': {
     field: 'maxBatch',

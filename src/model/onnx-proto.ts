@@ -61,7 +61,8 @@ export function parseFields(message: Uint8Array): RawField[] {
 }
 
 function varint(value: number | bigint): number[] {
-  let rest = BigInt(value);
+  // A negative integer is written as its 64-bit two's complement, as protobuf's int64 is.
+  let rest = BigInt.asUintN(64, BigInt(value));
   const bytes: number[] = [];
   do {
     const low = Number(rest & 0x7fn);
@@ -108,8 +109,10 @@ export const NODE_DOMAIN = 7;
 export const ATTRIBUTE_NAME = 1;
 export const ATTRIBUTE_INT = 3;
 export const ATTRIBUTE_GRAPH = 6;
+export const ATTRIBUTE_INTS = 8;
 export const ATTRIBUTE_TYPE = 20;
 export const ATTRIBUTE_TYPE_INT = 2;
+export const ATTRIBUTE_TYPE_INTS = 7;
 export const TENSOR_DIMS = 1;
 export const TENSOR_DATA_TYPE = 2;
 export const TENSOR_NAME = 8;
@@ -128,12 +131,20 @@ export const SHAPE_DIM = 1;
 export const DIM_PARAM = 2;
 export const ELEM_FLOAT = 1;
 export const ELEM_UINT8 = 2;
+export const ELEM_INT8 = 3;
 export const ELEM_INT64 = 7;
 export const ELEM_FLOAT16 = 10;
 
 /** A node's integer attribute, as a NodeProto field. */
 export const intAttribute = (name: string, value: number) =>
   lengthField(NODE_ATTRIBUTE, concat([stringField(ATTRIBUTE_NAME, name), varintField(ATTRIBUTE_INT, value), varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_INT)]));
+
+/** A node's attribute of a list of integers, as a NodeProto field. */
+export const intsAttribute = (name: string, values: readonly number[]) =>
+  lengthField(
+    NODE_ATTRIBUTE,
+    concat([stringField(ATTRIBUTE_NAME, name), ...values.map((value) => varintField(ATTRIBUTE_INTS, value)), varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_INTS)]),
+  );
 
 /** A graph input or output (`field`: GRAPH_INPUT or GRAPH_OUTPUT) of a tensor with no shape given. */
 export const tensorValueInfo = (field: number, name: string, elemType: number) =>
@@ -142,6 +153,16 @@ export const tensorValueInfo = (field: number, name: string, elemType: number) =
 /** An initializer of raw little-endian data, as a GraphProto field. */
 export const initializer = (name: string, elemType: number, dims: readonly number[], raw: Uint8Array) =>
   lengthField(GRAPH_INITIALIZER, concat([...dims.map((dim) => varintField(TENSOR_DIMS, dim)), varintField(TENSOR_DATA_TYPE, elemType), stringField(TENSOR_NAME, name), lengthField(TENSOR_RAW_DATA, raw)]));
+
+/** The version of `domain`'s opset (the default domain: '') that `model` (a ModelProto) imports; undefined when it imports none. */
+export function opsetVersion(model: Uint8Array, domain = ''): number | undefined {
+  for (const field of parseFields(model)) {
+    if (field.number !== MODEL_OPSET_IMPORT) continue;
+    const entry = parseFields(field.payload!);
+    if (decodeText(entry.find((f) => f.number === OPSET_DOMAIN)?.payload) === domain) return Number(entry.find((f) => f.number === OPSET_VERSION)?.value ?? 1n);
+  }
+  return undefined;
+}
 
 /** `model` (a ModelProto) with an import of `domain`'s opset 1, unless it has one. */
 export function withOpsetImport(model: Uint8Array, domain: string): Uint8Array {

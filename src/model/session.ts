@@ -7,7 +7,7 @@ import { addNewKvOutputs, newKvName } from './new-kv-outputs.js';
 import { ModelLoadError } from './errors.js';
 import type { ModelConfig } from './config.js';
 import { positionTableSize, takesUnpaddedRows } from './graph-limits.js';
-import { INT4_BLOCK, quantizeWeightsInt4, type ExternalDataReader } from './weight-quantization.js';
+import { INT4_BLOCK, quantizeWeights, type ExternalDataReader, type QuantizedWeights } from './weight-quantization.js';
 import type { GraphLimits } from './model.js';
 
 export type KvDataType = 'float32' | 'float16';
@@ -34,8 +34,8 @@ export interface DecoderSignature {
   newKvNames?: string[];
 }
 
-/** How the weights are stored: as the graph has them, or quantized to 4 bits as it loads (see weight-quantization.ts). */
-export type WeightFormat = 'as-exported' | 'int4';
+/** How the weights are stored: as the graph has them, or quantized to 8 or 4 bits as it loads (see weight-quantization.ts). */
+export type WeightFormat = 'as-exported' | QuantizedWeights;
 
 export interface SessionOptions {
   device: Device;
@@ -170,13 +170,24 @@ const GRAPH_EDITS: GraphEdit[] = [
   { name: 'new_key_values', edit: described("each step's new keys and values fetched on their own", addNewKvOutputs) },
 ];
 
-/** `--weights int4`: the weights quantized, external data read from `dir`. */
-const int4Weights = (dir: string): GraphEdit => ({
-  name: 'int4 weights',
-  unsuited: 'no MatMul by a float32 weight whose rows split into blocks of 32: the weights are quantized already, say',
+const QUANTIZED: Record<QuantizedWeights, { unsuited: string; what: (matmuls: number) => string }> = {
+  int8: {
+    unsuited: 'no MatMul by a float32 weight: the weights are quantized already, say',
+    what: (matmuls) => `${matmuls} MatMuls as 8-bit DynamicQuantizeMatMul (per output column, each row's input on its own), the output head too`,
+  },
+  int4: {
+    unsuited: 'no MatMul by a float32 weight whose rows split into blocks of 32: the weights are quantized already, say',
+    what: (matmuls) => `${matmuls} MatMuls as 4-bit MatMulNBits (blocks of ${INT4_BLOCK}), the output head kept in float32`,
+  },
+};
+
+/** `--weights int8|int4`: the weights quantized, external data read from `dir`. */
+const quantizedWeights = (format: QuantizedWeights, dir: string): GraphEdit => ({
+  name: `${format} weights`,
+  unsuited: QUANTIZED[format].unsuited,
   edit: (model) => {
-    const quantized = withExternalData(dir, (readExternal) => quantizeWeightsInt4(model, { readExternal }));
-    return quantized && { model: quantized.model, what: `${quantized.matmuls} MatMuls as 4-bit MatMulNBits (blocks of ${INT4_BLOCK}), the output head kept in float32` };
+    const quantized = withExternalData(dir, (readExternal) => quantizeWeights(model, format, { readExternal }));
+    return quantized && { model: quantized.model, what: QUANTIZED[format].what(quantized.matmuls) };
   },
 });
 
@@ -205,7 +216,8 @@ function readGraph(modelPath: string, weights: WeightFormat): GraphReading {
   };
   const rewrites: string[] = [];
   let edited = original;
-  for (const { name, unsuited, edit } of [...(weights === 'int4' ? [int4Weights(dirname(modelPath))] : []), ...GRAPH_EDITS]) {
+    // The weights are quantized last, so that the output head is quantized with logits_positions' Gather in front of it.
+  for (const { name, unsuited, edit } of [...GRAPH_EDITS, ...(weights === 'as-exported' ? [] : [quantizedWeights(weights, dirname(modelPath))])]) {
     try {
       const made = edit(edited);
       rewrites.push(made ? `${name}: ${made.what}` : `${name}: not made (${unsuited ?? 'the graph has another shape'})`);

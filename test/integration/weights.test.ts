@@ -7,29 +7,44 @@ import { goldens } from '../helpers/goldens.js';
 import { MODEL_DIRS, postJson, startTestServer } from '../helpers/server.js';
 
 /**
- * `--weights int4` on the default model (real weights): the MatMuls quantized as it loads. Outputs
- * change a little, measured against the float32 goldens; a sequence's tokens still do not depend
- * on what it is batched with.
+ * `--weights int8` and `int4` on the default model (real weights): the MatMuls quantized as it
+ * loads. Outputs change a little, measured against the float32 goldens; a sequence's tokens still do
+ * not depend on what it is batched with.
  */
 
 const golden = goldens['tinystories-gpt2'];
 
-describe('--weights int4', () => {
+interface Format {
+  weights: 'int8' | 'int4';
+  rewrite: RegExp;
+  /** Least share of golden positions, teacher-forced, where the golden (float32) greedy token is still the most likely. */
+  agreement: number;
+  /** Most a first-step logit, relative to the best one, may differ from the golden's. */
+  logitTolerance: number;
+  /** Least share of the golden's first-step runners-up still among the five most likely. */
+  kept: number;
+}
+
+const FORMATS: Format[] = [
+  { weights: 'int8', rewrite: /^int8 weights: \d+ MatMuls as 8-bit DynamicQuantizeMatMul .*the output head too$/, agreement: 0.99, logitTolerance: 0.25, kept: 1 },
+  { weights: 'int4', rewrite: /^int4 weights: \d+ MatMuls as 4-bit MatMulNBits .*the output head kept in float32$/, agreement: 0.9, logitTolerance: 0.75, kept: 0.8 },
+];
+
+describe.each(FORMATS)('--weights $weights', ({ weights, rewrite, agreement, logitTolerance, kept }) => {
   let server: RunningServer;
 
   beforeAll(async () => {
-    server = await startTestServer({ weights: 'int4', maxBatch: 16 });
+    server = await startTestServer({ weights, maxBatch: 16 });
   });
   afterAll(() => server.close());
 
-  it('quantizes the MatMuls but the output head, and says so at start', () => {
-    const [int4, positions] = server.engine.graphRewrites;
-    expect(int4).toMatch(/^int4 weights: \d+ MatMuls as 4-bit MatMulNBits/);
-    // The head stays float32, so the logits_positions edit still suits the graph.
-    expect(positions).toMatch(/^logits_positions: logits computed/);
+  it('quantizes the MatMuls after the other edits, and says so at start', () => {
+    const rewrites = server.engine.graphRewrites;
+    expect(rewrites[0]).toMatch(/^logits_positions: logits computed/);
+    expect(rewrites.at(-1)).toMatch(rewrite);
   });
 
-  it("picks Hugging Face's greedy token at ≥ 90% of the golden positions, teacher-forced", async () => {
+  it(`picks Hugging Face's greedy token at ≥ ${agreement * 100}% of the golden positions, teacher-forced`, async () => {
     let agree = 0;
     let positions = 0;
     for (const prompt of golden.prompts) {
@@ -44,7 +59,28 @@ describe('--weights int4', () => {
       }
     }
     expect(positions).toBeGreaterThan(100);
-    expect(agree / positions).toBeGreaterThanOrEqual(0.9);
+    expect(agree / positions).toBeGreaterThanOrEqual(agreement);
+  });
+
+  it(`keeps the first step's most likely logits, relative to the best, within ${logitTolerance} of the golden's`, async () => {
+    const deviations: number[] = [];
+    let runnersUp = 0;
+    for (const prompt of golden.prompts) {
+      const response = await postJson(server, '/v1/completions', { model: server.model.id, prompt: prompt.prompt_ids, max_tokens: 1, temperature: 0, logprobs: 5 });
+      const top: Record<string, number> = response.body.choices[0].logprobs.top_logprobs[0];
+      const [[bestId, bestLogit], ...rest] = prompt.first_step_top5 as [number, number][];
+      const logprob = (id: number) => top[server.model.tokenizer.decode([id])];
+      const best = logprob(bestId!);
+      expect(best).toBeDefined();
+      for (const [id, logit] of rest) {
+        runnersUp++;
+        const ours = logprob(id);
+        // Log-probabilities differ by what the logits differ by.
+        if (ours !== undefined) deviations.push(Math.abs(ours - best! - (logit - bestLogit!)));
+      }
+    }
+    expect(deviations.length).toBeGreaterThanOrEqual(kept * runnersUp);
+    expect(Math.max(...deviations)).toBeLessThanOrEqual(logitTolerance);
   });
 
   it('gives every golden prompt the same tokens alone and batched', async () => {
@@ -72,7 +108,7 @@ describe('--weights int4 on a graph whose weights are external data', () => {
   });
 
   it('reads the weights from beside the graph and quantizes them; alone and batched stay identical', async () => {
-    expect(server.engine.graphRewrites[0]).toMatch(/^int4 weights: \d+ MatMuls/);
+    expect(server.engine.graphRewrites.at(-1)).toMatch(/^int4 weights: \d+ MatMuls/);
     const prompts = goldens['tiny-llama'].prompts.map((prompt) => prompt.prompt);
     const complete = async (prompt: string | string[]) =>
       (await postJson(server, '/v1/completions', { model: server.model.id, prompt, max_tokens: 16, temperature: 0, logprobs: 0 })).body.choices.map(
