@@ -85,6 +85,12 @@ const OPTIONS = {
     schema: integer(1, 65536).default(16),
     help: 'tokens of each prompt prefilled between two decode steps (smaller: smoother streams, slower first token)',
   },
+  'prefix-cache-tokens': {
+    field: 'prefixCacheTokens',
+    env: 'ORTSERVE_PREFIX_CACHE_TOKENS',
+    schema: integer(0).default(2048),
+    help: 'most prompt positions whose KV is kept, in whole prefill chunks, for later prompts that start the same way (0: no prefix cache)',
+  },
   'api-key': {
     field: 'apiKeys',
     env: 'ORTSERVE_API_KEYS',

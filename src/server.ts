@@ -139,6 +139,7 @@ async function startWorkers(config: ServerConfig, model: LoadedModel): Promise<[
     maxQueue: config.maxQueue,
     maxKvTokens: config.maxKvTokens,
     prefillChunk: config.prefillChunk,
+    prefixCacheTokens: config.prefixCacheTokens,
     contextLength: model.config.contextLength,
     numKvHeads: model.config.numKvHeads,
     headDim: model.config.headDim,

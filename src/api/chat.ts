@@ -99,7 +99,8 @@ export const chatRoutes: FastifyPluginAsync<ServingContext> = async (app, contex
       );
       return reply;
     }
-    const { choices, completionTokens } = await runGeneration(context, plan, requestSignal(reply, context.requestTimeoutMs));
+    const generation = await runGeneration(context, plan, requestSignal(reply, context.requestTimeoutMs));
+    const { choices } = generation;
     const message = (outcome: ChoiceOutcome) => {
       if (!output.tools) {
         checkReply(request.log, output, outcome.text, [], outcome.finishReason);
@@ -122,7 +123,7 @@ export const chatRoutes: FastifyPluginAsync<ServingContext> = async (app, contex
         const { message: reply, finish_reason } = message(outcome);
         return { index: outcome.index, message: reply, logprobs: logprobsOf(outcome.tokens), finish_reason };
       }),
-      usage: usage(plan, completionTokens),
+      usage: usage(plan, generation),
     };
   }
 

@@ -66,7 +66,8 @@ export const completionRoutes: FastifyPluginAsync<ServingContext> = async (app, 
       return reply;
     }
 
-    const { choices, completionTokens } = await runGeneration(context, plan, requestSignal(reply, context.requestTimeoutMs));
+    const generation = await runGeneration(context, plan, requestSignal(reply, context.requestTimeoutMs));
+    const { choices } = generation;
     return {
       ...envelope,
       choices: choices.map((outcome) => {
@@ -79,7 +80,7 @@ export const completionRoutes: FastifyPluginAsync<ServingContext> = async (app, 
           finish_reason: outcome.finishReason,
         };
       }),
-      usage: usage(plan, completionTokens),
+      usage: usage(plan, generation),
     };
   }
 

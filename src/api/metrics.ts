@@ -21,6 +21,11 @@ export class ServerMetrics {
   });
   private readonly promptTokens = new Counter({ name: 'ortserve_prompt_tokens_total', help: 'Prompt tokens of the requests served', registers: [this.registry] });
   private readonly completionTokens = new Counter({ name: 'ortserve_completion_tokens_total', help: 'Tokens generated', registers: [this.registry] });
+  private readonly cachedPromptTokens = new Counter({
+    name: 'ortserve_prefix_cache_hit_tokens_total',
+    help: 'Prompt tokens whose KV came from the prefix cache instead of a prefill',
+    registers: [this.registry],
+  });
   private readonly timeToFirstToken = new Histogram({
     name: 'ortserve_time_to_first_token_seconds',
     help: "Seconds from a choice's start to its first text",
@@ -38,9 +43,10 @@ export class ServerMetrics {
   readonly observer: GenerationObserver = {
     firstToken: (seconds) => this.timeToFirstToken.observe(seconds),
     interToken: (seconds) => this.interTokenLatency.observe(seconds),
-    finished: (promptTokens, completionTokens) => {
+    finished: (promptTokens, completionTokens, cachedTokens) => {
       this.promptTokens.inc(promptTokens);
       this.completionTokens.inc(completionTokens);
+      this.cachedPromptTokens.inc(cachedTokens);
     },
   };
 
@@ -58,6 +64,7 @@ export class ServerMetrics {
     gauge('ortserve_queue_length', 'Sequences waiting for a batch slot', () => engine.stats.waiting);
     gauge('ortserve_active_sequences', 'Sequences in the running batch', () => engine.stats.running);
     gauge('ortserve_kv_cache_tokens', 'Tokens held in the KV cache', () => engine.stats.kvTokens);
+    gauge('ortserve_prefix_cache_tokens', 'Prompt positions held in the prefix cache', () => engine.stats.prefixCacheTokens);
     gauge('ortserve_requests_in_flight', 'API requests being served', requestsInFlight);
     engine.onStep((size) => this.batchSize.observe(size));
   }

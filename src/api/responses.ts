@@ -8,7 +8,7 @@ import { invalidRequest, logFailure, OpenAIError } from './errors.js';
 import { itemId, toolCallId } from './ids.js';
 import { chatLogprobs } from './logprobs.js';
 import { ResponseRequestSchema, type ChatCompletionRequest, type ResponseRequest } from './schemas.js';
-import { createdNow, planSummary, runGeneration, usage, type ServingContext } from './serving.js';
+import { createdNow, planSummary, runGeneration, usage, type GenerationCounts, type ServingContext } from './serving.js';
 import { SseStream } from './sse.js';
 import { requestSignal, toOpenAIError } from './streaming.js';
 import { checkReply, dropsUnfinished } from './structured-output.js';
@@ -219,9 +219,9 @@ export const responseRoutes: FastifyPluginAsync<ServingContext> = async (app, co
     const id = itemId('resp');
     const createdAt = createdNow();
     /** The response object at one moment: `output` and `usage` as they stand. */
-    const snapshot = (items: OutputItem[], finish: FinishReason | undefined, completionTokens: number | undefined) => {
+    const snapshot = (items: OutputItem[], finish: FinishReason | undefined, generation: GenerationCounts | undefined) => {
       const status = finish === undefined ? 'in_progress' : finish === 'length' ? 'incomplete' : 'completed';
-      const counts = completionTokens === undefined ? null : usage(plan, completionTokens);
+      const counts = generation === undefined ? null : usage(plan, generation);
       return {
         id,
         object: 'response' as const,
@@ -246,7 +246,7 @@ export const responseRoutes: FastifyPluginAsync<ServingContext> = async (app, co
         truncation: 'disabled' as const,
         usage: counts && {
           input_tokens: counts.prompt_tokens,
-          input_tokens_details: { cached_tokens: 0 },
+          input_tokens_details: { cached_tokens: counts.prompt_tokens_details.cached_tokens },
           output_tokens: counts.completion_tokens,
           output_tokens_details: { reasoning_tokens: 0 },
           total_tokens: counts.total_tokens,
@@ -261,8 +261,8 @@ export const responseRoutes: FastifyPluginAsync<ServingContext> = async (app, co
       return reply;
     }
 
-    const { choices, completionTokens } = await runGeneration(context, plan, requestSignal(reply, context.requestTimeoutMs));
-    const outcome = choices[0]!;
+    const generation = await runGeneration(context, plan, requestSignal(reply, context.requestTimeoutMs));
+    const outcome = generation.choices[0]!;
     const status = outcome.finishReason === 'length' ? 'incomplete' : 'completed';
     const items: OutputItem[] = [];
     let content: string | null = outcome.text;
@@ -273,14 +273,14 @@ export const responseRoutes: FastifyPluginAsync<ServingContext> = async (app, co
       items.push({ type: 'message', id: itemId('msg'), status, role: 'assistant', content: [outputText(content ?? '', logprobsOf(outcome.tokens))] });
     }
     items.push(...calls.map((call) => functionCall(call)));
-    return snapshot(items, outcome.finishReason, completionTokens);
+    return snapshot(items, outcome.finishReason, generation);
   }
 
   app.post('/v1/responses', createResponse);
 };
 
 interface StreamParts {
-  snapshot(items: OutputItem[], finish: FinishReason | undefined, completionTokens: number | undefined): unknown;
+  snapshot(items: OutputItem[], finish: FinishReason | undefined, generation: GenerationCounts | undefined): unknown;
   toolNames: ReadonlySet<string>;
   logprobsOf(tokens: readonly GeneratedToken[]): OutputText['logprobs'];
   log: FastifyRequest['log'];
@@ -373,7 +373,7 @@ async function streamResponse(context: ServingContext, reply: FastifyReply, plan
     emit('response.created', { response: parts.snapshot([], undefined, undefined) });
     emit('response.in_progress', { response: parts.snapshot([], undefined, undefined) });
     if (!parser) openMessage();
-    const { choices, completionTokens } = await runGeneration(context, plan, signal, {
+    const generation = await runGeneration(context, plan, signal, {
       chunk: (_, chunk) => {
         if (!parser) return addText(chunk.text, chunk.tokens);
         heldTokens.push(...chunk.tokens);
@@ -383,14 +383,14 @@ async function streamResponse(context: ServingContext, reply: FastifyReply, plan
         if (parser) take(parser.end(dropsUnfinished(output, outcome.finishReason)));
       },
     });
-    const outcome = choices[0]!;
+    const outcome = generation.choices[0]!;
     const status = outcome.finishReason === 'length' ? 'incomplete' : 'completed';
     const calls = items.filter((item) => item.type === 'function_call');
     checkReply(parts.log, output, calls.length > 0 ? null : outcome.text, calls.map((item) => ({ name: item.name, arguments: item.arguments })), outcome.finishReason);
     if (items.length === 0) openMessage();
     closeMessage(status);
     closeCall(status);
-    emit(status === 'incomplete' ? 'response.incomplete' : 'response.completed', { response: parts.snapshot(items, outcome.finishReason, completionTokens) });
+    emit(status === 'incomplete' ? 'response.incomplete' : 'response.completed', { response: parts.snapshot(items, outcome.finishReason, generation) });
     sse.end();
   } catch (err) {
     const apiError = toOpenAIError(err);

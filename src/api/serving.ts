@@ -14,7 +14,8 @@ export interface GenerationObserver {
   firstToken(seconds: number): void;
   /** Between two consecutive pieces of a choice's text. */
   interToken(seconds: number): void;
-  finished(promptTokens: number, completionTokens: number): void;
+  /** A request's generation ended: its prompt tokens (`cachedTokens` of them from the prefix cache) and those generated. */
+  finished(promptTokens: number, completionTokens: number, cachedTokens: number): void;
 }
 
 /** Everything a route needs to serve the model. */
@@ -51,6 +52,16 @@ export interface ChoiceOutcome {
   completionTokens: number;
   tokens: GeneratedToken[];
   promptLogprobs?: TokenLogprob[];
+  /** Prompt tokens whose KV came from the prefix cache. */
+  cachedTokens: number;
+}
+
+/** What a request's generation counts for its usage. */
+export interface GenerationCounts {
+  /** Tokens generated, best_of candidates included. */
+  completionTokens: number;
+  /** Prompt tokens whose KV came from the prefix cache (each prompt counted once). */
+  cachedTokens: number;
 }
 
 /** What the logs say of a planned request (never the prompt text). */
@@ -83,7 +94,7 @@ export async function runGeneration(
   plan: GenerationPlan,
   signal: AbortSignal,
   listener: ChoiceListener = {},
-): Promise<{ choices: ChoiceOutcome[]; completionTokens: number }> {
+): Promise<{ choices: ChoiceOutcome[] } & GenerationCounts> {
   // One submission per prompt: the engine prefills it once and forks it into its candidates.
   const { stop, ...prompt } = plan.request;
   const streams = plan.prompts.map((promptIds, promptIndex) =>
@@ -124,10 +135,12 @@ export async function runGeneration(
     plan.prompts.flatMap((_, promptIndex) => Array.from({ length: plan.bestOf }, (_, candidate) => runOne(promptIndex, candidate))),
   );
   const completionTokens = all.reduce((sum, outcome) => sum + outcome.completionTokens, 0);
-  observer.finished(promptTokenCount(plan), completionTokens);
+  // A prompt's candidates share its prefill, so the first one's count is the prompt's.
+  const cachedTokens = all.reduce((sum, outcome, i) => sum + (i % plan.bestOf === 0 ? outcome.cachedTokens : 0), 0);
+  observer.finished(promptTokenCount(plan), completionTokens, cachedTokens);
   // A request past its deadline ends with the deadline's error; a client that left gets nothing.
   if (signal.aborted && signal.reason instanceof OpenAIError) throw signal.reason;
-  if (plan.bestOf === plan.n) return { choices: all, completionTokens };
+  if (plan.bestOf === plan.n) return { choices: all, completionTokens, cachedTokens };
   const choices = plan.prompts.flatMap((_, promptIndex) =>
     all
       .filter((outcome) => outcome.promptIndex === promptIndex)
@@ -135,14 +148,14 @@ export async function runGeneration(
       .slice(0, plan.n)
       .map((outcome, rank) => ({ ...outcome, index: promptIndex * plan.n + rank })),
   );
-  return { choices, completionTokens };
+  return { choices, completionTokens, cachedTokens };
 }
 
 const promptTokenCount = (plan: GenerationPlan) => plan.prompts.reduce((sum, ids) => sum + ids.length, 0);
 
-export function usage(plan: GenerationPlan, completionTokens: number) {
+export function usage(plan: GenerationPlan, { completionTokens, cachedTokens }: GenerationCounts) {
   const promptTokens = promptTokenCount(plan);
-  return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+  return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens, prompt_tokens_details: { cached_tokens: cachedTokens } };
 }
 
 export const createdNow = () => Math.floor(Date.now() / 1000);

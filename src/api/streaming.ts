@@ -51,7 +51,7 @@ export async function streamGeneration(
   try {
     const choices = plan.prompts.length * plan.n;
     if (format.start) for (let index = 0; index < choices; index++) sse.send(format.start(index));
-    const { completionTokens } = await runGeneration(context, plan, signal, {
+    const generation = await runGeneration(context, plan, signal, {
       chunk: (index, chunk) => {
         for (const event of format.chunk(index, chunk)) sse.send(event);
       },
@@ -59,7 +59,7 @@ export async function streamGeneration(
         for (const event of format.finish(outcome)) sse.send(event);
       },
     });
-    if (includeUsage) sse.send(format.usage(usage(plan, completionTokens)));
+    if (includeUsage) sse.send(format.usage(usage(plan, generation)));
     sse.done();
   } catch (err) {
     const apiError = toOpenAIError(err);

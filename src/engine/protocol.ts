@@ -60,6 +60,8 @@ export interface TokenUpdate {
   promptLogprobs?: TokenLogprob[];
   /** Set on a sequence's last token. */
   finishReason?: FinishReason;
+  /** On a sequence's first token: prompt tokens whose KV came from the prefix cache (absent: none). */
+  cachedTokens?: number;
 }
 
 export interface WorkerConfig {
@@ -71,6 +73,8 @@ export interface WorkerConfig {
   /** 0: maxBatch × the context length. */
   maxKvTokens: number;
   prefillChunk: number;
+  /** Prompt positions the prefix cache keeps at most; 0: none. */
+  prefixCacheTokens: number;
   contextLength: number;
   /** From config.json, for shapes the graph leaves symbolic. */
   numKvHeads: number;
@@ -93,6 +97,8 @@ export interface EngineStats {
   running: number;
   /** Tokens held in the KV cache by the running sequences. */
   kvTokens: number;
+  /** Prompt positions held in the prefix cache. */
+  prefixCacheTokens: number;
 }
 
 export type FromWorker =

@@ -39,7 +39,7 @@ describe('the official openai client against a live server', () => {
       expect(completion.choices).toHaveLength(1);
       expect(completion.choices[0]!.text).toBe(golden.completion_text);
       expect(completion.choices[0]!.finish_reason).toBe('length');
-      expect(completion.usage).toEqual({ prompt_tokens: golden.prompt_ids.length, completion_tokens: 24, total_tokens: golden.prompt_ids.length + 24 });
+      expect(completion.usage).toEqual({ prompt_tokens: golden.prompt_ids.length, completion_tokens: 24, total_tokens: golden.prompt_ids.length + 24, prompt_tokens_details: { cached_tokens: 0 } });
     });
 
     it('streams the same text in chunks, ending with a finish reason', async () => {

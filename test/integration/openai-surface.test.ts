@@ -190,7 +190,7 @@ describe('the full OpenAI surface through the official client', () => {
       for await (const chunk of completions) chunks.push(chunk);
       const last = chunks.at(-1)!;
       expect(last.choices).toEqual([]);
-      expect(last.usage).toEqual({ prompt_tokens: golden.prompt_ids.length, completion_tokens: 5, total_tokens: golden.prompt_ids.length + 5 });
+      expect(last.usage).toEqual({ prompt_tokens: golden.prompt_ids.length, completion_tokens: 5, total_tokens: golden.prompt_ids.length + 5, prompt_tokens_details: { cached_tokens: 0 } });
       expect(chunks.slice(0, -1).every((chunk) => chunk.usage === null)).toBe(true);
 
       const chat = await client.chat.completions.create({ ...greedy, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 5, n: 2, stream: true, stream_options: { include_usage: true } });

@@ -135,9 +135,11 @@ async function generate(
   options: Partial<BatcherOptions> = {},
   afterTokens = 1,
   allowFailures = false,
-): Promise<{ tokens: Map<number, number[]>; failed: number[]; passes: Pass[]; started: number[] }> {
+): Promise<{ tokens: Map<number, number[]>; failed: number[]; passes: Pass[]; started: number[]; cached: Map<number, number> }> {
   runner.passes.length = 0;
   const tokens = new Map<number, number[]>();
+  /** Prompt tokens each sequence had from the prefix cache. */
+  const cached = new Map<number, number>();
   /** Sequence ids in the order of their first tokens. */
   const started: number[] = [];
   const failed: number[] = [];
@@ -157,6 +159,7 @@ async function generate(
       tokens(updates: TokenUpdate[]) {
         for (const update of updates) {
           if (!tokens.has(update.id)) started.push(update.id);
+          if (update.cachedTokens !== undefined) cached.set(update.id, update.cachedTokens);
           tokens.set(update.id, [...(tokens.get(update.id) ?? []), ...(update.tokenId === undefined ? [] : [update.tokenId])]);
           if (update.finishReason) pending.delete(update.id);
         }
@@ -180,7 +183,7 @@ async function generate(
   for (const request of waves[0]!) submit(batcher, request);
   await finished;
   await batcher.stop();
-  return { tokens, failed, passes: [...runner.passes], started };
+  return { tokens, failed, passes: [...runner.passes], started, cached };
 }
 
 describe('ContinuousBatcher', () => {
@@ -364,3 +367,66 @@ describe('ContinuousBatcher', () => {
     });
   });
 });
+
+describe('ContinuousBatcher with a prefix cache', () => {
+  const options = { prefixCacheTokens: 64 };
+  /** `request` again under a new id. */
+  const again = (request: SequenceRequest, promptIds = request.promptIds): SequenceRequest => {
+    const id = nextId++;
+    return { ...request, id, group: id, promptIds };
+  };
+
+  it("starts a prompt after the whole chunks an earlier prompt left, and gives it the tokens it gets without them", async () => {
+    const first = sequence(10, 3);
+    const repeated = again(first);
+    // The first 4 tokens shared, then another chunk.
+    const branched = again(first, [...first.promptIds.slice(0, CHUNK), ...sequence(6, 0).promptIds]);
+    const { tokens, passes, cached } = await generate([[first], [repeated], [branched]], options, 3);
+    expect(cached.get(first.id)).toBeUndefined();
+    expect(cached.get(repeated.id)).toBe(2 * CHUNK);
+    expect(cached.get(branched.id)).toBe(CHUNK);
+    // first: 4 + 4 + 2 prefilled, 2 steps; repeated: only the last 2; branched: 4 + 2.
+    expect(passes.map((pass) => pass.tokens)).toEqual([4, 4, 2, 1, 1, 2, 1, 1, 4, 2, 1, 1]);
+    const { tokens: alone } = await generate([[again(first)], [again(branched, branched.promptIds)]], {}, 3);
+    expect(tokens.get(repeated.id)).toEqual(tokens.get(first.id));
+    expect([...alone.values()]).toEqual([tokens.get(first.id), tokens.get(branched.id)]);
+  });
+
+  it('leaves at least one prompt token to prefill, whose logits give the first token', async () => {
+    const first = sequence(8, 2);
+    const repeated = again(first);
+    const { tokens, passes, cached } = await generate([[first], [repeated]], options, 2);
+    expect(cached.get(repeated.id)).toBe(CHUNK);
+    expect(passes.map((pass) => pass.tokens)).toEqual([4, 4, 1, 4, 1]);
+    expect(tokens.get(repeated.id)).toEqual(tokens.get(first.id));
+  });
+
+  it('reuses nothing for a prompt whose log-probabilities are asked for (they need every position)', async () => {
+    const first = sequence(10, 1);
+    const scored = { ...again(first), promptLogprobs: 0 };
+    const { cached, passes } = await generate([[first], [scored]], options, 1);
+    expect(cached.get(scored.id)).toBeUndefined();
+    expect(passes.map((pass) => pass.tokens)).toEqual([4, 4, 2, 4, 4, 2]);
+  });
+
+  it('caches nothing with prefixCacheTokens 0', async () => {
+    const first = sequence(10, 1);
+    const { cached } = await generate([[first], [again(first)]], { prefixCacheTokens: 0 }, 1);
+    expect(cached.size).toBe(0);
+  });
+
+  it('groups prompts taken together by how much of each is cached', async () => {
+    const first = sequence(12, 1);
+    const { tokens, cached, passes } = await generate([[first], [again(first), again(first, first.promptIds.map((id) => (id % (VOCAB - 1)) + 1)), again(first, [...first.promptIds.slice(0, 8), 5, 6, 7, 8])]], options, 1);
+    expect([...cached.values()]).toEqual([8, 8]);
+    // Second wave: the two with 8 cached, their last chunk together; then the unseen prompt from its start.
+    expect(passes.slice(3)).toEqual([
+      { rows: 2, tokens: 4 },
+      { rows: 1, tokens: 4 },
+      { rows: 1, tokens: 4 },
+      { rows: 1, tokens: 4 },
+    ]);
+    expect(tokens.size).toBe(4);
+  });
+});
+

@@ -28,7 +28,7 @@ export class Engine {
   private nextGroup = 1;
   private readonly streams = new Map<number, AsyncQueue<TokenUpdate>>();
   private closed = false;
-  private latestStats: EngineStats = { waiting: 0, running: 0, kvTokens: 0 };
+  private latestStats: EngineStats = { waiting: 0, running: 0, kvTokens: 0, prefixCacheTokens: 0 };
   private readonly stepListeners = new Set<(batchSize: number) => void>();
 
   private constructor(

@@ -39,6 +39,8 @@ export interface TextChunk {
 export interface TextResult {
   finishReason: FinishReason;
   completionTokens: number;
+  /** Prompt tokens whose KV came from the prefix cache. */
+  cachedTokens: number;
 }
 
 /**
@@ -92,6 +94,7 @@ export async function* generateText(tokens: SequenceStream, tokenizer: SpellingT
   const stops = new StopStringMatcher(options.stop);
   const queue = new TokenQueue();
   let completionTokens = 0;
+  let cachedTokens = 0;
   let finishReason: FinishReason = 'length';
   /** Length of the text of every token so far, and of the part of it sent. */
   let spelled = 0;
@@ -109,6 +112,7 @@ export async function* generateText(tokens: SequenceStream, tokenizer: SpellingT
     // Stop strings are matched here, on the text: only token ids go to the engine.
     for await (const update of tokens) {
       if (update.promptLogprobs) promptLogprobs = update.promptLogprobs;
+      if (update.cachedTokens !== undefined) cachedTokens = update.cachedTokens;
       let text = '';
       if (update.tokenId !== undefined) {
         completionTokens++;
@@ -152,7 +156,7 @@ export async function* generateText(tokens: SequenceStream, tokenizer: SpellingT
     // Whatever ends the text early (a stop string, a consumer that stops reading) ends the sequence.
     tokens.cancel();
   }
-  return { finishReason, completionTokens };
+  return { finishReason, completionTokens, cachedTokens };
 }
 
 /** A sampled token spelled in context, with its alternatives spelled where it stands. */

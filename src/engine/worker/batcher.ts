@@ -3,6 +3,7 @@ import type { DecoderRunner } from './decoder.js';
 import { tokenLogprob } from './logits.js';
 import type { Choice, EngineStats, PromptRequest, SequenceRequest, TokenLogprob, TokenUpdate } from '../protocol.js';
 import { logitsProcessors, type LogitsProcessor } from './logits-processors.js';
+import { PrefixCache, type PrefixBlock } from './prefix-cache.js';
 import { Sequence } from './sequence.js';
 
 export interface BatcherOptions {
@@ -23,6 +24,8 @@ export interface BatcherOptions {
    * first one's length together, and each is prefilled in one pass.
    */
   unpaddedRows?: boolean;
+  /** Most prompt positions whose KV the prefix cache keeps (see prefix-cache.ts); 0: none. */
+  prefixCacheTokens?: number;
 }
 
 export interface BatcherEvents {
@@ -42,6 +45,10 @@ const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resol
 class PromptEntry {
   /** Log-probabilities of the prompt's tokens, gathered during prefill when asked for. */
   readonly promptLogprobs: TokenLogprob[] | undefined;
+  /** The prefix cache's blocks of the prompt's first chunks, found or added: they cover its first `prefix.length` chunks. */
+  prefix: PrefixBlock[] = [];
+  /** Prompt tokens whose KV came from the prefix cache. */
+  cachedTokens = 0;
 
   constructor(readonly sequences: Sequence[]) {
     this.promptLogprobs = this.request.promptLogprobs === undefined ? undefined : [];
@@ -96,6 +103,7 @@ export class ContinuousBatcher {
   private idle: Promise<void> | undefined;
   private readonly layout: KvLayout;
   private readonly pool: KvBufferPool;
+  private readonly prefixCache: PrefixCache;
   private scratch = new Float64Array(0);
   /** For each request with sequences waiting: when it last had a turn at a batch slot (see nextWaiting). */
   private readonly lastTurn = new Map<number, number>();
@@ -116,6 +124,8 @@ export class ContinuousBatcher {
     // Free buffers are kept up to the size of the whole cache budget once.
     const elementsPerToken = this.layout.tensorCount * this.layout.numKvHeads * this.layout.headDim;
     this.pool = new KvBufferPool(signature.kvType, options.maxKvTokens * elementsPerToken);
+    // A graph that prefills whole prompts in one pass does not compute chunks alone.
+    this.prefixCache = new PrefixCache(this.layout, options.prefillChunk, options.unpaddedRows ? 0 : (options.prefixCacheTokens ?? 0));
   }
 
   /**
@@ -253,7 +263,40 @@ export class ContinuousBatcher {
     }
     const waitingGroups = new Set(this.waiting.map((entry) => entry.request.group));
     for (const group of this.lastTurn.keys()) if (!waitingGroups.has(group)) this.lastTurn.delete(group);
-    if (rows.length > 0) this.cohorts.push({ rows, cache: BatchKvCache.empty(this.layout, rows.length, this.pool), done: 0 });
+    if (rows.length > 0) this.startPrefill(rows);
+  }
+
+  /**
+   * Cohorts for prompts taken from the queue: each prompt starts after the chunks the prefix cache
+   * holds of it (none when its prompt's log-probabilities are asked for: they need every position's
+   * logits), so the prompts are grouped by how many that is.
+   */
+  private startPrefill(rows: PromptEntry[]): void {
+    const groups = new Map<number, PromptEntry[]>();
+    for (const entry of rows) {
+      entry.prefix = this.prefixCache.enabled && !entry.promptLogprobs ? this.prefixCache.lookup(entry.request.promptIds) : [];
+      entry.cachedTokens = entry.prefix.length * this.prefixCache.chunk;
+      groups.set(entry.prefix.length, [...(groups.get(entry.prefix.length) ?? []), entry]);
+    }
+    for (const [blocks, entries] of groups) {
+      const cache =
+        blocks === 0
+          ? BatchKvCache.empty(this.layout, entries.length, this.pool)
+          : BatchKvCache.fromBlocks(this.layout, this.pool, entries.map((entry) => entry.prefix.map((block) => block.data)), this.prefixCache.chunk);
+      this.cohorts.push({ rows: entries, cache, done: blocks * this.prefixCache.chunk });
+    }
+  }
+
+  /** Keeps each whole chunk just prefilled in the prefix cache, for the rows whose earlier chunks it holds. */
+  private cachePrefixes(cohort: Cohort, length: number): void {
+    const { chunk } = this.prefixCache;
+    if (!this.prefixCache.enabled || length !== chunk) return;
+    cohort.rows.forEach((entry, row) => {
+      if (entry.prefix.length * chunk !== cohort.done) return;
+      const tokens = entry.request.promptIds.slice(cohort.done, cohort.done + length);
+      const block = this.prefixCache.insert(entry.prefix.at(-1), tokens, () => cohort.cache.copyPositions(row, cohort.done, length));
+      if (block) entry.prefix.push(block);
+    });
   }
 
   /**
@@ -298,6 +341,7 @@ export class ContinuousBatcher {
     const allPositions = cohort.rows.some((entry) => entry.promptLogprobs);
     const output = await this.runner.run({ inputIds, stepLength: length, cache: cohort.cache, allPositions });
     cohort.cache.advance(output.kv, length);
+    this.cachePrefixes(cohort, length);
     cohort.rows.forEach((entry, row) => {
       if (!entry.promptLogprobs) return;
       const prompt = entry.request.promptIds;
@@ -323,7 +367,9 @@ export class ContinuousBatcher {
         seq.promptLogprobs = entry.promptLogprobs;
         // Processors change the logits in place: every sequence but the last gets a copy.
         const logits = k === live.length - 1 ? output.logits[row]! : output.logits[row]!.slice();
-        updates.push(this.accept(seq, logits));
+        const update = this.accept(seq, logits);
+        if (entry.cachedTokens > 0) update.cachedTokens = entry.cachedTokens;
+        updates.push(update);
         if (!seq.finished) {
           joiningRows.push(row);
           joining.push(seq);
@@ -370,7 +416,7 @@ export class ContinuousBatcher {
   private stats(): EngineStats {
     const prefilled = this.cohorts.reduce((sum, cohort) => sum + cohort.rows.length * cohort.done, 0);
     const kvTokens = this.active.reduce((sum, seq) => sum + seq.length, prefilled);
-    return { waiting: sequenceCount(this.waiting), running: this.active.length + this.prefilling().length, kvTokens };
+    return { waiting: sequenceCount(this.waiting), running: this.active.length + this.prefilling().length, kvTokens, prefixCacheTokens: this.prefixCache.tokens };
   }
 
   private accept(seq: Sequence, logits: Float32Array): TokenUpdate {

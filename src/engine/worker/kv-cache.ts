@@ -9,7 +9,7 @@ export interface KvLayout {
   kvType: KvDataType;
 }
 
-type KvData = Float32Array | Uint16Array;
+export type KvData = Float32Array | Uint16Array;
 
 /**
  * What a decoder step adds to the cache: its whole `present.*` tensors, past included, or only
@@ -165,6 +165,52 @@ export class BatchKvCache {
     this.spare[t] = this.owned[t];
     this.owned[t] = buffer;
     return new ort.Tensor(kvType, data, [this.batchSize, heads, total, dim]);
+  }
+
+  /**
+   * The keys and values of `row` at positions `from` to `from + count` of its real tokens, every
+   * tensor and head, laid out [tensor][head][position][dim] (as a prefix-cache block).
+   */
+  copyPositions(row: number, from: number, count: number): KvData {
+    const { numKvHeads: heads, headDim: dim, tensorCount, kvType } = this.layout;
+    const out = allocate(kvType, tensorCount * heads * count * dim);
+    const start = this.pads[row]! + from;
+    for (let t = 0; t < tensorCount; t++) {
+      const source = this.tensors[t]!.data as KvData;
+      for (let head = 0; head < heads; head++) {
+        const at = ((row * heads + head) * this.length + start) * dim;
+        out.set(source.subarray(at, at + count * dim), (t * heads + head) * count * dim);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * A cache whose rows hold the positions of `rows[i]`'s blocks in turn (each laid out as
+   * copyPositions gives them, `blockLength` positions each); every row has as many blocks.
+   */
+  static fromBlocks(layout: KvLayout, pool: KvBufferPool, rows: readonly (readonly KvData[])[], blockLength: number): BatchKvCache {
+    const { numKvHeads: heads, headDim: dim, tensorCount, kvType } = layout;
+    const length = (rows[0]?.length ?? 0) * blockLength;
+    const owned: KvData[] = [];
+    const tensors = Array.from({ length: tensorCount }, (_, t) => {
+      const size = rows.length * heads * length * dim;
+      const buffer = pool.take(size, rows.length * heads * headroom(length) * dim);
+      owned.push(buffer);
+      const data = buffer.subarray(0, size);
+      rows.forEach((blocks, row) => {
+        blocks.forEach((block, b) => {
+          for (let head = 0; head < heads; head++) {
+            const from = (t * heads + head) * blockLength * dim;
+            data.set(block.subarray(from, from + blockLength * dim), ((row * heads + head) * length + b * blockLength) * dim);
+          }
+        });
+      });
+      return new ort.Tensor(kvType, data, [rows.length, heads, length, dim]);
+    });
+    const cache = new BatchKvCache(layout, pool, tensors, length, new Array<number>(rows.length).fill(0));
+    cache.owned = owned;
+    return cache;
   }
 
   /** A cache holding only `rows` (in that order), with padding trimmed to the longest of them. */
