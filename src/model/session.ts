@@ -4,6 +4,7 @@ import { dirname, join, relative } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { addLogitsPositions, LOGITS_POSITIONS, LOGITS_TO_KEEP } from './logits-positions.js';
 import { addNewKvOutputs, newKvName } from './new-kv-outputs.js';
+import { addSlotAttention } from './slot-attention.js';
 import { ModelLoadError } from './errors.js';
 import type { ModelConfig } from './config.js';
 import { positionTableSize, takesUnpaddedRows } from './graph-limits.js';
@@ -32,6 +33,8 @@ export interface DecoderSignature {
   presentNames: string[];
   /** `new_key_values.{i}.key`, `.value`, where the graph outputs a step's new positions on their own (see new-kv-outputs.ts). */
   newKvNames?: string[];
+  /** The graph takes its past in slots and has no `present.*` (see slot-attention.ts). */
+  pastSlots?: boolean;
 }
 
 /** How the weights are stored: as the graph has them, or quantized to 8 or 4 bits as it loads (see weight-quantization.ts). */
@@ -97,7 +100,7 @@ export function readDecoderSignature(
       const past = `past_key_values.${layer}.${kind}`;
       const present = `present.${layer}.${kind}`;
       if (!inputs.has(past)) throw new ModelLoadError(`model graph: input ${past} is missing`);
-      if (!outputs.has(present)) throw new ModelLoadError(`model graph: output ${present} is missing`);
+      if (!outputs.has(present) && !outputs.has(newKvName(present))) throw new ModelLoadError(`model graph: output ${present} is missing`);
       pastNames.push(past);
       presentNames.push(present);
     }
@@ -119,6 +122,7 @@ export function readDecoderSignature(
     pastNames,
     presentNames,
     newKvNames: presentNames.every((name) => outputs.has(newKvName(name))) ? presentNames.map(newKvName) : undefined,
+    ...(presentNames.every((name) => !outputs.has(name) && outputs.has(newKvName(name))) && { pastSlots: true }),
   };
 }
 
@@ -168,6 +172,11 @@ const described = (what: string, edit: (model: Uint8Array) => Uint8Array | undef
 const GRAPH_EDITS: GraphEdit[] = [
   { name: LOGITS_POSITIONS, edit: described('logits computed only at the positions read', addLogitsPositions) },
   { name: 'new_key_values', edit: described("each step's new keys and values fetched on their own", addNewKvOutputs) },
+  {
+    name: 'slot_attention',
+    unsuited: "no position_ids input, or a layer's attention is not Concat(past, new) followed by a MatMul on each",
+    edit: described('attention to a past held in slots that each step writes into, nothing of it copied (present.* removed)', addSlotAttention),
+  },
 ];
 
 const QUANTIZED: Record<QuantizedWeights, { unsuited: string; what: (matmuls: number) => string }> = {

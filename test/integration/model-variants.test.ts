@@ -13,25 +13,28 @@ import { MODEL_DIRS, postJson, request, startTestServer } from '../helpers/serve
  */
 
 type Source = 'tiny-llama' | 'tiny-gpt2';
-/** Which load-time edits suit the graph: logits_positions (a plain MatMul head at the top), new_key_values (Concat presents). */
-type Edits = [logitsPositions: boolean, newKv: boolean];
+/**
+ * Which load-time edits suit the graph: logits_positions (a plain MatMul head at the top),
+ * new_key_values (Concat presents), slot_attention (Concat presents read by MatMuls, and position_ids).
+ */
+type Edits = [logitsPositions: boolean, newKv: boolean, slotAttention: boolean];
 const CASES: { source: Source; variant: VariantName | VariantName[] | 'as exported'; matchesGoldens: boolean; unpaddedRows?: true; edits: Edits }[] = [
-  { source: 'tiny-llama', variant: 'as exported', matchesGoldens: true, edits: [true, true] },
-  { source: 'tiny-gpt2', variant: 'as exported', matchesGoldens: true, edits: [true, true] },
+  { source: 'tiny-llama', variant: 'as exported', matchesGoldens: true, edits: [true, true, true] },
+  { source: 'tiny-gpt2', variant: 'as exported', matchesGoldens: true, edits: [true, true, true] },
   // A transformers.js repository of a multimodal-style model: onnx/, chunked external data, text_config.
-  { source: 'tiny-llama', variant: ['text-config', 'transformers-js'], matchesGoldens: true, edits: [true, true] },
-  { source: 'tiny-llama', variant: 'logits-to-keep', matchesGoldens: true, edits: [false, true] },
+  { source: 'tiny-llama', variant: ['text-config', 'transformers-js'], matchesGoldens: true, edits: [true, true, true] },
+  { source: 'tiny-llama', variant: 'logits-to-keep', matchesGoldens: true, edits: [false, true, true] },
   // Float16 may change a greedy choice, so this is checked alone against batched only.
-  { source: 'tiny-llama', variant: 'fp16', matchesGoldens: false, edits: [true, true] },
-  { source: 'tiny-llama', variant: 'no-position-ids', matchesGoldens: true, edits: [true, true] },
-  { source: 'tiny-llama', variant: 'merged', matchesGoldens: true, edits: [false, true] },
-  { source: 'tiny-gpt2', variant: 'merged', matchesGoldens: true, edits: [false, true] },
+  { source: 'tiny-llama', variant: 'fp16', matchesGoldens: false, edits: [true, true, true] },
+  { source: 'tiny-llama', variant: 'no-position-ids', matchesGoldens: true, edits: [true, true, false] },
+  { source: 'tiny-llama', variant: 'merged', matchesGoldens: true, edits: [false, true, false] },
+  { source: 'tiny-gpt2', variant: 'merged', matchesGoldens: true, edits: [false, true, false] },
   // GroupQueryAttention takes rows as unpadded: rows of other lengths wait their turn (see the README).
-  { source: 'tiny-llama', variant: 'group-query-attention', matchesGoldens: true, unpaddedRows: true, edits: [true, false] },
+  { source: 'tiny-llama', variant: 'group-query-attention', matchesGoldens: true, unpaddedRows: true, edits: [true, false, false] },
   // 4-bit weights are another model: alone against batched only.
-  { source: 'tiny-llama', variant: 'int4', matchesGoldens: false, edits: [false, true] },
+  { source: 'tiny-llama', variant: 'int4', matchesGoldens: false, edits: [false, true, true] },
   // As onnxruntime-genai's builder writes an int4 Llama: GroupQueryAttention with the rotary fused in, MatMulNBits, genai_config.json.
-  { source: 'tiny-llama', variant: ['group-query-attention-rotary', 'int4', 'genai'], matchesGoldens: false, unpaddedRows: true, edits: [false, false] },
+  { source: 'tiny-llama', variant: ['group-query-attention-rotary', 'int4', 'genai'], matchesGoldens: false, unpaddedRows: true, edits: [false, false, false] },
 ];
 
 const MAX_TOKENS = 24;

@@ -379,3 +379,48 @@ describe('float16ToNumber', () => {
     }
   });
 });
+
+describe('BatchKvCache with slots', () => {
+  const slotLayout: KvLayout = { ...layout, slots: true };
+  /** The step's new keys and values of every row, values from `code` at positions `from`…. */
+  const appended = (tag: number, batch: number, from: number, length: number) =>
+    present(tag, batch, from + length).map((tensor) => {
+      const data = tensor.data as Float32Array;
+      const out = new Float32Array(batch * HEADS * length * DIM);
+      for (let block = 0; block < batch * HEADS; block++) out.set(data.subarray((block * (from + length) + from) * DIM, (block * (from + length) + from + length) * DIM), block * length * DIM);
+      return new ort.Tensor('float32', out, [batch, HEADS, length, DIM]);
+    });
+
+  it('starts with 32 free slots, writes each step into the next ones and copies nothing while they last', () => {
+    const cache = BatchKvCache.empty(slotLayout, 2);
+    expect(cache.pastLength).toBe(32);
+    cache.advance({ appended: appended(1, 2, 0, 3) }, 3);
+    const buffer = cache.pastTensors[0]!.data;
+    cache.advance({ appended: appended(1, 2, 3, 1) }, 1);
+    expect(cache.pastTensors[0]!.data).toBe(buffer);
+    expect(cache.pastLength).toBe(32);
+    expectRow(cache, 1, (t, head, pos, d) => (pos < 4 ? code(1, t, 1, head, pos, d) : null));
+    // Held positions shown, free slots hidden, then the step's own.
+    expect(maskRows(cache.attentionMask(1), 2)[0]).toEqual([...new Array(4).fill(1), ...new Array(28).fill(0), 1]);
+  });
+
+  it('doubles its slots when a step would not fit, keeping what they held', () => {
+    const cache = BatchKvCache.empty(slotLayout, 1);
+    cache.advance({ appended: appended(2, 1, 0, 30) }, 30);
+    cache.advance({ appended: appended(2, 1, 30, 4) }, 4);
+    expect(cache.pastLength).toBe(64);
+    expect(cache.realLength(0)).toBe(34);
+    for (const pos of [0, 29, 30, 33]) expect(at(cache, 1, 0, 1, pos, 2)).toBe(code(2, 1, 0, 1, pos, 2));
+  });
+
+  it('joins rows padded on the left, with free slots after them', () => {
+    const long = BatchKvCache.empty(slotLayout, 1);
+    long.advance({ appended: appended(3, 1, 0, 5) }, 5);
+    const short = BatchKvCache.empty(slotLayout, 1);
+    short.advance({ appended: appended(4, 1, 0, 2) }, 2);
+    const joined = long.concat(short);
+    expect([joined.realLength(0), joined.realLength(1), joined.pastLength]).toEqual([5, 2, 32]);
+    expect(maskRows(joined.attentionMask(1), 2)[1]!.slice(0, 6)).toEqual([0, 0, 0, 1, 1, 0]);
+    expect(at(joined, 0, 1, 0, 3, 0)).toBe(code(4, 0, 0, 0, 0, 0));
+  });
+});

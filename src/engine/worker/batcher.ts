@@ -120,6 +120,7 @@ export class ContinuousBatcher {
       numKvHeads: signature.numKvHeads,
       headDim: signature.headDim,
       kvType: signature.kvType,
+      slots: signature.pastSlots ?? false,
     };
     // Free buffers are kept up to the size of the whole cache budget once.
     const elementsPerToken = this.layout.tensorCount * this.layout.numKvHeads * this.layout.headDim;

@@ -7,6 +7,8 @@ export interface KvLayout {
   numKvHeads: number;
   headDim: number;
   kvType: KvDataType;
+  /** The graph takes its past in slots, with room to spare, and returns only the new positions (see slot-attention.ts). */
+  slots?: boolean;
 }
 
 export type KvData = Float32Array | Uint16Array;
@@ -73,8 +75,13 @@ export class KvBufferPool {
 
 /**
  * The key/value cache of every running sequence, as the tensors the decoder takes: one row per
- * sequence, all rows `pastLength` long. Shorter rows are padded on the left; `pads[row]` counts
- * the padding slots, which the attention mask hides.
+ * sequence, all rows `length` positions long. Shorter rows are padded on the left; `pads[row]`
+ * counts the padding slots, which the attention mask hides.
+ *
+ * For a graph that takes its past in slots (`layout.slots`, see slot-attention.ts) the tensors
+ * have room for more positions than they hold (`stride` per row and head, grown by doubling): a
+ * step writes its new keys and values into the next free slots and copies nothing else, and the
+ * mask hides the free slots too. Otherwise the tensors hold exactly `length` positions.
  */
 export class BatchKvCache {
   /** Buffers of this cache's own that the current tensors' data are views of (by tensor; none where the decoder's output is used). */
@@ -88,9 +95,13 @@ export class BatchKvCache {
     private tensors: ort.Tensor[],
     private length: number,
     readonly pads: readonly number[],
+    /** Positions the tensors have room for per row and head. */
+    private stride = length,
   ) {}
 
   static empty(layout: KvLayout, batchSize: number, pool = new KvBufferPool(layout.kvType)): BatchKvCache {
+    // Slots are never an empty past: a graph may reshape with a 0 in the shape, which means "keep this dimension".
+    if (layout.slots) return BatchKvCache.gather(layout, pool, [], batchSize);
     const dims = [batchSize, layout.numKvHeads, 0, layout.headDim];
     const tensors = Array.from({ length: layout.tensorCount }, () => new ort.Tensor(layout.kvType, allocate(layout.kvType, 0), dims));
     return new BatchKvCache(layout, pool, tensors, 0, new Array<number>(batchSize).fill(0));
@@ -108,8 +119,9 @@ export class BatchKvCache {
     return this.pads.length;
   }
 
+  /** Positions of the past the decoder is given: those held, or with slots, the room for them. */
   get pastLength(): number {
-    return this.length;
+    return this.stride;
   }
 
   get pastTensors(): readonly ort.Tensor[] {
@@ -121,12 +133,13 @@ export class BatchKvCache {
     return this.length - this.pads[row]!;
   }
 
-  /** Attention mask for a step of `stepLength` new tokens in every row: the padding slots are hidden. */
+  /** Attention mask for a step of `stepLength` new tokens in every row: the padding slots (and free ones) are hidden. */
   attentionMask(stepLength: number): BigInt64Array {
-    const width = this.length + stepLength;
+    const width = this.stride + stepLength;
     const mask = new BigInt64Array(this.batchSize * width).fill(1n);
     for (let row = 0; row < this.batchSize; row++) {
       mask.fill(0n, row * width, row * width + this.pads[row]!);
+      mask.fill(0n, row * width + this.length, row * width + this.stride);
     }
     return mask;
   }
@@ -136,10 +149,44 @@ export class BatchKvCache {
     if ('present' in update) {
       this.release();
       this.tensors = update.present;
+      this.stride = this.length + stepLength;
+    } else if (this.layout.slots) {
+      this.writeSlots(update.appended, stepLength);
     } else {
       this.tensors = update.appended.map((added, t) => this.append(t, added.data as KvData, stepLength));
+      this.stride = this.length + stepLength;
     }
     this.length += stepLength;
+  }
+
+  /** With slots: `added` ([batch, heads, step, dim] per tensor) written into the free slots after `length`, the buffers grown first if they are full. */
+  private writeSlots(added: readonly ort.Tensor[], stepLength: number): void {
+    const { numKvHeads: heads, headDim: dim } = this.layout;
+    if (this.length + stepLength > this.stride) this.regrow(slotCapacity(this.length + stepLength));
+    const blocks = this.batchSize * heads;
+    added.forEach((tensor, t) => {
+      const data = this.tensors[t]!.data as KvData;
+      const source = tensor.data as KvData;
+      for (let block = 0; block < blocks; block++) {
+        data.set(source.subarray(block * stepLength * dim, (block + 1) * stepLength * dim), (block * this.stride + this.length) * dim);
+      }
+    });
+  }
+
+  /** With slots: new buffers of `stride` positions per row and head, holding what the old ones did. */
+  private regrow(stride: number): void {
+    const { numKvHeads: heads, headDim: dim, kvType } = this.layout;
+    const blocks = this.batchSize * heads;
+    this.tensors = this.tensors.map((tensor, t) => {
+      const old = tensor.data as KvData;
+      const buffer = this.pool.take(blocks * stride * dim);
+      const data = buffer.subarray(0, blocks * stride * dim);
+      for (let block = 0; block < blocks; block++) data.set(old.subarray(block * this.stride * dim, (block * this.stride + this.length) * dim), block * stride * dim);
+      this.pool.give(this.owned[t]);
+      this.owned[t] = buffer;
+      return new ort.Tensor(kvType, data, [this.batchSize, heads, stride, dim]);
+    });
+    this.stride = stride;
   }
 
   /**
@@ -178,7 +225,7 @@ export class BatchKvCache {
     for (let t = 0; t < tensorCount; t++) {
       const source = this.tensors[t]!.data as KvData;
       for (let head = 0; head < heads; head++) {
-        const at = ((row * heads + head) * this.length + start) * dim;
+        const at = ((row * heads + head) * this.stride + start) * dim;
         out.set(source.subarray(at, at + count * dim), (t * heads + head) * count * dim);
       }
     }
@@ -192,23 +239,24 @@ export class BatchKvCache {
   static fromBlocks(layout: KvLayout, pool: KvBufferPool, rows: readonly (readonly KvData[])[], blockLength: number): BatchKvCache {
     const { numKvHeads: heads, headDim: dim, tensorCount, kvType } = layout;
     const length = (rows[0]?.length ?? 0) * blockLength;
+    const stride = layout.slots ? slotCapacity(length) : length;
     const owned: KvData[] = [];
     const tensors = Array.from({ length: tensorCount }, (_, t) => {
-      const size = rows.length * heads * length * dim;
-      const buffer = pool.take(size, rows.length * heads * headroom(length) * dim);
+      const size = rows.length * heads * stride * dim;
+      const buffer = pool.take(size, layout.slots ? size : rows.length * heads * headroom(stride) * dim);
       owned.push(buffer);
       const data = buffer.subarray(0, size);
       rows.forEach((blocks, row) => {
         blocks.forEach((block, b) => {
           for (let head = 0; head < heads; head++) {
             const from = (t * heads + head) * blockLength * dim;
-            data.set(block.subarray(from, from + blockLength * dim), ((row * heads + head) * length + b * blockLength) * dim);
+            data.set(block.subarray(from, from + blockLength * dim), ((row * heads + head) * stride + b * blockLength) * dim);
           }
         });
       });
-      return new ort.Tensor(kvType, data, [rows.length, heads, length, dim]);
+      return new ort.Tensor(kvType, data, [rows.length, heads, stride, dim]);
     });
-    const cache = new BatchKvCache(layout, pool, tensors, length, new Array<number>(rows.length).fill(0));
+    const cache = new BatchKvCache(layout, pool, tensors, length, new Array<number>(rows.length).fill(0), stride);
     cache.owned = owned;
     return cache;
   }
@@ -226,31 +274,37 @@ export class BatchKvCache {
     ]);
   }
 
-  private static gather(layout: KvLayout, pool: KvBufferPool, rows: { cache: BatchKvCache; row: number }[]): BatchKvCache {
+  /** `rows` of their caches, in that order, then `emptyRows` rows holding nothing. */
+  private static gather(layout: KvLayout, pool: KvBufferPool, rows: { cache: BatchKvCache; row: number }[], emptyRows = 0): BatchKvCache {
     const length = Math.max(0, ...rows.map(({ cache, row }) => cache.realLength(row)));
+    const batchSize = rows.length + emptyRows;
+    const stride = layout.slots ? slotCapacity(length) : length;
     const { numKvHeads: heads, headDim: dim } = layout;
     const owned: KvData[] = [];
     const tensors = Array.from({ length: layout.tensorCount }, (_, t) => {
-      const size = rows.length * heads * length * dim;
-      const buffer = pool.take(size, rows.length * heads * headroom(length) * dim);
+      const size = batchSize * heads * stride * dim;
+      const buffer = pool.take(size, layout.slots ? size : batchSize * heads * headroom(stride) * dim);
       owned.push(buffer);
       const data = buffer.subarray(0, size);
       rows.forEach(({ cache, row }, target) => {
         const source = cache.tensors[t]!.data as KvData;
         const real = cache.realLength(row);
         for (let head = 0; head < heads; head++) {
-          const from = ((row * heads + head) * cache.length + cache.length - real) * dim;
-          const to = ((target * heads + head) * length + length - real) * dim;
+          const from = ((row * heads + head) * cache.stride + cache.length - real) * dim;
+          const to = ((target * heads + head) * stride + length - real) * dim;
           // A reused buffer holds old values where the padding goes.
-          data.fill(0, (target * heads + head) * length * dim, to);
+          data.fill(0, (target * heads + head) * stride * dim, to);
           data.set(source.subarray(from, from + real * dim), to);
         }
       });
-      return new ort.Tensor(layout.kvType, data, [rows.length, heads, length, dim]);
+      return new ort.Tensor(layout.kvType, data, [batchSize, heads, stride, dim]);
     });
-    const pads = rows.map(({ cache, row }) => length - cache.realLength(row));
-    const gathered = new BatchKvCache(layout, pool, tensors, length, pads);
+    const pads = [...rows.map(({ cache, row }) => length - cache.realLength(row)), ...new Array<number>(emptyRows).fill(0)];
+    const gathered = new BatchKvCache(layout, pool, tensors, length, pads, stride);
     gathered.owned = owned;
     return gathered;
   }
 }
+
+/** Slots for a cache that must hold `length` positions: the next power of two, at least 32, so that buffers grow by doubling. */
+export const slotCapacity = (length: number) => Math.max(32, 2 ** Math.ceil(Math.log2(length + 1)));
