@@ -61,6 +61,12 @@ const OPTIONS = {
     schema: z.enum(['as-exported', 'int8', 'int4']).default('as-exported'),
     help: 'weights as the graph has them, or int8/int4: the MatMuls quantized to 8 or 4 bits as it loads (faster, smaller; outputs change a little)',
   },
+  attention: {
+    field: 'attention',
+    env: 'ORTSERVE_ATTENTION',
+    schema: z.enum(['slots', 'as-exported']).default('slots'),
+    help: "slots: each layer's attention rewritten at load to read a past the engine writes in place (no cache copy per step); as-exported: the graph's own",
+  },
   'max-batch': {
     field: 'maxBatch',
     env: 'ORTSERVE_MAX_BATCH',

@@ -135,6 +135,7 @@ async function startWorkers(config: ServerConfig, model: LoadedModel): Promise<[
     device: config.device,
     threads: config.threads,
     weights: config.weights,
+    attention: config.attention,
     maxBatch: config.maxBatch,
     maxQueue: config.maxQueue,
     maxKvTokens: config.maxKvTokens,

@@ -1,7 +1,7 @@
 import type { GrammarSpec } from '../grammar/grammar-spec.js';
 import type { GrammarVocabulary } from '../grammar/vocabulary.js';
 import type { GraphLimits } from '../model/model.js';
-import type { Device, WeightFormat } from '../model/session.js';
+import type { AttentionFormat, Device, WeightFormat } from '../model/session.js';
 
 /** Messages between the server (main thread) and the engine worker. Only token ids cross. */
 
@@ -69,6 +69,7 @@ export interface WorkerConfig {
   device: Device;
   threads: number;
   weights: WeightFormat;
+  attention: AttentionFormat;
   maxBatch: number;
   /** 0: maxBatch × the context length. */
   maxKvTokens: number;

@@ -40,11 +40,15 @@ export interface DecoderSignature {
 /** How the weights are stored: as the graph has them, or quantized to 8 or 4 bits as it loads (see weight-quantization.ts). */
 export type WeightFormat = 'as-exported' | QuantizedWeights;
 
+/** How attention reads the past: from slots the engine writes in place (see slot-attention.ts), or as the graph was exported. */
+export type AttentionFormat = 'slots' | 'as-exported';
+
 export interface SessionOptions {
   device: Device;
   /** Threads per forward pass; 0: `defaultThreads()`. */
   threads: number;
   weights?: WeightFormat;
+  attention?: AttentionFormat;
 }
 
 const PAST = /^past_key_values\.(\d+)\.(key|value)$/;
@@ -172,12 +176,14 @@ const described = (what: string, edit: (model: Uint8Array) => Uint8Array | undef
 const GRAPH_EDITS: GraphEdit[] = [
   { name: LOGITS_POSITIONS, edit: described('logits computed only at the positions read', addLogitsPositions) },
   { name: 'new_key_values', edit: described("each step's new keys and values fetched on their own", addNewKvOutputs) },
-  {
-    name: 'slot_attention',
-    unsuited: "no position_ids input, or a layer's attention is not Concat(past, new) followed by a MatMul on each",
-    edit: described('attention to a past held in slots that each step writes into, nothing of it copied (present.* removed)', addSlotAttention),
-  },
 ];
+
+/** `--attention slots`. */
+const SLOT_ATTENTION: GraphEdit = {
+  name: 'slot_attention',
+  unsuited: "no position_ids input, or a layer's attention is not Concat(past, new) followed by a MatMul on each",
+  edit: described('attention to a past held in slots that each step writes into, nothing of it copied (present.* removed)', addSlotAttention),
+};
 
 const QUANTIZED: Record<QuantizedWeights, { unsuited: string; what: (matmuls: number) => string }> = {
   int8: {
@@ -209,7 +215,7 @@ interface GraphReading {
 }
 
 /** The graph with every edit made that suits it (undefined when none does), and what it fixes. */
-function readGraph(modelPath: string, weights: WeightFormat): GraphReading {
+function readGraph(modelPath: string, weights: WeightFormat, attention: AttentionFormat): GraphReading {
   let original: Uint8Array;
   try {
     original = readFileSync(modelPath);
@@ -226,7 +232,8 @@ function readGraph(modelPath: string, weights: WeightFormat): GraphReading {
   const rewrites: string[] = [];
   let edited = original;
     // The weights are quantized last, so that the output head is quantized with logits_positions' Gather in front of it.
-  for (const { name, unsuited, edit } of [...GRAPH_EDITS, ...(weights === 'as-exported' ? [] : [quantizedWeights(weights, dirname(modelPath))])]) {
+  const edits = [...GRAPH_EDITS, ...(attention === 'slots' ? [SLOT_ATTENTION] : []), ...(weights === 'as-exported' ? [] : [quantizedWeights(weights, dirname(modelPath))])];
+  for (const { name, unsuited, edit } of edits) {
     try {
       const made = edit(edited);
       rewrites.push(made ? `${name}: ${made.what}` : `${name}: not made (${unsuited ?? 'the graph has another shape'})`);
@@ -265,7 +272,7 @@ export async function createDecoderSession(modelPath: string, options: SessionOp
   };
   try {
     // A graph the edit does not suit, or a file it cannot read, is left for the runtime to load or refuse.
-    const { edited, positions, unpaddedRows, rewrites } = readGraph(modelPath, options.weights ?? 'as-exported');
+    const { edited, positions, unpaddedRows, rewrites } = readGraph(modelPath, options.weights ?? 'as-exported', options.attention ?? 'slots');
     let session: ort.InferenceSession | undefined;
     if (edited) {
       const externalData = { session: { model_external_initializers_file_folder_path: dirname(modelPath) } };

@@ -68,7 +68,7 @@ export async function run({ modelPath, numKvHeads, headDim, prompts, steps }: { 
   let logitsMove = false;
   let previous: Float32Array | undefined;
   for (let step = 0; step < steps; step++) {
-    const outputs = [];
+    const outputs: Float32Array[][] = [];
     for (const [i, runner] of runners.entries()) {
       const cache = caches[i]!.cache!;
       const output = await runner.run({ inputIds: BigInt64Array.from(next, BigInt), stepLength: 1, cache });

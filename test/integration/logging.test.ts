@@ -55,7 +55,7 @@ describe('logging', () => {
     expect(lines.some((line) => line.req?.url === '/v1/models')).toBe(true);
     // Start-up says which graph edits were made: both suit the default model's plain export.
     const edits = lines.find((line) => line.msg === 'graph edits at load') as (LogLine & { rewrites?: string[] }) | undefined;
-    expect(edits?.rewrites).toEqual([expect.stringMatching(/^logits_positions: logits computed/), expect.stringMatching(/^new_key_values: /)]);
+    expect(edits?.rewrites).toEqual([expect.stringMatching(/^logits_positions: logits computed/), expect.stringMatching(/^new_key_values: /), expect.stringMatching(/^slot_attention: attention to a past held in slots/)]);
     expect(logs.join('\n')).not.toContain('sk-in-the-query');
   });
 });

@@ -370,6 +370,20 @@ describe('defaultThreads', () => {
   });
 });
 
+describe('createDecoderSession', () => {
+  it('keeps the graph\'s own attention with attention: as-exported', async () => {
+    const model = loadModel(TINY_LLAMA);
+    const { session, rewrites } = await createDecoderSession(model.files.modelPath, { device: 'cpu', threads: 1, attention: 'as-exported' });
+    try {
+      expect(rewrites.some((line) => line.startsWith('slot_attention'))).toBe(false);
+      expect(readDecoderSignature(session, model.config)).toMatchObject({ presentNames: ['present.0.key', 'present.0.value', 'present.1.key', 'present.1.value'] });
+      expect(readDecoderSignature(session, model.config).pastSlots).toBeUndefined();
+    } finally {
+      await session.release();
+    }
+  });
+});
+
 describe('readDecoderSignature', () => {
   it('reads the layers, cache names, position ids and cache type of the tiny-llama graph', async () => {
     const model = loadModel(TINY_LLAMA);
@@ -389,6 +403,8 @@ describe('readDecoderSignature', () => {
         pastNames: ['past_key_values.0.key', 'past_key_values.0.value', 'past_key_values.1.key', 'past_key_values.1.value'],
         presentNames: ['present.0.key', 'present.0.value', 'present.1.key', 'present.1.value'],
         newKvNames: ['new_key_values.0.key', 'new_key_values.0.value', 'new_key_values.1.key', 'new_key_values.1.value'],
+        // The slot_attention edit took present.* out.
+        pastSlots: true,
       });
     } finally {
       await session.release();
@@ -444,6 +460,14 @@ describe('readDecoderSignature', () => {
         'new_key_values.1.key',
         'new_key_values.1.value',
       ]);
+    });
+
+    it('takes a graph with new keys and values but no present.* as one whose past is held in slots', () => {
+      const newKv = Array.from({ length: 2 }, (_, i) => ['key', 'value'].map((kind) => tensor(`new_key_values.${i}.${kind}`, 'float32', ['b', 'h', 's', 'd']))).flat();
+      const inputs = [...base, ...past(2)];
+      expect(readDecoderSignature(session(inputs, [logits, ...newKv]), config)).toMatchObject({ pastSlots: true, newKvNames: newKv.map((meta) => meta.name) });
+      expect(readDecoderSignature(session(inputs, [logits, ...present(2), ...newKv]), config).pastSlots).toBeUndefined();
+      expect(() => readDecoderSignature(session(inputs, [logits, ...newKv.slice(1)]), config)).toThrow(/output present.0.key is missing/);
     });
 
     it('detects a float16 cache and a merged decoder', () => {

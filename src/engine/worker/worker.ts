@@ -15,7 +15,7 @@ const config = workerInput<WorkerConfig>();
 const send = (message: FromWorker) => port.postMessage(message);
 
 try {
-  const { session, limits, rewrites } = await createDecoderSession(config.modelPath, { device: config.device, threads: config.threads, weights: config.weights });
+  const { session, limits, rewrites } = await createDecoderSession(config.modelPath, { device: config.device, threads: config.threads, weights: config.weights, attention: config.attention });
   const signature = readDecoderSignature(session, config);
   const runner = new DecoderRunner(session, signature);
   // Positions past the graph's position table cannot run, whatever config.json says.
