@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { DecoderRunner } from '../../src/engine/worker/decoder.js';
-import { BatchKvCache, KvBufferPool, type KvLayout } from '../../src/engine/worker/kv-cache.js';
+import { KvBufferPool, type KvCache, type KvLayout } from '../../src/engine/worker/kv-cache.js';
+import { kvCaches } from '../../src/engine/worker/slot-kv-cache.js';
 import { addNewKvOutputs } from '../../src/model/new-kv-outputs.js';
 import { readDecoderSignature } from '../../src/model/session.js';
 import { addSlotAttention } from '../../src/model/slot-attention.js';
@@ -42,7 +43,7 @@ export async function run({ modelPath, numKvHeads, headDim, prompts, steps }: { 
     const { signature } = runner;
     const layout: KvLayout = { tensorCount: signature.pastNames.length, numKvHeads: signature.numKvHeads, headDim: signature.headDim, kvType: signature.kvType, slots: signature.pastSlots ?? false };
     const pool = new KvBufferPool(layout.kvType);
-    return { layout, pool, cache: undefined as BatchKvCache | undefined };
+    return { caches: kvCaches(layout, pool), cache: undefined as KvCache | undefined };
   });
   let next: number[] = [];
   // Each prompt alone, then its row joins the batch.
@@ -50,16 +51,14 @@ export async function run({ modelPath, numKvHeads, headDim, prompts, steps }: { 
     const lasts: Float32Array[] = [];
     for (const [i, runner] of runners.entries()) {
       const state = caches[i]!;
-      const alone = BatchKvCache.empty(state.layout, 1, state.pool);
+      const alone = state.caches.empty(1);
       const output = await runner.run({ inputIds: BigInt64Array.from(prompt, BigInt), stepLength: prompt.length, cache: alone });
       alone.advance(output.kv, prompt.length);
       lasts.push(output.logits[0]!);
-      const joined = state.cache ? state.cache.concat(alone) : alone;
       if (state.cache) {
-        state.cache.release();
+        state.cache = state.cache.join(alone, [0]);
         alone.release();
-      }
-      state.cache = joined;
+      } else state.cache = alone;
     }
     next.push(argmax(lasts[0]!));
   }

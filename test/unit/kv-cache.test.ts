@@ -1,6 +1,7 @@
 import * as ort from 'onnxruntime-node';
 import { float16ToNumber } from '../../src/engine/worker/float16.js';
-import { BatchKvCache, KvBufferPool, type KvLayout } from '../../src/engine/worker/kv-cache.js';
+import { BatchKvCache, KvBufferPool, type KvCache, type KvLayout } from '../../src/engine/worker/kv-cache.js';
+import { SlotKvCache } from '../../src/engine/worker/slot-kv-cache.js';
 
 const HEADS = 2;
 const DIM = 3;
@@ -37,7 +38,7 @@ function filled(tag: number, batch: number, length: number, pool?: KvBufferPool)
 }
 
 /** Element [row, head, pos, d] of cache tensor `t`. */
-function at(cache: BatchKvCache, t: number, row: number, head: number, pos: number, d: number): number {
+function at(cache: Pick<KvCache, "pastTensors">, t: number, row: number, head: number, pos: number, d: number): number {
   const tensor = cache.pastTensors[t]!;
   const [, heads, length, dim] = tensor.dims as number[];
   return (tensor.data as Float32Array)[((row * heads! + head) * length! + pos) * dim! + d]!;
@@ -380,7 +381,7 @@ describe('float16ToNumber', () => {
   });
 });
 
-describe('BatchKvCache with slots', () => {
+describe('SlotKvCache', () => {
   const slotLayout: KvLayout = { ...layout, slots: true };
   /** The step's new keys and values of every row, values from `code` at positions `from`…. */
   const appended = (tag: number, batch: number, from: number, length: number) =>
@@ -390,22 +391,23 @@ describe('BatchKvCache with slots', () => {
       for (let block = 0; block < batch * HEADS; block++) out.set(data.subarray((block * (from + length) + from) * DIM, (block * (from + length) + from + length) * DIM), block * length * DIM);
       return new ort.Tensor('float32', out, [batch, HEADS, length, DIM]);
     });
+  const empty = (batch: number) => SlotKvCache.empty(slotLayout, batch, new KvBufferPool('float32'));
 
   it('starts with 32 free slots, writes each step into the next ones and copies nothing while they last', () => {
-    const cache = BatchKvCache.empty(slotLayout, 2);
+    const cache = empty(2);
     expect(cache.pastLength).toBe(32);
     cache.advance({ appended: appended(1, 2, 0, 3) }, 3);
-    const buffer = cache.pastTensors[0]!.data;
+    const buffer = (cache.pastTensors[0]!.data as Float32Array).buffer;
     cache.advance({ appended: appended(1, 2, 3, 1) }, 1);
-    expect(cache.pastTensors[0]!.data).toBe(buffer);
+    expect((cache.pastTensors[0]!.data as Float32Array).buffer).toBe(buffer);
     expect(cache.pastLength).toBe(32);
-    expectRow(cache, 1, (t, head, pos, d) => (pos < 4 ? code(1, t, 1, head, pos, d) : null));
+    for (const pos of [0, 3]) expect(at(cache, 1, 1, 1, pos, 2)).toBe(code(1, 1, 1, 1, pos, 2));
     // Held positions shown, free slots hidden, then the step's own.
     expect(maskRows(cache.attentionMask(1), 2)[0]).toEqual([...new Array(4).fill(1), ...new Array(28).fill(0), 1]);
   });
 
   it('doubles its slots when a step would not fit, keeping what they held', () => {
-    const cache = BatchKvCache.empty(slotLayout, 1);
+    const cache = empty(1);
     cache.advance({ appended: appended(2, 1, 0, 30) }, 30);
     cache.advance({ appended: appended(2, 1, 30, 4) }, 4);
     expect(cache.pastLength).toBe(64);
@@ -413,14 +415,23 @@ describe('BatchKvCache with slots', () => {
     for (const pos of [0, 29, 30, 33]) expect(at(cache, 1, 0, 1, pos, 2)).toBe(code(2, 1, 0, 1, pos, 2));
   });
 
-  it('joins rows padded on the left, with free slots after them', () => {
-    const long = BatchKvCache.empty(slotLayout, 1);
+  it('takes a joining row as it is, from slot 0, each row with its own length; rows that leave are closed up', () => {
+    const long = empty(1);
     long.advance({ appended: appended(3, 1, 0, 5) }, 5);
-    const short = BatchKvCache.empty(slotLayout, 1);
-    short.advance({ appended: appended(4, 1, 0, 2) }, 2);
-    const joined = long.concat(short);
-    expect([joined.realLength(0), joined.realLength(1), joined.pastLength]).toEqual([5, 2, 32]);
-    expect(maskRows(joined.attentionMask(1), 2)[1]!.slice(0, 6)).toEqual([0, 0, 0, 1, 1, 0]);
-    expect(at(joined, 0, 1, 0, 3, 0)).toBe(code(4, 0, 0, 0, 0, 0));
+    const short = empty(2);
+    short.advance({ appended: appended(4, 2, 0, 2) }, 2);
+    const joined = long.join(short, [1]);
+    expect(joined).toBe(long);
+    expect([joined.batchSize, joined.realLength(0), joined.realLength(1), joined.pastLength]).toEqual([2, 5, 2, 32]);
+    expect(maskRows(joined.attentionMask(1), 2)[1]!.slice(0, 6)).toEqual([1, 1, 0, 0, 0, 0]);
+    expect(at(joined, 0, 1, 1, 1, 0)).toBe(code(4, 0, 1, 1, 1, 0));
+    // The next step lands after each row's own positions.
+    joined.advance({ appended: appended(5, 2, 0, 1) }, 1);
+    expect([joined.realLength(0), joined.realLength(1)]).toEqual([6, 3]);
+    expect(at(joined, 0, 1, 0, 2, 1)).toBe(code(5, 0, 1, 0, 0, 1));
+    expect(at(joined, 0, 0, 0, 5, 1)).toBe(code(5, 0, 0, 0, 0, 1));
+    const kept = joined.retain([1]);
+    expect([kept.batchSize, kept.realLength(0)]).toEqual([1, 3]);
+    expect(at(kept, 0, 0, 1, 1, 0)).toBe(code(4, 0, 1, 1, 1, 0));
   });
 });

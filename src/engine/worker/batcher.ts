@@ -1,4 +1,5 @@
-import { BatchKvCache, KvBufferPool, type KvLayout } from './kv-cache.js';
+import { KvBufferPool, type KvCache, type KvLayout } from './kv-cache.js';
+import { kvCaches } from './slot-kv-cache.js';
 import type { DecoderRunner } from './decoder.js';
 import { tokenLogprob } from './logits.js';
 import type { Choice, EngineStats, PromptRequest, SequenceRequest, TokenLogprob, TokenUpdate } from '../protocol.js';
@@ -73,7 +74,7 @@ class PromptEntry {
  */
 interface Cohort {
   rows: PromptEntry[];
-  cache: BatchKvCache;
+  cache: KvCache;
   done: number;
 }
 
@@ -94,7 +95,7 @@ export class ContinuousBatcher {
   private readonly waiting: PromptEntry[] = [];
   /** Running sequences, in the order of the cache's rows. */
   private active: Sequence[] = [];
-  private cache: BatchKvCache | undefined;
+  private cache: KvCache | undefined;
   /** Prompts being prefilled, oldest first; each step runs a chunk of the first cohort. */
   private cohorts: Cohort[] = [];
   private running = false;
@@ -103,6 +104,7 @@ export class ContinuousBatcher {
   private idle: Promise<void> | undefined;
   private readonly layout: KvLayout;
   private readonly pool: KvBufferPool;
+  private readonly caches: ReturnType<typeof kvCaches>;
   private readonly prefixCache: PrefixCache;
   private scratch = new Float64Array(0);
   /** For each request with sequences waiting: when it last had a turn at a batch slot (see nextWaiting). */
@@ -125,6 +127,7 @@ export class ContinuousBatcher {
     // Free buffers are kept up to the size of the whole cache budget once.
     const elementsPerToken = this.layout.tensorCount * this.layout.numKvHeads * this.layout.headDim;
     this.pool = new KvBufferPool(signature.kvType, options.maxKvTokens * elementsPerToken);
+    this.caches = kvCaches(this.layout, this.pool);
     // A graph that prefills whole prompts in one pass does not compute chunks alone.
     this.prefixCache = new PrefixCache(this.layout, options.prefillChunk, options.unpaddedRows ? 0 : (options.prefixCacheTokens ?? 0));
   }
@@ -282,8 +285,8 @@ export class ContinuousBatcher {
     for (const [blocks, entries] of groups) {
       const cache =
         blocks === 0
-          ? BatchKvCache.empty(this.layout, entries.length, this.pool)
-          : BatchKvCache.fromBlocks(this.layout, this.pool, entries.map((entry) => entry.prefix.map((block) => block.data)), this.prefixCache.chunk);
+          ? this.caches.empty(entries.length)
+          : this.caches.fromBlocks(entries.map((entry) => entry.prefix.map((block) => block.data)), this.prefixCache.chunk);
       this.cohorts.push({ rows: entries, cache, done: blocks * this.prefixCache.chunk });
     }
   }
@@ -381,8 +384,7 @@ export class ContinuousBatcher {
     if (joining.length > 0) {
       const previous = this.cache;
       const wholeCache = joiningRows.length === cohort.rows.length && joiningRows.every((row, index) => row === index);
-      this.cache = previous ? previous.concat(cohort.cache, joiningRows) : wholeCache ? cohort.cache : cohort.cache.select(joiningRows);
-      previous?.release();
+      this.cache = previous ? previous.join(cohort.cache, joiningRows) : wholeCache ? cohort.cache : cohort.cache.select(joiningRows);
       this.active.push(...joining);
     }
     if (incomplete.length > 0) keepRows(cohort, incomplete);
@@ -438,9 +440,11 @@ export class ContinuousBatcher {
     const [keep] = partitionRows(this.active, (seq) => !seq.finished && !seq.cancelled);
     if (keep.length === this.active.length) return;
     this.active = keep.map((row) => this.active[row]!);
-    const previous = this.cache!;
-    this.cache = keep.length > 0 ? previous.select(keep) : undefined;
-    previous.release();
+    if (keep.length > 0) this.cache = this.cache!.retain(keep);
+    else {
+      this.cache!.release();
+      this.cache = undefined;
+    }
   }
 }
 
@@ -454,8 +458,6 @@ function partitionRows<Row>(rows: readonly Row[], test: (row: Row) => boolean): 
 
 /** Narrows a cohort to `rows`, in that order, cache included. */
 function keepRows(cohort: Cohort, rows: readonly number[]): void {
-  const previous = cohort.cache;
   cohort.rows = rows.map((row) => cohort.rows[row]!);
-  cohort.cache = previous.select(rows);
-  previous.release();
+  cohort.cache = cohort.cache.retain(rows);
 }

@@ -1,14 +1,14 @@
 import * as ort from 'onnxruntime-node';
 import { LOGITS_POSITIONS } from '../../model/logits-positions.js';
 import type { DecoderSignature } from '../../model/session.js';
-import type { BatchKvCache, KvUpdate } from './kv-cache.js';
+import type { KvCache, KvUpdate } from './kv-cache.js';
 import { float16ToNumber } from './float16.js';
 
 export interface DecoderStep {
   /** [batch, stepLength] token ids, row-major. */
   inputIds: BigInt64Array;
   stepLength: number;
-  cache: BatchKvCache;
+  cache: KvCache;
   /** Logits of every position are wanted, not only of the last (for prompt log-probabilities). */
   allPositions?: boolean;
 }

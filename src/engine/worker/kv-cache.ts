@@ -7,7 +7,7 @@ export interface KvLayout {
   numKvHeads: number;
   headDim: number;
   kvType: KvDataType;
-  /** The graph takes its past in slots, with room to spare, and returns only the new positions (see slot-attention.ts). */
+  /** The graph takes its past in slots, with room to spare, and returns only the new positions (see slot-attention.ts and slot-kv-cache.ts). */
   slots?: boolean;
 }
 
@@ -18,6 +18,33 @@ export type KvData = Float32Array | Uint16Array;
  * the keys and values of the step's own positions ([batch, heads, step, dim] each).
  */
 export type KvUpdate = { present: ort.Tensor[] } | { appended: ort.Tensor[] };
+
+/**
+ * The keys and values of the sequences a decoder step runs, one row each, as the tensors the
+ * decoder takes. BatchKvCache holds them padded to one length; SlotKvCache in slots of buffers it
+ * writes in place.
+ */
+export interface KvCache {
+  readonly batchSize: number;
+  /** Positions of the past input along its sequence axis: the attention mask is this plus the step's own wide. */
+  readonly pastLength: number;
+  readonly pastTensors: readonly ort.Tensor[];
+  /** Tokens cached for `row`. */
+  realLength(row: number): number;
+  /** Attention mask for a step of `stepLength` new tokens in every row. */
+  attentionMask(stepLength: number): BigInt64Array;
+  /** Takes in what the decoder returned for a step of `stepLength` tokens in every row. */
+  advance(update: KvUpdate, stepLength: number): void;
+  /** A new cache holding only `rows` (in that order); this one is left as it is. */
+  select(rows: readonly number[]): KvCache;
+  /** This cache narrowed to `rows` (ascending); this object must not be used after, only the one returned. */
+  retain(rows: readonly number[]): KvCache;
+  /** This cache's rows followed by `rows` of `other`; this object must not be used after, only the one returned. */
+  join(other: KvCache, rows: readonly number[]): KvCache;
+  copyPositions(row: number, from: number, count: number): KvData;
+  /** Gives the cache's buffers back to its pool; the cache must not be used after. */
+  release(): void;
+}
 
 /** Positions a buffer is made for when it must hold `length`, so that it serves many steps. */
 const headroom = (length: number) => length + Math.max(64, length >> 2);
@@ -75,15 +102,10 @@ export class KvBufferPool {
 
 /**
  * The key/value cache of every running sequence, as the tensors the decoder takes: one row per
- * sequence, all rows `length` positions long. Shorter rows are padded on the left; `pads[row]`
- * counts the padding slots, which the attention mask hides.
- *
- * For a graph that takes its past in slots (`layout.slots`, see slot-attention.ts) the tensors
- * have room for more positions than they hold (`stride` per row and head, grown by doubling): a
- * step writes its new keys and values into the next free slots and copies nothing else, and the
- * mask hides the free slots too. Otherwise the tensors hold exactly `length` positions.
+ * sequence, all rows `pastLength` long. Shorter rows are padded on the left; `pads[row]` counts
+ * the padding slots, which the attention mask hides.
  */
-export class BatchKvCache {
+export class BatchKvCache implements KvCache {
   /** Buffers of this cache's own that the current tensors' data are views of (by tensor; none where the decoder's output is used). */
   private owned: (KvData | undefined)[] = [];
   /** Buffers of the step before, which the next append writes into. */
@@ -95,13 +117,9 @@ export class BatchKvCache {
     private tensors: ort.Tensor[],
     private length: number,
     readonly pads: readonly number[],
-    /** Positions the tensors have room for per row and head. */
-    private stride = length,
   ) {}
 
   static empty(layout: KvLayout, batchSize: number, pool = new KvBufferPool(layout.kvType)): BatchKvCache {
-    // Slots are never an empty past: a graph may reshape with a 0 in the shape, which means "keep this dimension".
-    if (layout.slots) return BatchKvCache.gather(layout, pool, [], batchSize);
     const dims = [batchSize, layout.numKvHeads, 0, layout.headDim];
     const tensors = Array.from({ length: layout.tensorCount }, () => new ort.Tensor(layout.kvType, allocate(layout.kvType, 0), dims));
     return new BatchKvCache(layout, pool, tensors, 0, new Array<number>(batchSize).fill(0));
@@ -119,9 +137,8 @@ export class BatchKvCache {
     return this.pads.length;
   }
 
-  /** Positions of the past the decoder is given: those held, or with slots, the room for them. */
   get pastLength(): number {
-    return this.stride;
+    return this.length;
   }
 
   get pastTensors(): readonly ort.Tensor[] {
@@ -133,13 +150,12 @@ export class BatchKvCache {
     return this.length - this.pads[row]!;
   }
 
-  /** Attention mask for a step of `stepLength` new tokens in every row: the padding slots (and free ones) are hidden. */
+  /** Attention mask for a step of `stepLength` new tokens in every row: the padding slots are hidden. */
   attentionMask(stepLength: number): BigInt64Array {
-    const width = this.stride + stepLength;
+    const width = this.length + stepLength;
     const mask = new BigInt64Array(this.batchSize * width).fill(1n);
     for (let row = 0; row < this.batchSize; row++) {
       mask.fill(0n, row * width, row * width + this.pads[row]!);
-      mask.fill(0n, row * width + this.length, row * width + this.stride);
     }
     return mask;
   }
@@ -149,44 +165,10 @@ export class BatchKvCache {
     if ('present' in update) {
       this.release();
       this.tensors = update.present;
-      this.stride = this.length + stepLength;
-    } else if (this.layout.slots) {
-      this.writeSlots(update.appended, stepLength);
     } else {
       this.tensors = update.appended.map((added, t) => this.append(t, added.data as KvData, stepLength));
-      this.stride = this.length + stepLength;
     }
     this.length += stepLength;
-  }
-
-  /** With slots: `added` ([batch, heads, step, dim] per tensor) written into the free slots after `length`, the buffers grown first if they are full. */
-  private writeSlots(added: readonly ort.Tensor[], stepLength: number): void {
-    const { numKvHeads: heads, headDim: dim } = this.layout;
-    if (this.length + stepLength > this.stride) this.regrow(slotCapacity(this.length + stepLength));
-    const blocks = this.batchSize * heads;
-    added.forEach((tensor, t) => {
-      const data = this.tensors[t]!.data as KvData;
-      const source = tensor.data as KvData;
-      for (let block = 0; block < blocks; block++) {
-        data.set(source.subarray(block * stepLength * dim, (block + 1) * stepLength * dim), (block * this.stride + this.length) * dim);
-      }
-    });
-  }
-
-  /** With slots: new buffers of `stride` positions per row and head, holding what the old ones did. */
-  private regrow(stride: number): void {
-    const { numKvHeads: heads, headDim: dim, kvType } = this.layout;
-    const blocks = this.batchSize * heads;
-    this.tensors = this.tensors.map((tensor, t) => {
-      const old = tensor.data as KvData;
-      const buffer = this.pool.take(blocks * stride * dim);
-      const data = buffer.subarray(0, blocks * stride * dim);
-      for (let block = 0; block < blocks; block++) data.set(old.subarray(block * this.stride * dim, (block * this.stride + this.length) * dim), block * stride * dim);
-      this.pool.give(this.owned[t]);
-      this.owned[t] = buffer;
-      return new ort.Tensor(kvType, data, [this.batchSize, heads, stride, dim]);
-    });
-    this.stride = stride;
   }
 
   /**
@@ -225,7 +207,7 @@ export class BatchKvCache {
     for (let t = 0; t < tensorCount; t++) {
       const source = this.tensors[t]!.data as KvData;
       for (let head = 0; head < heads; head++) {
-        const at = ((row * heads + head) * this.stride + start) * dim;
+        const at = ((row * heads + head) * this.length + start) * dim;
         out.set(source.subarray(at, at + count * dim), (t * heads + head) * count * dim);
       }
     }
@@ -239,26 +221,37 @@ export class BatchKvCache {
   static fromBlocks(layout: KvLayout, pool: KvBufferPool, rows: readonly (readonly KvData[])[], blockLength: number): BatchKvCache {
     const { numKvHeads: heads, headDim: dim, tensorCount, kvType } = layout;
     const length = (rows[0]?.length ?? 0) * blockLength;
-    const stride = layout.slots ? slotCapacity(length) : length;
     const owned: KvData[] = [];
     const tensors = Array.from({ length: tensorCount }, (_, t) => {
-      const size = rows.length * heads * stride * dim;
-      const buffer = pool.take(size, layout.slots ? size : rows.length * heads * headroom(stride) * dim);
+      const size = rows.length * heads * length * dim;
+      const buffer = pool.take(size, rows.length * heads * headroom(length) * dim);
       owned.push(buffer);
       const data = buffer.subarray(0, size);
       rows.forEach((blocks, row) => {
         blocks.forEach((block, b) => {
           for (let head = 0; head < heads; head++) {
             const from = (t * heads + head) * blockLength * dim;
-            data.set(block.subarray(from, from + blockLength * dim), ((row * heads + head) * stride + b * blockLength) * dim);
+            data.set(block.subarray(from, from + blockLength * dim), ((row * heads + head) * length + b * blockLength) * dim);
           }
         });
       });
-      return new ort.Tensor(kvType, data, [rows.length, heads, stride, dim]);
+      return new ort.Tensor(kvType, data, [rows.length, heads, length, dim]);
     });
-    const cache = new BatchKvCache(layout, pool, tensors, length, new Array<number>(rows.length).fill(0), stride);
+    const cache = new BatchKvCache(layout, pool, tensors, length, new Array<number>(rows.length).fill(0));
     cache.owned = owned;
     return cache;
+  }
+
+  retain(rows: readonly number[]): BatchKvCache {
+    const kept = this.select(rows);
+    this.release();
+    return kept;
+  }
+
+  join(other: KvCache, rows: readonly number[]): BatchKvCache {
+    const joined = this.concat(other as BatchKvCache, rows);
+    this.release();
+    return joined;
   }
 
   /** A cache holding only `rows` (in that order), with padding trimmed to the longest of them. */
@@ -274,37 +267,31 @@ export class BatchKvCache {
     ]);
   }
 
-  /** `rows` of their caches, in that order, then `emptyRows` rows holding nothing. */
-  private static gather(layout: KvLayout, pool: KvBufferPool, rows: { cache: BatchKvCache; row: number }[], emptyRows = 0): BatchKvCache {
+  private static gather(layout: KvLayout, pool: KvBufferPool, rows: { cache: BatchKvCache; row: number }[]): BatchKvCache {
     const length = Math.max(0, ...rows.map(({ cache, row }) => cache.realLength(row)));
-    const batchSize = rows.length + emptyRows;
-    const stride = layout.slots ? slotCapacity(length) : length;
     const { numKvHeads: heads, headDim: dim } = layout;
     const owned: KvData[] = [];
     const tensors = Array.from({ length: layout.tensorCount }, (_, t) => {
-      const size = batchSize * heads * stride * dim;
-      const buffer = pool.take(size, layout.slots ? size : batchSize * heads * headroom(stride) * dim);
+      const size = rows.length * heads * length * dim;
+      const buffer = pool.take(size, rows.length * heads * headroom(length) * dim);
       owned.push(buffer);
       const data = buffer.subarray(0, size);
       rows.forEach(({ cache, row }, target) => {
         const source = cache.tensors[t]!.data as KvData;
         const real = cache.realLength(row);
         for (let head = 0; head < heads; head++) {
-          const from = ((row * heads + head) * cache.stride + cache.length - real) * dim;
-          const to = ((target * heads + head) * stride + length - real) * dim;
+          const from = ((row * heads + head) * cache.length + cache.length - real) * dim;
+          const to = ((target * heads + head) * length + length - real) * dim;
           // A reused buffer holds old values where the padding goes.
-          data.fill(0, (target * heads + head) * stride * dim, to);
+          data.fill(0, (target * heads + head) * length * dim, to);
           data.set(source.subarray(from, from + real * dim), to);
         }
       });
-      return new ort.Tensor(layout.kvType, data, [batchSize, heads, stride, dim]);
+      return new ort.Tensor(layout.kvType, data, [rows.length, heads, length, dim]);
     });
-    const pads = [...rows.map(({ cache, row }) => length - cache.realLength(row)), ...new Array<number>(emptyRows).fill(0)];
-    const gathered = new BatchKvCache(layout, pool, tensors, length, pads, stride);
+    const pads = rows.map(({ cache, row }) => length - cache.realLength(row));
+    const gathered = new BatchKvCache(layout, pool, tensors, length, pads);
     gathered.owned = owned;
     return gathered;
   }
 }
-
-/** Slots for a cache that must hold `length` positions: the next power of two, at least 32, so that buffers grow by doubling. */
-export const slotCapacity = (length: number) => Math.max(32, 2 ** Math.ceil(Math.log2(length + 1)));
