@@ -1,6 +1,6 @@
 /**
  * Time to first token of each turn of a 16-turn chat, with the prefix cache (the default) and
- * without it (`--prefix-cache-tokens 0`), one server after the other, greedy, 16 tokens per reply.
+ * without it (`--prefix-cache-tokens 0`), one server after the other, greedy, 8 tokens per reply.
  * Each turn sends the whole conversation so far; with the cache, its earlier turns' chunks are
  * reused. Prints, for turn 16, the medians over the rounds and their ratio, and checks that both
  * servers gave every turn the same reply.
@@ -31,8 +31,9 @@ async function chatTurn(server: RunningServer, messages: { role: string; content
   const response = await fetch(`${server.url}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: server.model.id, messages, max_tokens: 16, temperature: 0, stream: true, stream_options: { include_usage: true } }),
+    body: JSON.stringify({ model: server.model.id, messages, max_tokens: 8, temperature: 0, stream: true, stream_options: { include_usage: true } }),
   });
+  if (!response.ok) throw new Error(`turn of ${messages.length} messages: ${response.status} ${await response.text()}`);
   const decoder = new TextDecoder();
   let buffer = '';
   let ttftMs = 0;
