@@ -35,6 +35,7 @@ import {
   GRAPH_INITIALIZER,
   GRAPH_INPUT,
   GRAPH_NODE,
+  graphNode,
   GRAPH_OUTPUT,
   intsAttribute,
   initializer,
@@ -95,18 +96,8 @@ function int64Tensor(values: readonly bigint[], dims: readonly number[]): Uint8A
 const tensorAttribute = (name: string, tensor: Uint8Array) =>
   lengthField(NODE_ATTRIBUTE, concat([stringField(ATTRIBUTE_NAME, name), lengthField(ATTRIBUTE_T, tensor), varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_TENSOR)]));
 
-function node(opType: string, inputs: readonly string[], outputs: readonly string[], attributes: readonly Uint8Array[] = []): Uint8Array {
-  return lengthField(
-    GRAPH_NODE,
-    concat([
-      ...inputs.map((input) => stringField(NODE_INPUT, input)),
-      ...outputs.map((output) => stringField(NODE_OUTPUT, output)),
-      stringField(NODE_NAME, `/variant/${opType}/${outputs[0]}`),
-      stringField(NODE_OP_TYPE, opType),
-      ...attributes,
-    ]),
-  );
-}
+const node = (opType: string, inputs: readonly string[], outputs: readonly string[], attributes: readonly Uint8Array[] = []) =>
+  graphNode(opType, inputs, outputs, { name: `/variant/${opType}/${outputs[0]}`, attributes });
 
 const constant = (output: string, values: readonly bigint[], dims: readonly number[]) => node('Constant', [], [output], [tensorAttribute('value', int64Tensor(values, dims))]);
 

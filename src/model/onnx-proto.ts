@@ -146,6 +146,26 @@ export const intsAttribute = (name: string, values: readonly number[]) =>
     concat([stringField(ATTRIBUTE_NAME, name), ...values.map((value) => varintField(ATTRIBUTE_INTS, value)), varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_INTS)]),
   );
 
+/** A node, as a GraphProto field; named after its op and first output unless `name` is given. */
+export function graphNode(
+  opType: string,
+  inputs: readonly string[],
+  outputs: readonly string[],
+  { name = `/${opType}/${outputs[0]}`, attributes = [], domain = '' }: { name?: string; attributes?: readonly Uint8Array[]; domain?: string } = {},
+): Uint8Array {
+  return lengthField(
+    GRAPH_NODE,
+    concat([
+      ...inputs.map((input) => stringField(NODE_INPUT, input)),
+      ...outputs.map((output) => stringField(NODE_OUTPUT, output)),
+      stringField(NODE_NAME, name),
+      stringField(NODE_OP_TYPE, opType),
+      ...(domain ? [stringField(NODE_DOMAIN, domain)] : []),
+      ...attributes,
+    ]),
+  );
+}
+
 /** A graph input or output (`field`: GRAPH_INPUT or GRAPH_OUTPUT) of a tensor with no shape given. */
 export const tensorValueInfo = (field: number, name: string, elemType: number) =>
   lengthField(field, concat([stringField(VALUE_INFO_NAME, name), lengthField(VALUE_INFO_TYPE, lengthField(TYPE_TENSOR, varintField(TENSOR_TYPE_ELEM, elemType)))]));

@@ -27,6 +27,7 @@ import {
   GRAPH_INITIALIZER,
   GRAPH_INPUT,
   GRAPH_NODE,
+  graphNode,
   GRAPH_OUTPUT,
   editGraph,
   initializer,
@@ -34,7 +35,6 @@ import {
   lengthField,
   NODE_INPUT,
   NODE_NAME,
-  NODE_OP_TYPE,
   NODE_OUTPUT,
   parseFields,
   readNode,
@@ -216,15 +216,5 @@ function cloneChain(path: KvPath, source: string, tag: string): { nodes: Uint8Ar
   return { nodes: nodes.map((bytes) => lengthField(GRAPH_NODE, bytes)), result: rename(path.result) };
 }
 
-function node(opType: string, inputs: readonly string[], outputs: readonly string[], extra: Uint8Array[] = []): Uint8Array {
-  return lengthField(
-    GRAPH_NODE,
-    concat([
-      ...inputs.map((input) => stringField(NODE_INPUT, input)),
-      ...outputs.map((output) => stringField(NODE_OUTPUT, output)),
-      stringField(NODE_NAME, `/slot_attention/${outputs[0]}/${opType}`),
-      stringField(NODE_OP_TYPE, opType),
-      ...extra,
-    ]),
-  );
-}
+const node = (opType: string, inputs: readonly string[], outputs: readonly string[], attributes: Uint8Array[] = []) =>
+  graphNode(opType, inputs, outputs, { name: `/slot_attention/${outputs[0]}/${opType}`, attributes });

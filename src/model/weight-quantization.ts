@@ -28,19 +28,13 @@ import {
   GRAPH_INITIALIZER,
   ELEM_INT64,
   GRAPH_NODE,
+  graphNode,
   initializer,
   intAttribute,
   intsAttribute,
-  lengthField,
-  NODE_DOMAIN,
-  NODE_INPUT,
-  NODE_NAME,
-  NODE_OP_TYPE,
-  NODE_OUTPUT,
   opsetVersion,
   parseFields,
   readNode,
-  stringField,
   TENSOR_DATA_LOCATION,
   TENSOR_DATA_TYPE,
   TENSOR_DIMS,
@@ -118,19 +112,8 @@ function floatWeight(payload: Uint8Array, readExternal?: ExternalDataReader): Fl
 export type QuantizedWeights = 'int4' | 'int8';
 
 /** A node of the edited graph, as a GraphProto field. */
-function node(opType: string, inputs: readonly string[], outputs: readonly string[], name: string, extra: Uint8Array[] = [], domain = ''): Uint8Array {
-  return lengthField(
-    GRAPH_NODE,
-    concat([
-      ...inputs.map((input) => stringField(NODE_INPUT, input)),
-      ...outputs.map((output) => stringField(NODE_OUTPUT, output)),
-      stringField(NODE_NAME, name),
-      stringField(NODE_OP_TYPE, opType),
-      ...(domain ? [stringField(NODE_DOMAIN, domain)] : []),
-      ...extra,
-    ]),
-  );
-}
+const node = (opType: string, inputs: readonly string[], outputs: readonly string[], name: string, attributes: Uint8Array[] = [], domain = '') =>
+  graphNode(opType, inputs, outputs, { name, attributes, domain });
 
 /**
  * A [K, N] weight (row-major) as DynamicQuantizeMatMul takes it here: uint8 [K + 2, N] (two zero
