@@ -1,5 +1,7 @@
-/** Types and helpers shared by bench/run.ts, bench/soak.ts and the transformers.js child process. */
+/** Types and helpers shared by bench/run.ts, bench/soak.ts and the transformers.js and llama.cpp child processes. */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -52,6 +54,54 @@ export interface TransformersChildResult {
   inputsFrom?: string;
   externalData?: string;
   results: TransformersBatchResult[];
+}
+
+/** What bench/run.ts hands the llama.cpp child (as JSON in argv[2]). */
+export interface LlamaCppJob {
+  /** node-llama-cpp's entry module, installed under bench/.llama-cpp/. */
+  module: string;
+  /** The GGUF file (bench/gguf.ts). */
+  modelPath: string;
+  /** Prompt ids (each PROMPT_TOKENS long), fed as ids: llama.cpp's tokenizer is not used. */
+  prompts: number[][];
+  batches: number[];
+  newTokens: number;
+  /** The context's threads (exact: the Llama instance is made with maxThreads 0). */
+  threads: number;
+  flashAttention: boolean;
+}
+
+export interface LlamaCppBatchResult {
+  batch: number;
+  /** One decode of batch × PROMPT_TOKENS tokens, to the first new token of every sequence. */
+  prefillMs: number;
+  /** Mean of the newTokens − 1 decode steps (one decode of one token per sequence each). */
+  stepMs: number;
+  stepP50Ms: number;
+  decodeMs: number;
+  decodeTokensPerSecond: number;
+  /** (batch × newTokens) / (prefill + decode). */
+  endToEndTokensPerSecond: number;
+  /**
+   * Cores kept busy by other processes during prefill and decode: the machine's busy time
+   * (/proc/stat) less this process's own CPU time, over the wall time; undefined without /proc/stat.
+   */
+  otherBusyCores?: number;
+  /** Greedy tokens of each sequence. */
+  tokens: number[][];
+}
+
+export interface LlamaCppChildResult {
+  ok: boolean;
+  error?: string;
+  loadMs?: number;
+  /** llama.cpp's release that node-llama-cpp's binary was built from. */
+  llamaCpp?: string;
+  /** Whether the context was made with flash attention, as node-llama-cpp reports it. */
+  flashAttention?: boolean;
+  threads?: number;
+  systemInfo?: string;
+  results: LlamaCppBatchResult[];
 }
 
 /** The line prefix of the child's one result line on stdout. */
@@ -109,6 +159,39 @@ export const STORY = [
   'Her mom took a picture and put it on the wall in the kitchen.',
   'Lily looked at the picture every day and remembered how much fun they had.',
 ];
+
+// ---------- the machine's load ----------
+
+export interface CpuTimes {
+  /** Clock ticks of all CPUs doing work (not idle, not waiting for I/O). */
+  busy: number;
+  total: number;
+}
+
+/** The first line of /proc/stat (all CPUs); undefined where there is none. */
+export function cpuTimes(): CpuTimes | undefined {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+    const total = fields.reduce((a, b) => a + b, 0);
+    return { busy: total - fields[3]! - fields[4]!, total };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Cores busy on average between two /proc/stat readings. */
+export const busyCores = (from: CpuTimes, to: CpuTimes): number => (to.total > from.total ? ((to.busy - from.busy) / (to.total - from.total)) * availableParallelism() : 0);
+
+// ---------- weights ----------
+
+/** Writes a bench model's model.onnx.data from its weights-manifest.json (bench/make-weights.mjs) when it is missing. */
+export function ensureWeights(dir: string): Promise<void> {
+  if (!existsSync(join(dir, 'weights-manifest.json'))) return Promise.resolve();
+  return new Promise((resolveDone, reject) => {
+    const child = spawn(process.execPath, [join(ROOT, 'bench/make-weights.mjs'), dir], { stdio: 'inherit' });
+    child.once('exit', (code) => (code === 0 ? resolveDone() : reject(new Error(`make-weights.mjs exited with ${code}`))));
+  });
+}
 
 // ---------- ortserve as a child process ----------
 

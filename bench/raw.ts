@@ -102,3 +102,22 @@ export async function runRaw(session: ort.InferenceSession, model: RawModel, pro
   };
 }
 
+
+/**
+ * The logits after `ids` (one sequence, prefilled at once with an empty cache): what the raw loop's
+ * model says of the next token, to judge where another runner's greedy ids part from its own.
+ */
+export async function lastLogits(session: ort.InferenceSession, model: RawModel, ids: readonly number[]): Promise<Float32Array> {
+  const length = ids.length;
+  const feeds: Record<string, ort.Tensor> = {
+    input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, length]),
+    attention_mask: new ort.Tensor('int64', new BigInt64Array(length).fill(1n), [1, length]),
+  };
+  if (session.inputNames.includes('position_ids')) feeds.position_ids = new ort.Tensor('int64', BigInt64Array.from(ids, (_, i) => BigInt(i)), [1, length]);
+  for (const name of session.inputNames.filter((n) => n.startsWith('past_key_values.'))) {
+    feeds[name] = new ort.Tensor('float32', new Float32Array(0), [1, model.numHeads, 0, model.headDim]);
+  }
+  const logits = (await session.run(feeds)).logits!;
+  const vocab = logits.dims[2]!;
+  return (logits.data as Float32Array).slice((length - 1) * vocab, length * vocab);
+}

@@ -3,9 +3,11 @@
  *  - raw: a plain greedy loop over onnxruntime-node in this process (batch 1 and 16), the bar;
  *  - ortserve: the real server as a child process, 1, 4 and 16 concurrent streaming clients;
  *  - transformers.js: `generate`, greedy, batch 1 and 16 (in a child process, see transformers-child.ts);
+ *  - llama.cpp: node-llama-cpp on the same weights converted to GGUF (gguf.ts), f32 and q8_0, batch 1
+ *    and 16, and f32 with flash attention at 16 (in a child process, see llama-cpp.ts);
  * prints one table with the ratios, and writes bench/results/<timestamp>.json and latest.json.
  *
- *   npm run bench [-- --model-set default|124m|all] [--skip-transformers] [--server-flags="--prefill-chunk 32"]
+ *   npm run bench [-- --model-set default|124m|all] [--skip-transformers] [--skip-llama-cpp] [--server-flags="--prefill-chunk 32"]
  */
 import { spawn } from 'node:child_process';
 import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -14,18 +16,22 @@ import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Tokenizer } from '@huggingface/tokenizers';
 import * as ort from 'onnxruntime-node';
-import { runRaw, type RawResult } from './raw.js';
+import { lastLogits, runRaw, type RawResult } from './raw.js';
+import { ensureGguf, GGUF_TYPES, type GgufType } from './gguf.js';
+import { BUSY_CORES, ensureNodeLlamaCpp, LLAMA_CPP_VARIANTS, NODE_LLAMA_CPP_VERSION, runLlamaCpp, waitForQuietMachine, type LlamaCppVariant, type MachineLoad } from './llama-cpp.js';
 import {
   NEW_TOKENS,
   PROMPT_TOKENS,
   RESULT_PREFIX,
   ROOT,
   STORY,
+  ensureWeights,
   medianRun,
   percentile,
   sseData,
   startServer,
   stopServer,
+  type LlamaCppBatchResult,
   type TransformersBatchResult,
   type TransformersChildResult,
   type TransformersJob,
@@ -303,16 +309,6 @@ function runTransformers(model: ModelInfo, prompts: Prompt[]): Promise<Transform
   });
 }
 
-// ---------- weights ----------
-
-function ensureWeights(dir: string): Promise<void> {
-  if (!existsSync(join(dir, 'weights-manifest.json'))) return Promise.resolve();
-  return new Promise((resolveDone, reject) => {
-    const child = spawn(process.execPath, [join(BENCH, 'make-weights.mjs'), dir], { stdio: 'inherit' });
-    child.once('exit', (code) => (code === 0 ? resolveDone() : reject(new Error(`make-weights.mjs exited with ${code}`))));
-  });
-}
-
 // ---------- one model ----------
 
 type TransformersReport =
@@ -326,6 +322,110 @@ type TransformersReport =
       batches: Summary<TransformersBatchResult>[];
     };
 
+type LlamaCppRow = Omit<LlamaCppBatchResult, 'tokens'> & { rowsWithEos: number };
+
+interface LlamaCppVariantReport {
+  key: LlamaCppVariant['key'];
+  label: string;
+  type: GgufType;
+  /** Asked for, and what node-llama-cpp says the context got. */
+  flashAttention: boolean;
+  flashAttentionUsed: boolean;
+  threads: number;
+  loadMs: number;
+  batches: Summary<LlamaCppRow>[];
+}
+
+/** How many greedy ids of a llama.cpp run equal the raw loop's, position by position. */
+interface IdAgreement {
+  variant: LlamaCppVariant['key'];
+  batch: number;
+  equalIds: number;
+  ids: number;
+  equalRows: number;
+  rows: number;
+  /** Where each row that differs parts from the raw loop's ids. */
+  differences: IdDifference[];
+}
+
+interface IdDifference {
+  row: number;
+  /** The first new token that differs. */
+  token: number;
+  rawId: number;
+  llamaCppId: number;
+  /**
+   * For f32: where llama.cpp's id ranks among the raw loop's logits at that point (1 = its arg-max,
+   * 2 = its runner-up), and how far below the arg-max its logit is.
+   */
+  rankInRaw?: number;
+  logitGap?: number;
+}
+
+type LlamaCppReport =
+  | { measured: false; reason: string }
+  | {
+      measured: true;
+      nodeLlamaCpp: string;
+      llamaCpp: string;
+      systemInfo: string;
+      files: Partial<Record<GgufType, string>>;
+      variants: LlamaCppVariantReport[];
+      agreement: IdAgreement[];
+      /** The machine's load before each round's llama.cpp runs. */
+      loadBeforeRounds: (MachineLoad & { round: number })[];
+    };
+
+function idAgreement(variant: LlamaCppVariant['key'], tokens: number[][], reference: number[][]): IdAgreement {
+  const agreement: IdAgreement = { variant, batch: tokens.length, equalIds: 0, ids: 0, equalRows: 0, rows: tokens.length, differences: [] };
+  tokens.forEach((row, r) => {
+    row.forEach((id, i) => {
+      agreement.ids++;
+      if (id === reference[r]?.[i]) agreement.equalIds++;
+    });
+    const token = row.findIndex((id, i) => id !== reference[r]?.[i]);
+    if (token === -1) agreement.equalRows++;
+    else agreement.differences.push({ row: r, token, rawId: reference[r]?.[token] ?? -1, llamaCppId: row[token]! });
+  });
+  return agreement;
+}
+
+/** Ranks llama.cpp's id at each difference among the raw loop's logits there (the prompt and the raw ids before it, prefilled anew). */
+async function rankDifferences(session: ort.InferenceSession, model: ModelInfo, prompts: Prompt[], reference: number[][], agreement: IdAgreement): Promise<void> {
+  for (const difference of agreement.differences) {
+    const logits = await lastLogits(session, model, [...prompts[difference.row]!.ids, ...reference[difference.row]!.slice(0, difference.token)]);
+    const chosen = logits[difference.llamaCppId]!;
+    let best = -Infinity;
+    let above = 0;
+    for (const value of logits) {
+      best = Math.max(best, value);
+      if (value > chosen) above++;
+    }
+    difference.rankInRaw = above + 1;
+    difference.logitGap = best - chosen;
+  }
+}
+
+const describeAgreement = (a: IdAgreement): string => {
+  let text = `batch ${a.batch} ${a.equalIds}/${a.ids} ids` + (a.rows > 1 ? ` (${a.equalRows}/${a.rows} rows)` : '');
+  if (a.differences.length > 0) {
+    const ranked = a.differences.filter((d) => d.rankInRaw !== undefined);
+    const shown = a.differences.slice(0, 4);
+    const more = a.differences.length > shown.length ? ` (and ${a.differences.length - shown.length} more)` : '';
+    text += `, ${a.differences.length > 1 ? 'rows' : 'row'} ${shown.map((d) => `${d.row} from token ${d.token}`).join(', ')}${more}`;
+    if (ranked.length === a.differences.length) {
+      text += ` on, where llama.cpp took the raw loop's ${ranked.slice(0, 4).map((d) => `#${d.rankInRaw} (${d.logitGap!.toExponential(1)} below #1)`).join(', ')}${more}`;
+    }
+  }
+  return text;
+};
+
+interface BenchOptions {
+  skipTransformers: boolean;
+  skipLlamaCpp: boolean;
+  serverFlags: string[];
+}
+
 interface ModelReport {
   model: ModelSet;
   dir: string;
@@ -336,6 +436,7 @@ interface ModelReport {
   raw: Summary<Omit<RawResult, 'tokens'>>[];
   server: Summary<ServerResult>[];
   transformers: TransformersReport;
+  llamaCpp: LlamaCppReport;
   ratios: Record<string, number>;
   /** Rounds of every measurement; the median run (by tokens/s) is reported. */
   rounds: number;
@@ -343,7 +444,7 @@ interface ModelReport {
   seconds: number;
 }
 
-async function benchModel(name: ModelSet, skipTransformers: boolean, serverFlags: string[]): Promise<ModelReport> {
+async function benchModel(name: ModelSet, { skipTransformers, skipLlamaCpp, serverFlags }: BenchOptions): Promise<ModelReport> {
   const modelStart = performance.now();
   const notes: string[] = [];
   const dir = MODELS[name];
@@ -351,6 +452,25 @@ async function benchModel(name: ModelSet, skipTransformers: boolean, serverFlags
   const model = loadModelInfo(name);
   const candidates = makePrompts(model.tokenizer);
   const rounds = ROUNDS[name];
+
+  // llama.cpp: node-llama-cpp (installed on first use) and the GGUF files (converted on first use).
+  let llamaModule: string | undefined;
+  let llamaReason = 'skipped (--skip-llama-cpp)';
+  const ggufFiles: Partial<Record<GgufType, string>> = {};
+  if (!skipLlamaCpp) {
+    try {
+      llamaModule = await ensureNodeLlamaCpp(log);
+      for (const type of GGUF_TYPES) {
+        const { path, converted } = await ensureGguf(dir, type);
+        if (converted) log(`${name}: converted to ${converted.type} GGUF in ${(converted.ms / 1000).toFixed(1)} s: ${path.slice(ROOT.length)}`);
+        ggufFiles[type] = path;
+      }
+    } catch (err) {
+      llamaModule = undefined;
+      llamaReason = (err as Error).message;
+      notes.push(`llama.cpp not measured: ${llamaReason.split('\n')[0]}`);
+    }
+  }
   log(`${name}: ${candidates.length} candidate prompts of ${PROMPT_TOKENS} tokens; screening them with the raw loop…`);
 
   const session = await ort.InferenceSession.create(join(dir, 'model.onnx'), {
@@ -385,6 +505,10 @@ async function benchModel(name: ModelSet, skipTransformers: boolean, serverFlags
   const serverRuns = new Map<number, ServerResult[]>(CLIENT_COUNTS.map((c) => [c, []]));
   const transformersRuns = new Map<number, TransformersBatchResult[]>(BATCHES.map((b) => [b, []]));
   let transformersInfo: TransformersChildResult | undefined;
+  const llamaRuns = new Map(LLAMA_CPP_VARIANTS.map((v) => [v.key, new Map<number, LlamaCppBatchResult[]>(v.batches.map((b) => [b, []]))]));
+  const llamaInfo = new Map<LlamaCppVariant['key'], { loadMs: number[]; flashAttention: boolean; threads: number; llamaCpp: string; systemInfo: string }>();
+  const llamaFailed = new Map<LlamaCppVariant['key'], string>();
+  const loadBeforeRounds: (MachineLoad & { round: number })[] = [];
   let promptTokensSeenByServer: number[] = [];
   try {
     promptTokensSeenByServer = await checkPromptTokens(server.url, model, prompts);
@@ -392,10 +516,10 @@ async function benchModel(name: ModelSet, skipTransformers: boolean, serverFlags
     if (bad > 0) notes.push(`${bad} prompt(s) were not ${PROMPT_TOKENS} tokens for the server: ${promptTokensSeenByServer.join(',')}`);
     await streamCompletion(server.url, model.id, prompts[0]!.text, 16); // warm-up stream
 
-    // Rounds: raw, ortserve, transformers.js one after the other, so that drifts in the machine's
-    // speed fall on all of them alike. Only one of them runs at a time; the others sit idle.
+    // Rounds: raw, ortserve, transformers.js, llama.cpp one after the other, so that drifts in the
+    // machine's speed fall on all of them alike. Only one of them runs at a time; the others sit idle.
     for (let round = 1; round <= rounds; round++) {
-      log(`${name}: round ${round}/${rounds}: raw loop, ortserve${skipTransformers ? '' : ', transformers.js'}…`);
+      log(`${name}: round ${round}/${rounds}: raw loop, ortserve${skipTransformers ? '' : ', transformers.js'}${llamaModule ? ', llama.cpp' : ''}…`);
       for (const batch of BATCHES) rawRuns.get(batch)!.push(await runRaw(session, model, prompts.slice(0, batch).map((p) => p.ids)));
       for (const clients of CLIENT_COUNTS) {
         const result = await runClients(server.url, model, prompts, clients, rawText);
@@ -415,10 +539,52 @@ async function benchModel(name: ModelSet, skipTransformers: boolean, serverFlags
           if (t.newTokensPerRow !== NEW_TOKENS || t.rowsWithEos > 0) notes.push(`round ${round}, transformers.js batch ${t.batch}: ${t.newTokensPerRow} new tokens per row, ${t.rowsWithEos} row(s) with EOS`);
         }
       }
+      if (llamaModule) {
+        // llama.cpp's fixed thread count collapses when another process takes a core: look first.
+        const load = await waitForQuietMachine();
+        loadBeforeRounds.push({ round, ...load });
+        if (load.busyCores >= BUSY_CORES) {
+          notes.push(`round ${round}, llama.cpp: ${fmt(load.busyCores, 2)} of ${THREADS} cores busy with other work before the round (${load.source}, after waiting ${load.waitedSeconds} s)`);
+        }
+        for (const variant of LLAMA_CPP_VARIANTS) {
+          if (llamaFailed.has(variant.key)) continue;
+          const run = await runLlamaCpp({
+            module: llamaModule,
+            modelPath: ggufFiles[variant.type]!,
+            prompts: prompts.map((p) => p.ids),
+            batches: [...variant.batches],
+            newTokens: NEW_TOKENS,
+            threads: THREADS,
+            flashAttention: variant.flashAttention,
+          });
+          if (!run.ok) {
+            llamaFailed.set(variant.key, run.error ?? 'unknown error');
+            notes.push(`round ${round}, ${variant.label} failed: ${(run.error ?? 'unknown error').split('\n')[0]}`);
+            continue;
+          }
+          for (const r of run.results) {
+            llamaRuns.get(variant.key)!.get(r.batch)!.push(r);
+            if (r.otherBusyCores !== undefined && r.otherBusyCores >= BUSY_CORES) {
+              notes.push(`round ${round}, ${variant.label} batch ${r.batch}: other processes kept ${fmt(r.otherBusyCores, 2)} of ${THREADS} cores busy while it ran`);
+            }
+          }
+          const info = llamaInfo.get(variant.key);
+          llamaInfo.set(variant.key, {
+            loadMs: [...(info?.loadMs ?? []), run.loadMs ?? NaN],
+            flashAttention: run.flashAttention ?? false,
+            threads: run.threads ?? NaN,
+            llamaCpp: run.llamaCpp ?? '?',
+            systemInfo: run.systemInfo ?? '?',
+          });
+          if (variant.flashAttention && run.flashAttention === false) notes.push(`round ${round}, ${variant.label}: node-llama-cpp made the context without flash attention`);
+        }
+      }
     }
+  } catch (err) {
+    await session.release();
+    throw err;
   } finally {
     await stopServer(server);
-    await session.release();
   }
 
   const raw = BATCHES.map((batch) => summarize(rawRuns.get(batch)!, (r) => r.endToEndTokensPerSecond));
@@ -445,9 +611,57 @@ async function benchModel(name: ModelSet, skipTransformers: boolean, serverFlags
     if (!transformers.tokenizerMatches) notes.push('transformers.js tokenizer gave other ids than ours; tensors from our ids were used');
   }
 
+  let llamaCpp: LlamaCppReport;
+  const measuredVariants = LLAMA_CPP_VARIANTS.filter((v) => llamaInfo.has(v.key) && [...llamaRuns.get(v.key)!.values()].every((runs) => runs.length > 0));
+  if (!llamaModule || measuredVariants.length === 0) {
+    llamaCpp = { measured: false, reason: llamaModule ? [...llamaFailed.values()][0] ?? 'no run finished' : llamaReason };
+  } else {
+    const rawTokens = new Map<number, number[][]>([
+      [1, raw1.tokens],
+      [16, raw16.tokens],
+    ]);
+    const agreement: IdAgreement[] = [];
+    const variants = measuredVariants.map((variant): LlamaCppVariantReport => {
+      const info = llamaInfo.get(variant.key)!;
+      const batches = variant.batches.map((batch) => {
+        const summary = summarize(llamaRuns.get(variant.key)!.get(batch)!, (r) => r.endToEndTokensPerSecond);
+        const reference = rawTokens.get(batch);
+        if (reference) agreement.push(idAgreement(variant.key, summary.median.tokens, reference));
+        const { tokens, ...rest } = summary.median;
+        return { median: { ...rest, rowsWithEos: tokens.filter((row) => row.some((id) => model.eosIds.has(id))).length }, runs: summary.runs };
+      });
+      return {
+        key: variant.key,
+        label: variant.label,
+        type: variant.type,
+        flashAttention: variant.flashAttention,
+        flashAttentionUsed: info.flashAttention,
+        threads: info.threads,
+        loadMs: medianRun(info.loadMs, (ms) => ms),
+        batches,
+      };
+    });
+    // f32 should part from the raw loop only at near ties; q8_0 rounds its weights, so it parts anyway.
+    for (const a of agreement) if (a.variant !== 'q8_0') await rankDifferences(session, model, prompts, rawTokens.get(a.batch)!, a);
+    const first = llamaInfo.get(measuredVariants[0]!.key)!;
+    llamaCpp = {
+      measured: true,
+      nodeLlamaCpp: NODE_LLAMA_CPP_VERSION,
+      llamaCpp: first.llamaCpp,
+      systemInfo: first.systemInfo,
+      files: Object.fromEntries(Object.entries(ggufFiles).map(([type, path]) => [type, path.startsWith(ROOT) ? path.slice(ROOT.length) : path])),
+      variants,
+      agreement,
+      loadBeforeRounds,
+    };
+  }
+  await session.release();
+
   const one = serverResults.find((s) => s.median.clients === 1)!.median;
   const sixteen = serverResults.find((s) => s.median.clients === 16)!.median;
   const tjs16 = transformers.measured ? transformers.batches.find((t) => t.median.batch === 16)?.median : undefined;
+  const llamaE2e = (key: LlamaCppVariant['key'], batch: number): number =>
+    (llamaCpp.measured ? llamaCpp.variants.find((v) => v.key === key)?.batches.find((b) => b.median.batch === batch)?.median.endToEndTokensPerSecond : undefined) ?? NaN;
   const ratios = {
     ortserve1VsRawB1EndToEnd: one.tokensPerSecond / raw1.endToEndTokensPerSecond,
     ortserve1VsRawB1Decode: one.tokensPerSecond / raw1.decodeTokensPerSecond,
@@ -455,6 +669,9 @@ async function benchModel(name: ModelSet, skipTransformers: boolean, serverFlags
     ortserve16VsRawB16Decode: sixteen.tokensPerSecond / raw16.decodeTokensPerSecond,
     ortserve16VsTransformersB16: tjs16 ? sixteen.tokensPerSecond / tjs16.endToEndTokensPerSecond : NaN,
     ortserve16ItlP95VsRawB16StepMs: sixteen.itlP95Ms / raw16.stepMs,
+    ortserve1VsLlamaCppQ8B1: one.tokensPerSecond / llamaE2e('q8_0', 1),
+    ortserve16VsLlamaCppQ8B16: sixteen.tokensPerSecond / llamaE2e('q8_0', 16),
+    ortserve16VsLlamaCppF32FlashB16: sixteen.tokensPerSecond / llamaE2e('f32-fa', 16),
   };
   return {
     model: name,
@@ -466,6 +683,7 @@ async function benchModel(name: ModelSet, skipTransformers: boolean, serverFlags
     raw: raw.map(({ median: { tokens: _tokens, ...rest }, runs }) => ({ median: rest, runs })),
     server: serverResults,
     transformers,
+    llamaCpp,
     ratios,
     rounds,
     notes,
@@ -507,6 +725,16 @@ function table(reports: ModelReport[]): string {
         rows.push([r.model, 'transformers.js generate', String(t.batch), fmt(t.prefillMs), fmt((t.generateMs - t.prefillMs) / (t.newTokensPerRow - 1)), fmt(t.decodeTokensPerSecond), fmt(t.endToEndTokensPerSecond), range(runs), `${t.batch - t.rowsWithEos}/${t.batch} no EOS`, '']);
       }
     }
+    if (!r.llamaCpp.measured) {
+      const reason = r.llamaCpp.reason.startsWith('skipped') ? 'skipped' : 'not measured (see notes)';
+      rows.push([r.model, 'llama.cpp', '-', reason, '', '', '', '', '', '']);
+    } else {
+      for (const variant of r.llamaCpp.variants) {
+        for (const { median: l, runs } of variant.batches) {
+          rows.push([r.model, variant.label, String(l.batch), fmt(l.prefillMs), `${fmt(l.stepMs)} (p50 ${fmt(l.stepP50Ms)})`, fmt(l.decodeTokensPerSecond), fmt(l.endToEndTokensPerSecond), range(runs), `${l.batch - l.rowsWithEos}/${l.batch} no EOS`, '']);
+        }
+      }
+    }
   }
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i >= 2 && i <= 7 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
@@ -524,11 +752,20 @@ function table(reports: ModelReport[]): string {
     '  / wall time from the first request sent to the last stream finished; full rows = streams with 64 tokens and finish_reason length;',
     '  /health = GET /health answered one after another, 20 ms apart, while the streams run.',
     'transformers.js: prefill = generate(max_new_tokens 1) wall time; step = (generate(64) − that) / 63; e2e = batch × 64 / generate(64) time.',
+    'llama.cpp: node-llama-cpp, the graph\'s weights as GGUF (bench/gguf.ts); the sequences in lock step, one decode per step for all;',
+    '  prefill, step and e2e as for raw; KV cache f16 (llama.cpp\'s default); flash-attn = the context made with flashAttention.',
     'Each runner is its own process (raw: this one), and on this VM the same loop can run ~20% faster or slower from one process',
     'to the next; see the min-max column and treat ratios within about ±0.2 of 1 as ties.',
     '',
   );
-  out.push('ratios                                          ' + reports.map((r) => r.model.padStart(9)).join(''));
+  for (const r of reports) {
+    if (!r.llamaCpp.measured) continue;
+    const f32 = r.llamaCpp.agreement.filter((a) => a.variant === 'f32');
+    const others = r.llamaCpp.agreement.filter((a) => a.variant !== 'f32');
+    out.push(`${r.model}: llama.cpp f32 greedy ids equal to the raw loop's: ${f32.map(describeAgreement).join('; ') || 'n/a'}`);
+    if (others.length > 0) out.push(`  (for reference: ${others.map((a) => `${a.variant} ${describeAgreement(a)}`).join('; ')})`);
+  }
+  if (reports.some((r) => r.llamaCpp.measured)) out.push('');
   const ratioRows: [string, keyof ModelReport['ratios'] & string][] = [
     ['ortserve 1 client / raw batch 1, end-to-end', 'ortserve1VsRawB1EndToEnd'],
     ['ortserve 1 client / raw batch 1, decode-only', 'ortserve1VsRawB1Decode'],
@@ -536,20 +773,26 @@ function table(reports: ModelReport[]): string {
     ['ortserve 16 clients / raw batch 16, decode-only', 'ortserve16VsRawB16Decode'],
     ['ortserve 16 clients / transformers.js batch 16', 'ortserve16VsTransformersB16'],
     ['ortserve 16-client ITL p95 / raw b16 step ms', 'ortserve16ItlP95VsRawB16StepMs'],
+    ['ortserve 1 client / llama.cpp q8_0 batch 1', 'ortserve1VsLlamaCppQ8B1'],
+    ['ortserve 16 clients / llama.cpp q8_0 batch 16', 'ortserve16VsLlamaCppQ8B16'],
+    ['ortserve 16 clients / llama.cpp f32 flash-attn batch 16', 'ortserve16VsLlamaCppF32FlashB16'],
   ];
-  for (const [label, key] of ratioRows) out.push(`  ${label.padEnd(46)}${reports.map((r) => fmt(r.ratios[key], 2).padStart(9)).join('')}`);
+  const labelWidth = Math.max(...ratioRows.map(([label]) => label.length)) + 2;
+  out.push('ratios'.padEnd(labelWidth + 2) + reports.map((r) => r.model.padStart(9)).join(''));
+  for (const [label, key] of ratioRows) out.push(`  ${label.padEnd(labelWidth)}${reports.map((r) => fmt(r.ratios[key], 2).padStart(9)).join('')}`);
   return out.join('\n');
 }
 
 // ---------- main ----------
 
-const USAGE = 'usage: npm run bench [-- --model-set default|124m|all] [--skip-transformers] [--server-flags="--prefill-chunk 32 ..."]\n';
-let values: { 'model-set'?: string; 'skip-transformers'?: boolean; 'server-flags'?: string };
+const USAGE = 'usage: npm run bench [-- --model-set default|124m|all] [--skip-transformers] [--skip-llama-cpp] [--server-flags="--prefill-chunk 32 ..."]\n';
+let values: { 'model-set'?: string; 'skip-transformers'?: boolean; 'skip-llama-cpp'?: boolean; 'server-flags'?: string };
 try {
   ({ values } = parseArgs({
     options: {
       'model-set': { type: 'string', default: 'all' },
       'skip-transformers': { type: 'boolean', default: false },
+      'skip-llama-cpp': { type: 'boolean', default: false },
       'server-flags': { type: 'string', default: '' },
     },
   }));
@@ -567,20 +810,24 @@ const serverFlags = (values['server-flags'] ?? '').split(/\s+/).filter(Boolean);
 
 const runStart = performance.now();
 const reports: ModelReport[] = [];
-for (const name of names) reports.push(await benchModel(name, values['skip-transformers'] ?? false, serverFlags));
+const options: BenchOptions = { skipTransformers: values['skip-transformers'] ?? false, skipLlamaCpp: values['skip-llama-cpp'] ?? false, serverFlags };
+for (const name of names) reports.push(await benchModel(name, options));
 const totalSeconds = (performance.now() - runStart) / 1000;
 
 const versions = {
   node: process.version,
   onnxruntimeNode: (readJson(join(ROOT, 'node_modules/onnxruntime-node/package.json')).version as string | undefined) ?? '?',
   transformersJs: (readJson(join(ROOT, 'node_modules/@huggingface/transformers/package.json')).version as string | undefined) ?? '?',
+  nodeLlamaCpp: reports.some((r) => r.llamaCpp.measured) ? NODE_LLAMA_CPP_VERSION : undefined,
+  llamaCpp: reports.map((r) => (r.llamaCpp.measured ? r.llamaCpp.llamaCpp : undefined)).find((v) => v !== undefined),
 };
 const cpuModel = cpus()[0]?.model ?? '?';
 const summary = [
-  `ortserve bench — ${new Date().toISOString()} — ${THREADS} cores (${cpuModel}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${versions.node}, onnxruntime-node ${versions.onnxruntimeNode}, transformers.js ${versions.transformersJs}`,
-  `${PROMPT_TOKENS}-token prompts (different per row, same length), ${NEW_TOKENS} new tokens, greedy; raw/transformers.js intraOpNumThreads ${THREADS}, graphOptimizationLevel all`,
+  `ortserve bench — ${new Date().toISOString()} — ${THREADS} cores (${cpuModel}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${versions.node}, onnxruntime-node ${versions.onnxruntimeNode}, transformers.js ${versions.transformersJs}` +
+    (versions.nodeLlamaCpp ? `, node-llama-cpp ${versions.nodeLlamaCpp} (${versions.llamaCpp ?? '?'})` : ''),
+  `${PROMPT_TOKENS}-token prompts (different per row, same length), ${NEW_TOKENS} new tokens, greedy; raw/transformers.js intraOpNumThreads ${THREADS}, graphOptimizationLevel all; llama.cpp threads ${THREADS}`,
   `ortserve flags: ${reports[0]?.serverFlags.join(' ')} (engine defaults otherwise: --max-batch 16, --prefill-chunk 16, --threads 0 = one per core)`,
-  `rounds of raw → ortserve → transformers.js: ${reports.map((r) => `${r.rounds} for ${r.model}`).join(', ')}; each row is the round with the median e2e tok/s (min-max over rounds shown); TTFT/ITL percentiles are over that round's streams`,
+  `rounds of raw → ortserve → transformers.js → llama.cpp: ${reports.map((r) => `${r.rounds} for ${r.model}`).join(', ')}; each row is the round with the median e2e tok/s (min-max over rounds shown); TTFT/ITL percentiles are over that round's streams`,
   '',
   table(reports),
 ];
