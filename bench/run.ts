@@ -7,7 +7,7 @@
  *    and 16, and f32 with flash attention at 16 (in a child process, see llama-cpp.ts);
  * prints one table with the ratios, and writes bench/results/<timestamp>.json and latest.json.
  *
- *   npm run bench [-- --model-set default|124m|all] [--skip-transformers] [--skip-llama-cpp] [--server-flags="--prefill-chunk 32"]
+ *   npm run bench [-- --model-set default|124m|135m|all] [--skip-transformers] [--skip-llama-cpp] [--server-flags="--prefill-chunk 32"]
  */
 import { spawn } from 'node:child_process';
 import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -50,13 +50,14 @@ const THREADS = availableParallelism();
 const MODELS = {
   default: join(ROOT, 'models/tinystories-gpt2'),
   '124m': join(BENCH, 'models/bench-gpt2-124m'),
+  '135m': join(BENCH, 'models/bench-llama-135m'),
 } as const;
 type ModelSet = keyof typeof MODELS;
 /**
  * Rounds of every measurement; the run with the median tokens/s is reported. The default model's runs
  * take tens of milliseconds, so one run is mostly noise; the 124M model's take seconds.
  */
-const ROUNDS: Record<ModelSet, number> = { default: 5, '124m': 3 };
+const ROUNDS: Record<ModelSet, number> = { default: 5, '124m': 3, '135m': 3 };
 
 // ---------- model files and prompts ----------
 
@@ -785,7 +786,7 @@ function table(reports: ModelReport[]): string {
 
 // ---------- main ----------
 
-const USAGE = 'usage: npm run bench [-- --model-set default|124m|all] [--skip-transformers] [--skip-llama-cpp] [--server-flags="--prefill-chunk 32 ..."]\n';
+const USAGE = 'usage: npm run bench [-- --model-set default|124m|135m|all] [--skip-transformers] [--skip-llama-cpp] [--server-flags="--prefill-chunk 32 ..."]\n';
 let values: { 'model-set'?: string; 'skip-transformers'?: boolean; 'skip-llama-cpp'?: boolean; 'server-flags'?: string };
 try {
   ({ values } = parseArgs({
