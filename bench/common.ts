@@ -71,17 +71,21 @@ export interface LlamaCppJob {
   flashAttention: boolean;
 }
 
-export interface LlamaCppBatchResult {
+/** What a greedy loop over a batch measured (the raw loop's and llama.cpp's). */
+export interface LoopTimes {
   batch: number;
   /** One decode of batch × PROMPT_TOKENS tokens, to the first new token of every sequence. */
   prefillMs: number;
-  /** Mean of the newTokens − 1 decode steps (one decode of one token per sequence each). */
+  /** Mean of the new tokens − 1 decode steps (one token per sequence each). */
   stepMs: number;
   stepP50Ms: number;
   decodeMs: number;
   decodeTokensPerSecond: number;
-  /** (batch × newTokens) / (prefill + decode). */
+  /** (batch × new tokens) / (prefill + decode). */
   endToEndTokensPerSecond: number;
+}
+
+export interface LlamaCppBatchResult extends LoopTimes {
   /**
    * Cores kept busy by other processes during prefill and decode: the machine's busy time
    * (/proc/stat) less this process's own CPU time, over the wall time; undefined without /proc/stat.

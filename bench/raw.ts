@@ -1,6 +1,6 @@
 /** The bar: a plain greedy loop over onnxruntime-node, all rows in one batch tensor, KV cache fed back each step. */
 import * as ort from 'onnxruntime-node';
-import { NEW_TOKENS, PROMPT_TOKENS, percentile } from './common.js';
+import { NEW_TOKENS, PROMPT_TOKENS, percentile, type LoopTimes } from './common.js';
 
 /** What the raw loop needs to know about a model. */
 export interface RawModel {
@@ -10,16 +10,7 @@ export interface RawModel {
   headDim: number;
 }
 
-export interface RawResult {
-  batch: number;
-  prefillMs: number;
-  /** Mean of the NEW_TOKENS − 1 decode steps. */
-  stepMs: number;
-  stepP50Ms: number;
-  decodeMs: number;
-  decodeTokensPerSecond: number;
-  /** (batch × NEW_TOKENS) / (prefill + decode). */
-  endToEndTokensPerSecond: number;
+export interface RawResult extends LoopTimes {
   /** Rows whose greedy tokens contain an EOS id (the loop does not stop there). */
   rowsWithEos: number;
   /** Greedy tokens of each row, to compare with the server's. */
