@@ -23,6 +23,7 @@ import { parseArgs } from 'node:util';
 import {
   decodeText,
   ELEM_FLOAT,
+  externalDataOf,
   GRAPH_INITIALIZER,
   GRAPH_INPUT,
   GRAPH_NODE,
@@ -32,7 +33,6 @@ import {
   TENSOR_DATA_LOCATION,
   TENSOR_DATA_TYPE,
   TENSOR_DIMS,
-  TENSOR_EXTERNAL_DATA,
   TENSOR_NAME,
   TENSOR_RAW_DATA,
   valueInfoName,
@@ -303,15 +303,8 @@ function readInitializer(payload: Uint8Array): Initializer {
     raw: fields.find((f) => f.number === TENSOR_RAW_DATA)?.payload,
   };
   if (fields.find((f) => f.number === TENSOR_DATA_LOCATION)?.value === 1n) {
-    const entries = new Map(
-      fields
-        .filter((f) => f.number === TENSOR_EXTERNAL_DATA)
-        .map((f) => parseFields(f.payload!))
-        .map((entry) => [decodeText(entry.find((e) => e.number === 1)?.payload), decodeText(entry.find((e) => e.number === 2)?.payload)] as const),
-    );
-    const location = entries.get('location');
-    if (!location) throw new Error(`${initializer.name}: external data without a location`);
-    initializer.external = { location, offset: Number(entries.get('offset') ?? 0), length: Number(entries.get('length')) };
+    initializer.external = externalDataOf(fields);
+    if (!initializer.external) throw new Error(`${initializer.name}: external data without a location or length`);
   }
   return initializer;
 }

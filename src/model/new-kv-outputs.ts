@@ -32,7 +32,8 @@ import {
   valueInfoName,
 } from './onnx-proto.js';
 
-const PRESENT = /^present\.(\d+)\.(key|value)$/;
+/** A layer's cache output: `present.{layer}.key` or `.value`. */
+export const PRESENT = /^present\.(\d+)\.(key|value)$/;
 
 /** The output holding the new keys or values that `present.{layer}.{kind}` appends to its past. */
 export const newKvName = (presentName: string): string => presentName.replace(PRESENT, 'new_key_values.$1.$2');
@@ -58,15 +59,17 @@ function producersOf(graphFields: readonly RawField[]): Map<string, { node: Node
   return producers;
 }
 
-/** The new keys or values that `present` (a layer's cache output named `output` in this graph) appends to its past, when it is `Concat(past, new, axis 2)`. */
-function appended(producers: ReturnType<typeof producersOf>, present: string, output: string): string | undefined {
-  const node = producers.get(output)?.node;
+/** The new keys or values that `present` (a layer's cache output) appends to its past, when `node`, which makes it, is `Concat(past, new, axis 2)`. */
+export function appendedBy(node: NodeSummary | undefined, present: string): string | undefined {
   const past = present.replace(PRESENT, 'past_key_values.$1.$2');
   const axis = node?.ints.get('axis');
   if (!node || node.opType !== 'Concat' || node.domain !== '' || node.inputs.length !== 2) return undefined;
   if (node.inputs[0] !== past || (axis !== 2n && axis !== -2n)) return undefined;
   return node.inputs[1];
 }
+
+/** The new keys or values that `present` appends to its past, where the output named `output` in this graph makes it. */
+const appended = (producers: ReturnType<typeof producersOf>, present: string, output: string) => appendedBy(producers.get(output)?.node, present);
 
 function outputNewKv(graphFields: RawField[], graph: Uint8Array): Uint8Array | undefined {
   const outputs = graphFields.filter((field) => field.number === GRAPH_OUTPUT);

@@ -174,6 +174,21 @@ export const tensorValueInfo = (field: number, name: string, elemType: number) =
 export const initializer = (name: string, elemType: number, dims: readonly number[], raw: Uint8Array) =>
   lengthField(GRAPH_INITIALIZER, concat([...dims.map((dim) => varintField(TENSOR_DIMS, dim)), varintField(TENSOR_DATA_TYPE, elemType), stringField(TENSOR_NAME, name), lengthField(TENSOR_RAW_DATA, raw)]));
 
+/** Where a TensorProto's (its parsed `fields`) data lies when it is external: its `external_data` entries; undefined when it is in the graph or the entries lack a location or length. */
+export function externalDataOf(fields: readonly RawField[]): { location: string; offset: number; length: number } | undefined {
+  if (fields.find((f) => f.number === TENSOR_DATA_LOCATION)?.value !== 1n) return undefined;
+  const entries = new Map(
+    fields
+      .filter((f) => f.number === TENSOR_EXTERNAL_DATA)
+      .map((f) => parseFields(f.payload!))
+      .map((entry) => [decodeText(entry.find((e) => e.number === 1)?.payload), decodeText(entry.find((e) => e.number === 2)?.payload)] as const),
+  );
+  const location = entries.get('location');
+  const length = Number(entries.get('length'));
+  if (!location || !Number.isSafeInteger(length)) return undefined;
+  return { location, offset: Number(entries.get('offset') ?? 0), length };
+}
+
 /** The version of `domain`'s opset (the default domain: '') that `model` (a ModelProto) imports; undefined when it imports none. */
 export function opsetVersion(model: Uint8Array, domain = ''): number | undefined {
   for (const field of parseFields(model)) {
@@ -183,6 +198,10 @@ export function opsetVersion(model: Uint8Array, domain = ''): number | undefined
   }
   return undefined;
 }
+
+/** A 1-D int64 initializer (shapes, axes, slice bounds), as a GraphProto field. */
+export const int64Initializer = (name: string, values: readonly (number | bigint)[]) =>
+  initializer(name, ELEM_INT64, [values.length], new Uint8Array(BigInt64Array.from(values, BigInt).buffer));
 
 /** `model` (a ModelProto) with an import of `domain`'s opset 1, unless it has one. */
 export function withOpsetImport(model: Uint8Array, domain: string): Uint8Array {

@@ -23,14 +23,13 @@
 import {
   concat,
   decodeText,
-  ELEM_INT64,
   GRAPH_INITIALIZER,
   GRAPH_INPUT,
   GRAPH_NODE,
   graphNode,
   GRAPH_OUTPUT,
   editGraph,
-  initializer,
+  int64Initializer,
   intAttribute,
   lengthField,
   NODE_INPUT,
@@ -44,8 +43,8 @@ import {
   type NodeSummary,
   type RawField,
 } from './onnx-proto.js';
+import { appendedBy, newKvName, PRESENT } from './new-kv-outputs.js';
 
-const PRESENT = /^present\.(\d+)\.(key|value)$/;
 
 /** Ops that may lie between a present and its attention MatMul: they move or repeat values, whatever the sequence's length. */
 const CHAIN_OPS = new Set(['Transpose', 'Unsqueeze', 'Squeeze', 'Tile', 'Expand', 'Reshape', 'Shape', 'Slice', 'Concat', 'Gather', 'Cast', 'Identity']);
@@ -81,7 +80,7 @@ function slotAttention(graphFields: RawField[]): Uint8Array | undefined {
   });
   const outputNames = graphFields.filter((field) => field.number === GRAPH_OUTPUT).map((field) => valueInfoName(field.payload!));
   const presents = outputNames.filter((name) => PRESENT.test(name));
-  if (presents.length === 0 || presents.some((name) => !outputNames.includes(name.replace(PRESENT, 'new_key_values.$1.$2')))) return undefined;
+  if (presents.length === 0 || presents.some((name) => !outputNames.includes(newKvName(name)))) return undefined;
 
   const constants = new Set<string>([
     ...graphFields.filter((field) => field.number === GRAPH_INITIALIZER).map((field) => decodeText(parseFields(field.payload!).find((f) => f.number === TENSOR_NAME)?.payload)),
@@ -114,7 +113,7 @@ function slotAttention(graphFields: RawField[]): Uint8Array | undefined {
   const replacement = new Map<number, Uint8Array[]>();
   const shared: Uint8Array[] = [];
   const constant = (name: string, values: bigint[]) => {
-    shared.push(initializer(name, ELEM_INT64, [values.length], new Uint8Array(BigInt64Array.from(values).buffer)));
+    shared.push(int64Initializer(name, values));
     return name;
   };
   const MINUS_TWO = constant('/slot_attention/minus_two', [-2n]);
@@ -164,10 +163,9 @@ function slotAttention(graphFields: RawField[]): Uint8Array | undefined {
 /** The path from `present` to its attention MatMul, when it has the shape described above. */
 function kvPath(present: string, producer: Map<string, Node>, consumers: Map<string, Node[]>, constants: Set<string>, outputs: Set<string>): KvPath | undefined {
   const made = producer.get(present);
-  const axis = made?.summary.ints.get('axis');
-  if (!made || made.summary.opType !== 'Concat' || made.summary.domain !== '' || made.summary.inputs.length !== 2 || (axis !== 2n && axis !== -2n)) return undefined;
-  const [past, added] = made.summary.inputs as [string, string];
-  if (past !== present.replace(PRESENT, 'past_key_values.$1.$2')) return undefined;
+  const added = appendedBy(made?.summary, present);
+  if (!made || added === undefined) return undefined;
+  const past = made.summary.inputs[0]!;
 
   const chain: Node[] = [];
   const inChain = new Set<string>([present]);

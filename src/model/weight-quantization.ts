@@ -25,8 +25,9 @@ import {
   editGraph,
   ELEM_FLOAT,
   ELEM_UINT8,
+  externalDataOf,
   GRAPH_INITIALIZER,
-  ELEM_INT64,
+  int64Initializer,
   GRAPH_NODE,
   graphNode,
   initializer,
@@ -35,10 +36,8 @@ import {
   opsetVersion,
   parseFields,
   readNode,
-  TENSOR_DATA_LOCATION,
   TENSOR_DATA_TYPE,
   TENSOR_DIMS,
-  TENSOR_EXTERNAL_DATA,
   TENSOR_NAME,
   TENSOR_RAW_DATA,
   withOpsetImport,
@@ -82,25 +81,10 @@ interface FloatWeight {
 /** Reads `length` bytes at `offset` of the external data file `location` (beside the graph). */
 export type ExternalDataReader = (location: string, offset: number, length: number) => Uint8Array;
 
-/** Where an initializer's external data lies: its `external_data` entries. */
-function externalData(tensor: ReturnType<typeof parseFields>): { location: string; offset: number; length: number } | undefined {
-  if (tensor.find((f) => f.number === TENSOR_DATA_LOCATION)?.value !== 1n) return undefined;
-  const entries = new Map(
-    tensor
-      .filter((f) => f.number === TENSOR_EXTERNAL_DATA)
-      .map((f) => parseFields(f.payload!))
-      .map((entry) => [decodeText(entry.find((e) => e.number === 1)?.payload), decodeText(entry.find((e) => e.number === 2)?.payload)] as const),
-  );
-  const location = entries.get('location');
-  const length = Number(entries.get('length'));
-  if (!location || !Number.isSafeInteger(length)) return undefined;
-  return { location, offset: Number(entries.get('offset') ?? 0), length };
-}
-
 /** A float32 2-D initializer, held in the graph or (with `readExternal`) in its external data, as a weight; undefined for anything else. */
 function floatWeight(payload: Uint8Array, readExternal?: ExternalDataReader): FloatWeight | undefined {
   const tensor = parseFields(payload);
-  const external = readExternal ? externalData(tensor) : undefined;
+  const external = readExternal ? externalDataOf(tensor) : undefined;
   const raw = external ? readExternal!(external.location, external.offset, external.length) : tensor.find((f) => f.number === TENSOR_RAW_DATA)?.payload;
   const dims = tensor.filter((f) => f.number === TENSOR_DIMS && f.value !== undefined).map((f) => Number(f.value));
   if (tensor.find((f) => f.number === TENSOR_DATA_TYPE)?.value !== BigInt(ELEM_FLOAT) || !raw || dims.length !== 2) return undefined;
@@ -147,8 +131,6 @@ interface Quantizer {
   shared(): Uint8Array[];
 }
 
-const int64s = (name: string, values: readonly number[]) => initializer(name, ELEM_INT64, [values.length], new Uint8Array(BigInt64Array.from(values, BigInt).buffer));
-
 /**
  * MatMulNBits computes a single row (M = 1) with another kernel than several, whose sums round
  * differently, so a sequence decoded alone would not get the numbers it gets in a batch. The input
@@ -192,10 +174,10 @@ function int4Quantizer(opset: number): Quantizer {
       ];
     },
     shared: () => [
-      int64s(ZERO, [0]),
-      int64s(MINUS_ONE, [-1]),
+      int64Initializer(ZERO, [0]),
+      int64Initializer(MINUS_ONE, [-1]),
       ...[...zeroRows].map((k) => initializer(`/int4/zero_row/${k}`, ELEM_FLOAT, [1, k], new Uint8Array(4 * k))),
-      ...[...widths].map((n) => int64s(`/int4/width/${n}`, [n])),
+      ...[...widths].map((n) => int64Initializer(`/int4/width/${n}`, [n])),
     ],
   };
 }
@@ -245,7 +227,7 @@ function int8Quantizer(opset: number): Quantizer {
     shared: () => [
       initializer(RANGE, ELEM_FLOAT, [2], new Uint8Array(Float32Array.of(-1, 1).buffer)),
       initializer(TINY, ELEM_FLOAT, [], new Uint8Array(Float32Array.of(1e-30).buffer)),
-      ...(axesAsInput ? [initializer(LAST_AXIS, ELEM_INT64, [1], new Uint8Array(BigInt64Array.of(-1n).buffer))] : []),
+      ...(axesAsInput ? [int64Initializer(LAST_AXIS, [-1])] : []),
     ],
   };
 }

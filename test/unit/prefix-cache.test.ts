@@ -1,7 +1,5 @@
 import { PrefixCache } from '../../src/engine/worker/prefix-cache.js';
-import type { KvLayout } from '../../src/engine/worker/kv-cache.js';
 
-const layout: KvLayout = { tensorCount: 2, numKvHeads: 1, headDim: 1, kvType: 'float32' };
 const CHUNK = 2;
 const block = (marker: number) => () => new Float32Array(2 * CHUNK).fill(marker);
 
@@ -18,7 +16,7 @@ function prefill(cache: PrefixCache, ids: number[]) {
 
 describe('PrefixCache', () => {
   it('finds the cached chunks that begin a prompt, leaving its last token to prefill', () => {
-    const cache = new PrefixCache(layout, CHUNK, 16);
+    const cache = new PrefixCache(CHUNK, 16);
     prefill(cache, [1, 2, 3, 4, 5, 6]);
     expect(cache.tokens).toBe(6);
     expect(cache.lookup([1, 2, 3, 4, 5, 6]).length).toBe(2);
@@ -28,7 +26,7 @@ describe('PrefixCache', () => {
   });
 
   it('tells chunks apart by everything before them, not only their own tokens', () => {
-    const cache = new PrefixCache(layout, CHUNK, 16);
+    const cache = new PrefixCache(CHUNK, 16);
     prefill(cache, [1, 2, 3, 4]);
     prefill(cache, [9, 9, 3, 4]);
     const [, second] = cache.lookup([9, 9, 3, 4, 0]);
@@ -38,7 +36,7 @@ describe('PrefixCache', () => {
   });
 
   it('keeps at most maxTokens, letting the least recently used chunks without children go first', () => {
-    const cache = new PrefixCache(layout, CHUNK, 8);
+    const cache = new PrefixCache(CHUNK, 8);
     prefill(cache, [1, 1, 2, 2]);
     prefill(cache, [3, 3, 4, 4]);
     // [1, 1, 2, 2] used again: [3, 3, 4, 4] is now the least recent; its last chunk goes, then its first.
@@ -56,14 +54,14 @@ describe('PrefixCache', () => {
   });
 
   it('adds no chunk after one that is gone, nor a partial chunk, nor any with no room', () => {
-    const cache = new PrefixCache(layout, CHUNK, 4);
+    const cache = new PrefixCache(CHUNK, 4);
     const [first] = prefill(cache, [1, 1]);
     prefill(cache, [2, 2]);
     prefill(cache, [3, 3]);
     expect(cache.lookup([1, 1, 0]).length).toBe(0);
     expect(cache.insert(first, [4, 4], block(0))).toBeUndefined();
     expect(cache.insert(undefined, [4], block(0))).toBeUndefined();
-    expect(new PrefixCache(layout, CHUNK, 1).insert(undefined, [1, 1], block(0))).toBeUndefined();
-    expect(new PrefixCache(layout, CHUNK, 0).enabled).toBe(false);
+    expect(new PrefixCache(CHUNK, 1).insert(undefined, [1, 1], block(0))).toBeUndefined();
+    expect(new PrefixCache(CHUNK, 0).enabled).toBe(false);
   });
 });

@@ -129,7 +129,7 @@ export class ContinuousBatcher {
     this.pool = new KvBufferPool(signature.kvType, options.maxKvTokens * elementsPerToken);
     this.caches = kvCaches(this.layout, this.pool);
     // A graph that prefills whole prompts in one pass does not compute chunks alone.
-    this.prefixCache = new PrefixCache(this.layout, options.prefillChunk, options.unpaddedRows ? 0 : (options.prefixCacheTokens ?? 0));
+    this.prefixCache = new PrefixCache(options.prefillChunk, options.unpaddedRows ? 0 : (options.prefixCacheTokens ?? 0));
   }
 
   /**

@@ -1,4 +1,4 @@
-import type { KvData, KvLayout } from './kv-cache.js';
+import type { KvData } from './kv-cache.js';
 
 /**
  * The keys and values of one chunk of a prompt: the `chunk` positions that follow its parent's
@@ -29,7 +29,6 @@ export class PrefixCache {
   private readonly capacity: number;
 
   constructor(
-    private readonly layout: KvLayout,
     readonly chunk: number,
     maxTokens: number,
   ) {
@@ -86,12 +85,6 @@ export class PrefixCache {
     if (parent) parent.children++;
     this.blocks.set(key, block);
     return block;
-  }
-
-  /** Elements of one block's data. */
-  get blockLength(): number {
-    const { tensorCount, numKvHeads, headDim } = this.layout;
-    return tensorCount * numKvHeads * this.chunk * headDim;
   }
 
   private touch(block: PrefixBlock): void {
