@@ -301,3 +301,46 @@ export async function* sseData(body: AsyncIterable<Uint8Array>): AsyncGenerator<
     }
   }
 }
+
+/** A result the child process did not give: the end of what it printed instead. */
+export interface ChildFailure {
+  ok: false;
+  error: string;
+  results: [];
+}
+
+/**
+ * Runs the TypeScript script `script` (under bench/) as a child process with `job` as its argument
+ * and reads the one line it prints after RESULT_PREFIX; killed after `timeoutMs`.
+ */
+export function runChild<Result>(script: string, job: unknown, timeoutMs: number): Promise<Result | ChildFailure> {
+  return new Promise((resolveResult) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', script), JSON.stringify(job)], { cwd: ROOT });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (data: Buffer) => (stdout += data.toString()));
+    child.stderr.on('data', (data: Buffer) => (stderr = (stderr + data.toString()).slice(-16_384)));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      const line = stdout.split('\n').find((l) => l.startsWith(RESULT_PREFIX));
+      if (line) resolveResult(JSON.parse(line.slice(RESULT_PREFIX.length)) as Result);
+      else resolveResult({ ok: false, error: `child exited with ${code ?? signal}: ${(stderr || stdout).slice(-1500)}`, results: [] });
+    });
+  });
+}
+
+/** A greedy loop's times from its prefill and the times of its decode steps, `newTokens` per sequence in all. */
+export function loopTimes(batch: number, prefillMs: number, stepTimes: readonly number[], newTokens: number): LoopTimes {
+  const decodeMs = stepTimes.reduce((a, b) => a + b, 0);
+  return {
+    batch,
+    prefillMs,
+    stepMs: decodeMs / stepTimes.length,
+    stepP50Ms: percentile(stepTimes, 50),
+    decodeMs,
+    decodeTokensPerSecond: (batch * stepTimes.length) / (decodeMs / 1000),
+    endToEndTokensPerSecond: (batch * newTokens) / ((prefillMs + decodeMs) / 1000),
+  };
+}
+

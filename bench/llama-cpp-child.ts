@@ -10,7 +10,7 @@
  * (`controlledEvaluate`) in the same tick, so node-llama-cpp puts them in one batch, one decode.
  */
 import { pathToFileURL } from 'node:url';
-import { busyCores, cpuTimes, percentile, RESULT_PREFIX, type LlamaCppBatchResult, type LlamaCppChildResult, type LlamaCppJob } from './common.js';
+import { busyCores, cpuTimes, loopTimes, RESULT_PREFIX, type LlamaCppBatchResult, type LlamaCppChildResult, type LlamaCppJob } from './common.js';
 
 // The part of node-llama-cpp 3.22's API used here (its types are not installed with the project).
 interface EvaluateOptions {
@@ -93,7 +93,6 @@ async function runBatch(model: LlamaModel, job: LlamaCppJob, batch: number): Pro
       stepTimes.push(performance.now() - started);
       next.forEach((t, row) => generated[row]!.push(t));
     }
-    const decodeMs = stepTimes.reduce((a, b) => a + b, 0);
     const wallMs = performance.now() - prefillStart;
     const own = process.cpuUsage(ownBefore);
     const machineAfter = cpuTimes();
@@ -101,13 +100,7 @@ async function runBatch(model: LlamaModel, job: LlamaCppJob, batch: number): Pro
     for (const sequence of sequences) sequence.dispose();
     return {
       result: {
-        batch,
-        prefillMs,
-        stepMs: decodeMs / stepTimes.length,
-        stepP50Ms: percentile(stepTimes, 50),
-        decodeMs,
-        decodeTokensPerSecond: (batch * stepTimes.length) / (decodeMs / 1000),
-        endToEndTokensPerSecond: (batch * job.newTokens) / ((prefillMs + decodeMs) / 1000),
+        ...loopTimes(batch, prefillMs, stepTimes, job.newTokens),
         otherBusyCores,
         tokens: generated,
       },

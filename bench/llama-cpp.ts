@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { busyCores, cpuTimes, RESULT_PREFIX, ROOT, type LlamaCppChildResult, type LlamaCppJob } from './common.js';
+import { busyCores, cpuTimes, ROOT, runChild, type LlamaCppChildResult, type LlamaCppJob } from './common.js';
 import type { GgufType } from './gguf.js';
 
 export const NODE_LLAMA_CPP_VERSION = '3.22.1';
@@ -105,18 +105,5 @@ export async function waitForQuietMachine(maxSeconds = 5): Promise<MachineLoad> 
 
 /** One llama.cpp child process (llama-cpp-child.ts) over `job`. */
 export function runLlamaCpp(job: LlamaCppJob): Promise<LlamaCppChildResult> {
-  return new Promise((resolveResult) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/llama-cpp-child.ts'), JSON.stringify(job)], { cwd: ROOT });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (data: Buffer) => (stdout += data.toString()));
-    child.stderr.on('data', (data: Buffer) => (stderr = (stderr + data.toString()).slice(-16_384)));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 600_000);
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      const line = stdout.split('\n').find((l) => l.startsWith(RESULT_PREFIX));
-      if (line) resolveResult(JSON.parse(line.slice(RESULT_PREFIX.length)) as LlamaCppChildResult);
-      else resolveResult({ ok: false, error: `child exited with ${code ?? signal}: ${(stderr || stdout).slice(-1500)}`, results: [] });
-    });
-  });
+  return runChild<LlamaCppChildResult>('llama-cpp-child.ts', job, 600_000);
 }

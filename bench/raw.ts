@@ -1,6 +1,6 @@
 /** The bar: a plain greedy loop over onnxruntime-node, all rows in one batch tensor, KV cache fed back each step. */
 import * as ort from 'onnxruntime-node';
-import { NEW_TOKENS, PROMPT_TOKENS, percentile, type LoopTimes } from './common.js';
+import { loopTimes, NEW_TOKENS, PROMPT_TOKENS, type LoopTimes } from './common.js';
 
 /** What the raw loop needs to know about a model. */
 export interface RawModel {
@@ -79,15 +79,8 @@ export async function runRaw(session: ort.InferenceSession, model: RawModel, pro
     stepTimes.push(performance.now() - started);
     state.tokens.forEach((t, row) => generated[row]!.push(t));
   }
-  const decodeMs = stepTimes.reduce((a, b) => a + b, 0);
   return {
-    batch,
-    prefillMs,
-    stepMs: decodeMs / stepTimes.length,
-    stepP50Ms: percentile(stepTimes, 50),
-    decodeMs,
-    decodeTokensPerSecond: (batch * stepTimes.length) / (decodeMs / 1000),
-    endToEndTokensPerSecond: (batch * NEW_TOKENS) / ((prefillMs + decodeMs) / 1000),
+    ...loopTimes(batch, prefillMs, stepTimes, NEW_TOKENS),
     rowsWithEos: generated.filter((row) => row.some((id) => model.eosIds.has(id))).length,
     tokens: generated,
   };

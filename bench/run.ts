@@ -9,7 +9,6 @@
  *
  *   npm run bench [-- --model-set default|124m|135m|all] [--skip-transformers] [--skip-llama-cpp] [--server-flags="--prefill-chunk 32"]
  */
-import { spawn } from 'node:child_process';
 import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { basename, join, resolve } from 'node:path';
@@ -22,12 +21,12 @@ import { BUSY_CORES, ensureNodeLlamaCpp, LLAMA_CPP_VARIANTS, NODE_LLAMA_CPP_VERS
 import {
   NEW_TOKENS,
   PROMPT_TOKENS,
-  RESULT_PREFIX,
   ROOT,
   STORY,
   ensureWeights,
   medianRun,
   percentile,
+  runChild,
   sseData,
   startServer,
   stopServer,
@@ -294,20 +293,7 @@ function runTransformers(model: ModelInfo, prompts: Prompt[]): Promise<Transform
     newTokens: NEW_TOKENS,
     threads: THREADS,
   };
-  return new Promise((resolveResult) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(BENCH, 'transformers-child.ts'), JSON.stringify(job)], { cwd: ROOT });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (data: Buffer) => (stdout += data.toString()));
-    child.stderr.on('data', (data: Buffer) => (stderr += data.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 300_000);
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      const line = stdout.split('\n').find((l) => l.startsWith(RESULT_PREFIX));
-      if (line) resolveResult(JSON.parse(line.slice(RESULT_PREFIX.length)) as TransformersChildResult);
-      else resolveResult({ ok: false, error: `child exited with ${code ?? signal}: ${(stderr || stdout).slice(-1500)}`, results: [] });
-    });
-  });
+  return runChild<TransformersChildResult>('transformers-child.ts', job, 300_000);
 }
 
 // ---------- one model ----------
