@@ -41,6 +41,10 @@ export interface KvCache {
   retain(rows: readonly number[]): KvCache;
   /** This cache's rows followed by `rows` of `other`; this object must not be used after, only the one returned. */
   join(other: KvCache, rows: readonly number[]): KvCache;
+  /**
+   * The keys and values of `row` at positions `from` to `from + count` of its real tokens, every
+   * tensor and head, laid out [tensor][head][position][dim] (as a prefix-cache block).
+   */
   copyPositions(row: number, from: number, count: number): KvData;
   /** Gives the cache's buffers back to its pool; the cache must not be used after. */
   release(): void;
@@ -196,10 +200,6 @@ export class BatchKvCache implements KvCache {
     return new ort.Tensor(kvType, data, [this.batchSize, heads, total, dim]);
   }
 
-  /**
-   * The keys and values of `row` at positions `from` to `from + count` of its real tokens, every
-   * tensor and head, laid out [tensor][head][position][dim] (as a prefix-cache block).
-   */
   copyPositions(row: number, from: number, count: number): KvData {
     const { numKvHeads: heads, headDim: dim, tensorCount, kvType } = this.layout;
     const out = allocate(kvType, tensorCount * heads * count * dim);
