@@ -105,15 +105,16 @@ const node = (opType: string, inputs: readonly string[], outputs: readonly strin
  */
 export function quantizeInt8(weight: Float32Array, k: number, n: number): { quantized: Uint8Array; scales: Float32Array } {
   const quantized = new Uint8Array((k + 2) * n).fill(INT8_ZERO_POINT);
-  const scales = new Float32Array(n);
-  for (let column = 0; column < n; column++) {
-    let max = 0;
-    for (let row = 0; row < k; row++) max = Math.max(max, Math.abs(weight[row * n + column]!));
-    const scale = max / 127 || 1;
-    scales[column] = scale;
-    for (let row = 0; row < k; row++) quantized[row * n + column] = Math.round(weight[row * n + column]! / scale) + INT8_ZERO_POINT;
+  // Row by row, as the weight is laid out: a column at a time strides across the whole matrix.
+  const max = new Float32Array(n);
+  for (let row = 0; row < k; row++) {
+    for (let column = 0; column < n; column++) max[column] = Math.max(max[column]!, Math.abs(weight[row * n + column]!));
   }
-  return { quantized, scales };
+  const divisors = Float64Array.from(max, (value) => value / 127 || 1);
+  for (let row = 0; row < k; row++) {
+    for (let column = 0; column < n; column++) quantized[row * n + column] = Math.round(weight[row * n + column]! / divisors[column]!) + INT8_ZERO_POINT;
+  }
+  return { quantized, scales: Float32Array.from(divisors) };
 }
 
 const INT8_ZERO_POINT = 128;
