@@ -11,6 +11,7 @@
 import { parseArgs } from 'node:util';
 import { defaultConfig } from '../src/config.js';
 import { startServer, type RunningServer } from '../src/server.js';
+import { sseData } from './common.js';
 
 const { values } = parseArgs({ options: { model: { type: 'string' }, rounds: { type: 'string', default: '3' }, turns: { type: 'string', default: '16' } } });
 const rounds = Number(values.rounds);
@@ -34,24 +35,16 @@ async function chatTurn(server: RunningServer, messages: { role: string; content
     body: JSON.stringify({ model: server.model.id, messages, max_tokens: 8, temperature: 0, stream: true, stream_options: { include_usage: true } }),
   });
   if (!response.ok) throw new Error(`turn of ${messages.length} messages: ${response.status} ${await response.text()}`);
-  const decoder = new TextDecoder();
-  let buffer = '';
   let ttftMs = 0;
   let reply = '';
   let usage = { prompt_tokens: 0, prompt_tokens_details: { cached_tokens: 0 } };
-  for await (const bytes of response.body!) {
-    buffer += decoder.decode(bytes, { stream: true });
-    let end;
-    while ((end = buffer.indexOf('\n\n')) !== -1) {
-      const event = buffer.slice(0, end).replace(/^data: /, '');
-      buffer = buffer.slice(end + 2);
-      if (event === '[DONE]') continue;
-      const chunk = JSON.parse(event);
-      const content = chunk.choices?.[0]?.delta?.content;
-      if (content && !ttftMs) ttftMs = performance.now() - started;
-      reply += content ?? '';
-      if (chunk.usage) usage = chunk.usage;
-    }
+  for await (const { data, receivedAt } of sseData(response.body!)) {
+    if (data === '[DONE]') continue;
+    const chunk = JSON.parse(data);
+    const content = chunk.choices?.[0]?.delta?.content;
+    if (content && !ttftMs) ttftMs = receivedAt - started;
+    reply += content ?? '';
+    if (chunk.usage) usage = chunk.usage;
   }
   return { ttftMs, promptTokens: usage.prompt_tokens, cachedTokens: usage.prompt_tokens_details.cached_tokens, reply };
 }
