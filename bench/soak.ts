@@ -8,12 +8,14 @@
  *    greedy or sampled (temperature, top_p, with or without a seed);
  *  - streams the client aborts after a random number of chunks, and non-streaming requests it
  *    aborts after a random number of milliseconds.
+ * With --hostile, one more client sends what a hostile caller sends (see hostile-client.ts) and a
+ * probe asks GET /health every 200 ms; their answers are reported apart, and a 5xx to either fails.
  * It samples the server's RSS (/proc/<pid>/status) and, when GET /metrics answers, its heap, every few
  * seconds; at the end it checks the server still answers (/health and one completion), prints a
  * summary, and writes the full report to bench/results/soak-<timestamp>.json.
  *
  *   npm run soak [-- --minutes 10] [--clients 8] [--model models/tinystories-gpt2] [--server-flags="--max-batch 8"]
- *                [--warmup-seconds 15] [--sample-seconds 5] [--seed 1]
+ *                [--warmup-seconds 15] [--sample-seconds 5] [--seed 1] [--hostile]
  *
  * Exit status 1 when a 5xx was seen (an HTTP status, or an error event of type server_error inside a
  * stream), the server died, or the end check failed; 2 for bad arguments.
@@ -26,6 +28,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { ROOT, STORY, percentile, sseData, startServer, stopServer, type ServerHandle } from './common.js';
+import { hostileClient, probeHealth, type HealthLatencies, type HostileTally } from './hostile-client.js';
 
 const BENCH = join(ROOT, 'bench');
 const DEFAULT_MODEL = 'models/tinystories-gpt2';
@@ -44,7 +47,7 @@ const RSS_GROWTH_MIB = 50;
 // ---------- arguments ----------
 
 const USAGE =
-  'usage: npm run soak [-- --minutes 10] [--clients 8] [--model DIR] [--server-flags="--max-batch 8 ..."] [--warmup-seconds 15] [--sample-seconds 5] [--seed 1]\n';
+  'usage: npm run soak [-- --minutes 10] [--clients 8] [--model DIR] [--server-flags="--max-batch 8 ..."] [--warmup-seconds 15] [--sample-seconds 5] [--seed 1] [--hostile]\n';
 
 interface Options {
   minutes: number;
@@ -54,6 +57,7 @@ interface Options {
   warmupSeconds: number;
   sampleSeconds: number;
   seed: number;
+  hostile: boolean;
 }
 
 function parseOptions(): Options {
@@ -66,6 +70,7 @@ function parseOptions(): Options {
       'warmup-seconds': { type: 'string', default: '15' },
       'sample-seconds': { type: 'string', default: '5' },
       seed: { type: 'string', default: '1' },
+      hostile: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
@@ -87,6 +92,7 @@ function parseOptions(): Options {
     warmupSeconds: number('warmup-seconds', values['warmup-seconds'], 0),
     sampleSeconds: number('sample-seconds', values['sample-seconds'], 0.5),
     seed: number('seed', values.seed, 0, true),
+    hostile: values.hostile === true,
   };
 }
 
@@ -106,7 +112,7 @@ function readJson(path: string): Record<string, unknown> {
  * around) of 200 to 380 tokens, or less where the context is short, so that at least a quarter of the
  * context is left for the completion.
  */
-function makePrompts(modelDir: string, contextLength: number): { short: Prompt[]; long: Prompt[]; encode: (text: string) => number } {
+function makePrompts(modelDir: string, contextLength: number): { short: Prompt[]; long: Prompt[]; encode: (text: string) => number; tokenOf: (text: string) => number | undefined } {
   const tokenizer = new Tokenizer(readJson(join(modelDir, 'tokenizer.json')), readJson(join(modelDir, 'tokenizer_config.json')));
   const encode = (text: string) => tokenizer.encode(text, { add_special_tokens: true }).ids.length;
   const short: Prompt[] = [];
@@ -134,7 +140,11 @@ function makePrompts(modelDir: string, contextLength: number): { short: Prompt[]
     }
     if (prompt.tokens > 0) long.push(prompt);
   }
-  return { short, long, encode };
+  const tokenOf = (text: string) => {
+    const ids = tokenizer.encode(text, { add_special_tokens: false }).ids;
+    return ids.length === 1 ? ids[0] : undefined;
+  };
+  return { short, long, encode, tokenOf };
 }
 
 // ---------- the load ----------
@@ -690,11 +700,16 @@ const sampler = (async () => {
 
 log(`${options.clients} clients: ${fmt(warmupMs / 1000, 0)} s warm-up, then ${fmt(durationMs / 1000, 0)} s measured`);
 const clients = Array.from({ length: options.clients }, (_, i) => client(i));
+const loadOver = () => stopping || performance.now() >= loadEnd;
+const hostile: Promise<HostileTally> | undefined = options.hostile ? hostileClient(server.url, modelId, postHeaders, loadOver, prompts.tokenOf('a')) : undefined;
+const health: Promise<HealthLatencies> | undefined = options.hostile ? probeHealth(server.url, loadOver) : undefined;
 await Promise.race([sleep(warmupMs), server.exited]);
 const startSample = await takeSample();
 samples.push(startSample);
 log(`warm-up done: ${finished} requests, RSS ${fmt(startSample.rssMiB)} MiB`);
 await Promise.all(clients);
+const hostileTally = await hostile;
+const healthLatencies = await health;
 samplerStop.abort();
 await sampler;
 const endSample = await takeSample();
@@ -747,6 +762,8 @@ const lastHalf = throughput(middle, end);
 
 const failures: string[] = [];
 if (serverErrors.length > 0) failures.push(`${serverErrors.length} server error(s) (5xx)`);
+if (hostileTally && hostileTally.serverErrors > 0) failures.push(`${hostileTally.serverErrors} 5xx to the hostile client`);
+if (healthLatencies && healthLatencies.failures > 0) failures.push(`${healthLatencies.failures} /health probes failed`);
 if (died) failures.push(`the server died at ${fmt(died.t)} s (exit code ${died.code}, signal ${died.signal ?? '-'})`);
 if (!check.ok) failures.push('the end check failed');
 
@@ -798,6 +815,8 @@ const report = {
   memory,
   endCheck: check,
   samples: samples.map(({ at: _at, ...s }) => s),
+  hostile: hostileTally ?? null,
+  health: healthLatencies ?? null,
   ok: failures.length === 0,
   failures,
 };
@@ -825,6 +844,15 @@ const lines = [
         .join('\n')}${serverErrors.length > 20 ? `\n  … ${serverErrors.length - 20} more in the JSON report` : ''}`
     : '5xx: none',
   `server error log lines: ${serverErrorLogCount}`,
+  ...(hostileTally
+    ? [
+        `hostile client (answers by kind and status): ${Object.entries(hostileTally.statuses)
+          .sort()
+          .map(([key, n]) => `${key}: ${n}`)
+          .join(', ')}; 5xx: ${hostileTally.serverErrors}`,
+      ]
+    : []),
+  ...(healthLatencies ? [`/health every 200 ms: ${healthLatencies.count} probes, ${healthLatencies.failures} failed; p50 ${fmt(healthLatencies.p50Ms)} ms, p99 ${fmt(healthLatencies.p99Ms)} ms, max ${fmt(healthLatencies.maxMs)} ms`] : []),
   '',
   `server RSS: start ${mib(start?.rssMiB)}${heap(start)} at ${fmt(start?.t, 0)} s, middle ${mib(middle?.rssMiB)}${heap(middle)} at ${fmt(middle?.t, 0)} s, end ${mib(end?.rssMiB)}${heap(end)} at ${fmt(end?.t, 0)} s; peak ${mib(memory.peakRssMiB)}`,
   `  middle → end: ${growthMiB !== undefined && growthMiB >= 0 ? '+' : ''}${mib(growthMiB)} (${fmt(memory.growthMiddleToEndPct)}%) over ${memory.requestsMiddleToEnd ?? 'n/a'} requests; second-half slope ${fmt(slopeMiBPerMinute, 2)} MiB/min`,

@@ -140,6 +140,30 @@ const OPTIONS = {
     schema: integer(100, 600_000).default(2500),
     help: 'milliseconds a response_format schema or a set of tools may take to compile into a grammar (400 beyond); the engine compiles each new grammar once more, holding up the running streams for as long',
   },
+  'grammar-cache-mb': {
+    field: 'grammarCacheBytes',
+    scale: 1024 * 1024,
+    env: 'ORTSERVE_GRAMMAR_CACHE_MB',
+    schema: integer(16, 65536).default(256),
+    help: 'memory each of the engine\'s two grammar threads may hold in compiled grammars, estimated from their size, least recently used dropped first; a schema whose grammar alone needs more is refused (400)',
+  },
+  'prefix-cache-partition-header': {
+    field: 'prefixCachePartitionHeader',
+    env: 'ORTSERVE_PREFIX_CACHE_PARTITION_HEADER',
+    schema: z
+      .string()
+      .regex(/^[a-z0-9-]+$/i, 'a header name: letters, digits and dashes')
+      .transform((name) => name.toLowerCase())
+      .optional(),
+    help: 'request header whose value partitions the prefix cache (a tenant id a gateway sets); by default each API key has its own partition, and a server without keys shares one',
+    shown: 'none (partitioned by API key)',
+  },
+  'max-connections': {
+    field: 'maxConnections',
+    env: 'ORTSERVE_MAX_CONNECTIONS',
+    schema: integer(0, 1_000_000).default(0),
+    help: 'most open client connections; close to it, idle keep-alive connections and then the oldest that sent no request yet are closed to make room (0: what the open-file limit leaves)',
+  },
   'max-body-bytes': {
     field: 'maxBodyBytes',
     limit: true,
@@ -188,6 +212,13 @@ const OPTIONS = {
     env: 'ORTSERVE_MAX_MESSAGES',
     schema: integer(1, 1_000_000).default(512),
     help: 'most messages in one chat request',
+  },
+  'max-json-depth': {
+    field: 'maxJsonDepth',
+    limit: true,
+    env: 'ORTSERVE_MAX_JSON_DEPTH',
+    schema: integer(2, 64).default(64),
+    help: 'deepest nesting of arrays and objects in a request body, counted from the body itself; tool-call arguments in the history count from their own root (the grammar engine fails on schemas much deeper than 64)',
   },
   'log-level': {
     field: 'logLevel',

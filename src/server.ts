@@ -14,6 +14,8 @@ import { engineRoutes } from './api/engines.js';
 import { tokenizeRoutes } from './api/tokenize.js';
 import { responseRoutes } from './api/responses.js';
 import { healthRoutes, modelRoutes } from './api/models.js';
+import { checkJsonDepth } from './api/validation.js';
+import { capConnections, connectionCap } from './api/connections.js';
 import type { ServingContext } from './api/serving.js';
 import type { ServerConfig } from './config.js';
 import { Engine } from './engine/client/engine.js';
@@ -39,7 +41,7 @@ function requestLogFields(request: FastifyRequest) {
 }
 
 /** The settings the HTTP application uses. */
-export type AppConfig = Pick<ServerConfig, 'logLevel' | 'apiKeys' | 'corsOrigins' | 'requestTimeoutMs' | 'receiveTimeoutMs' | 'limits'>;
+export type AppConfig = Pick<ServerConfig, 'logLevel' | 'apiKeys' | 'corsOrigins' | 'requestTimeoutMs' | 'receiveTimeoutMs' | 'limits' | 'prefixCachePartitionHeader' | 'maxConnections'>;
 
 export interface App {
   app: FastifyInstance;
@@ -65,6 +67,7 @@ export function buildApp(model: LoadedModel, preprocessor: Preprocessor, engine:
     },
   });
   app.server.on('checkExpectation', answerUnmetExpectation);
+  capConnections(app.server, connectionCap(config.maxConnections));
   // Fastify reads text/plain bodies as strings; the API takes JSON only, and says so with a 415.
   app.removeContentTypeParser('text/plain');
   const lifecycle = new Lifecycle();
@@ -93,6 +96,7 @@ export function buildApp(model: LoadedModel, preprocessor: Preprocessor, engine:
     systemFingerprint: systemFingerprint(model),
     limits: config.limits,
     requestTimeoutMs: config.requestTimeoutMs,
+    ...(config.prefixCachePartitionHeader !== undefined && { prefixCachePartitionHeader: config.prefixCachePartitionHeader }),
     observer: metrics.observer,
   };
   // The API in a scope of its own: its hooks run for every request the router matched to one of
@@ -100,6 +104,7 @@ export function buildApp(model: LoadedModel, preprocessor: Preprocessor, engine:
   void app.register(async (api) => {
     void api.register(drainGuard, { lifecycle });
     void api.register(apiKeyAuth, { apiKeys: config.apiKeys });
+    api.addHook('preHandler', async (request) => checkJsonDepth(request.body, config.limits.maxJsonDepth));
     void api.register(modelRoutes, { model, startedAt: Math.floor(Date.now() / 1000) });
     void api.register(engineRoutes, { model });
     void api.register(completionRoutes, context);
@@ -145,8 +150,12 @@ async function startWorkers(config: ServerConfig, model: LoadedModel): Promise<[
     numKvHeads: model.config.numKvHeads,
     headDim: model.config.headDim,
     grammarVocabulary,
+    grammarCacheBytes: config.grammarCacheBytes,
   });
-  const preprocessor = Preprocessor.start({ tokenizerJson, tokenizerConfig, grammarVocabulary }, { ...DEFAULT_PREPROCESSOR_OPTIONS, grammarLimitMs: config.grammarCompileLimitMs });
+  const preprocessor = Preprocessor.start(
+    { tokenizerJson, tokenizerConfig, grammarVocabulary },
+    { ...DEFAULT_PREPROCESSOR_OPTIONS, grammarLimitMs: config.grammarCompileLimitMs, grammarBudgetBytes: config.grammarCacheBytes },
+  );
   const [started, prepared] = await Promise.allSettled([engine, preprocessor]);
   if (started.status === 'fulfilled' && prepared.status === 'fulfilled') return [started.value, prepared.value];
   if (started.status === 'fulfilled') await started.value.close();

@@ -40,8 +40,16 @@ function registerApiKeyCheck(api: FastifyInstance, apiKeys: readonly string[]): 
       );
     }
     const given = digest(token);
-    let valid = false;
-    for (const key of allowed) valid = timingSafeEqual(given, key) || valid;
-    if (!valid) throw unauthorized('Incorrect API key provided.');
+    let matched = -1;
+    allowed.forEach((key, index) => {
+      if (timingSafeEqual(given, key)) matched = index;
+    });
+    if (matched === -1) throw unauthorized('Incorrect API key provided.');
+    keyOfRequest.set(request, matched);
   });
 }
+
+const keyOfRequest = new WeakMap<FastifyRequest, number>();
+
+/** Which of the configured keys a request was let in with (its place in the list); undefined on a server without keys. */
+export const apiKeyIndex = (request: FastifyRequest): number | undefined => keyOfRequest.get(request);

@@ -9,7 +9,8 @@ import { ChatCompletionRequestSchema } from './schemas.js';
 import { createdNow, planSummary, runGeneration, usage, type ChoiceOutcome, type ServingContext } from './serving.js';
 import { checkReply, dropsUnfinished, type OutputPlan } from './structured-output.js';
 import { validateChat } from './validated-request.js';
-import { requestSignal, streamGeneration } from './streaming.js';
+import { streamGeneration } from './streaming.js';
+import { requestScope } from './request-scope.js';
 import { bodyWithEngine, enginePath } from './engines.js';
 import { parseBody } from './validation.js';
 
@@ -31,7 +32,10 @@ export const chatRoutes: FastifyPluginAsync<ServingContext> = async (app, contex
   /** `POST /v1/chat/completions`: validate, run, and answer as one JSON body or as a stream of chunks. */
   async function createChatCompletion(request: FastifyRequest, reply: FastifyReply) {
     const body = parseBody(ChatCompletionRequestSchema, bodyWithEngine(request));
-    const plan = await validateChat(context, body);
+    const scope = requestScope(request, reply, context);
+    const plan = await validateChat(context, body, scope);
+    const checkAfterwards = (content: string | null, calls: readonly ParsedToolCall[], reason: FinishReason) =>
+      void checkReply(context, request.log, scope, output, content, calls, reason);
     const { logprobs, includeUsage, output } = plan;
     request.log.info({ ...planSummary(plan, plan.stream), grammar: !!output.grammar, tools: output.tools?.choice ?? 'none' }, 'chat completion');
     request.log.debug({ messages: body.messages }, 'chat messages');
@@ -90,24 +94,25 @@ export const chatRoutes: FastifyPluginAsync<ServingContext> = async (app, contex
             const state = choiceState(outcome.index);
             const last = state ? events(outcome.index, state.parser.end(dropsUnfinished(output, outcome.finishReason)), []) : [];
             const calls = state?.calls ?? [];
-            checkReply(request.log, output, calls.length > 0 ? null : outcome.text, calls, outcome.finishReason);
+            checkAfterwards(calls.length > 0 ? null : outcome.text, calls, outcome.finishReason);
             return [...last, chunk(outcome.index, {}, null, finishReason(output, outcome.finishReason, calls.length))];
           },
           usage: (counts) => ({ ...envelope, choices: [], usage: counts }),
         },
         includeUsage,
+        scope.signal,
       );
       return reply;
     }
-    const generation = await runGeneration(context, plan, requestSignal(reply, context.requestTimeoutMs));
+    const generation = await runGeneration(context, plan, scope.signal);
     const { choices } = generation;
     const message = (outcome: ChoiceOutcome) => {
       if (!output.tools) {
-        checkReply(request.log, output, outcome.text, [], outcome.finishReason);
+        checkAfterwards(outcome.text, [], outcome.finishReason);
         return { message: { role: 'assistant' as const, content: outcome.text, refusal: null }, finish_reason: outcome.finishReason };
       }
       const { content, calls } = parseToolCalls(output.tools.format, toolNames, outcome.text, dropsUnfinished(output, outcome.finishReason));
-      checkReply(request.log, output, content, calls, outcome.finishReason);
+      checkAfterwards(content, calls, outcome.finishReason);
       return {
         message: { role: 'assistant' as const, content, refusal: null, ...(calls.length > 0 && { tool_calls: calls.map(apiToolCall) }) },
         finish_reason: finishReason(output, outcome.finishReason, calls.length),

@@ -6,7 +6,8 @@ import type { TokenLogprob } from '../engine/protocol.js';
 import { CompletionRequestSchema } from './schemas.js';
 import { createdNow, planSummary, runGeneration, usage, type ServingContext } from './serving.js';
 import { validateCompletion } from './validated-request.js';
-import { requestSignal, streamGeneration } from './streaming.js';
+import { streamGeneration } from './streaming.js';
+import { requestScope } from './request-scope.js';
 import { bodyWithEngine, enginePath } from './engines.js';
 import { parseBody } from './validation.js';
 
@@ -17,7 +18,8 @@ export const completionRoutes: FastifyPluginAsync<ServingContext> = async (app, 
   /** `POST /v1/completions`: validate, run, and answer as one JSON body or as a stream of chunks. */
   async function createCompletion(request: FastifyRequest, reply: FastifyReply) {
     const body = parseBody(CompletionRequestSchema, bodyWithEngine(request));
-    const plan = await validateCompletion(context, body);
+    const scope = requestScope(request, reply, context);
+    const plan = await validateCompletion(context, body, scope);
     request.log.info(planSummary(plan, plan.stream), 'completion');
     request.log.debug({ prompt: body.prompt }, 'completion prompt');
     const { echo, logprobs, includeUsage } = plan;
@@ -62,11 +64,12 @@ export const completionRoutes: FastifyPluginAsync<ServingContext> = async (app, 
           usage: (counts) => ({ ...envelope, choices: [], usage: counts }),
         },
         includeUsage,
+        scope.signal,
       );
       return reply;
     }
 
-    const generation = await runGeneration(context, plan, requestSignal(reply, context.requestTimeoutMs));
+    const generation = await runGeneration(context, plan, scope.signal);
     const { choices } = generation;
     return {
       ...envelope,

@@ -4,6 +4,7 @@ import type { Socket } from 'node:net';
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { RequestLimits } from '../config.js';
+import { PreprocessInputError } from '../preprocess/preprocessor.js';
 
 export type OpenAIErrorType = 'invalid_request_error' | 'authentication_error' | 'rate_limit_error' | 'server_error';
 
@@ -53,6 +54,9 @@ export const requestTimedOut = (seconds: number) =>
     'x-should-retry': 'false',
   });
 
+/** The client went away before its answer was ready: nobody reads this one, but the logs and metrics count it (nginx's 499). */
+export const clientClosedRequest = () => new OpenAIError(499, 'The client closed the request before it was answered.', null, 'client_closed_request');
+
 /** A request beyond one of the server's configured limits (`flag` names the setting). */
 export const limitExceeded = (param: string, message: string, flag: string) =>
   invalidRequest(`${message} (this server's limit, set by --${flag}).`, param, 'limit_exceeded');
@@ -92,9 +96,18 @@ export function logFailure(log: FastifyBaseLogger, err: unknown, apiError: OpenA
   }
 }
 
+/** Any failure as the error the API answers with; `limits` in the error handler, where Fastify's own errors arrive. */
+export function toOpenAIError(err: unknown, limits?: Pick<RequestLimits, 'maxBodyBytes'>): OpenAIError {
+  if (err instanceof OpenAIError) return err;
+  if (err instanceof PreprocessInputError) return invalidRequest(err.message, null, 'invalid_input');
+  // In the error handler, what is not ours is Fastify's (body parsing, content type, size).
+  if (limits) return fromFastify(err as FastifyError, limits);
+  return new OpenAIError(500, `The server had an error while processing your request: ${(err as Error).message}`);
+}
+
 function registerErrorHandlers(app: FastifyInstance, limits: Pick<RequestLimits, 'maxBodyBytes'>): void {
   app.setErrorHandler((err: FastifyError, request, reply) => {
-    const apiError = err instanceof OpenAIError ? err : fromFastify(err, limits);
+    const apiError = toOpenAIError(err, limits);
     logFailure(request.log, err, apiError, 'request failed');
     void reply.code(apiError.statusCode).headers(apiError.headers).send(apiError.toBody());
   });

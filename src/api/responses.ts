@@ -4,13 +4,13 @@ import type { GeneratedToken } from '../engine/client/text-generation.js';
 import type { FinishReason } from '../engine/protocol.js';
 import type { ParsedToolCall } from '../tool-calls/formats.js';
 import { parseToolCalls, ToolCallParser, type ParsedPiece } from '../tool-calls/tool-call-parser.js';
-import { invalidRequest, logFailure, OpenAIError } from './errors.js';
+import { invalidRequest, logFailure, OpenAIError, toOpenAIError } from './errors.js';
 import { itemId, toolCallId } from './ids.js';
 import { chatLogprobs } from './logprobs.js';
 import { ResponseRequestSchema, type ChatCompletionRequest, type ResponseRequest } from './schemas.js';
 import { createdNow, planSummary, runGeneration, usage, type GenerationCounts, type ServingContext } from './serving.js';
 import { SseStream } from './sse.js';
-import { requestSignal, toOpenAIError } from './streaming.js';
+import { requestScope, type RequestScope } from './request-scope.js';
 import { checkReply, dropsUnfinished } from './structured-output.js';
 import { validateChat, type ValidatedRequest } from './validated-request.js';
 import { parseBody } from './validation.js';
@@ -204,9 +204,10 @@ export const responseRoutes: FastifyPluginAsync<ServingContext> = async (app, co
     const body = parseBody(ResponseRequestSchema, request.body);
     refuseUnsupported(body);
     const { messages, sources } = chatMessages(body);
+    const scope = requestScope(request, reply, context);
     let plan: ValidatedRequest;
     try {
-      plan = await validateChat(context, chatRequest(body, messages));
+      plan = await validateChat(context, chatRequest(body, messages), scope);
     } catch (err) {
       throw renamed(err, sources);
     }
@@ -257,18 +258,18 @@ export const responseRoutes: FastifyPluginAsync<ServingContext> = async (app, co
     };
 
     if (plan.stream) {
-      await streamResponse(context, reply, plan, { snapshot, toolNames, logprobsOf, log: request.log });
+      await streamResponse(context, reply, plan, { snapshot, toolNames, logprobsOf, log: request.log, scope });
       return reply;
     }
 
-    const generation = await runGeneration(context, plan, requestSignal(reply, context.requestTimeoutMs));
+    const generation = await runGeneration(context, plan, scope.signal);
     const outcome = generation.choices[0]!;
     const status = outcome.finishReason === 'length' ? 'incomplete' : 'completed';
     const items: OutputItem[] = [];
     let content: string | null = outcome.text;
     let calls: ParsedToolCall[] = [];
     if (output.tools) ({ content, calls } = parseToolCalls(output.tools.format, toolNames, outcome.text, dropsUnfinished(output, outcome.finishReason)));
-    checkReply(request.log, output, calls.length > 0 ? null : content, calls, outcome.finishReason);
+    void checkReply(context, request.log, scope, output, calls.length > 0 ? null : content, calls, outcome.finishReason);
     if (content || calls.length === 0) {
       items.push({ type: 'message', id: itemId('msg'), status, role: 'assistant', content: [outputText(content ?? '', logprobsOf(outcome.tokens))] });
     }
@@ -284,6 +285,7 @@ interface StreamParts {
   toolNames: ReadonlySet<string>;
   logprobsOf(tokens: readonly GeneratedToken[]): OutputText['logprobs'];
   log: FastifyRequest['log'];
+  scope: RequestScope;
 }
 
 /**
@@ -293,7 +295,7 @@ interface StreamParts {
  */
 async function streamResponse(context: ServingContext, reply: FastifyReply, plan: ValidatedRequest, parts: StreamParts): Promise<void> {
   const { output } = plan;
-  const signal = requestSignal(reply, context.requestTimeoutMs);
+  const { signal } = parts.scope;
   const sse = new SseStream(reply);
   let sequence = 0;
   const emit = (type: string, fields: Record<string, unknown>) => sse.sendNamed(type, { type, sequence_number: sequence++, ...fields });
@@ -386,7 +388,7 @@ async function streamResponse(context: ServingContext, reply: FastifyReply, plan
     const outcome = generation.choices[0]!;
     const status = outcome.finishReason === 'length' ? 'incomplete' : 'completed';
     const calls = items.filter((item) => item.type === 'function_call');
-    checkReply(parts.log, output, calls.length > 0 ? null : outcome.text, calls.map((item) => ({ name: item.name, arguments: item.arguments })), outcome.finishReason);
+    void checkReply(context, parts.log, parts.scope, output, calls.length > 0 ? null : outcome.text, calls.map((item) => ({ name: item.name, arguments: item.arguments })), outcome.finishReason);
     if (items.length === 0) openMessage();
     closeMessage(status);
     closeCall(status);

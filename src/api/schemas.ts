@@ -16,14 +16,20 @@ const penalty = z.number().min(-2).max(2);
  */
 const logitBias = z.record(z.string().regex(/^(0|[1-9]\d*)$/, 'keys must be token ids, written in decimal without leading zeros'), z.number().min(-100).max(100));
 
-/** OpenAI takes any 64-bit integer as a seed; beyond 2^53 a JSON number keeps only 53 bits of it. */
-const seed = z
-  .number()
-  .min(-(2 ** 63))
-  .max(2 ** 63)
-  .superRefine((value, context) => {
-    if (!Number.isInteger(value)) context.addIssue({ code: 'invalid_type', expected: 'int', input: value });
-  });
+/**
+ * OpenAI takes any 64-bit integer as a seed, but beyond 2^53 a JSON number read as a double keeps
+ * only 53 bits of it: 2^63 and 2^63 − 1 would be one seed. Only the seeds that arrive exactly are taken.
+ */
+const seed = z.number().superRefine((value, context) => {
+  if (!Number.isInteger(value)) context.addIssue({ code: 'invalid_type', expected: 'int', input: value });
+  else if (!Number.isSafeInteger(value)) {
+    context.addIssue({
+      code: 'custom',
+      input: value,
+      message: `must be an integer from -${Number.MAX_SAFE_INTEGER} to ${Number.MAX_SAFE_INTEGER}: beyond 2^53 a JSON number is not read exactly, so different seeds would give the same output`,
+    });
+  }
+});
 
 const streamOptions = z.object({ include_usage: z.boolean().nullish() });
 

@@ -29,6 +29,8 @@ export interface ServingContext {
   limits: RequestLimits;
   /** 0: no deadline. */
   requestTimeoutMs: number;
+  /** A header whose value partitions the prefix cache instead of the API key. */
+  prefixCachePartitionHeader?: string;
   observer: GenerationObserver;
 }
 

@@ -1,31 +1,8 @@
-import { setMaxListeners } from 'node:events';
 import type { FastifyReply } from 'fastify';
 import type { TextChunk } from '../engine/client/text-generation.js';
-import { logFailure, OpenAIError, requestTimedOut } from './errors.js';
+import { logFailure, toOpenAIError } from './errors.js';
 import { runGeneration, usage, type ChoiceOutcome, type GenerationPlan, type ServingContext } from './serving.js';
 import { SseStream } from './sse.js';
-
-/**
- * Aborts when the client goes away before its response is complete, or when the request's
- * deadline passes (then the reason is the 504 error to answer with).
- */
-export function requestSignal(reply: FastifyReply, timeoutMs: number): AbortSignal {
-  const controller = new AbortController();
-  // Every choice of the request listens to this one signal; a batch of prompts has many.
-  setMaxListeners(Infinity, controller.signal);
-  const deadline = timeoutMs > 0 ? setTimeout(() => controller.abort(requestTimedOut(timeoutMs / 1000)), timeoutMs) : undefined;
-  deadline?.unref();
-  reply.raw.on('close', () => {
-    clearTimeout(deadline);
-    if (!reply.raw.writableEnded) controller.abort();
-  });
-  return controller.signal;
-}
-
-export function toOpenAIError(err: unknown): OpenAIError {
-  if (err instanceof OpenAIError) return err;
-  return new OpenAIError(500, `The server had an error while processing your request: ${(err as Error).message}`);
-}
 
 /** The events of one endpoint's stream. */
 export interface ChunkFormat {
@@ -45,8 +22,8 @@ export async function streamGeneration(
   plan: GenerationPlan,
   format: ChunkFormat,
   includeUsage: boolean,
+  signal: AbortSignal,
 ): Promise<void> {
-  const signal = requestSignal(reply, context.requestTimeoutMs);
   const sse = new SseStream(reply);
   try {
     const choices = plan.prompts.length * plan.n;

@@ -1,11 +1,10 @@
 import type { FastifyBaseLogger } from 'fastify';
-import { Ajv, type ValidateFunction } from 'ajv';
-import { Ajv2020 } from 'ajv/dist/2020.js';
 import { ANY_JSON_OBJECT, jsonSchemaGrammar, type GrammarSpec } from '../grammar/grammar-spec.js';
 import { GrammarError } from '../grammar/xgrammar.js';
 import type { ChatTools } from '../model/chat-template.js';
 import type { ParsedToolCall, ToolCallFormat } from '../tool-calls/formats.js';
 import type { FinishReason } from '../engine/protocol.js';
+import { SchemaError, type TaskOwner } from '../preprocess/preprocessor.js';
 import { invalidRequest } from './errors.js';
 import type { ChatCompletionRequest, FunctionTool } from './schemas.js';
 import type { ServingContext } from './serving.js';
@@ -30,69 +29,50 @@ export interface OutputPlan {
   grammar?: GrammarSpec;
   /** The JSON schema the whole reply must match (json_schema), checked once it is done. */
   responseSchema?: Record<string, unknown>;
+  /** The reply must be JSON (json_object or json_schema). */
+  replyIsJson?: boolean;
   /** Calls are read out of the reply; absent with no tools or `tool_choice: "none"`. */
   tools?: ToolPlan;
   /** The tools as the chat template gets them. */
   templateTools?: ChatTools;
 }
 
-const VALIDATORS = 128;
-const validators = new Map<string, ValidateFunction>();
-const draft07 = new Ajv({ strict: false, allErrors: false, validateFormats: false });
-const draft2020 = new Ajv2020({ strict: false, allErrors: false, validateFormats: false });
-
-/**
- * A validator for a schema a request sent, or a 400 naming `param` when it is not a valid JSON
- * schema. Draft 2020-12 unless the schema's `$schema` names an older draft.
- */
-export function schemaValidator(schema: Record<string, unknown>, param: string): ValidateFunction {
-  const key = JSON.stringify(schema);
-  const cached = validators.get(key);
-  if (cached) return cached;
-  const { $schema, ...rest } = schema;
-  const ajv = typeof $schema === 'string' && /draft-0[4-7]/.test($schema) ? draft07 : draft2020;
-  let validate: ValidateFunction;
+/** Checks that a schema a request sent is one (off the HTTP thread); else a 400 naming `param`. */
+async function checkSchema(context: ServingContext, schema: Record<string, unknown>, param: string, owner: TaskOwner): Promise<void> {
   try {
-    validate = ajv.compile(rest);
+    await context.preprocessor.checkSchema(JSON.stringify(schema), owner);
   } catch (err) {
-    throw invalidRequest(`Invalid schema for '${param}': ${(err as Error).message}`, param, 'invalid_schema');
+    if (err instanceof SchemaError) throw invalidRequest(`Invalid schema for '${param}': ${err.message}`, param, 'invalid_schema');
+    throw err;
   }
-  validators.set(key, validate);
-  if (validators.size > VALIDATORS) validators.delete(validators.keys().next().value!);
-  return validate;
-}
-
-/** Why `value` does not match `schema`, or undefined when it does. */
-export function schemaMismatch(schema: Record<string, unknown>, value: unknown): string | undefined {
-  const validate = schemaValidator(schema, 'schema');
-  if (validate(value)) return undefined;
-  const error = validate.errors?.[0];
-  return error ? `${error.instancePath || '/'} ${error.message ?? 'does not match'}` : 'does not match';
 }
 
 /** Checks a grammar with the grammar engine (off the HTTP thread); its refusal is a 400 naming `param`. */
-async function checkGrammar(context: ServingContext, grammar: GrammarSpec, param: string): Promise<void> {
+async function checkGrammar(context: ServingContext, grammar: GrammarSpec, param: string, owner: TaskOwner): Promise<void> {
   try {
-    await context.preprocessor.checkGrammar(grammar);
+    await context.preprocessor.checkGrammar(grammar, owner);
   } catch (err) {
     if (err instanceof GrammarError) throw invalidRequest(`Invalid schema for '${param}': ${err.message}`, param, 'invalid_schema');
     throw err;
   }
 }
 
-async function responseFormatPlan(context: ServingContext, format: ChatCompletionRequest['response_format']): Promise<OutputPlan> {
+async function responseFormatPlan(context: ServingContext, format: ChatCompletionRequest['response_format'], owner: TaskOwner): Promise<OutputPlan> {
   if (!format || format.type === 'text') return {};
-  if (format.type === 'json_object') return { grammar: ANY_JSON_OBJECT };
+  if (format.type === 'json_object') return { grammar: ANY_JSON_OBJECT, replyIsJson: true };
   const { schema } = format.json_schema;
-  if (schema === undefined) return { grammar: ANY_JSON_OBJECT };
+  if (schema === undefined) return { grammar: ANY_JSON_OBJECT, replyIsJson: true };
   const param = 'response_format.json_schema.schema';
-  schemaValidator(schema, param);
+  await checkSchema(context, schema, param, owner);
   const grammar = jsonSchemaGrammar(schema);
-  await checkGrammar(context, grammar, param);
-  return { grammar, responseSchema: schema };
+  await checkGrammar(context, grammar, param, owner);
+  return { grammar, responseSchema: schema, replyIsJson: true };
 }
 
 function toolChoicePlan(body: ChatCompletionRequest, tools: readonly FunctionTool[]): { choice: ToolPlan['choice'] | 'none'; named?: FunctionTool } {
+  if (body.tools && body.tools.length === 0) {
+    throw invalidRequest("Invalid 'tools': empty array. Expected an array with minimum length 1, but got an empty array instead.", 'tools', 'empty_array');
+  }
   const choice = body.tool_choice ?? (tools.length > 0 ? 'auto' : 'none');
   if (tools.length === 0 && choice !== 'none') {
     throw invalidRequest("Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.", 'tool_choice', 'invalid_value');
@@ -115,19 +95,21 @@ export const toTemplateTools = (tools: readonly FunctionTool[]): ChatTools =>
  * Every schema is checked here, with a schema validator and then with the grammar engine, so that
  * a bad one is a 400 naming it and never reaches the engine.
  */
-export async function planOutput(context: ServingContext, body: ChatCompletionRequest): Promise<OutputPlan> {
+export async function planOutput(context: ServingContext, body: ChatCompletionRequest, owner: TaskOwner): Promise<OutputPlan> {
   const tools = body.tools ?? [];
   const { choice, named } = toolChoicePlan(body, tools);
   const names = new Set<string>();
   tools.forEach((tool, index) => {
-    const { name, parameters } = tool.function;
+    const { name } = tool.function;
     if (names.has(name)) throw invalidRequest(`Duplicate function name '${name}' in 'tools'.`, `tools[${index}].function.name`, 'invalid_value');
     names.add(name);
-    if (parameters) schemaValidator(parameters, `tools[${index}].function.parameters`);
   });
+  for (const [index, tool] of tools.entries()) {
+    if (tool.function.parameters) await checkSchema(context, tool.function.parameters, `tools[${index}].function.parameters`, owner);
+  }
   const templateTools = toTemplateTools(tools);
   const withTemplateTools = templateTools.length > 0 ? { templateTools } : {};
-  if (choice === 'none') return { ...(await responseFormatPlan(context, body.response_format)), ...withTemplateTools };
+  if (choice === 'none') return { ...(await responseFormatPlan(context, body.response_format, owner)), ...withTemplateTools };
 
   const format = context.model.toolCallFormat;
   const parallel = body.parallel_tool_calls ?? true;
@@ -135,7 +117,7 @@ export async function planOutput(context: ServingContext, body: ChatCompletionRe
   const checkParameters = async () => {
     for (const [index, tool] of tools.entries()) {
       const { parameters } = tool.function;
-      if (parameters && functions.includes(tool.function)) await checkGrammar(context, jsonSchemaGrammar(parameters), `tools[${index}].function.parameters`);
+      if (parameters && functions.includes(tool.function)) await checkGrammar(context, jsonSchemaGrammar(parameters), `tools[${index}].function.parameters`, owner);
     }
   };
   /**
@@ -145,7 +127,7 @@ export async function planOutput(context: ServingContext, body: ChatCompletionRe
   const checkToolsGrammar = async (grammar: GrammarSpec | undefined) => {
     if (!grammar) return checkParameters();
     try {
-      await checkGrammar(context, grammar, 'tools');
+      await checkGrammar(context, grammar, 'tools', owner);
     } catch (err) {
       await checkParameters();
       throw err;
@@ -154,7 +136,7 @@ export async function planOutput(context: ServingContext, body: ChatCompletionRe
   const parameters = new Map(tools.map((tool) => [tool.function.name, tool.function.parameters]));
   if (choice === 'auto') {
     // The model may answer in text: response_format shapes that text, else calls it starts must be well formed.
-    const formatted = await responseFormatPlan(context, body.response_format);
+    const formatted = await responseFormatPlan(context, body.response_format, owner);
     if (formatted.grammar) {
       await checkParameters();
       return { ...formatted, tools: { format, choice, parameters, enforced: false }, ...withTemplateTools };
@@ -172,26 +154,31 @@ export async function planOutput(context: ServingContext, body: ChatCompletionRe
 export const dropsUnfinished = (output: OutputPlan, reason: FinishReason) => reason === 'length' && output.tools !== undefined && output.tools.choice !== 'auto';
 
 /**
- * What decoding under a grammar does not enforce (see the README) is checked on the finished reply;
- * a reply that breaks its schema is sent as it is, and the log says so.
+ * What decoding under a grammar does not enforce (see the README) is checked on the finished reply,
+ * off the HTTP thread and within a time limit: a reply that breaks its schema has been sent as it
+ * is, and the log says so. Never rejects.
  */
-export function checkReply(log: FastifyBaseLogger, output: OutputPlan, content: string | null, calls: readonly ParsedToolCall[], reason: FinishReason): void {
+export async function checkReply(
+  context: ServingContext,
+  log: FastifyBaseLogger,
+  owner: TaskOwner,
+  output: OutputPlan,
+  content: string | null,
+  calls: readonly ParsedToolCall[],
+  reason: FinishReason,
+): Promise<void> {
   if (reason !== 'stop') return;
-  /** Why `text` is not JSON of `schema` (any JSON without one), prefixed by `what`. */
-  const mismatch = (schema: Record<string, unknown> | undefined, text: string, what: string, notJson: string): string | undefined => {
-    let value: unknown;
+  const checks: { what: string; schema: Record<string, unknown> | undefined; text: string }[] = [];
+  if (output.replyIsJson && content !== null && calls.length === 0) checks.push({ what: 'response_format', schema: output.responseSchema, text: content });
+  for (const call of calls) checks.push({ what: call.name, schema: output.tools?.parameters.get(call.name), text: call.arguments });
+  const mismatches: string[] = [];
+  for (const { what, schema, text } of checks) {
     try {
-      value = JSON.parse(text);
-    } catch {
-      return notJson;
+      const found = await context.preprocessor.replyMismatch(schema && JSON.stringify(schema), text, owner);
+      if (found !== undefined) mismatches.push(`${what}: ${found}`);
+    } catch (err) {
+      log.warn({ what, reason: (err as Error).message }, 'the reply could not be checked against its schema');
     }
-    const found = schema && schemaMismatch(schema, value);
-    return found && `${what}: ${found}`;
-  };
-  const mismatches: (string | undefined)[] = [];
-  if (output.responseSchema && content !== null && calls.length === 0) mismatches.push(mismatch(output.responseSchema, content, 'response_format', 'the reply is not JSON'));
-  for (const call of calls) mismatches.push(mismatch(output.tools?.parameters.get(call.name), call.arguments, call.name, `${call.name}: the arguments are not JSON`));
-  const found = mismatches.filter((text) => text !== undefined);
-  if (found.length > 0) log.warn({ mismatches: found }, 'the reply does not match its schema');
+  }
+  if (mismatches.length > 0) log.warn({ mismatches }, 'the reply does not match its schema');
 }
-

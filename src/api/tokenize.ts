@@ -4,7 +4,8 @@ import { checkMessageCount } from './limits.js';
 import { DetokenizeRequestSchema, TokenizeRequestSchema } from './schemas.js';
 import type { ServingContext } from './serving.js';
 import { toTemplateTools } from './structured-output.js';
-import { checkModel, checkTokenIds, encodeChat, templateMessage } from './validated-request.js';
+import { checkModel, checkTokenIds, encodeChat, encodePrompts, templateKwargs, templateMessage } from './validated-request.js';
+import { requestScope } from './request-scope.js';
 import { parseBody } from './validation.js';
 
 /**
@@ -14,25 +15,26 @@ import { parseBody } from './validation.js';
 export const tokenizeRoutes: FastifyPluginAsync<ServingContext> = async (app, context) => {
   const { model, preprocessor, limits } = context;
 
-  app.post('/tokenize', async (request) => {
+  app.post('/tokenize', async (request, reply) => {
     const body = parseBody(TokenizeRequestSchema, request.body);
     if (body.model !== undefined && body.model !== null) checkModel(model, body.model);
+    const scope = requestScope(request, reply, context);
     if ((body.prompt === undefined) === (body.messages === undefined)) {
       throw invalidRequest("Give either 'prompt' (a text) or 'messages' (a conversation), not both or neither.", body.prompt === undefined ? 'prompt' : 'messages', 'invalid_value');
     }
     let tokens: number[];
     if (body.messages) {
       checkMessageCount(body.messages.length, limits);
-      const messages = body.messages.map(templateMessage);
+      const messages = body.messages.map((message, index) => templateMessage(message, index, limits.maxJsonDepth));
       const tools = body.tools?.length ? toTemplateTools(body.tools) : undefined;
       const render = {
         ...(body.add_generation_prompt !== null && body.add_generation_prompt !== undefined && { addGenerationPrompt: body.add_generation_prompt }),
         ...(body.add_special_tokens !== null && body.add_special_tokens !== undefined && { addSpecialTokens: body.add_special_tokens }),
-        ...(body.chat_template_kwargs && { kwargs: body.chat_template_kwargs }),
+        ...(body.chat_template_kwargs && { kwargs: templateKwargs(body.chat_template_kwargs) }),
       };
-      tokens = await encodeChat(context, messages, tools, { render, fitContext: false });
+      tokens = await encodeChat(context, messages, tools, scope, render);
     } else {
-      [tokens] = (await preprocessor.encode([body.prompt!], body.add_special_tokens ?? true)) as [number[]];
+      [tokens] = (await encodePrompts(context, [body.prompt!], 'prompt', scope, body.add_special_tokens ?? true)) as [number[]];
     }
     return {
       count: tokens.length,
@@ -42,10 +44,10 @@ export const tokenizeRoutes: FastifyPluginAsync<ServingContext> = async (app, co
     };
   });
 
-  app.post('/detokenize', async (request) => {
+  app.post('/detokenize', async (request, reply) => {
     const body = parseBody(DetokenizeRequestSchema, request.body);
     if (body.model !== undefined && body.model !== null) checkModel(model, body.model);
     checkTokenIds(model, body.tokens, 'tokens');
-    return { prompt: await preprocessor.decode(body.tokens, false) };
+    return { prompt: await preprocessor.decode(body.tokens, false, requestScope(request, reply, context)) };
   });
 };

@@ -8,7 +8,10 @@ import { checkLimits, checkMessageCount, checkPromptCount } from './limits.js';
 import { stopStrings, type ChatCompletionRequest, type ChatRequestMessage, type CompletionRequest } from './schemas.js';
 import type { GenerationPlan, ServingContext } from './serving.js';
 import { planOutput, type OutputPlan } from './structured-output.js';
-import type { ChatTools, ChatToolCall } from '../model/chat-template.js';
+import { checkJsonDepth } from './validation.js';
+import type { TaskOwner } from '../preprocess/preprocessor.js';
+import type { RequestScope } from './request-scope.js';
+import { TEMPLATE_VARIABLES, type ChatTools, type ChatToolCall } from '../model/chat-template.js';
 
 /**
  * From a parsed body to one validated request: the model, the server's limits, the prompts as
@@ -90,31 +93,34 @@ const atLeast = (tooLong: TooLong) => `at least ${tooLong.atLeastTokens} tokens 
  * refused before it is tokenized where its length tells, else as soon as its ids do; the request's
  * other texts are then left alone.
  */
-export async function encodePrompts({ model, preprocessor }: ServingContext, texts: readonly string[], promptParam: string): Promise<number[][]> {
+export async function encodePrompts({ model, preprocessor }: ServingContext, texts: readonly string[], promptParam: string, owner: TaskOwner, addSpecialTokens = true): Promise<number[][]> {
   const context = model.config.contextLength;
   for (const text of texts) {
     const atLeastTokens = model.tokenizer.minimumTokens(text);
     if (atLeastTokens >= context) throw promptTooLong(context, promptParam, atLeast({ atLeastTokens, characters: text.length }));
   }
-  return preprocessor.encode(texts, true, (ids) => {
-    if (ids.length >= context) throw promptTooLong(context, promptParam, `${ids.length} tokens`);
-  });
+  return preprocessor.encode(
+    texts,
+    addSpecialTokens,
+    (ids) => {
+      if (ids.length >= context) throw promptTooLong(context, promptParam, `${ids.length} tokens`);
+    },
+    owner,
+  );
 }
 
-/**
- * Token ids of a conversation rendered with the model's chat template, off the HTTP thread. It must
- * leave room in the context for a reply unless `fitContext` is false.
- */
+/** Token ids of a conversation rendered with the model's chat template, off the HTTP thread; it must leave room in the context for a reply. */
 export async function encodeChat(
   { model, preprocessor }: ServingContext,
   messages: readonly ChatMessage[],
-  tools?: ChatTools,
-  { render, fitContext = true }: { render?: ChatRenderOptions; fitContext?: boolean } = {},
+  tools: ChatTools | undefined,
+  owner: TaskOwner,
+  render?: ChatRenderOptions,
 ): Promise<number[]> {
   const context = model.config.contextLength;
   let prompt;
   try {
-    prompt = await preprocessor.chat(messages, fitContext ? context : Number.POSITIVE_INFINITY, tools, render);
+    prompt = await preprocessor.chat(messages, context, tools, render, owner);
   } catch (err) {
     if (err instanceof ChatTemplateError) throw invalidRequest(`The chat template rejected the messages: ${err.message}`, 'messages', 'invalid_chat_template');
     throw err;
@@ -158,6 +164,7 @@ export function planGeneration(
   prompts: number[][],
   fields: SamplingFields,
   options: PlanOptions,
+  scope: RequestScope,
 ): GenerationPlan {
   const { model, engine } = context;
   const { maxTokens: maxTokensLimit } = context.limits;
@@ -182,6 +189,7 @@ export function planGeneration(
     bestOf,
     request: {
       group: engine.newGroup(),
+      cachePartition: scope.cachePartition,
       maxTokens,
       temperature: fields.temperature ?? model.samplingDefaults.temperature,
       topP: fields.top_p ?? model.samplingDefaults.topP,
@@ -209,14 +217,14 @@ const unsupported = (param: string, what = `'${param}'`) =>
   invalidRequest(`${what} is not supported by this server (yet).`, param, 'unsupported_parameter');
 
 /** The four forms of `prompt`: text, texts, token ids, lists of token ids; as ids, with their text. */
-async function completionPrompts(context: ServingContext, prompt: CompletionRequest['prompt']): Promise<{ ids: number[]; text: string }[]> {
+async function completionPrompts(context: ServingContext, prompt: CompletionRequest['prompt'], owner: TaskOwner): Promise<{ ids: number[]; text: string }[]> {
   const { model } = context;
   const fromIds = (ids: number[]) => {
     checkTokenIds(model, ids, 'prompt');
     return { ids, text: model.tokenizer.decode(ids) };
   };
   const fromTexts = async (texts: string[]) => {
-    const ids = await encodePrompts(context, texts, 'prompt');
+    const ids = await encodePrompts(context, texts, 'prompt', owner);
     return texts.map((text, index) => ({ ids: ids[index]!, text }));
   };
   if (typeof prompt === 'string') return fromTexts([prompt]);
@@ -226,7 +234,7 @@ async function completionPrompts(context: ServingContext, prompt: CompletionRequ
 }
 
 /** `POST /v1/completions`. */
-export async function validateCompletion(context: ServingContext, body: CompletionRequest): Promise<ValidatedRequest> {
+export async function validateCompletion(context: ServingContext, body: CompletionRequest, scope: RequestScope): Promise<ValidatedRequest> {
   const { model, limits } = context;
   checkModel(model, body.model);
   if (body.suffix) throw invalidRequest("'suffix' is not supported by this server.", 'suffix', 'unsupported_parameter');
@@ -241,7 +249,7 @@ export async function validateCompletion(context: ServingContext, body: Completi
   if (body.stream && body.best_of && body.best_of > n) {
     throw invalidRequest("'best_of' greater than 'n' cannot be used with 'stream'.", 'best_of', 'unsupported_value');
   }
-  const prompts = await completionPrompts(context, body.prompt);
+  const prompts = await completionPrompts(context, body.prompt, scope);
   const logprobs = body.logprobs ?? undefined;
   const echo = !!body.echo;
   const plan = planGeneration(context, prompts.map((prompt) => prompt.ids), fields, {
@@ -249,7 +257,7 @@ export async function validateCompletion(context: ServingContext, body: Completi
     ...(logprobs !== undefined && { logprobs }),
     ...(echo && logprobs !== undefined && { promptLogprobs: logprobs }),
     ...(body.best_of !== null && body.best_of !== undefined && { bestOf: body.best_of }),
-  });
+  }, scope);
   return {
     ...plan,
     promptTexts: prompts.map((prompt) => prompt.text),
@@ -271,6 +279,21 @@ function refuseUnsupported(body: ChatCompletionRequest): void {
   }
 }
 
+/** `chat_template_kwargs`, refused when they name one of the template's own variables (a 400 naming it). */
+export function templateKwargs(kwargs: Record<string, unknown> | null | undefined): Record<string, unknown> | undefined {
+  if (!kwargs) return undefined;
+  for (const name of TEMPLATE_VARIABLES) {
+    if (Object.hasOwn(kwargs, name)) {
+      throw invalidRequest(
+        `'chat_template_kwargs.${name}' cannot be set: the server gives the template '${name}' itself${name === 'tools' ? " (send 'tools' in the request instead)" : name === 'messages' ? " (send 'messages' in the request instead)" : ''}.`,
+        `chat_template_kwargs.${name}`,
+        'invalid_value',
+      );
+    }
+  }
+  return kwargs;
+}
+
 /** Text parts joined into one string. */
 function contentText(content: string | { type: string; text?: string }[] | null | undefined, param: string): string {
   if (content === null || content === undefined) return '';
@@ -285,19 +308,23 @@ function contentText(content: string | { type: string; text?: string }[] | null 
     .join('');
 }
 
-/** A call of an earlier assistant message, as templates read it: arguments as an object where they are JSON. */
-function templateToolCall(call: { id: string; function: { name: string; arguments: string } }): ChatToolCall {
+/**
+ * A call of an earlier assistant message, as templates read it: arguments as an object where they
+ * are JSON (no deeper than the body may nest, counted from the arguments' own root).
+ */
+function templateToolCall(call: { id: string; function: { name: string; arguments: string } }, param: string, maxJsonDepth: number): ChatToolCall {
   let args: unknown = call.function.arguments;
   try {
     args = JSON.parse(call.function.arguments);
   } catch {
     // Kept as the text it is.
   }
+  checkJsonDepth(args, maxJsonDepth, param);
   return { id: call.id, type: 'function', function: { name: call.function.name, arguments: args } };
 }
 
 /** A message as the chat template sees it: text parts joined, `developer` as `system`, tool calls with their arguments parsed. */
-export function templateMessage(message: ChatRequestMessage, index: number): ChatMessage {
+export function templateMessage(message: ChatRequestMessage, index: number, maxJsonDepth: number): ChatMessage {
   const content = contentText(message.content, `messages[${index}].content`);
   if (message.role === 'tool') return { role: 'tool', content, tool_call_id: message.tool_call_id };
   if (message.role === 'assistant') {
@@ -308,7 +335,7 @@ export function templateMessage(message: ChatRequestMessage, index: number): Cha
       role: 'assistant',
       content,
       ...(message.name !== undefined && { name: message.name }),
-      ...(message.tool_calls?.length && { tool_calls: message.tool_calls.map(templateToolCall) }),
+      ...(message.tool_calls?.length && { tool_calls: message.tool_calls.map((call, callIndex) => templateToolCall(call, `messages[${index}].tool_calls[${callIndex}].function.arguments`, maxJsonDepth)) }),
     };
   }
   return {
@@ -319,7 +346,7 @@ export function templateMessage(message: ChatRequestMessage, index: number): Cha
 }
 
 /** `POST /v1/chat/completions`. */
-export async function validateChat(context: ServingContext, body: ChatCompletionRequest): Promise<ValidatedRequest> {
+export async function validateChat(context: ServingContext, body: ChatCompletionRequest, scope: RequestScope): Promise<ValidatedRequest> {
   const { model, limits } = context;
   checkModel(model, body.model);
   refuseUnsupported(body);
@@ -330,14 +357,15 @@ export async function validateChat(context: ServingContext, body: ChatCompletion
   const fields = { ...body, stop: stopStrings(body.stop) };
   checkLimits(fields, limits, { value: requested, param: maxTokensParam });
   checkMessageCount(body.messages.length, limits);
-  const messages = body.messages.map(templateMessage);
-  const output = await planOutput(context, body);
-  const promptIds = await encodeChat(context, messages, output.templateTools, body.chat_template_kwargs ? { render: { kwargs: body.chat_template_kwargs } } : {});
+  const messages = body.messages.map((message, index) => templateMessage(message, index, limits.maxJsonDepth));
+  const kwargs = templateKwargs(body.chat_template_kwargs);
+  const output = await planOutput(context, body, scope);
+  const promptIds = await encodeChat(context, messages, output.templateTools, scope, kwargs && { kwargs });
   const logprobs = body.logprobs ? (body.top_logprobs ?? 0) : undefined;
   const plan = planGeneration(context, [promptIds], fields, {
     budget: { requested, default: DEFAULT_MAX_TOKENS.chat, param: maxTokensParam, promptParam: 'messages' },
     ...(logprobs !== undefined && { logprobs }),
     ...(output.grammar && { grammar: output.grammar }),
-  });
+  }, scope);
   return { ...plan, promptTexts: [], echo: false, logprobs, stream: !!body.stream, includeUsage: !!body.stream_options?.include_usage, output };
 }

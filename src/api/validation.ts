@@ -1,5 +1,6 @@
 import type { z } from 'zod';
-import { invalidRequest } from './errors.js';
+import { tooDeepPath } from '../json-depth.js';
+import { invalidRequest, limitExceeded } from './errors.js';
 
 type Issue = z.core.$ZodIssue;
 
@@ -64,4 +65,20 @@ export function parseBody<T extends z.ZodType>(schema: T, body: unknown, at = ''
   const param = at && inner && !inner.startsWith('[') ? `${at}.${inner}` : at + inner;
   const { message, code } = describe(issue, param);
   throw invalidRequest(message, param || null, code);
+}
+
+/** Path segments named in a depth error: enough to find the field, not the whole descent. */
+const NAMED_SEGMENTS = 4;
+
+/**
+ * Refuses a JSON value nested deeper than `maxDepth` (a 400 naming where), before any part of the
+ * server walks it: templates, schema compilers and worker messages all recurse, and a deep enough
+ * value overflows their stacks. `at` names the value within the request.
+ */
+export function checkJsonDepth(value: unknown, maxDepth: number, at = ''): void {
+  const path = tooDeepPath(value, maxDepth);
+  if (!path) return;
+  const inner = paramName(path.slice(0, NAMED_SEGMENTS));
+  const param = at && inner && !inner.startsWith('[') ? `${at}.${inner}` : at + inner;
+  throw limitExceeded(param || 'body', `'${param || 'the request body'}' nests arrays and objects more than ${maxDepth} levels deep`, 'max-json-depth');
 }

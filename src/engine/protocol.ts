@@ -20,6 +20,8 @@ export interface TokenLogprob {
 export interface PromptRequest {
   /** The request the sequence belongs to (its prompts and choices share one); batch slots are shared fairly between requests. */
   group: number;
+  /** Prompts reuse and fill only the prefix cache of their own partition (one per API key, say). */
+  cachePartition: string;
   promptIds: number[];
   /** 0: the prompt is only scored (with `promptLogprobs`), nothing is generated. */
   maxTokens: number;
@@ -82,6 +84,8 @@ export interface WorkerConfig {
   headDim: number;
   /** The tokenizer's vocabulary as the grammar engine reads it. */
   grammarVocabulary: GrammarVocabulary;
+  /** Memory each grammar thread may hold in compiled grammars (estimated); the least recently used go first. */
+  grammarCacheBytes: number;
 }
 
 export type ToWorker =

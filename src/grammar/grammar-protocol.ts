@@ -27,5 +27,6 @@ export type ToGrammarThread =
 export type FromGrammarThread =
   | { type: 'ready' }
   | { type: 'failed'; message: string }
-  | { type: 'compiled'; key: string }
+  /** With the memory the grammar is estimated to hold. */
+  | { type: 'compiled'; key: string; bytes: number }
   | { type: 'refused'; key: string; message: string };

@@ -21,8 +21,8 @@ try {
     switch (message.type) {
       case 'compile':
         try {
-          await engine.compile(message.key, message.spec);
-          send({ type: 'compiled', key: message.key });
+          const bytes = await engine.compile(message.key, message.spec);
+          send({ type: 'compiled', key: message.key, bytes });
         } catch (err) {
           send({ type: 'refused', key: message.key, message: (err as Error).message });
         }

@@ -66,6 +66,9 @@ export const FALLBACK_CHAT_TEMPLATE =
   "{% for message in messages %}{{ message['role'] + ': ' + message['content'] + '\\n' }}{% endfor %}" +
   "{% if add_generation_prompt %}{{ 'assistant:' }}{% endif %}";
 
+/** The variables the server gives a template itself; extra variables cannot replace them. */
+export const TEMPLATE_VARIABLES: readonly string[] = ['messages', 'tools', 'add_generation_prompt', 'bos_token', 'eos_token'];
+
 export interface RenderOptions {
   /** Default true: the prompt ends where the assistant's reply begins. */
   addGenerationPrompt?: boolean;
@@ -134,8 +137,9 @@ export class ChatTemplate {
     const given = this.supportsTools ? messages : withoutToolSupport(messages, tools);
     const template = tools?.length ? this.toolTemplate : this.template;
     try {
+      const extra = Object.fromEntries(Object.entries(kwargs).filter(([name]) => !TEMPLATE_VARIABLES.includes(name)));
       return template.render({
-        ...kwargs,
+        ...extra,
         messages: given.map((m) => ({ ...m })),
         ...(this.supportsTools && tools?.length && { tools }),
         add_generation_prompt: addGenerationPrompt,

@@ -7,18 +7,23 @@ import type { ModelFiles } from '../model/files.js';
 
 export type PreprocessData = Pick<ModelFiles, 'tokenizerJson' | 'tokenizerConfig'> & { grammarVocabulary: GrammarVocabulary };
 
-/** What a worker is for, with only what that takes: prompts (tokenizing, chat templates) or checking grammars. */
+/** What a worker is for, with only what that takes: prompts (tokenizing, chat templates), checking schemas and grammars, or checking replies. */
 export type PreprocessWorkerData =
   | ({ role: 'text' } & Pick<PreprocessData, 'tokenizerJson' | 'tokenizerConfig'>)
-  | ({ role: 'grammar' } & Pick<PreprocessData, 'grammarVocabulary'>);
+  | ({ role: 'grammar' } & Pick<PreprocessData, 'grammarVocabulary'>)
+  | { role: 'replies' };
 
 export type PreprocessTask =
   | { kind: 'encode'; text: string; addSpecialTokens: boolean }
   | { kind: 'decode'; ids: number[]; skipSpecialTokens: boolean }
   /** Renders the chat template, then tokenizes the text, unless it cannot fit `contextLength`. */
   | { kind: 'chat'; messages: ChatMessage[]; tools?: ChatTools; contextLength: number; options?: ChatRenderOptions }
-  /** Builds and compiles a grammar in a throwaway grammar engine, to find out whether it can be used. */
-  | { kind: 'grammar'; spec: GrammarSpec };
+  /** Builds and compiles a grammar in a throwaway grammar engine, to find out whether it can be used and what it would hold. */
+  | { kind: 'grammar'; spec: GrammarSpec }
+  /** Compiles a validator for a JSON schema (JSON text), to find out whether it is one. */
+  | { kind: 'schema'; schema: string }
+  /** Whether the JSON text `value` is JSON, and matches `schema` when there is one. */
+  | { kind: 'validate'; schema?: string; value: string };
 
 /** How to render a conversation (see RenderOptions) and tokenize it. */
 export interface ChatRenderOptions extends RenderOptions {
@@ -37,8 +42,17 @@ export type PreprocessResult =
   | { text: string }
   | { tooLong: TooLong }
   | { templateError: string }
-  | { grammarChecked: true }
+  /** The grammar compiled; what it is estimated to hold. */
+  | { grammarBytes: number }
   | { grammarError: string }
+  | { schemaChecked: true }
+  | { schemaError: string }
+  /** Why the value does not match (null: it does). */
+  | { mismatch: string | null }
+  /** The request's own input could not be handed to the worker. */
+  | { inputError: string }
+  /** The request was gone before its task ran. */
+  | { aborted: true }
   | { error: string };
 
 export interface ToPreprocessWorker {

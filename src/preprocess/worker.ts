@@ -1,4 +1,5 @@
 import { parentPort } from 'node:worker_threads';
+import { InvalidSchemaError, SchemaChecker } from '../grammar/schema-checker.js';
 import { GrammarError, GrammarProbe } from '../grammar/xgrammar.js';
 import { ChatTemplate, ChatTemplateError } from '../model/chat-template.js';
 import { TextTokenizer } from '../model/tokenizer.js';
@@ -6,25 +7,49 @@ import { workerInput } from '../threads.js';
 import type { FromPreprocessWorker, PreprocessResult, PreprocessTask, PreprocessWorkerData, ToPreprocessWorker } from './protocol.js';
 
 /**
- * A preprocessing thread: tokenizes prompts and renders chat templates (role `text`), or checks
- * grammars in a throwaway grammar engine (role `grammar`), so that neither a long prompt, a
- * template that runs away nor a slow or broken grammar holds up the HTTP thread.
+ * A preprocessing thread: tokenizes prompts and renders chat templates (role `text`), checks
+ * schemas and their grammars in a throwaway grammar engine (role `grammar`), or checks finished
+ * replies against their schemas (role `replies`), so that neither a long prompt, a template that
+ * runs away, a slow or broken grammar nor a regular expression that backtracks holds up the HTTP
+ * thread.
  */
 
 const port = parentPort!;
 const send = (message: FromPreprocessWorker) => port.postMessage(message);
 
-async function checkGrammar(probe: GrammarProbe, task: Extract<PreprocessTask, { kind: 'grammar' }>): Promise<PreprocessResult> {
+async function checkGrammar(probe: GrammarProbe, checker: SchemaChecker, task: PreprocessTask): Promise<PreprocessResult> {
+  if (task.kind === 'schema') {
+    try {
+      checker.validator(task.schema);
+      return { schemaChecked: true };
+    } catch (err) {
+      if (err instanceof InvalidSchemaError) return { schemaError: err.message };
+      throw err;
+    }
+  }
+  if (task.kind !== 'grammar') throw new Error(`no ${task.kind} tasks in this worker`);
   try {
-    await probe.check(task.spec);
-    return { grammarChecked: true };
+    return { grammarBytes: await probe.check(task.spec) };
   } catch (err) {
     if (err instanceof GrammarError) return { grammarError: err.message };
     throw err;
   }
 }
 
-async function run(id: number, task: Exclude<PreprocessTask, { kind: 'grammar' }>, tokenizer: TextTokenizer, template: ChatTemplate): Promise<PreprocessResult> {
+/** A finished reply checked against its schema: what the grammar does not enforce (see the README). */
+function checkReply(checker: SchemaChecker, task: PreprocessTask): PreprocessResult {
+  if (task.kind !== 'validate') throw new Error(`no ${task.kind} tasks in this worker`);
+  let value: unknown;
+  try {
+    value = JSON.parse(task.value);
+  } catch {
+    return { mismatch: 'it is not JSON' };
+  }
+  return { mismatch: task.schema === undefined ? null : (checker.mismatch(task.schema, value) ?? null) };
+}
+
+function run(id: number, task: PreprocessTask, tokenizer: TextTokenizer, template: ChatTemplate): PreprocessResult {
+  if (task.kind !== 'encode' && task.kind !== 'decode' && task.kind !== 'chat') throw new Error(`no ${task.kind} tasks in this worker`);
   if (task.kind === 'encode') return { ids: tokenizer.encode(task.text, task.addSpecialTokens) };
   if (task.kind === 'decode') return { text: tokenizer.decode(task.ids, task.skipSpecialTokens) };
   let text: string;
@@ -43,15 +68,18 @@ async function run(id: number, task: Exclude<PreprocessTask, { kind: 'grammar' }
 
 try {
   const data = workerInput<PreprocessWorkerData>();
-  const elsewhere = (task: PreprocessTask): Promise<PreprocessResult> => Promise.reject(new Error(`no ${task.kind} tasks in this worker`));
   let work: (id: number, task: PreprocessTask) => Promise<PreprocessResult>;
   if (data.role === 'text') {
     const tokenizer = new TextTokenizer(data);
     const template = new ChatTemplate(data.tokenizerConfig, tokenizer);
-    work = (id, task) => (task.kind === 'grammar' ? elsewhere(task) : run(id, task, tokenizer, template));
-  } else {
+    work = async (id, task) => run(id, task, tokenizer, template);
+  } else if (data.role === 'grammar') {
     const probe = new GrammarProbe(data.grammarVocabulary);
-    work = (_, task) => (task.kind === 'grammar' ? checkGrammar(probe, task) : elsewhere(task));
+    const checker = new SchemaChecker();
+    work = (_, task) => checkGrammar(probe, checker, task);
+  } else {
+    const checker = new SchemaChecker();
+    work = async (_, task) => checkReply(checker, task);
   }
   // One task at a time: the client sends the next one when this one is done.
   port.on('message', ({ id, task }: ToPreprocessWorker) => {

@@ -73,19 +73,21 @@ export class ToolCallParser {
   }
 
   /**
-   * The rest of the reply, at its end. `dropUnfinished`: a call cut off by the token limit is left
-   * out instead of being sent as text (when the grammar allowed nothing but calls).
+   * The rest of the reply, at its end. `dropUnfinished` (when the grammar allowed nothing but calls
+   * and the token limit cut the reply): what is held back is never sent as text, since it can only
+   * be the markup of a call cut off; a call streamed as it comes keeps the arguments it got.
    */
   end(dropUnfinished = false): ParsedPiece[] {
     const pieces: ParsedPiece[] = [];
     const { kind } = this.state;
-    if (kind === 'text') this.content(this.buffer, pieces);
-    else if (kind === 'whole' || kind === 'header') {
-      if (!(dropUnfinished && this.calls > 0)) this.take(this.buffer, pieces);
+    if (kind === 'text') {
+      if (!dropUnfinished) this.content(this.buffer, pieces);
+    } else if (kind === 'whole' || kind === 'header') {
+      if (!dropUnfinished) this.take(this.buffer, pieces);
     } else if (kind === 'arguments' && this.buffer) pieces.push({ callArguments: this.buffer });
     this.buffer = '';
     this.state = { kind: 'text' };
-    if (this.calls === 0 && this.pendingSpace) pieces.push({ content: this.pendingSpace });
+    if (this.calls === 0 && this.pendingSpace && !dropUnfinished) pieces.push({ content: this.pendingSpace });
     this.pendingSpace = '';
     return pieces;
   }
@@ -200,11 +202,14 @@ export class ToolCallParser {
   }
 }
 
-/** A whole reply as its text (null when it has none) and its calls, each read whole. */
+/**
+ * A whole reply as its text (null when it has none) and its calls, each read whole. With
+ * `dropUnfinished`, a call cut off by the token limit is left out, and so is its markup.
+ */
 export function parseToolCalls(format: ToolCallFormat, names: ReadonlySet<string>, text: string, dropUnfinished = false): { content: string | null; calls: ParsedToolCall[] } {
   const parser = new ToolCallParser(format, names);
   const pieces = [...parser.push(text), ...parser.end(dropUnfinished)];
   const calls = pieces.flatMap((piece) => ('call' in piece ? [piece.call] : []));
   const content = pieces.map((piece) => ('content' in piece ? piece.content : '')).join('');
-  return { content: content === '' && calls.length > 0 ? null : content, calls };
+  return { content: content === '' && (calls.length > 0 || dropUnfinished) ? null : content, calls };
 }

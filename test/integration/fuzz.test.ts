@@ -617,11 +617,11 @@ describe('fuzzed requests never break the server', () => {
     );
   });
 
-  it('seed takes any 64-bit integer, as OpenAI does, and nothing beyond', async () => {
-    for (const value of ['9007199254740993', '9223372036854775807', '-9223372036854775808', '0', '-1']) {
+  it('seed takes every integer a JSON number holds exactly (±(2^53 − 1)), and nothing beyond, where two seeds would be one', async () => {
+    for (const value of ['9007199254740991', '-9007199254740991', '0', '-1']) {
       expect((await sendText(COMPLETIONS, baseText(COMPLETIONS, `,"seed":${value}`))).status).toBe(200);
     }
-    for (const value of ['18446744073709551616', '-1e20']) {
+    for (const value of ['9007199254740993', '9223372036854775807', '9223372036854775808', '-9223372036854775809', '18446744073709551616', '-1e20']) {
       const answer = await sendText(COMPLETIONS, baseText(COMPLETIONS, `,"seed":${value}`));
       expect(answer.status).toBe(400);
       expect(answer.body.error.param).toBe('seed');
@@ -641,6 +641,30 @@ describe('fuzzed requests never break the server', () => {
       }),
       { seed: seed(1007), numRuns: 500 },
     );
+  });
+
+  it('deeply nested values in every free-form field (kwargs, tool arguments, schemas, metadata) → never a 5xx, a 400 past the limit', async () => {
+    const user = '{"role":"user","content":"Hi"}';
+    const places: ((deep: string) => [path: string, body: string])[] = [
+      (deep) => [CHAT, baseText(CHAT, `,"chat_template_kwargs":{"k":${deep}}`)],
+      (deep) => [CHAT, `{"model":"${MODEL}","max_tokens":1,"messages":[${user},{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":${JSON.stringify(deep)}}}]},{"role":"tool","tool_call_id":"c","content":"ok"}]}`],
+      (deep) => [CHAT, baseText(CHAT, `,"response_format":{"type":"json_schema","json_schema":{"name":"s","schema":{"type":"object","properties":{"p":${deep}}}}}`)],
+      (deep) => [CHAT, baseText(CHAT, `,"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"p":${deep}}}}}]`)],
+      (deep) => ['/v1/responses', `{"model":"${MODEL}","input":"Hi","max_output_tokens":1,"metadata":{"m":${deep}}}`],
+      (deep) => ['/v1/responses', `{"model":"${MODEL}","max_output_tokens":1,"input":[{"type":"function_call","call_id":"c","name":"f","arguments":${JSON.stringify(deep)}},{"type":"function_call_output","call_id":"c","output":"ok"}]}`],
+      (deep) => ['/tokenize', `{"model":"${MODEL}","messages":[${user}],"chat_template_kwargs":{"k":${deep}}}`],
+    ];
+    await fc.assert(
+      fc.asyncProperty(fc.nat({ max: places.length - 1 }), fc.integer({ min: 1, max: 120_000 }), fc.boolean(), async (place, depth, arrays) => {
+        const [path, body] = places[place]!(arrays ? deepArray(depth, true) : deepObject(depth, true));
+        const answer = await request(server, 'POST', path, body, { 'content-type': 'application/json' });
+        if (answer.status >= 500) throw new Error(`${path} at depth ${depth}: ${answer.status} ${JSON.stringify(answer.body).slice(0, 300)}`);
+        // Every place is at most six levels into the body; past 64 in all, the depth limit answers.
+        if (depth > 64) expect([answer.status, answer.body.error?.code]).toEqual([400, 'limit_exceeded']);
+      }),
+      { seed: seed(1010), numRuns: 120 },
+    );
+    expect((await request(server, 'GET', '/health')).status).toBe(200);
   });
 
   it('duplicate keys: the last one wins, as in JSON.parse', async () => {

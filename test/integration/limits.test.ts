@@ -11,7 +11,7 @@ describe('request limits', () => {
 
   beforeAll(async () => {
     server = await startTestServer({
-      limits: { maxBodyBytes: 4096, maxN: 2, maxTokens: 8, maxPrompts: 2, maxStop: 2, maxStopLength: 5, maxMessages: 3 },
+      limits: { maxBodyBytes: 4096, maxN: 2, maxTokens: 8, maxPrompts: 2, maxStop: 2, maxStopLength: 5, maxMessages: 3, maxJsonDepth: 64 },
     });
   });
   afterAll(() => server.close());

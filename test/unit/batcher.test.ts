@@ -83,6 +83,7 @@ function sequence(promptLength: number, maxTokens: number, group?: number): Sequ
   return {
     id,
     group: group ?? id,
+    cachePartition: '',
     promptIds: Array.from({ length: promptLength }, (_, i) => 1 + ((i * 37 + id * 11) % (VOCAB - 1))),
     maxTokens,
     temperature: 0,

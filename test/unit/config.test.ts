@@ -67,7 +67,7 @@ describe('parseCli', () => {
       expect(config.requestTimeoutMs).toBe(600_000);
       expect(config.receiveTimeoutMs).toBe(30_000);
       expect(config.shutdownGraceMs).toBe(30_000);
-      expect(config.limits).toEqual({ maxBodyBytes: 1024 * 1024, maxN: 16, maxTokens: 0, maxPrompts: 32, maxStop: 4, maxStopLength: 256, maxMessages: 512 });
+      expect(config.limits).toEqual({ maxBodyBytes: 1024 * 1024, maxN: 16, maxTokens: 0, maxPrompts: 32, maxStop: 4, maxStopLength: 256, maxMessages: 512, maxJsonDepth: 64 });
     });
 
     it('ignores environment variables that are set but empty', () => {
@@ -132,11 +132,16 @@ describe('parseCli', () => {
         ORTSERVE_MAX_STOP: '1',
         ORTSERVE_MAX_STOP_LENGTH: '10',
         ORTSERVE_MAX_MESSAGES: '7',
+        ORTSERVE_MAX_JSON_DEPTH: '16',
+        ORTSERVE_GRAMMAR_CACHE_MB: '32',
+        ORTSERVE_PREFIX_CACHE_PARTITION_HEADER: 'X-Tenant',
       });
       expect(config.apiKeys).toEqual(['sk-a', 'sk-b']);
       expect(config.requestTimeoutMs).toBe(5000);
       expect(config.shutdownGraceMs).toBe(0);
-      expect(config.limits).toEqual({ maxBodyBytes: 2048, maxN: 2, maxTokens: 64, maxPrompts: 3, maxStop: 1, maxStopLength: 10, maxMessages: 7 });
+      expect(config.limits).toEqual({ maxBodyBytes: 2048, maxN: 2, maxTokens: 64, maxPrompts: 3, maxStop: 1, maxStopLength: 10, maxMessages: 7, maxJsonDepth: 16 });
+      expect(config.grammarCacheBytes).toBe(32 * 1024 * 1024);
+      expect(config.prefixCachePartitionHeader).toBe('x-tenant');
     });
 
     it('reads the port from PORT, as a number', () => {

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { schemaMismatch } from '../../src/api/structured-output.js';
+import { SchemaChecker } from '../../src/grammar/schema-checker.js';
 import { jsonSchemaGrammar } from '../../src/grammar/grammar-spec.js';
 import { grammarVocabulary } from '../../src/grammar/vocabulary.js';
 import { GrammarProbe } from '../../src/grammar/xgrammar.js';
@@ -59,6 +59,8 @@ describe('enforced while decoding', () => {
 });
 
 describe('checked only afterwards', () => {
+  const checker = new SchemaChecker();
+  const schemaMismatch = (schema: object, value: unknown) => checker.mismatch(JSON.stringify(schema), value);
   it.each(CHECKED_AFTERWARDS)('%s: the grammar lets a breaking output through, the schema check does not', async (_, schema, valid, invalid) => {
     const grammar = jsonSchemaGrammar(schema);
     for (const text of valid) expect(schemaMismatch(schema, JSON.parse(text))).toBeUndefined();

@@ -6,6 +6,7 @@ const VOCAB = 8;
 const request = (fields: Partial<SequenceRequest> = {}): SequenceRequest => ({
   id: 1,
   group: 1,
+  cachePartition: '',
   promptIds: [1, 2, 3],
   maxTokens: 4,
   temperature: 0,

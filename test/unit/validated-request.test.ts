@@ -5,6 +5,7 @@ import { loadModel } from '../../src/model/model.js';
 import { Preprocessor } from '../../src/preprocess/preprocessor.js';
 import { OpenAIError } from '../../src/api/errors.js';
 import { ChatCompletionRequestSchema, CompletionRequestSchema } from '../../src/api/schemas.js';
+import type { RequestScope } from '../../src/api/request-scope.js';
 import type { ServingContext } from '../../src/api/serving.js';
 import { validateChat, validateCompletion } from '../../src/api/validated-request.js';
 import { DEFAULT_MODEL } from '../helpers/server.js';
@@ -33,8 +34,9 @@ beforeAll(async () => {
 });
 afterAll(() => context.preprocessor.close());
 
-const completion = (fields: Record<string, unknown>) => validateCompletion(context, CompletionRequestSchema.parse({ model: MODEL, prompt: 'Once upon a time', ...fields }));
-const chat = (fields: Record<string, unknown>) => validateChat(context, ChatCompletionRequestSchema.parse({ model: MODEL, messages: [{ role: 'user', content: 'Hi' }], ...fields }));
+const scope: RequestScope = { client: 'test', cachePartition: '', signal: new AbortController().signal };
+const completion = (fields: Record<string, unknown>) => validateCompletion(context, CompletionRequestSchema.parse({ model: MODEL, prompt: 'Once upon a time', ...fields }), scope);
+const chat = (fields: Record<string, unknown>) => validateChat(context, ChatCompletionRequestSchema.parse({ model: MODEL, messages: [{ role: 'user', content: 'Hi' }], ...fields }), scope);
 
 async function refusal(validation: Promise<unknown>): Promise<OpenAIError> {
   const err = await validation.then(() => undefined, (error: unknown) => error);

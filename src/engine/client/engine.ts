@@ -102,9 +102,15 @@ export class Engine {
       for (const stream of streams) stream.end();
       return streams;
     }
+    try {
+      this.post({ type: 'submit', request, choices });
+    } catch (err) {
+      // A request that cannot be copied to the engine fails alone.
+      for (const stream of streams) stream.fail(new EngineError(`the request could not be handed to the engine (${(err as Error).message})`));
+      return streams;
+    }
     choices.forEach(({ id }, index) => this.streams.set(id, streams[index]!));
     signal?.addEventListener('abort', () => streams.forEach((stream) => stream.cancel()), { once: true });
-    this.post({ type: 'submit', request, choices });
     return streams;
   }
 

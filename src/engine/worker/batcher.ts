@@ -278,7 +278,7 @@ export class ContinuousBatcher {
   private startPrefill(rows: PromptEntry[]): void {
     const groups = new Map<number, PromptEntry[]>();
     for (const entry of rows) {
-      entry.prefix = this.prefixCache.enabled && !entry.promptLogprobs ? this.prefixCache.lookup(entry.request.promptIds) : [];
+      entry.prefix = this.prefixCache.enabled && !entry.promptLogprobs ? this.prefixCache.lookup(entry.request.cachePartition, entry.request.promptIds) : [];
       entry.cachedTokens = entry.prefix.length * this.prefixCache.chunk;
       groups.set(entry.prefix.length, [...(groups.get(entry.prefix.length) ?? []), entry]);
     }
@@ -298,7 +298,7 @@ export class ContinuousBatcher {
     cohort.rows.forEach((entry, row) => {
       if (entry.prefix.length * chunk !== cohort.done) return;
       const tokens = entry.request.promptIds.slice(cohort.done, cohort.done + length);
-      const block = this.prefixCache.insert(entry.prefix.at(-1), tokens, () => cohort.cache.copyPositions(row, cohort.done, length));
+      const block = this.prefixCache.insert(entry.request.cachePartition, entry.prefix.at(-1), tokens, () => cohort.cache.copyPositions(row, cohort.done, length));
       if (block) entry.prefix.push(block);
     });
   }

@@ -3,6 +3,7 @@ import type { FromGrammarThread, GrammarThreadData, ToGrammarThread } from '../.
 import type { GrammarSpec } from '../../grammar/grammar-spec.js';
 import type { GrammarVocabulary } from '../../grammar/vocabulary.js';
 import type { TokenMatcher } from '../../grammar/xgrammar.js';
+import { LruCache } from '../../lru.js';
 import { startWorker } from '../../threads.js';
 
 /** How long the decode loop waits for a grammar thread's masks before it gives up on them. */
@@ -11,7 +12,7 @@ const MASK_TIMEOUT_MS = 60_000;
 class GrammarThread {
   private requests = 0;
   private readonly words: Int32Array;
-  private readonly waiting = new Map<string, { resolve(): void; reject(err: Error): void }>();
+  private readonly waiting = new Map<string, { resolve(bytes: number): void; reject(err: Error): void }>();
 
   constructor(
     private readonly worker: Worker,
@@ -24,7 +25,7 @@ class GrammarThread {
       if (message.type !== 'compiled' && message.type !== 'refused') return;
       const waiter = this.waiting.get(message.key);
       this.waiting.delete(message.key);
-      if (message.type === 'compiled') waiter?.resolve();
+      if (message.type === 'compiled') waiter?.resolve(message.bytes);
       else waiter?.reject(new Error(message.message));
     });
   }
@@ -38,7 +39,8 @@ class GrammarThread {
     this.worker.postMessage(message);
   }
 
-  compile(key: string, spec: GrammarSpec): Promise<void> {
+  /** Resolves with the memory the grammar is estimated to hold. */
+  compile(key: string, spec: GrammarSpec): Promise<number> {
     return new Promise((resolve, reject) => {
       this.waiting.set(key, { resolve, reject });
       this.send({ type: 'compile', key, spec });
@@ -102,8 +104,8 @@ class RemoteMatcher implements TokenMatcher {
  * step then only collects them.
  */
 export class GrammarService {
-  /** Compiled grammars, least recently used first. */
-  private readonly compiled = new Set<string>();
+  /** Compiled grammars by their estimated memory, least recently used first; each one pushed out is forgotten by both threads. */
+  private readonly compiled: LruCache<string, true>;
   private compiles: Promise<unknown> = Promise.resolve();
   private nextMatcher = 1;
   private accepted: [number, number][] = [];
@@ -119,10 +121,14 @@ export class GrammarService {
 
   private constructor(
     private readonly threads: [GrammarThread, GrammarThread],
-    private readonly capacity: number,
-  ) {}
+    budgetBytes: number,
+  ) {
+    this.compiled = new LruCache(budgetBytes, (key) => {
+      for (const thread of this.threads) thread.send({ type: 'forget', key });
+    });
+  }
 
-  static async start(vocabulary: GrammarVocabulary, rows: number, capacity = 64): Promise<GrammarService> {
+  static async start(vocabulary: GrammarVocabulary, rows: number, budgetBytes: number): Promise<GrammarService> {
     const maskWords = Math.ceil(vocabulary.tokens.length / 32);
     const start = async (index: number) => {
       const masks = new SharedArrayBuffer(4 * (1 + rows * maskWords));
@@ -131,7 +137,7 @@ export class GrammarService {
       return new GrammarThread(worker, masks, maskWords, rows);
     };
     const threads = await Promise.all([start(0), start(1)]);
-    return new GrammarService(threads as [GrammarThread, GrammarThread], capacity);
+    return new GrammarService(threads as [GrammarThread, GrammarThread], budgetBytes);
   }
 
   /**
@@ -140,19 +146,16 @@ export class GrammarService {
    */
   prepare(spec: GrammarSpec): Promise<string> {
     const key = JSON.stringify(spec);
-    if (this.compiled.has(key)) {
-      this.compiled.delete(key);
-      this.compiled.add(key);
-      return Promise.resolve(key);
-    }
+    if (this.compiled.get(key)) return Promise.resolve(key);
     const [first, second] = this.threads;
     const usable = this.compiles.then(() => (this.compiled.has(key) ? undefined : first.compile(key, spec)));
     // Registered before the caller's own callback on `usable`: the second compile is sent before any matcher is opened.
     this.compiles = usable.then(
       async () => {
         if (this.compiled.has(key)) return;
-        await second.compile(key, spec);
-        this.remember(key);
+        const bytes = await second.compile(key, spec);
+        // One larger than the whole budget is used by its own request and forgotten (the preprocessor refuses such grammars first).
+        if (!this.compiled.set(key, true, bytes)) for (const thread of this.threads) thread.send({ type: 'forget', key });
       },
       () => {},
     );
@@ -202,14 +205,6 @@ export class GrammarService {
 
   close(): Promise<unknown> {
     return Promise.all(this.threads.map((thread) => thread.terminate()));
-  }
-
-  private remember(key: string): void {
-    this.compiled.add(key);
-    if (this.compiled.size <= this.capacity) return;
-    const oldest = this.compiled.values().next().value!;
-    this.compiled.delete(oldest);
-    for (const thread of this.threads) thread.send({ type: 'forget', key: oldest });
   }
 
   /** Everything asked for in one turn of the event loop goes out together, after it. */

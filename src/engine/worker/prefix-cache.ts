@@ -19,7 +19,8 @@ export interface PrefixBlock {
  * prefilled in chunks at fixed offsets, so a chunk's keys and values depend only on the tokens up
  * to its end: a prompt that reuses them gets the numbers it would have computed.
  *
- * A block is found by its parent and its own tokens, so a chain of blocks is a prefix. At most
+ * A block is found by its parent and its own tokens, so a chain of blocks is a prefix; a chain
+ * starts in a partition (an API key's, say), and only prompts of that partition find it. At most
  * `maxTokens` positions are kept; the least recently used block without children goes first.
  */
 export class PrefixCache {
@@ -49,13 +50,13 @@ export class PrefixCache {
    * leaving at least one token to prefill (its logits give the first token). They become the most
    * recently used.
    */
-  lookup(promptIds: readonly number[]): PrefixBlock[] {
+  lookup(partition: string, promptIds: readonly number[]): PrefixBlock[] {
     const chain: PrefixBlock[] = [];
     const usable = Math.floor((promptIds.length - 1) / this.chunk);
     let parent: PrefixBlock | undefined;
     while (chain.length < usable) {
       const start = chain.length * this.chunk;
-      const block = this.blocks.get(blockKey(parent, promptIds.slice(start, start + this.chunk)));
+      const block = this.blocks.get(blockKey(partition, parent, promptIds.slice(start, start + this.chunk)));
       if (!block) break;
       this.touch(block);
       chain.push(block);
@@ -65,14 +66,14 @@ export class PrefixCache {
   }
 
   /**
-   * Keeps the KV of the chunk `tokens` that follows `parent` (undefined: the prompt's first chunk),
+   * Keeps the KV of the chunk `tokens` that follows `parent` (undefined: the prompt's first chunk, in `partition`),
    * `data` laid out as PrefixBlock's; the block, or undefined when it is not kept (no room, or the
    * parent is gone).
    */
-  insert(parent: PrefixBlock | undefined, tokens: readonly number[], data: () => KvData): PrefixBlock | undefined {
+  insert(partition: string, parent: PrefixBlock | undefined, tokens: readonly number[], data: () => KvData): PrefixBlock | undefined {
     if (tokens.length !== this.chunk || !this.enabled) return undefined;
     if (parent && this.blocks.get(parent.key) !== parent) return undefined;
-    const key = blockKey(parent, tokens);
+    const key = blockKey(partition, parent, tokens);
     const cached = this.blocks.get(key);
     if (cached) {
       this.touch(cached);
@@ -104,4 +105,6 @@ export class PrefixCache {
   }
 }
 
-const blockKey = (parent: PrefixBlock | undefined, tokens: readonly number[]) => `${parent?.id ?? ''}:${tokens.join(',')}`;
+/** A first chunk is keyed by its partition (JSON-quoted, so that no partition name can pass for another key), a later one by its parent. */
+const blockKey = (partition: string, parent: PrefixBlock | undefined, tokens: readonly number[]) =>
+  `${parent ? parent.id : JSON.stringify(partition)}:${tokens.join(',')}`;

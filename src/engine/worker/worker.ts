@@ -33,7 +33,7 @@ try {
   let grammarService: Promise<GrammarService> | undefined;
   let grammarBytes: { bytes: TokenBytes; nonAscii: number[] } | undefined;
   const grammars = () =>
-    (grammarService ??= GrammarService.start(config.grammarVocabulary, config.maxBatch).catch((err: unknown) => {
+    (grammarService ??= GrammarService.start(config.grammarVocabulary, config.maxBatch, config.grammarCacheBytes).catch((err: unknown) => {
       grammarService = undefined;
       throw err;
     }));
