@@ -37,7 +37,7 @@ import {
   TENSOR_RAW_DATA,
   valueInfoName,
   type NodeSummary,
-} from '../src/model/onnx-proto.js';
+} from '../src/engine/thread/graph/onnx-proto.js';
 import { ensureWeights } from './common.js';
 
 export type GgufType = 'f32' | 'q8_0';

@@ -65,8 +65,8 @@ import {
   varintField,
   withOpsetImport,
   type RawField,
-} from '../src/model/onnx-proto.js';
-import { quantizeWeights } from '../src/model/weight-quantization.js';
+} from '../src/engine/thread/graph/onnx-proto.js';
+import { quantizeWeights } from '../src/engine/thread/graph/weight-quantization.js';
 
 const DATA_LOCATION_EXTERNAL = 1;
 const ENTRY_KEY = 1;

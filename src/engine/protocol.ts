@@ -1,9 +1,30 @@
 import type { GrammarSpec } from '../grammar/grammar-spec.js';
 import type { GrammarVocabulary } from '../grammar/vocabulary.js';
-import type { GraphLimits } from '../model/model.js';
-import type { AttentionFormat, Device, WeightFormat } from '../model/session.js';
+/**
+ * Messages between the server (main thread) and the engine thread, and the types both sides read.
+ * Only token ids cross. This file imports from neither side.
+ */
 
-/** Messages between the server (main thread) and the engine worker. Only token ids cross. */
+export type Device = 'cpu' | 'cuda';
+
+export type QuantizedWeights = 'int4' | 'int8';
+
+/** How the weights are stored: as the graph has them, or quantized to 8 or 4 bits as it loads (see thread/graph/weight-quantization.ts). */
+export type WeightFormat = 'as-exported' | QuantizedWeights;
+
+/** How attention reads the past: from slots the engine writes in place (see thread/graph/slot-attention.ts), or as the graph was exported. */
+export type AttentionFormat = 'slots' | 'as-exported';
+
+/** What the decoder graph itself fixes, as the engine found it; undefined where it fixes nothing. */
+export interface GraphLimits {
+  /** Rows of the graph's position table. */
+  positions?: number;
+  /** The last dimension of its logits. */
+  vocabSize?: number;
+  /** Its attention takes every row as unpadded (GroupQueryAttention): only rows of one length can run together. */
+  unpaddedRows?: boolean;
+}
+
 
 export type FinishReason = 'stop' | 'length';
 

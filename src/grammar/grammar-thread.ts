@@ -1,5 +1,5 @@
 import { parentPort } from 'node:worker_threads';
-import { workerInput } from '../threads.js';
+import { workerInput } from '../util/threads.js';
 import type { FromGrammarThread, GrammarThreadData, ToGrammarThread } from './grammar-protocol.js';
 import { GrammarEngine, type TokenMatcher } from './xgrammar.js';
 

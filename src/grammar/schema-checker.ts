@@ -1,6 +1,6 @@
 import { Ajv, type ValidateFunction } from 'ajv';
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import { LruCache } from '../lru.js';
+import { LruCache } from '../util/lru.js';
 
 /** Schema text kept compiled, in characters: a validator grows with its schema. */
 const CACHED_SCHEMA_CHARACTERS = 32 * 1024 * 1024;

@@ -5,6 +5,7 @@ import { detectToolCallFormat, type ToolCallFormat } from '../tool-calls/formats
 import { ModelLoadError } from './errors.js';
 import { readModelFiles, type ModelFiles } from './files.js';
 import { TextTokenizer } from './tokenizer.js';
+import type { GraphLimits } from '../engine/protocol.js';
 
 /** Sampling defaults of the model's generation_config.json, used where a request leaves them out. */
 export interface SamplingDefaults {
@@ -41,16 +42,6 @@ function samplingDefault(config: Record<string, unknown>, key: string, max: numb
     throw new ModelLoadError(`generation_config.json: ${key} must be a number from 0 to ${max}, got ${JSON.stringify(value)}`);
   }
   return value;
-}
-
-/** What the decoder graph itself fixes, as the engine found it; undefined where it fixes nothing. */
-export interface GraphLimits {
-  /** Rows of the graph's position table. */
-  positions?: number;
-  /** The last dimension of its logits. */
-  vocabSize?: number;
-  /** Its attention takes every row as unpadded (GroupQueryAttention): only rows of one length can run together. */
-  unpaddedRows?: boolean;
 }
 
 /**

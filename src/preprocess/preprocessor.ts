@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { GrammarSpec } from '../grammar/grammar-spec.js';
 import { GrammarError } from '../grammar/xgrammar.js';
-import { LruCache } from '../lru.js';
+import { LruCache } from '../util/lru.js';
 import { ChatTemplateError, type ChatMessage, type ChatTools } from '../model/chat-template.js';
 import type { ChatRenderOptions, PreprocessData, PreprocessResult, PreprocessTask, TooLong } from './protocol.js';
 import { WorkerLane, type Job, type TaskOwner } from './worker-lane.js';

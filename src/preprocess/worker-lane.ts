@@ -1,6 +1,6 @@
 import type { Worker } from 'node:worker_threads';
-import { LruCache } from '../lru.js';
-import { startWorker } from '../threads.js';
+import { LruCache } from '../util/lru.js';
+import { startWorker } from '../util/threads.js';
 import type { FromPreprocessWorker, PreprocessResult, PreprocessTask, PreprocessWorkerData } from './protocol.js';
 
 /** Who a task is for: queues take turns between clients, and a task whose request is gone is dropped. */

@@ -3,7 +3,7 @@ import { InvalidSchemaError, SchemaChecker } from '../grammar/schema-checker.js'
 import { GrammarError, GrammarProbe } from '../grammar/xgrammar.js';
 import { ChatTemplate, ChatTemplateError } from '../model/chat-template.js';
 import { TextTokenizer } from '../model/tokenizer.js';
-import { workerInput } from '../threads.js';
+import { workerInput } from '../util/threads.js';
 import type { FromPreprocessWorker, PreprocessResult, PreprocessTask, PreprocessWorkerData, ToPreprocessWorker } from './protocol.js';
 
 /**

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
-import { addLogitsPositions, LOGITS_POSITIONS } from '../../src/model/logits-positions.js';
+import { addLogitsPositions, LOGITS_POSITIONS } from '../../src/engine/thread/graph/logits-positions.js';
 
 export const STEP = 5;
 

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
-import { BatchKvCache } from '../../src/engine/worker/kv-cache.js';
-import { addNewKvOutputs, newKvName } from '../../src/model/new-kv-outputs.js';
+import { BatchKvCache } from '../../src/engine/thread/kv-cache.js';
+import { addNewKvOutputs, newKvName } from '../../src/engine/thread/graph/new-kv-outputs.js';
 
 export const PROMPT = [5n, 17n, 42n, 7n, 99n];
 export const DECODE_STEPS = 4;

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import { parse } from 'yaml';
-import { OPENAPI_PATH } from '../../src/api/docs.js';
+import { OPENAPI_PATH } from '../../src/http/docs.js';
 
 /** Checks real responses against the schemas of openapi.yaml, so the document cannot drift from the code. */
 

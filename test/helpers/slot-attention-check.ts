@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
-import { DecoderRunner } from '../../src/engine/worker/decoder.js';
-import { KvBufferPool, type KvCache, type KvLayout } from '../../src/engine/worker/kv-cache.js';
-import { kvCaches } from '../../src/engine/worker/slot-kv-cache.js';
-import { addNewKvOutputs } from '../../src/model/new-kv-outputs.js';
-import { readDecoderSignature } from '../../src/model/session.js';
-import { addSlotAttention } from '../../src/model/slot-attention.js';
+import { DecoderRunner } from '../../src/engine/thread/decoder.js';
+import { KvBufferPool, type KvCache, type KvLayout } from '../../src/engine/thread/kv-cache.js';
+import { kvCaches } from '../../src/engine/thread/slot-kv-cache.js';
+import { addNewKvOutputs } from '../../src/engine/thread/graph/new-kv-outputs.js';
+import { readDecoderSignature } from '../../src/engine/thread/graph/session.js';
+import { addSlotAttention } from '../../src/engine/thread/graph/slot-attention.js';
 
 export interface SlotAttentionCheck {
   /** Largest difference between the two graphs' logits, per decode step. */

@@ -1,8 +1,8 @@
 import * as ort from 'onnxruntime-node';
-import { ContinuousBatcher, type BatcherOptions } from '../../src/engine/worker/batcher.js';
-import { DecoderRunner, type DecoderOutput, type DecoderStep } from '../../src/engine/worker/decoder.js';
+import { ContinuousBatcher, type BatcherOptions } from '../../src/engine/thread/batcher.js';
+import { DecoderRunner, type DecoderOutput, type DecoderStep } from '../../src/engine/thread/decoder.js';
 import type { Choice, PromptRequest, SequenceRequest, TokenUpdate } from '../../src/engine/protocol.js';
-import type { DecoderSignature } from '../../src/model/session.js';
+import type { DecoderSignature } from '../../src/engine/thread/graph/session.js';
 
 /** Shape of one forward pass: rows and tokens per row. */
 interface Pass {

@@ -1,4 +1,4 @@
-import { IncrementalDetokenizer } from '../../src/engine/client/detokenizer.js';
+import { IncrementalDetokenizer } from '../../src/generation/detokenizer.js';
 import { readModelFiles } from '../../src/model/files.js';
 import { TextTokenizer } from '../../src/model/tokenizer.js';
 import { MODEL_DIRS } from '../helpers/server.js';

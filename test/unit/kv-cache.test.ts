@@ -1,7 +1,7 @@
 import * as ort from 'onnxruntime-node';
-import { float16ToNumber } from '../../src/engine/worker/float16.js';
-import { BatchKvCache, KvBufferPool, type KvCache, type KvLayout } from '../../src/engine/worker/kv-cache.js';
-import { SlotKvCache } from '../../src/engine/worker/slot-kv-cache.js';
+import { float16ToNumber } from '../../src/engine/thread/float16.js';
+import { BatchKvCache, KvBufferPool, type KvCache, type KvLayout } from '../../src/engine/thread/kv-cache.js';
+import { SlotKvCache } from '../../src/engine/thread/slot-kv-cache.js';
 
 const HEADS = 2;
 const DIM = 3;

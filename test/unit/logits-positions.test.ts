@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { addLogitsPositions } from '../../src/model/logits-positions.js';
+import { addLogitsPositions } from '../../src/engine/thread/graph/logits-positions.js';
 import type { LogitsPositionsCheck } from '../helpers/logits-positions-check.js';
 import { MODEL_DIRS } from '../helpers/server.js';
 import { runInWorker } from '../helpers/worker.js';

@@ -1,6 +1,6 @@
 import type { SequenceRequest } from '../../src/engine/protocol.js';
-import { GrammarProcessor, LogitBiasProcessor, logitsProcessors, PenaltyProcessor, Utf8Processor, type LogitsProcessor } from '../../src/engine/worker/logits-processors.js';
-import { Sequence } from '../../src/engine/worker/sequence.js';
+import { GrammarProcessor, LogitBiasProcessor, logitsProcessors, PenaltyProcessor, Utf8Processor, type LogitsProcessor } from '../../src/engine/thread/logits-processors.js';
+import { Sequence } from '../../src/engine/thread/sequence.js';
 
 const VOCAB = 8;
 const request = (fields: Partial<SequenceRequest> = {}): SequenceRequest => ({

@@ -1,5 +1,5 @@
-import { LruCache } from '../../src/lru.js';
-import { tooDeepPath } from '../../src/json-depth.js';
+import { LruCache } from '../../src/util/lru.js';
+import { tooDeepPath } from '../../src/util/json-depth.js';
 
 describe('LruCache', () => {
   it('holds entries within a total cost, pushing out the least recently used first', () => {

@@ -6,9 +6,9 @@ import { ChatTemplate, ChatTemplateError, FALLBACK_CHAT_TEMPLATE } from '../../s
 import { readModelConfig } from '../../src/model/config.js';
 import { ModelLoadError } from '../../src/model/errors.js';
 import { readModelFiles, type ModelFiles } from '../../src/model/files.js';
-import { positionTableSize } from '../../src/model/graph-limits.js';
+import { positionTableSize } from '../../src/engine/thread/graph/graph-limits.js';
 import { fitToGraph, loadModel } from '../../src/model/model.js';
-import { createDecoderSession, defaultThreads, readDecoderSignature } from '../../src/model/session.js';
+import { createDecoderSession, defaultThreads, readDecoderSignature } from '../../src/engine/thread/graph/session.js';
 import { MODEL_DIRS } from '../helpers/server.js';
 
 const TINY_LLAMA = MODEL_DIRS['tiny-llama']!;

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { makeVariant } from '../../scripts/model-variants.js';
 import { join } from 'node:path';
-import { addNewKvOutputs } from '../../src/model/new-kv-outputs.js';
+import { addNewKvOutputs } from '../../src/engine/thread/graph/new-kv-outputs.js';
 import {
   ATTRIBUTE_INT,
   ATTRIBUTE_NAME,
@@ -24,7 +24,7 @@ import {
   VALUE_INFO_NAME,
   VALUE_INFO_TYPE,
   varintField,
-} from '../../src/model/onnx-proto.js';
+} from '../../src/engine/thread/graph/onnx-proto.js';
 import { DECODE_STEPS, PROMPT, type NewKvCheck } from '../helpers/new-kv-check.js';
 import { MODEL_DIRS } from '../helpers/server.js';
 import { runInWorker } from '../helpers/worker.js';

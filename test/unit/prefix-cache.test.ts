@@ -1,4 +1,4 @@
-import { PrefixCache } from '../../src/engine/worker/prefix-cache.js';
+import { PrefixCache } from '../../src/engine/thread/prefix-cache.js';
 
 const CHUNK = 2;
 const block = (marker: number) => () => new Float32Array(2 * CHUNK).fill(marker);

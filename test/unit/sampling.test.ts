@@ -1,5 +1,5 @@
-import { Rng } from '../../src/engine/worker/rng.js';
-import { argmax, sampleToken } from '../../src/engine/worker/sampling.js';
+import { Rng } from '../../src/engine/thread/rng.js';
+import { argmax, sampleToken } from '../../src/engine/thread/sampling.js';
 
 /** softmax(logits / temperature), computed independently of the code under test. */
 function softmax(logits: readonly number[], temperature: number): number[] {

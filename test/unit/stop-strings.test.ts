@@ -1,4 +1,4 @@
-import { StopStringMatcher } from '../../src/engine/client/stop-strings.js';
+import { StopStringMatcher } from '../../src/generation/stop-strings.js';
 
 describe('StopStringMatcher', () => {
   it('passes text that cannot start a stop string through unchanged and at once', () => {

@@ -1,6 +1,6 @@
 import type { SequenceStream } from '../../src/engine/client/engine.js';
-import { generateText, spellPrompt, type GeneratedToken, type TextChunk } from '../../src/engine/client/text-generation.js';
-import { TokenSpeller } from '../../src/engine/client/token-speller.js';
+import { generateText, spellPrompt, type GeneratedToken, type TextChunk } from '../../src/generation/text-generation.js';
+import { TokenSpeller } from '../../src/generation/token-speller.js';
 import type { TokenUpdate } from '../../src/engine/protocol.js';
 import { readModelFiles } from '../../src/model/files.js';
 import { TextTokenizer } from '../../src/model/tokenizer.js';

@@ -3,11 +3,11 @@ import { defaultConfig } from '../../src/config.js';
 import type { Engine } from '../../src/engine/client/engine.js';
 import { loadModel } from '../../src/model/model.js';
 import { Preprocessor } from '../../src/preprocess/preprocessor.js';
-import { OpenAIError } from '../../src/api/errors.js';
-import { ChatCompletionRequestSchema, CompletionRequestSchema } from '../../src/api/schemas.js';
-import type { RequestScope } from '../../src/api/request-scope.js';
-import type { ServingContext } from '../../src/api/serving.js';
-import { validateChat, validateCompletion } from '../../src/api/validated-request.js';
+import { OpenAIError } from '../../src/errors.js';
+import { ChatCompletionRequestSchema, CompletionRequestSchema } from '../../src/openai/schemas.js';
+import type { RequestScope } from '../../src/generation/scope.js';
+import type { ServingContext } from '../../src/generation/run.js';
+import { validateChat, validateCompletion } from '../../src/generation/validate.js';
 import { DEFAULT_MODEL } from '../helpers/server.js';
 
 /** One function per endpoint turns a parsed body into the request the engine runs. */

@@ -16,8 +16,8 @@ import {
   stringField,
   tensorValueInfo,
   varintField,
-} from '../../src/model/onnx-proto.js';
-import { quantizeInt8, quantizeWeights, type QuantizedWeights } from '../../src/model/weight-quantization.js';
+} from '../../src/engine/thread/graph/onnx-proto.js';
+import { quantizeInt8, quantizeWeights, type QuantizedWeights } from '../../src/engine/thread/graph/weight-quantization.js';
 import type { GraphRuns } from '../helpers/run-graph.js';
 import { runInWorker } from '../helpers/worker.js';
 

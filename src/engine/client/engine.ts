@@ -1,8 +1,7 @@
 import type { Worker } from 'node:worker_threads';
-import type { GraphLimits } from '../../model/model.js';
-import { startWorker } from '../../threads.js';
+import { startWorker } from '../../util/threads.js';
 import { AsyncQueue } from './async-queue.js';
-import type { EngineStats, FromWorker, PromptRequest, TokenUpdate, ToWorker, WorkerConfig } from '../protocol.js';
+import type { EngineStats, FromWorker, GraphLimits, PromptRequest, TokenUpdate, ToWorker, WorkerConfig } from '../protocol.js';
 
 /** The tokens of one sequence, as they come; `cancel` ends it in the engine. */
 export interface SequenceStream extends AsyncIterable<TokenUpdate> {
@@ -49,7 +48,7 @@ export class Engine {
 
   static async start(options: EngineOptions): Promise<Engine> {
     const { maxQueue, ...config } = options;
-    const { worker, ready } = await startWorker<Extract<FromWorker, { type: 'ready' }>>(new URL('../worker/worker.ts', import.meta.url), config, { name: 'engine' });
+    const { worker, ready } = await startWorker<Extract<FromWorker, { type: 'ready' }>>(new URL('../thread/worker.ts', import.meta.url), config, { name: 'engine' });
     return new Engine(worker, config.maxBatch + maxQueue, ready.limits, ready.rewrites);
   }
 

@@ -1,0 +1,163 @@
+import type { RequestLimits } from '../config.js';
+import type { Engine } from '../engine/client/engine.js';
+import type { FinishReason, PromptRequest, TokenLogprob } from '../engine/protocol.js';
+import { generateText, type GeneratedToken, type TextChunk } from './text-generation.js';
+import type { LoadedModel } from '../model/model.js';
+import type { Preprocessor } from '../preprocess/preprocessor.js';
+import { OpenAIError } from '../errors.js';
+
+/** What the routes share: running a validated request's choices, side by side, and counting its usage. */
+
+/** Watches generations for the metrics; times are in seconds. */
+export interface GenerationObserver {
+  /** From the start of a choice's generation to its first text. */
+  firstToken(seconds: number): void;
+  /** Between two consecutive pieces of a choice's text. */
+  interToken(seconds: number): void;
+  /** A request's generation ended: its prompt tokens (`cachedTokens` of them from the prefix cache) and those generated. */
+  finished(promptTokens: number, completionTokens: number, cachedTokens: number): void;
+}
+
+/** Everything a route needs to serve the model. */
+export interface ServingContext {
+  model: LoadedModel;
+  /** Tokenizes prompts and renders chat templates off the HTTP thread. */
+  preprocessor: Preprocessor;
+  engine: Engine;
+  /** Identifies the model and the server build that answered. */
+  systemFingerprint: string;
+  limits: RequestLimits;
+  /** 0: no deadline. */
+  requestTimeoutMs: number;
+  /** A header whose value partitions the prefix cache instead of the API key. */
+  prefixCachePartitionHeader?: string;
+  observer: GenerationObserver;
+}
+
+export interface GenerationPlan {
+  /** Token ids of each prompt; a request may carry several. */
+  readonly prompts: readonly number[][];
+  /** Choices returned per prompt. */
+  readonly n: number;
+  /** Sequences generated per prompt; the `n` with the highest mean log-probability are returned. */
+  readonly bestOf: number;
+  /** What the engine runs each prompt with (sampling and stopping), and the stop strings matched on the text. */
+  readonly request: Readonly<Omit<PromptRequest, 'promptIds'> & { stop: string[] }>;
+}
+
+export interface ChoiceOutcome {
+  /** Position in `choices`: prompt index × n + choice. */
+  index: number;
+  promptIndex: number;
+  text: string;
+  finishReason: FinishReason;
+  completionTokens: number;
+  tokens: GeneratedToken[];
+  promptLogprobs?: TokenLogprob[];
+  /** Prompt tokens whose KV came from the prefix cache. */
+  cachedTokens: number;
+}
+
+/** What a request's generation counts for its usage. */
+export interface GenerationCounts {
+  /** Tokens generated, best_of candidates included. */
+  completionTokens: number;
+  /** Prompt tokens whose KV came from the prefix cache (each prompt counted once). */
+  cachedTokens: number;
+}
+
+/** What the logs say of a planned request (never the prompt text). */
+export const planSummary = (plan: GenerationPlan, stream: boolean | null | undefined) => ({
+  prompts: plan.prompts.length,
+  promptTokens: promptTokenCount(plan),
+  n: plan.n,
+  bestOf: plan.bestOf,
+  maxTokens: plan.request.maxTokens,
+  stream: !!stream,
+});
+
+export interface ChoiceListener {
+  chunk?(index: number, chunk: TextChunk): void;
+  finish?(outcome: ChoiceOutcome): void;
+}
+
+function meanLogprob(outcome: ChoiceOutcome): number {
+  const scored = outcome.tokens.filter((token) => token.logprob !== undefined);
+  if (scored.length === 0) return -Infinity;
+  return scored.reduce((sum, token) => sum + token.logprob!, 0) / scored.length;
+}
+
+/**
+ * Runs every sequence of a plan side by side (the engine batches them). Listeners hear of choices
+ * as they stream, which only makes sense when no best_of ranking happens afterwards.
+ */
+export async function runGeneration(
+  { engine, model, observer }: ServingContext,
+  plan: GenerationPlan,
+  signal: AbortSignal,
+  listener: ChoiceListener = {},
+): Promise<{ choices: ChoiceOutcome[] } & GenerationCounts> {
+  // One submission per prompt: the engine prefills it once and forks it into its candidates.
+  const { stop, ...prompt } = plan.request;
+  const streams = plan.prompts.map((promptIds, promptIndex) =>
+    engine.generate(
+      { ...prompt, promptIds },
+      Array.from({ length: plan.bestOf }, (_, candidate) => promptIndex * plan.bestOf + candidate),
+      signal,
+    ),
+  );
+  const runOne = async (promptIndex: number, candidate: number): Promise<ChoiceOutcome> => {
+    const index = promptIndex * plan.n + candidate;
+    const promptIds = plan.prompts[promptIndex]!;
+    const generator = generateText(streams[promptIndex]![candidate]!, model.tokenizer, { promptIds, stopTokenIds: plan.request.stopTokenIds, stop });
+    let last = performance.now();
+    let first = true;
+    let text = '';
+    const tokens: GeneratedToken[] = [];
+    let promptLogprobs: TokenLogprob[] | undefined;
+    for (;;) {
+      const step = await generator.next();
+      if (step.done) {
+        const outcome = { index, promptIndex, text, tokens, ...step.value, ...(promptLogprobs && { promptLogprobs }) };
+        listener.finish?.(outcome);
+        return outcome;
+      }
+      const now = performance.now();
+      if (first) observer.firstToken((now - last) / 1000);
+      else observer.interToken((now - last) / 1000);
+      first = false;
+      last = now;
+      text += step.value.text;
+      tokens.push(...step.value.tokens);
+      promptLogprobs ??= step.value.promptLogprobs;
+      listener.chunk?.(index, step.value);
+    }
+  };
+  const all = await Promise.all(
+    plan.prompts.flatMap((_, promptIndex) => Array.from({ length: plan.bestOf }, (_, candidate) => runOne(promptIndex, candidate))),
+  );
+  const completionTokens = all.reduce((sum, outcome) => sum + outcome.completionTokens, 0);
+  // A prompt's candidates share its prefill, so the first one's count is the prompt's.
+  const cachedTokens = all.reduce((sum, outcome, i) => sum + (i % plan.bestOf === 0 ? outcome.cachedTokens : 0), 0);
+  observer.finished(promptTokenCount(plan), completionTokens, cachedTokens);
+  // A request past its deadline ends with the deadline's error; a client that left gets nothing.
+  if (signal.aborted && signal.reason instanceof OpenAIError) throw signal.reason;
+  if (plan.bestOf === plan.n) return { choices: all, completionTokens, cachedTokens };
+  const choices = plan.prompts.flatMap((_, promptIndex) =>
+    all
+      .filter((outcome) => outcome.promptIndex === promptIndex)
+      .sort((a, b) => meanLogprob(b) - meanLogprob(a))
+      .slice(0, plan.n)
+      .map((outcome, rank) => ({ ...outcome, index: promptIndex * plan.n + rank })),
+  );
+  return { choices, completionTokens, cachedTokens };
+}
+
+const promptTokenCount = (plan: GenerationPlan) => plan.prompts.reduce((sum, ids) => sum + ids.length, 0);
+
+export function usage(plan: GenerationPlan, { completionTokens, cachedTokens }: GenerationCounts) {
+  const promptTokens = promptTokenCount(plan);
+  return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens, prompt_tokens_details: { cached_tokens: cachedTokens } };
+}
+
+export const createdNow = () => Math.floor(Date.now() / 1000);

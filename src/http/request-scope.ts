@@ -1,0 +1,47 @@
+import { setMaxListeners } from 'node:events';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { RequestScope } from '../generation/scope.js';
+import { apiKeyIndex } from './auth.js';
+import { clientClosedRequest, requestTimedOut } from '../errors.js';
+
+export interface ScopeSettings {
+  /** 0: no deadline. */
+  requestTimeoutMs: number;
+  /** A header whose value partitions the prefix cache instead of the API key. */
+  prefixCachePartitionHeader?: string | undefined;
+}
+
+/**
+ * Aborts when the client goes away before its response is complete, or when the request's
+ * deadline passes (then the reason is the 504 error to answer with).
+ */
+export function requestSignal(reply: FastifyReply, timeoutMs: number): AbortSignal {
+  const controller = new AbortController();
+  // Every choice of the request listens to this one signal; a batch of prompts has many.
+  setMaxListeners(Infinity, controller.signal);
+  const deadline = timeoutMs > 0 ? setTimeout(() => controller.abort(requestTimedOut(timeoutMs / 1000)), timeoutMs) : undefined;
+  deadline?.unref();
+  const closed = () => {
+    clearTimeout(deadline);
+    if (!reply.raw.writableEnded) controller.abort(clientClosedRequest());
+  };
+  if (reply.raw.destroyed || reply.raw.socket?.destroyed) closed();
+  else reply.raw.on('close', closed);
+  return controller.signal;
+}
+
+/**
+ * The scope of a request whose body has been read: from here on, a client that leaves cancels
+ * whatever is queued or running for it. Clients are told apart by API key, else by address.
+ */
+export function requestScope(request: FastifyRequest, reply: FastifyReply, settings: ScopeSettings): RequestScope {
+  const key = apiKeyIndex(request);
+  const header = settings.prefixCachePartitionHeader;
+  const given = header === undefined ? undefined : request.headers[header];
+  const cachePartition = header !== undefined ? `header:${typeof given === 'string' ? given : ''}` : key !== undefined ? `key:${key}` : '';
+  return {
+    client: key !== undefined ? `key:${key}` : `address:${request.ip}`,
+    cachePartition,
+    signal: requestSignal(reply, settings.requestTimeoutMs),
+  };
+}
