@@ -2,15 +2,15 @@ import type { FastifyBaseLogger } from 'fastify';
 import { ANY_JSON_OBJECT, jsonSchemaGrammar, type GrammarSpec } from '../grammar/grammar-spec.js';
 import { GrammarError } from '../grammar/xgrammar.js';
 import type { ChatTools } from '../model/chat-template.js';
-import type { ParsedToolCall, ToolCallFormat } from '../tool-calls/formats.js';
+import type { FunctionDefinition, ParsedToolCall, ToolCallFormat } from '../tool-calls/formats.js';
 import type { FinishReason } from '../engine/protocol.js';
 import { SchemaError, type TaskOwner } from '../preprocess/preprocessor.js';
 import { invalidRequest } from '../errors.js';
-import type { ChatCompletionRequest, FunctionTool } from '../openai/schemas.js';
+import type { FieldNames, OutputRequest, ResponseFormat } from './request.js';
 import type { ServingContext } from './run.js';
 
 /**
- * `response_format` and `tools` as the engine and the answer need them: the grammar the output is
+ * A response format and tools as the engine and the answer need them: the grammar the output is
  * decoded under, the schema it is checked against afterwards, and how tool calls are read back.
  */
 
@@ -57,67 +57,60 @@ async function checkGrammar(context: ServingContext, grammar: GrammarSpec, param
   }
 }
 
-async function responseFormatPlan(context: ServingContext, format: ChatCompletionRequest['response_format'], owner: TaskOwner): Promise<OutputPlan> {
+async function responseFormatPlan(context: ServingContext, format: ResponseFormat | undefined, fields: FieldNames, owner: TaskOwner): Promise<OutputPlan> {
   if (!format || format.type === 'text') return {};
-  if (format.type === 'json_object') return { grammar: ANY_JSON_OBJECT, replyIsJson: true };
-  const { schema } = format.json_schema;
-  if (schema === undefined) return { grammar: ANY_JSON_OBJECT, replyIsJson: true };
-  const param = 'response_format.json_schema.schema';
-  await checkSchema(context, schema, param, owner);
+  if (format.type === 'json_object' || format.schema === undefined) return { grammar: ANY_JSON_OBJECT, replyIsJson: true };
+  const { schema } = format;
+  await checkSchema(context, schema, fields.responseSchema, owner);
   const grammar = jsonSchemaGrammar(schema);
-  await checkGrammar(context, grammar, param, owner);
+  await checkGrammar(context, grammar, fields.responseSchema, owner);
   return { grammar, responseSchema: schema, replyIsJson: true };
 }
 
-function toolChoicePlan(body: ChatCompletionRequest, tools: readonly FunctionTool[]): { choice: ToolPlan['choice'] | 'none'; named?: FunctionTool } {
-  if (body.tools && body.tools.length === 0) {
-    throw invalidRequest("Invalid 'tools': empty array. Expected an array with minimum length 1, but got an empty array instead.", 'tools', 'empty_array');
-  }
-  const choice = body.tool_choice ?? (tools.length > 0 ? 'auto' : 'none');
+function toolChoicePlan(output: OutputRequest, tools: readonly FunctionDefinition[]): { choice: ToolPlan['choice'] | 'none'; named?: FunctionDefinition } {
+  const choice = output.toolChoice ?? (tools.length > 0 ? 'auto' : 'none');
   if (tools.length === 0 && choice !== 'none') {
     throw invalidRequest("Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.", 'tool_choice', 'invalid_value');
   }
   if (typeof choice === 'string') return { choice };
-  const named = tools.find((tool) => tool.function.name === choice.function.name);
-  if (!named) throw invalidRequest(`Tool choice '${choice.function.name}' not found in 'tools' list.`, 'tool_choice', 'invalid_value');
+  const named = tools.find((tool) => tool.name === choice.name);
+  if (!named) throw invalidRequest(`Tool choice '${choice.name}' not found in 'tools' list.`, 'tool_choice', 'invalid_value');
   return { choice: 'named', named };
 }
 
 /** Function tools as chat templates read them. */
-export const toTemplateTools = (tools: readonly FunctionTool[]): ChatTools =>
-  tools.map(({ function: fn }) => ({
+export const toTemplateTools = (tools: readonly FunctionDefinition[]): ChatTools =>
+  tools.map((fn) => ({
     type: 'function',
     function: { name: fn.name, ...(fn.description !== undefined && { description: fn.description }), ...(fn.parameters && { parameters: fn.parameters }) },
   }));
 
 /**
- * What `response_format`, `tools`, `tool_choice` and `parallel_tool_calls` ask of a chat request.
- * Every schema is checked here, with a schema validator and then with the grammar engine, so that
- * a bad one is a 400 naming it and never reaches the engine.
+ * What a response format, tools, the tool choice and parallel calls ask of a request. Every schema
+ * is checked here, with a schema validator and then with the grammar engine, so that a bad one is a
+ * 400 naming it and never reaches the engine.
  */
-export async function planOutput(context: ServingContext, body: ChatCompletionRequest, owner: TaskOwner): Promise<OutputPlan> {
-  const tools = body.tools ?? [];
-  const { choice, named } = toolChoicePlan(body, tools);
+export async function planOutput(context: ServingContext, output: OutputRequest, fields: FieldNames, owner: TaskOwner): Promise<OutputPlan> {
+  const tools = output.tools ?? [];
+  const { choice, named } = toolChoicePlan(output, tools);
   const names = new Set<string>();
   tools.forEach((tool, index) => {
-    const { name } = tool.function;
-    if (names.has(name)) throw invalidRequest(`Duplicate function name '${name}' in 'tools'.`, `tools[${index}].function.name`, 'invalid_value');
-    names.add(name);
+    if (names.has(tool.name)) throw invalidRequest(`Duplicate function name '${tool.name}' in 'tools'.`, fields.tool(index, 'name'), 'invalid_value');
+    names.add(tool.name);
   });
   for (const [index, tool] of tools.entries()) {
-    if (tool.function.parameters) await checkSchema(context, tool.function.parameters, `tools[${index}].function.parameters`, owner);
+    if (tool.parameters) await checkSchema(context, tool.parameters, fields.tool(index, 'parameters'), owner);
   }
   const templateTools = toTemplateTools(tools);
   const withTemplateTools = templateTools.length > 0 ? { templateTools } : {};
-  if (choice === 'none') return { ...(await responseFormatPlan(context, body.response_format, owner)), ...withTemplateTools };
+  if (choice === 'none') return { ...(await responseFormatPlan(context, output.responseFormat, fields, owner)), ...withTemplateTools };
 
   const format = context.model.toolCallFormat;
-  const parallel = body.parallel_tool_calls ?? true;
-  const functions = (named ? [named] : tools).map((tool) => tool.function);
+  const parallel = output.parallelToolCalls ?? true;
+  const functions = named ? [named] : tools;
   const checkParameters = async () => {
     for (const [index, tool] of tools.entries()) {
-      const { parameters } = tool.function;
-      if (parameters && functions.includes(tool.function)) await checkGrammar(context, jsonSchemaGrammar(parameters), `tools[${index}].function.parameters`, owner);
+      if (tool.parameters && functions.includes(tool)) await checkGrammar(context, jsonSchemaGrammar(tool.parameters), fields.tool(index, 'parameters'), owner);
     }
   };
   /**
@@ -133,10 +126,10 @@ export async function planOutput(context: ServingContext, body: ChatCompletionRe
       throw err;
     }
   };
-  const parameters = new Map(tools.map((tool) => [tool.function.name, tool.function.parameters]));
+  const parameters = new Map(tools.map((tool) => [tool.name, tool.parameters]));
   if (choice === 'auto') {
-    // The model may answer in text: response_format shapes that text, else calls it starts must be well formed.
-    const formatted = await responseFormatPlan(context, body.response_format, owner);
+    // The model may answer in text: a response format shapes that text, else calls it starts must be well formed.
+    const formatted = await responseFormatPlan(context, output.responseFormat, fields, owner);
     if (formatted.grammar) {
       await checkParameters();
       return { ...formatted, tools: { format, choice, parameters, enforced: false }, ...withTemplateTools };

@@ -1,6 +1,7 @@
 import type { RequestLimits } from '../config.js';
 import type { Engine } from '../engine/client/engine.js';
-import type { FinishReason, PromptRequest, TokenLogprob } from '../engine/protocol.js';
+import type { FinishReason, TokenLogprob } from '../engine/protocol.js';
+import type { ValidatedRequest } from './validate.js';
 import { generateText, type GeneratedToken, type TextChunk } from './text-generation.js';
 import type { LoadedModel } from '../model/model.js';
 import type { Preprocessor } from '../preprocess/preprocessor.js';
@@ -34,17 +35,6 @@ export interface ServingContext {
   observer: GenerationObserver;
 }
 
-export interface GenerationPlan {
-  /** Token ids of each prompt; a request may carry several. */
-  readonly prompts: readonly number[][];
-  /** Choices returned per prompt. */
-  readonly n: number;
-  /** Sequences generated per prompt; the `n` with the highest mean log-probability are returned. */
-  readonly bestOf: number;
-  /** What the engine runs each prompt with (sampling and stopping), and the stop strings matched on the text. */
-  readonly request: Readonly<Omit<PromptRequest, 'promptIds'> & { stop: string[] }>;
-}
-
 export interface ChoiceOutcome {
   /** Position in `choices`: prompt index × n + choice. */
   index: number;
@@ -67,13 +57,13 @@ export interface GenerationCounts {
 }
 
 /** What the logs say of a planned request (never the prompt text). */
-export const planSummary = (plan: GenerationPlan, stream: boolean | null | undefined) => ({
+export const planSummary = (plan: ValidatedRequest) => ({
   prompts: plan.prompts.length,
   promptTokens: promptTokenCount(plan),
   n: plan.n,
   bestOf: plan.bestOf,
-  maxTokens: plan.request.maxTokens,
-  stream: !!stream,
+  maxTokens: plan.engine.maxTokens,
+  stream: plan.reporting.stream,
 });
 
 export interface ChoiceListener {
@@ -93,15 +83,14 @@ function meanLogprob(outcome: ChoiceOutcome): number {
  */
 export async function runGeneration(
   { engine, model, observer }: ServingContext,
-  plan: GenerationPlan,
+  plan: ValidatedRequest,
   signal: AbortSignal,
   listener: ChoiceListener = {},
 ): Promise<{ choices: ChoiceOutcome[] } & GenerationCounts> {
   // One submission per prompt: the engine prefills it once and forks it into its candidates.
-  const { stop, ...prompt } = plan.request;
   const streams = plan.prompts.map((promptIds, promptIndex) =>
     engine.generate(
-      { ...prompt, promptIds },
+      { ...plan.engine, promptIds },
       Array.from({ length: plan.bestOf }, (_, candidate) => promptIndex * plan.bestOf + candidate),
       signal,
     ),
@@ -109,7 +98,7 @@ export async function runGeneration(
   const runOne = async (promptIndex: number, candidate: number): Promise<ChoiceOutcome> => {
     const index = promptIndex * plan.n + candidate;
     const promptIds = plan.prompts[promptIndex]!;
-    const generator = generateText(streams[promptIndex]![candidate]!, model.tokenizer, { promptIds, stopTokenIds: plan.request.stopTokenIds, stop });
+    const generator = generateText(streams[promptIndex]![candidate]!, model.tokenizer, { promptIds, stopTokenIds: plan.engine.stopTokenIds, stop: plan.stop });
     let last = performance.now();
     let first = true;
     let text = '';
@@ -153,9 +142,9 @@ export async function runGeneration(
   return { choices, completionTokens, cachedTokens };
 }
 
-const promptTokenCount = (plan: GenerationPlan) => plan.prompts.reduce((sum, ids) => sum + ids.length, 0);
+const promptTokenCount = (plan: ValidatedRequest) => plan.prompts.reduce((sum, ids) => sum + ids.length, 0);
 
-export function usage(plan: GenerationPlan, { completionTokens, cachedTokens }: GenerationCounts) {
+export function usage(plan: ValidatedRequest, { completionTokens, cachedTokens }: GenerationCounts) {
   const promptTokens = promptTokenCount(plan);
   return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens, prompt_tokens_details: { cached_tokens: cachedTokens } };
 }

@@ -2,7 +2,8 @@ import type { FastifyReply } from 'fastify';
 import type { TextChunk } from '../generation/text-generation.js';
 import { toOpenAIError } from '../errors.js';
 import { logFailure } from '../http/error-handling.js';
-import { runGeneration, usage, type ChoiceOutcome, type GenerationPlan, type ServingContext } from '../generation/run.js';
+import { runGeneration, usage, type ChoiceOutcome, type ServingContext } from '../generation/run.js';
+import type { ValidatedRequest } from '../generation/validate.js';
 import { SseStream } from '../http/sse.js';
 
 /** The events of one endpoint's stream. */
@@ -20,7 +21,7 @@ export interface ChunkFormat {
 export async function streamGeneration(
   context: ServingContext,
   reply: FastifyReply,
-  plan: GenerationPlan,
+  plan: ValidatedRequest,
   format: ChunkFormat,
   includeUsage: boolean,
   signal: AbortSignal,

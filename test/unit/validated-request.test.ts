@@ -7,7 +7,9 @@ import { OpenAIError } from '../../src/errors.js';
 import { ChatCompletionRequestSchema, CompletionRequestSchema } from '../../src/openai/schemas.js';
 import type { RequestScope } from '../../src/generation/scope.js';
 import type { ServingContext } from '../../src/generation/run.js';
-import { validateChat, validateCompletion } from '../../src/generation/validate.js';
+import { checkModel, validateGeneration } from '../../src/generation/validate.js';
+import { chatRequest } from '../../src/openai/chat/request.js';
+import { completionRequest } from '../../src/openai/completions/request.js';
 import { DEFAULT_MODEL } from '../helpers/server.js';
 
 /** One function per endpoint turns a parsed body into the request the engine runs. */
@@ -35,8 +37,17 @@ beforeAll(async () => {
 afterAll(() => context.preprocessor.close());
 
 const scope: RequestScope = { client: 'test', cachePartition: '', signal: new AbortController().signal };
-const completion = (fields: Record<string, unknown>) => validateCompletion(context, CompletionRequestSchema.parse({ model: MODEL, prompt: 'Once upon a time', ...fields }), scope);
-const chat = (fields: Record<string, unknown>) => validateChat(context, ChatCompletionRequestSchema.parse({ model: MODEL, messages: [{ role: 'user', content: 'Hi' }], ...fields }), scope);
+/** What the completions route does with a parsed body: the model, the body as a generation request, validated. */
+async function completion(fields: Record<string, unknown>) {
+  const body = CompletionRequestSchema.parse({ model: MODEL, prompt: 'Once upon a time', ...fields });
+  checkModel(model, body.model);
+  return validateGeneration(context, completionRequest(body), scope);
+}
+async function chat(fields: Record<string, unknown>) {
+  const body = ChatCompletionRequestSchema.parse({ model: MODEL, messages: [{ role: 'user', content: 'Hi' }], ...fields });
+  checkModel(model, body.model);
+  return validateGeneration(context, chatRequest(body, context.limits), scope);
+}
 
 async function refusal(validation: Promise<unknown>): Promise<OpenAIError> {
   const err = await validation.then(() => undefined, (error: unknown) => error);
@@ -44,28 +55,30 @@ async function refusal(validation: Promise<unknown>): Promise<OpenAIError> {
   return err as OpenAIError;
 }
 
-describe('validateCompletion', () => {
+describe('a completions body, validated', () => {
   it('takes each setting from the request, else generation_config.json, else OpenAI', async () => {
     const defaults = await completion({});
-    expect(defaults.request).toMatchObject({ maxTokens: 16, temperature: 0.8, topP: 0.95, presencePenalty: 0, frequencyPenalty: 0, logitBias: [], stop: [], stopTokenIds: [0], group: 41 });
-    expect(defaults.request.seed).toBeUndefined();
+    expect(defaults.engine).toMatchObject({ maxTokens: 16, temperature: 0.8, topP: 0.95, presencePenalty: 0, frequencyPenalty: 0, logitBias: [], stopTokenIds: [0], group: 41 });
+    expect(defaults.stop).toEqual([]);
+    expect(defaults.engine.seed).toBeUndefined();
     const given = await completion({ max_tokens: 5, temperature: 0, top_p: 0.5, seed: 3, stop: 'x', logit_bias: { 7: -1 } });
-    expect(given.request).toMatchObject({ maxTokens: 5, temperature: 0, topP: 0.5, seed: 3, stop: ['x'], logitBias: [[7, -1]] });
+    expect(given.engine).toMatchObject({ maxTokens: 5, temperature: 0, topP: 0.5, seed: 3, logitBias: [[7, -1]] });
+    expect(given.stop).toEqual(['x']);
   });
 
   it('gives the prompts as token ids with their text, n and best_of, and what the answer needs', async () => {
     const validated = await completion({ prompt: ['Once', 'The dog'], n: 2, best_of: 3, echo: true, logprobs: 2 });
     expect(validated.prompts).toEqual([model.tokenizer.encode('Once'), model.tokenizer.encode('The dog')]);
     expect(validated.promptTexts).toEqual(['Once', 'The dog']);
-    expect(validated).toMatchObject({ n: 2, bestOf: 3, echo: true, logprobs: 2, stream: false, includeUsage: false });
-    expect(validated.request).toMatchObject({ logprobs: 2, promptLogprobs: 2 });
+    expect(validated).toMatchObject({ n: 2, bestOf: 3, reporting: { echo: true, logprobs: 2, stream: false, includeUsage: false } });
+    expect(validated.engine).toMatchObject({ logprobs: 2, promptLogprobs: 2 });
     const ids = await completion({ prompt: [[5, 6, 7]] });
     expect(ids.promptTexts).toEqual([model.tokenizer.decode([5, 6, 7])]);
   });
 
   it('asks for log-probabilities when best_of has to rank candidates', async () => {
-    expect((await completion({ best_of: 2 })).request.logprobs).toBe(0);
-    expect((await completion({})).request.logprobs).toBeUndefined();
+    expect((await completion({ best_of: 2 })).engine.logprobs).toBe(0);
+    expect((await completion({})).engine.logprobs).toBeUndefined();
   });
 
   it.each([
@@ -98,18 +111,19 @@ describe('validateCompletion', () => {
   });
 });
 
-describe('validateChat', () => {
+describe('a chat body, validated', () => {
   it('renders the conversation, and leaves max_tokens to the room the context leaves', async () => {
     const validated = await chat({});
     expect(validated.prompts).toEqual([model.tokenizer.encode('user: Hi\nassistant:')]);
-    expect(validated.request.maxTokens).toBe(model.config.contextLength - validated.prompts[0]!.length);
-    expect(validated).toMatchObject({ n: 1, bestOf: 1, echo: false, logprobs: undefined });
+    expect(validated.engine.maxTokens).toBe(model.config.contextLength - validated.prompts[0]!.length);
+    expect(validated).toMatchObject({ n: 1, bestOf: 1, reporting: { echo: false } });
+    expect(validated.reporting.logprobs).toBeUndefined();
   });
 
   it('takes max_completion_tokens over max_tokens, and top_logprobs with logprobs', async () => {
     const validated = await chat({ max_tokens: 9, max_completion_tokens: 4, logprobs: true, top_logprobs: 3, stream: true, stream_options: { include_usage: true } });
-    expect(validated.request).toMatchObject({ maxTokens: 4, logprobs: 3 });
-    expect(validated).toMatchObject({ stream: true, includeUsage: true });
+    expect(validated.engine).toMatchObject({ maxTokens: 4, logprobs: 3 });
+    expect(validated.reporting).toMatchObject({ stream: true, includeUsage: true });
   });
 
   it.each([

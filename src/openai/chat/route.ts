@@ -8,7 +8,8 @@ import { chatLogprobs } from '../logprobs.js';
 import { ChatCompletionRequestSchema } from '../schemas.js';
 import { createdNow, planSummary, runGeneration, usage, type ChoiceOutcome, type ServingContext } from '../../generation/run.js';
 import { checkReply, dropsUnfinished, type OutputPlan } from '../../generation/output-plan.js';
-import { validateChat } from '../../generation/validate.js';
+import { checkModel, validateGeneration } from '../../generation/validate.js';
+import { chatRequest } from './request.js';
 import { streamGeneration } from '../streaming.js';
 import { requestScope } from '../../http/request-scope.js';
 import { bodyWithEngine, enginePath } from '../engines/route.js';
@@ -27,24 +28,25 @@ function finishReason(output: OutputPlan, reason: FinishReason, calls: number): 
 
 export const chatRoutes: FastifyPluginAsync<ServingContext> = async (app, context) => {
   const { model, systemFingerprint } = context;
-  const { tokenizer } = model;
 
   /** `POST /v1/chat/completions`: validate, run, and answer as one JSON body or as a stream of chunks. */
   async function createChatCompletion(request: FastifyRequest, reply: FastifyReply) {
     const body = parseBody(ChatCompletionRequestSchema, bodyWithEngine(request));
     const scope = requestScope(request, reply, context);
-    const plan = await validateChat(context, body, scope);
+    checkModel(model, body.model);
+    const plan = await validateGeneration(context, chatRequest(body, context.limits), scope);
     const checkAfterwards = (content: string | null, calls: readonly ParsedToolCall[], reason: FinishReason) =>
       void checkReply(context, request.log, scope, output, content, calls, reason);
-    const { logprobs, includeUsage, output } = plan;
-    request.log.info({ ...planSummary(plan, plan.stream), grammar: !!output.grammar, tools: output.tools?.choice ?? 'none' }, 'chat completion');
+    const { output } = plan;
+    const { logprobs, includeUsage } = plan.reporting;
+    request.log.info({ ...planSummary(plan), grammar: !!output.grammar, tools: output.tools?.choice ?? 'none' }, 'chat completion');
     request.log.debug({ messages: body.messages }, 'chat messages');
     const toolNames = new Set(output.tools?.parameters.keys());
     const logprobsOf = (tokens: GeneratedToken[]) => (logprobs === undefined ? null : chatLogprobs(tokens));
 
     const id = responseId('chatcmpl');
     const created = createdNow();
-    if (plan.stream) {
+    if (plan.reporting.stream) {
       const envelope = { id, object: 'chat.completion.chunk' as const, created, model: model.id, system_fingerprint: systemFingerprint, ...(includeUsage && { usage: null }) };
       const chunk = (index: number, delta: Record<string, unknown>, logprobsField: unknown, reason: string | null) => ({
         ...envelope,

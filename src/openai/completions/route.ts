@@ -5,7 +5,8 @@ import { spellPrompt } from '../../generation/text-generation.js';
 import type { TokenLogprob } from '../../engine/protocol.js';
 import { CompletionRequestSchema } from '../schemas.js';
 import { createdNow, planSummary, runGeneration, usage, type ServingContext } from '../../generation/run.js';
-import { validateCompletion } from '../../generation/validate.js';
+import { checkModel, validateGeneration } from '../../generation/validate.js';
+import { completionRequest } from './request.js';
 import { streamGeneration } from '../streaming.js';
 import { requestScope } from '../../http/request-scope.js';
 import { bodyWithEngine, enginePath } from '../engines/route.js';
@@ -19,10 +20,11 @@ export const completionRoutes: FastifyPluginAsync<ServingContext> = async (app, 
   async function createCompletion(request: FastifyRequest, reply: FastifyReply) {
     const body = parseBody(CompletionRequestSchema, bodyWithEngine(request));
     const scope = requestScope(request, reply, context);
-    const plan = await validateCompletion(context, body, scope);
-    request.log.info(planSummary(plan, plan.stream), 'completion');
+    checkModel(model, body.model);
+    const plan = await validateGeneration(context, completionRequest(body), scope);
+    request.log.info(planSummary(plan), 'completion');
     request.log.debug({ prompt: body.prompt }, 'completion prompt');
-    const { echo, logprobs, includeUsage } = plan;
+    const { echo, logprobs, includeUsage } = plan.reporting;
     // With `echo`, each prompt is spelled once, for all its choices (they share its log-probabilities).
     const echoed = new Map<number, ReturnType<typeof spellPrompt>>();
     const echoOf = (promptIndex: number, promptLogprobs: TokenLogprob[] | undefined) => {
@@ -32,7 +34,7 @@ export const completionRoutes: FastifyPluginAsync<ServingContext> = async (app, 
     };
 
     const envelope = { id: responseId('cmpl'), object: 'text_completion' as const, created: createdNow(), model: model.id, system_fingerprint: systemFingerprint };
-    if (plan.stream) {
+    if (plan.reporting.stream) {
       const usageField = includeUsage ? { usage: null } : {};
       const started = new Set<number>();
       await streamGeneration(

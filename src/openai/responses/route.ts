@@ -1,20 +1,20 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { z } from 'zod';
 import type { GeneratedToken } from '../../generation/text-generation.js';
 import type { FinishReason } from '../../engine/protocol.js';
 import type { ParsedToolCall } from '../../tool-calls/formats.js';
 import { parseToolCalls, ToolCallParser, type ParsedPiece } from '../../tool-calls/tool-call-parser.js';
-import { invalidRequest, OpenAIError, toOpenAIError } from '../../errors.js';
+import { toOpenAIError } from '../../errors.js';
 import { logFailure } from '../../http/error-handling.js';
 import { itemId, toolCallId } from '../ids.js';
 import { chatLogprobs } from '../logprobs.js';
-import { ResponseRequestSchema, type ChatCompletionRequest, type ResponseRequest } from '../schemas.js';
+import { ResponseRequestSchema } from '../schemas.js';
 import { createdNow, planSummary, runGeneration, usage, type GenerationCounts, type ServingContext } from '../../generation/run.js';
 import { SseStream } from '../../http/sse.js';
 import { requestScope } from '../../http/request-scope.js';
 import type { RequestScope } from '../../generation/scope.js';
 import { checkReply, dropsUnfinished } from '../../generation/output-plan.js';
-import { validateChat, type ValidatedRequest } from '../../generation/validate.js';
+import { checkModel, validateGeneration, type ValidatedRequest } from '../../generation/validate.js';
+import { refuseUnsupported, responseRequest } from './request.js';
 import { parseBody } from '../parse-body.js';
 
 /**
@@ -24,158 +24,6 @@ import { parseBody } from '../parse-body.js';
  * do; errors name the Responses fields. Stored state (`store`, `previous_response_id`, item
  * references) and OpenAI's built-in tools are refused.
  */
-
-const LOGPROBS_INCLUDE = 'message.output_text.logprobs';
-
-const unsupported = (message: string, param: string, code = 'unsupported_parameter') => invalidRequest(message, param, code);
-
-const textPart = z.looseObject({ type: z.string(), text: z.string().optional() });
-const messageItem = z.object({
-  type: z.literal('message').optional(),
-  role: z.enum(['user', 'assistant', 'system', 'developer']),
-  content: z.union([z.string(), z.array(textPart)], { error: 'must be a string or an array of input_text parts' }),
-});
-const functionCallItem = z.object({ type: z.literal('function_call'), call_id: z.string(), name: z.string(), arguments: z.string() });
-const functionCallOutputItem = z.object({
-  type: z.literal('function_call_output'),
-  call_id: z.string(),
-  output: z.union([z.string(), z.array(textPart)], { error: 'must be a string or an array of input_text parts' }),
-});
-
-type ChatMessage = ChatCompletionRequest['messages'][number];
-
-/** Text parts of a Responses message as chat's text parts. */
-function chatContent(content: string | { type: string; text?: string | undefined }[], param: string): string | { type: string; text: string }[] {
-  if (typeof content === 'string') return content;
-  return content.map((part, index) => {
-    if (part.type !== 'input_text' && part.type !== 'output_text' && part.type !== 'text') {
-      throw unsupported(`Content of type '${part.type}' is not supported by this server (yet): only text.`, `${param}[${index}].type`);
-    }
-    return { type: 'text', text: part.text ?? '' };
-  });
-}
-
-/** The conversation of a request, and for each chat message the input item it came from (-1: the instructions). */
-function chatMessages(body: ResponseRequest): { messages: ChatMessage[]; sources: number[] } {
-  const messages: ChatMessage[] = [];
-  const sources: number[] = [];
-  const add = (message: ChatMessage, source: number) => {
-    messages.push(message);
-    sources.push(source);
-  };
-  if (body.instructions) add({ role: 'system', content: body.instructions }, -1);
-  if (typeof body.input === 'string') {
-    add({ role: 'user', content: body.input }, 0);
-    return { messages, sources };
-  }
-  body.input.forEach((item, index) => {
-    const at = `input[${index}]`;
-    const type = item.type ?? 'message';
-    if (type === 'message') {
-      const message = parseBody(messageItem, item, at);
-      add({ role: message.role, content: chatContent(message.content, `${at}.content`) } as ChatMessage, index);
-    } else if (type === 'function_call') {
-      const call = parseBody(functionCallItem, item, at);
-      const toolCall = { id: call.call_id, type: 'function' as const, function: { name: call.name, arguments: call.arguments } };
-      const last = messages[messages.length - 1];
-      // An assistant's text and the calls after it, or calls made together, are one assistant turn.
-      if (last?.role === 'assistant') last.tool_calls = [...(last.tool_calls ?? []), toolCall];
-      else add({ role: 'assistant', content: null, tool_calls: [toolCall] }, index);
-    } else if (type === 'function_call_output') {
-      const output = parseBody(functionCallOutputItem, item, at);
-      add({ role: 'tool', tool_call_id: output.call_id, content: chatContent(output.output, `${at}.output`) }, index);
-    } else if (type === 'item_reference') {
-      throw unsupported(`This server stores no responses, so '${at}' cannot refer to an earlier item: send the item itself.`, at, 'unsupported_value');
-    } else {
-      throw unsupported(`Input items of type '${type}' are not supported by this server: send messages, function_call and function_call_output items.`, `${at}.type`, 'unsupported_value');
-    }
-  });
-  return { messages, sources };
-}
-
-/** What this server cannot offer, refused by name. */
-function refuseUnsupported(body: ResponseRequest): void {
-  const given = (value: unknown) => value !== undefined && value !== null;
-  if (given(body.previous_response_id)) throw unsupported("This server stores no responses: 'previous_response_id' cannot be used; send the whole conversation as 'input'.", 'previous_response_id');
-  if (given(body.conversation)) throw unsupported("This server stores no conversations: 'conversation' cannot be used; send the whole conversation as 'input'.", 'conversation');
-  if (body.store === true) throw unsupported("This server stores no responses: leave 'store' out or set it to false.", 'store', 'unsupported_value');
-  if (given(body.background) && body.background !== false) throw unsupported("Background responses need stored state, which this server does not keep.", 'background');
-  if (given(body.prompt)) throw unsupported("Stored prompt templates ('prompt') are not available on this server.", 'prompt');
-  if (body.truncation === 'auto') throw unsupported("'truncation: auto' is not supported: an input too long for the context is a 400.", 'truncation', 'unsupported_value');
-  const reasoning = body.reasoning as { effort?: unknown; summary?: unknown } | null | undefined;
-  if (given(reasoning) && (given(reasoning!.effort) || given(reasoning!.summary))) {
-    throw unsupported("'reasoning' is not supported: this server's models do not reason apart from their reply.", 'reasoning');
-  }
-  body.include?.forEach((value, index) => {
-    if (value !== LOGPROBS_INCLUDE) throw unsupported(`'${value}' cannot be included by this server; only '${LOGPROBS_INCLUDE}'.`, `include[${index}]`, 'unsupported_value');
-  });
-}
-
-/** The chat request a Responses request amounts to. */
-function chatRequest(body: ResponseRequest, messages: ChatMessage[]): ChatCompletionRequest {
-  const tools = body.tools?.map((tool, index) => {
-    if (tool.type !== 'function') {
-      throw unsupported(`The built-in tool '${tool.type}' is not available on this server: only function tools.`, `tools[${index}].type`, 'unsupported_value');
-    }
-    if (tool.name === undefined) throw invalidRequest(`Missing required parameter: 'tools[${index}].name'.`, `tools[${index}].name`, 'missing_required_parameter');
-    return {
-      type: 'function' as const,
-      function: {
-        name: tool.name,
-        ...(tool.description !== undefined && tool.description !== null && { description: tool.description }),
-        ...(tool.parameters && { parameters: tool.parameters }),
-        ...(tool.strict !== undefined && { strict: tool.strict }),
-      },
-    };
-  });
-  const choice = body.tool_choice;
-  let toolChoice: ChatCompletionRequest['tool_choice'];
-  if (typeof choice === 'string') toolChoice = choice;
-  else if (choice) {
-    if (choice.type !== 'function' || typeof choice.name !== 'string') {
-      throw unsupported(`'tool_choice' of type '${choice.type}' is not supported: give "none", "auto", "required" or {"type": "function", "name": ...}.`, 'tool_choice', 'unsupported_value');
-    }
-    toolChoice = { type: 'function', function: { name: choice.name } };
-  }
-  const format = body.text?.format;
-  const logprobs = body.include?.includes(LOGPROBS_INCLUDE) || (body.top_logprobs !== undefined && body.top_logprobs !== null);
-  return {
-    model: body.model,
-    messages,
-    stop: null,
-    stream: body.stream ?? null,
-    ...(body.max_output_tokens !== undefined && { max_completion_tokens: body.max_output_tokens }),
-    ...(body.temperature !== undefined && { temperature: body.temperature }),
-    ...(body.top_p !== undefined && { top_p: body.top_p }),
-    ...(logprobs && { logprobs: true, top_logprobs: body.top_logprobs ?? 0 }),
-    ...(tools && { tools }),
-    ...(toolChoice !== undefined && { tool_choice: toolChoice }),
-    ...(body.parallel_tool_calls !== undefined && { parallel_tool_calls: body.parallel_tool_calls }),
-    ...(format &&
-      format.type === 'json_schema' && {
-        response_format: {
-          type: 'json_schema' as const,
-          json_schema: { name: format.name, schema: format.schema, ...(format.description !== undefined && { description: format.description }), ...(format.strict !== undefined && { strict: format.strict }) },
-        },
-      }),
-    ...(format && format.type !== 'json_schema' && { response_format: { type: format.type } }),
-  };
-}
-
-/** Chat's field names in an error, as the Responses API calls them. */
-function renamed(err: unknown, sources: readonly number[]): unknown {
-  if (!(err instanceof OpenAIError)) return err;
-  const rename = (name: string) =>
-    name
-      .replace(/^max_(completion_)?tokens$/, 'max_output_tokens')
-      .replace(/^messages\[(\d+)\]/, (_, k: string) => (sources[Number(k)] === -1 ? 'instructions' : `input[${sources[Number(k)]}]`))
-      .replace(/^messages$/, 'input')
-      .replace(/^response_format\.json_schema\./, 'text.format.')
-      .replace(/^response_format/, 'text.format')
-      .replace(/^tools\[(\d+)\]\.function\./, 'tools[$1].');
-  const message = err.message.replace(/'(max_completion_tokens|max_tokens|messages|response_format)'/g, (_, name: string) => `'${rename(name)}'`);
-  return new OpenAIError(err.statusCode, message, err.param === null ? null : rename(err.param), err.code, err.type, err.headers);
-}
 
 interface OutputText {
   type: 'output_text';
@@ -205,17 +53,14 @@ export const responseRoutes: FastifyPluginAsync<ServingContext> = async (app, co
   async function createResponse(request: FastifyRequest, reply: FastifyReply) {
     const body = parseBody(ResponseRequestSchema, request.body);
     refuseUnsupported(body);
-    const { messages, sources } = chatMessages(body);
+    const asGeneration = responseRequest(body, context.limits);
     const scope = requestScope(request, reply, context);
-    let plan: ValidatedRequest;
-    try {
-      plan = await validateChat(context, chatRequest(body, messages), scope);
-    } catch (err) {
-      throw renamed(err, sources);
-    }
-    request.log.info({ ...planSummary(plan, plan.stream), grammar: !!plan.output.grammar, tools: plan.output.tools?.choice ?? 'none' }, 'response');
+    checkModel(model, body.model);
+    const plan = await validateGeneration(context, asGeneration, scope);
+    request.log.info({ ...planSummary(plan), grammar: !!plan.output.grammar, tools: plan.output.tools?.choice ?? 'none' }, 'response');
     request.log.debug({ input: body.input }, 'response input');
-    const { output, logprobs } = plan;
+    const { output } = plan;
+    const { logprobs } = plan.reporting;
     const toolNames = new Set(output.tools?.parameters.keys());
     const logprobsOf = (tokens: readonly GeneratedToken[]) => (logprobs === undefined ? [] : chatLogprobs(tokens).content);
 
@@ -240,12 +85,12 @@ export const responseRoutes: FastifyPluginAsync<ServingContext> = async (app, co
         previous_response_id: null,
         reasoning: { effort: null, summary: null },
         store: false,
-        temperature: plan.request.temperature,
+        temperature: plan.engine.temperature,
         text: { format: body.text?.format ?? { type: 'text' } },
         tool_choice: body.tool_choice ?? 'auto',
         tools: body.tools ?? [],
         top_logprobs: body.top_logprobs ?? 0,
-        top_p: plan.request.topP,
+        top_p: plan.engine.topP,
         truncation: 'disabled' as const,
         usage: counts && {
           input_tokens: counts.prompt_tokens,
@@ -259,7 +104,7 @@ export const responseRoutes: FastifyPluginAsync<ServingContext> = async (app, co
       };
     };
 
-    if (plan.stream) {
+    if (plan.reporting.stream) {
       await streamResponse(context, reply, plan, { snapshot, toolNames, logprobsOf, log: request.log, scope });
       return reply;
     }

@@ -4,7 +4,9 @@ import { checkMessageCount } from '../../generation/limits.js';
 import { DetokenizeRequestSchema, TokenizeRequestSchema } from '../schemas.js';
 import type { ServingContext } from '../../generation/run.js';
 import { toTemplateTools } from '../../generation/output-plan.js';
-import { checkModel, checkTokenIds, encodeChat, encodePrompts, templateKwargs, templateMessage } from '../../generation/validate.js';
+import { checkModel } from '../../generation/validate.js';
+import { checkTokenIds, encodeChat, encodePrompts } from '../../generation/prompts.js';
+import { templateKwargs, templateMessage } from '../chat/messages.js';
 import { requestScope } from '../../http/request-scope.js';
 import { parseBody } from '../parse-body.js';
 
@@ -26,7 +28,7 @@ export const tokenizeRoutes: FastifyPluginAsync<ServingContext> = async (app, co
     if (body.messages) {
       checkMessageCount(body.messages.length, limits);
       const messages = body.messages.map((message, index) => templateMessage(message, index, limits.maxJsonDepth));
-      const tools = body.tools?.length ? toTemplateTools(body.tools) : undefined;
+      const tools = body.tools?.length ? toTemplateTools(body.tools.map((tool) => tool.function)) : undefined;
       const render = {
         ...(body.add_generation_prompt !== null && body.add_generation_prompt !== undefined && { addGenerationPrompt: body.add_generation_prompt }),
         ...(body.add_special_tokens !== null && body.add_special_tokens !== undefined && { addSpecialTokens: body.add_special_tokens }),
