@@ -147,7 +147,7 @@ export async function planOutput(context: ServingContext, output: OutputRequest,
 export const dropsUnfinished = (output: OutputPlan, reason: FinishReason) => reason === 'length' && output.tools !== undefined && output.tools.choice !== 'auto';
 
 /**
- * What decoding under a grammar does not enforce (see the README) is checked on the finished reply,
+ * What decoding under a grammar does not enforce (see docs/structured-output.md) is checked on the finished reply,
  * off the HTTP thread and within a time limit: a reply that breaks its schema has been sent as it
  * is, and the log says so. Never rejects.
  */

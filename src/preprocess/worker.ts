@@ -36,7 +36,7 @@ async function checkGrammar(probe: GrammarProbe, checker: SchemaChecker, task: P
   }
 }
 
-/** A finished reply checked against its schema: what the grammar does not enforce (see the README). */
+/** A finished reply checked against its schema: what the grammar does not enforce (see docs/structured-output.md). */
 function checkReply(checker: SchemaChecker, task: PreprocessTask): PreprocessResult {
   if (task.kind !== 'validate') throw new Error(`no ${task.kind} tasks in this worker`);
   let value: unknown;

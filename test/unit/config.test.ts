@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { CONFIG_OPTIONS, ConfigError, helpText, parseCli, shownDefault, type ServerConfig } from '../../src/config.js';
 import { ROOT } from '../helpers/cli.js';
+import { configurationMarkdown } from '../../tools/config-docs.js';
 
 /** The configuration parseCli returns for a serve command; fails the test on `--help`. */
 function serve(argv: string[], env: NodeJS.ProcessEnv = {}): ServerConfig {
@@ -310,8 +311,9 @@ describe('blank and empty values', () => {
   });
 });
 
-describe("the README's configuration table", () => {
-  const rows = readFileSync(join(ROOT, 'README.md'), 'utf8')
+describe('the configuration table in docs/configuration.md', () => {
+  const written = readFileSync(join(ROOT, 'docs', 'configuration.md'), 'utf8');
+  const rows = written
     .split('\n')
     .filter((line) => line.startsWith('| `--') && !line.startsWith('| `--help`'))
     .map((line) => line.split('|').map((cell) => cell.trim()));
@@ -325,6 +327,11 @@ describe("the README's configuration table", () => {
     const row = rows.find((cells) => names(cells[1]!)[0] === `--${name}`)!;
     expect(new Set(names(row[2]!))).toEqual(new Set([option.env, ...(option.alias ? [option.alias] : [])]));
     expect(row[3]!.replaceAll('`', '')).toBe(shownDefault(name as keyof typeof CONFIG_OPTIONS) || 'none');
+  });
+
+  it('is what tools/config-docs.ts writes from the options now', () => {
+    const upToDate = written === configurationMarkdown();
+    expect(upToDate ? 'up to date' : 'docs/configuration.md differs from the options in src/config.ts: run `npx tsx tools/config-docs.ts`').toBe('up to date');
   });
 });
 

@@ -6,7 +6,7 @@ import { GrammarProbe } from '../../src/grammar/xgrammar.js';
 import { fixture } from '../helpers/server.js';
 
 /**
- * What the README says the grammar enforces while decoding, and what is only checked afterwards,
+ * What docs/structured-output.md says the grammar enforces while decoding, and what is only checked afterwards,
  * each tried on the grammar itself: outputs that match the schema, and outputs that do not.
  */
 
