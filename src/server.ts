@@ -17,6 +17,7 @@ import { healthRoutes, modelRoutes } from './openai/models/route.js';
 import { checkJsonDepth } from './openai/parse-body.js';
 import { capConnections, connectionCap } from './http/connections.js';
 import type { ServingContext } from './generation/run.js';
+import { ServedModels } from './generation/served-models.js';
 import type { ServerConfig } from './config.js';
 import { Engine } from './engine/client/engine.js';
 import { fitToGraph, loadModel, type LoadedModel } from './model/model.js';
@@ -99,18 +100,20 @@ export function buildApp(model: LoadedModel, preprocessor: Preprocessor, engine:
     ...(config.prefixCachePartitionHeader !== undefined && { prefixCachePartitionHeader: config.prefixCachePartitionHeader }),
     observer: metrics.observer,
   };
+  // One model today; each one served will be a context of its own here.
+  const models = new ServedModels([context]);
   // The API in a scope of its own: its hooks run for every request the router matched to one of
   // its routes, however the path was spelled.
   void app.register(async (api) => {
     void api.register(drainGuard, { lifecycle });
     void api.register(apiKeyAuth, { apiKeys: config.apiKeys });
     api.addHook('preHandler', async (request) => checkJsonDepth(request.body, config.limits.maxJsonDepth));
-    void api.register(modelRoutes, { model, startedAt: Math.floor(Date.now() / 1000) });
-    void api.register(engineRoutes, { model });
-    void api.register(completionRoutes, context);
-    void api.register(chatRoutes, context);
-    void api.register(responseRoutes, context);
-    void api.register(tokenizeRoutes, context);
+    void api.register(modelRoutes, { models, startedAt: Math.floor(Date.now() / 1000) });
+    void api.register(engineRoutes, { models });
+    void api.register(completionRoutes, { models });
+    void api.register(chatRoutes, { models });
+    void api.register(responseRoutes, { models });
+    void api.register(tokenizeRoutes, { models });
   });
   return { app, lifecycle };
 }

@@ -1,4 +1,4 @@
-import { invalidRequest, limitExceeded, modelNotFound, serverBusy } from '../errors.js';
+import { invalidRequest, limitExceeded, serverBusy } from '../errors.js';
 import type { PromptRequest } from '../engine/protocol.js';
 import type { LoadedModel } from '../model/model.js';
 import { checkLimits } from './limits.js';
@@ -36,10 +36,6 @@ export interface ValidatedRequest {
 
 /** The server's defaults where neither the request nor generation_config.json says. */
 const SERVER_DEFAULTS = { presencePenalty: 0, frequencyPenalty: 0 };
-
-export function checkModel(model: LoadedModel, requested: string): void {
-  if (requested !== model.id && !model.aliases.includes(requested)) throw modelNotFound(requested);
-}
 
 function logitBiasPairs(model: LoadedModel, bias: Record<string, number> | undefined): [number, number][] {
   const pairs = Object.entries(bias ?? {}).map(([id, value]) => [Number(id), value] as [number, number]);

@@ -7,7 +7,8 @@ import { OpenAIError } from '../../src/errors.js';
 import { ChatCompletionRequestSchema, CompletionRequestSchema } from '../../src/openai/schemas.js';
 import type { RequestScope } from '../../src/generation/scope.js';
 import type { ServingContext } from '../../src/generation/run.js';
-import { checkModel, validateGeneration } from '../../src/generation/validate.js';
+import { ServedModels } from '../../src/generation/served-models.js';
+import { validateGeneration } from '../../src/generation/validate.js';
 import { chatRequest } from '../../src/openai/chat/request.js';
 import { completionRequest } from '../../src/openai/completions/request.js';
 import { DEFAULT_MODEL } from '../helpers/server.js';
@@ -37,16 +38,14 @@ beforeAll(async () => {
 afterAll(() => context.preprocessor.close());
 
 const scope: RequestScope = { client: 'test', cachePartition: '', signal: new AbortController().signal };
-/** What the completions route does with a parsed body: the model, the body as a generation request, validated. */
+/** What the completions route does with a parsed body: its model found, the body as a generation request, validated. */
 async function completion(fields: Record<string, unknown>) {
   const body = CompletionRequestSchema.parse({ model: MODEL, prompt: 'Once upon a time', ...fields });
-  checkModel(model, body.model);
-  return validateGeneration(context, completionRequest(body), scope);
+  return validateGeneration(new ServedModels([context]).resolve(body.model), completionRequest(body), scope);
 }
 async function chat(fields: Record<string, unknown>) {
   const body = ChatCompletionRequestSchema.parse({ model: MODEL, messages: [{ role: 'user', content: 'Hi' }], ...fields });
-  checkModel(model, body.model);
-  return validateGeneration(context, chatRequest(body, context.limits), scope);
+  return validateGeneration(new ServedModels([context]).resolve(body.model), chatRequest(body, context.limits), scope);
 }
 
 async function refusal(validation: Promise<unknown>): Promise<OpenAIError> {

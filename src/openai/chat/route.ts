@@ -6,9 +6,10 @@ import { parseToolCalls, ToolCallParser } from '../../tool-calls/tool-call-parse
 import { responseId, toolCallId } from '../ids.js';
 import { chatLogprobs } from '../logprobs.js';
 import { ChatCompletionRequestSchema } from '../schemas.js';
-import { createdNow, planSummary, runGeneration, usage, type ChoiceOutcome, type ServingContext } from '../../generation/run.js';
+import { createdNow, planSummary, runGeneration, usage, type ChoiceOutcome } from '../../generation/run.js';
+import type { ServedModels } from '../../generation/served-models.js';
 import { checkReply, dropsUnfinished, type OutputPlan } from '../../generation/output-plan.js';
-import { checkModel, validateGeneration } from '../../generation/validate.js';
+import { validateGeneration } from '../../generation/validate.js';
 import { chatRequest } from './request.js';
 import { streamGeneration } from '../streaming.js';
 import { requestScope } from '../../http/request-scope.js';
@@ -26,14 +27,13 @@ function finishReason(output: OutputPlan, reason: FinishReason, calls: number): 
   return output.tools?.choice === 'named' ? 'stop' : 'tool_calls';
 }
 
-export const chatRoutes: FastifyPluginAsync<ServingContext> = async (app, context) => {
-  const { model, systemFingerprint } = context;
-
+export const chatRoutes: FastifyPluginAsync<{ models: ServedModels }> = async (app, { models }) => {
   /** `POST /v1/chat/completions`: validate, run, and answer as one JSON body or as a stream of chunks. */
   async function createChatCompletion(request: FastifyRequest, reply: FastifyReply) {
     const body = parseBody(ChatCompletionRequestSchema, bodyWithEngine(request));
+    const context = models.resolve(body.model);
+    const { model, systemFingerprint } = context;
     const scope = requestScope(request, reply, context);
-    checkModel(model, body.model);
     const plan = await validateGeneration(context, chatRequest(body, context.limits), scope);
     const checkAfterwards = (content: string | null, calls: readonly ParsedToolCall[], reason: FinishReason) =>
       void checkReply(context, request.log, scope, output, content, calls, reason);

@@ -4,23 +4,23 @@ import { completionLogprobs, concatLogprobs } from '../logprobs.js';
 import { spellPrompt } from '../../generation/text-generation.js';
 import type { TokenLogprob } from '../../engine/protocol.js';
 import { CompletionRequestSchema } from '../schemas.js';
-import { createdNow, planSummary, runGeneration, usage, type ServingContext } from '../../generation/run.js';
-import { checkModel, validateGeneration } from '../../generation/validate.js';
+import { createdNow, planSummary, runGeneration, usage } from '../../generation/run.js';
+import type { ServedModels } from '../../generation/served-models.js';
+import { validateGeneration } from '../../generation/validate.js';
 import { completionRequest } from './request.js';
 import { streamGeneration } from '../streaming.js';
 import { requestScope } from '../../http/request-scope.js';
 import { bodyWithEngine, enginePath } from '../engines/route.js';
 import { parseBody } from '../parse-body.js';
 
-export const completionRoutes: FastifyPluginAsync<ServingContext> = async (app, context) => {
-  const { model, systemFingerprint } = context;
-  const { tokenizer } = model;
-
+export const completionRoutes: FastifyPluginAsync<{ models: ServedModels }> = async (app, { models }) => {
   /** `POST /v1/completions`: validate, run, and answer as one JSON body or as a stream of chunks. */
   async function createCompletion(request: FastifyRequest, reply: FastifyReply) {
     const body = parseBody(CompletionRequestSchema, bodyWithEngine(request));
+    const context = models.resolve(body.model);
+    const { model, systemFingerprint } = context;
+    const { tokenizer } = model;
     const scope = requestScope(request, reply, context);
-    checkModel(model, body.model);
     const plan = await validateGeneration(context, completionRequest(body), scope);
     request.log.info(planSummary(plan), 'completion');
     request.log.debug({ prompt: body.prompt }, 'completion prompt');

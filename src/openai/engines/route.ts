@@ -1,6 +1,5 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import type { LoadedModel } from '../../model/model.js';
-import { checkModel } from '../../generation/validate.js';
+import type { ServedModels } from '../../generation/served-models.js';
 
 /**
  * The legacy engine routes of openai-python 0.x: `Completion.create(engine=…)` posts to
@@ -20,12 +19,12 @@ export function bodyWithEngine(request: FastifyRequest): unknown {
   return { ...body, model: engine };
 }
 
-export const engineRoutes: FastifyPluginAsync<{ model: LoadedModel }> = async (app, { model }) => {
+export const engineRoutes: FastifyPluginAsync<{ models: ServedModels }> = async (app, { models }) => {
   const engine = (id: string) => ({ id, object: 'engine' as const, owner: 'ortserve', ready: true, created: null });
-  app.get('/v1/engines', async () => ({ object: 'list' as const, data: [engine(model.id)] }));
+  app.get('/v1/engines', async () => ({ object: 'list' as const, data: models.all.map(({ model }) => engine(model.id)) }));
   app.get<{ Params: { '*': string } }>('/v1/engines/*', async (request) => {
     const id = request.params['*'];
-    checkModel(model, id);
+    models.resolve(id);
     return engine(id);
   });
 };

@@ -1,15 +1,14 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { LoadedModel } from '../../model/model.js';
-import { checkModel } from '../../generation/validate.js';
+import type { ServedModels } from '../../generation/served-models.js';
 
-export const modelRoutes: FastifyPluginAsync<{ model: LoadedModel; startedAt: number }> = async (app, { model, startedAt }) => {
-  const card = { id: model.id, object: 'model' as const, created: startedAt, owned_by: 'ortserve' };
-  app.get('/v1/models', async () => ({ object: 'list' as const, data: [card] }));
+export const modelRoutes: FastifyPluginAsync<{ models: ServedModels; startedAt: number }> = async (app, { models, startedAt }) => {
+  const card = (id: string) => ({ id, object: 'model' as const, created: startedAt, owned_by: 'ortserve' });
+  app.get('/v1/models', async () => ({ object: 'list' as const, data: models.all.map(({ model }) => card(model.id)) }));
   // A wildcard, since model ids may contain slashes (`org/name`).
   app.get<{ Params: { '*': string } }>('/v1/models/*', async (request) => {
     const id = request.params['*'];
-    checkModel(model, id);
-    return { ...card, id };
+    models.resolve(id);
+    return card(id);
   });
 };
 

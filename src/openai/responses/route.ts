@@ -13,7 +13,8 @@ import { SseStream } from '../../http/sse.js';
 import { requestScope } from '../../http/request-scope.js';
 import type { RequestScope } from '../../generation/scope.js';
 import { checkReply, dropsUnfinished } from '../../generation/output-plan.js';
-import { checkModel, validateGeneration, type ValidatedRequest } from '../../generation/validate.js';
+import { validateGeneration, type ValidatedRequest } from '../../generation/validate.js';
+import type { ServedModels } from '../../generation/served-models.js';
 import { refuseUnsupported, responseRequest } from './request.js';
 import { parseBody } from '../parse-body.js';
 
@@ -47,16 +48,14 @@ const functionCall = (call: ParsedToolCall, status: 'in_progress' | 'completed' 
   status,
 });
 
-export const responseRoutes: FastifyPluginAsync<ServingContext> = async (app, context) => {
-  const { model } = context;
-
+export const responseRoutes: FastifyPluginAsync<{ models: ServedModels }> = async (app, { models }) => {
   async function createResponse(request: FastifyRequest, reply: FastifyReply) {
     const body = parseBody(ResponseRequestSchema, request.body);
     refuseUnsupported(body);
-    const asGeneration = responseRequest(body, context.limits);
+    const context = models.resolve(body.model);
+    const { model } = context;
     const scope = requestScope(request, reply, context);
-    checkModel(model, body.model);
-    const plan = await validateGeneration(context, asGeneration, scope);
+    const plan = await validateGeneration(context, responseRequest(body, context.limits), scope);
     request.log.info({ ...planSummary(plan), grammar: !!plan.output.grammar, tools: plan.output.tools?.choice ?? 'none' }, 'response');
     request.log.debug({ input: body.input }, 'response input');
     const { output } = plan;

@@ -2,9 +2,8 @@ import type { FastifyPluginAsync } from 'fastify';
 import { invalidRequest } from '../../errors.js';
 import { checkMessageCount } from '../../generation/limits.js';
 import { DetokenizeRequestSchema, TokenizeRequestSchema } from '../schemas.js';
-import type { ServingContext } from '../../generation/run.js';
+import type { ServedModels } from '../../generation/served-models.js';
 import { toTemplateTools } from '../../generation/output-plan.js';
-import { checkModel } from '../../generation/validate.js';
 import { checkTokenIds, encodeChat, encodePrompts } from '../../generation/prompts.js';
 import { templateKwargs, templateMessage } from '../chat/messages.js';
 import { requestScope } from '../../http/request-scope.js';
@@ -14,12 +13,14 @@ import { parseBody } from '../parse-body.js';
  * `POST /tokenize` and `POST /detokenize`, in vLLM's shape: the model's own tokenizer (and chat
  * template) as the completion routes use them, so that a client can count and check tokens.
  */
-export const tokenizeRoutes: FastifyPluginAsync<ServingContext> = async (app, context) => {
-  const { model, preprocessor, limits } = context;
+export const tokenizeRoutes: FastifyPluginAsync<{ models: ServedModels }> = async (app, { models }) => {
+  /** The model a request names, or the first served one when it names none. */
+  const modelOf = (name: string | null | undefined) => (name === undefined || name === null ? models.first : models.resolve(name));
 
   app.post('/tokenize', async (request, reply) => {
     const body = parseBody(TokenizeRequestSchema, request.body);
-    if (body.model !== undefined && body.model !== null) checkModel(model, body.model);
+    const context = modelOf(body.model);
+    const { model, limits } = context;
     const scope = requestScope(request, reply, context);
     if ((body.prompt === undefined) === (body.messages === undefined)) {
       throw invalidRequest("Give either 'prompt' (a text) or 'messages' (a conversation), not both or neither.", body.prompt === undefined ? 'prompt' : 'messages', 'invalid_value');
@@ -48,7 +49,8 @@ export const tokenizeRoutes: FastifyPluginAsync<ServingContext> = async (app, co
 
   app.post('/detokenize', async (request, reply) => {
     const body = parseBody(DetokenizeRequestSchema, request.body);
-    if (body.model !== undefined && body.model !== null) checkModel(model, body.model);
+    const context = modelOf(body.model);
+    const { model, preprocessor } = context;
     checkTokenIds(model, body.tokens, 'tokens');
     return { prompt: await preprocessor.decode(body.tokens, false, requestScope(request, reply, context)) };
   });
