@@ -1,3 +1,5 @@
+import { earliestIndex, heldPrefixLength } from '../util/text-match.js';
+
 export interface StopScan {
   /** Text that can be sent to the client now. */
   text: string;
@@ -19,17 +21,13 @@ export class StopStringMatcher {
     if (this.done) return { text: '', stopped: true };
     if (this.stops.length === 0) return { text: delta, stopped: false };
     const buffer = this.pending + delta;
-    let cut = -1;
-    for (const stop of this.stops) {
-      const at = buffer.indexOf(stop);
-      if (at !== -1 && (cut === -1 || at < cut)) cut = at;
-    }
+    const cut = earliestIndex(buffer, this.stops);
     if (cut !== -1) {
       this.done = true;
       this.pending = '';
       return { text: buffer.slice(0, cut), stopped: true };
     }
-    const hold = this.longestStopPrefixAtEnd(buffer);
+    const hold = heldPrefixLength(buffer, this.stops);
     this.pending = buffer.slice(buffer.length - hold);
     return { text: buffer.slice(0, buffer.length - hold), stopped: false };
   }
@@ -39,18 +37,5 @@ export class StopStringMatcher {
     const rest = this.pending;
     this.pending = '';
     return this.done ? '' : rest;
-  }
-
-  private longestStopPrefixAtEnd(buffer: string): number {
-    let longest = 0;
-    for (const stop of this.stops) {
-      for (let length = Math.min(stop.length - 1, buffer.length); length > longest; length--) {
-        if (buffer.endsWith(stop.slice(0, length))) {
-          longest = length;
-          break;
-        }
-      }
-    }
-    return longest;
   }
 }

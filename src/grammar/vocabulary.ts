@@ -1,3 +1,5 @@
+import { isObject, type JsonObject as Json } from '../util/json.js';
+
 /**
  * What a grammar engine needs to know of a tokenizer: each token's text as the vocabulary stores
  * it, how those strings decode to bytes, and whether the tokenizer puts a space before the text.
@@ -11,10 +13,6 @@ export interface GrammarVocabulary {
   /** The tokenizer writes a `▁` before the text (a Metaspace pre-tokenizer or a `Prepend("▁")` normalizer). */
   prependsSpace: boolean;
 }
-
-type Json = Record<string, unknown>;
-
-const isObject = (value: unknown): value is Json => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /** A component and, for a `Sequence`, the components inside it. */
 function components(value: unknown, key: string): Json[] {

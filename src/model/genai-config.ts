@@ -1,14 +1,11 @@
 import { ModelLoadError } from './errors.js';
+import { isObject, type JsonObject as Json } from '../util/json.js';
 
 /**
  * onnxruntime-genai folders describe the model in `genai_config.json` (written by its model
  * builder) instead of config.json. This reads what config.json would say from it, the graph's
  * file name, and the sampling defaults of its `search` section.
  */
-
-type Json = Record<string, unknown>;
-
-const isObject = (value: unknown): value is Json => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /** The I/O names this server feeds and fetches; a genai graph that names them otherwise is refused. */
 const EXPECTED_NAMES: Record<string, string> = {

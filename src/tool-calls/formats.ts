@@ -1,4 +1,5 @@
 import { structuralTagGrammar, type GrammarSpec } from '../grammar/grammar-spec.js';
+import { isObject } from '../util/json.js';
 
 /**
  * How a model writes tool calls, detected from its chat template, and what follows from it: the
@@ -43,8 +44,6 @@ const argumentsSchema = (fn: FunctionDefinition) => fn.parameters ?? { type: 'ob
 
 const callTags = (functions: readonly FunctionDefinition[], begin: (name: string) => string, end: string) =>
   functions.map((fn) => ({ type: 'tag', begin: begin(fn.name), content: { type: 'json_schema', json_schema: argumentsSchema(fn) }, end }));
-
-const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /**
  * A call's arguments as the model wrote them, when `text` is `{"name": …, "arguments": {…}}` with the

@@ -1,3 +1,4 @@
+import { earliestIndex, heldPrefixLength } from '../util/text-match.js';
 import type { ParsedToolCall, ToolCallFormat } from './formats.js';
 
 /**
@@ -97,9 +98,9 @@ export class ToolCallParser {
     const { state } = this;
     switch (state.kind) {
       case 'text': {
-        const start = this.earliestTrigger();
-        if (start === undefined) {
-          const held = this.heldPrefix();
+        const start = earliestIndex(this.buffer, this.format.triggers);
+        if (start === -1) {
+          const held = heldPrefixLength(this.buffer, this.format.triggers);
           this.content(this.buffer.slice(0, this.buffer.length - held), pieces);
           this.buffer = this.buffer.slice(this.buffer.length - held);
           return false;
@@ -176,29 +177,6 @@ export class ToolCallParser {
     }
     pieces.push({ content: this.pendingSpace + text });
     this.pendingSpace = '';
-  }
-
-  private earliestTrigger(): number | undefined {
-    let earliest: number | undefined;
-    for (const trigger of this.format.triggers) {
-      const at = this.buffer.indexOf(trigger);
-      if (at !== -1 && (earliest === undefined || at < earliest)) earliest = at;
-    }
-    return earliest;
-  }
-
-  /** Characters at the end of the buffer that begin a trigger. */
-  private heldPrefix(): number {
-    let held = 0;
-    for (const trigger of this.format.triggers) {
-      for (let length = Math.min(trigger.length - 1, this.buffer.length); length > held; length--) {
-        if (this.buffer.endsWith(trigger.slice(0, length))) {
-          held = length;
-          break;
-        }
-      }
-    }
-    return held;
   }
 }
 
