@@ -18,7 +18,7 @@ import { checkJsonDepth } from './openai/parse-body.js';
 import { capConnections, connectionCap } from './http/connections.js';
 import type { ServingContext } from './generation/run.js';
 import { ServedModels } from './generation/served-models.js';
-import type { ServerConfig } from './config.js';
+import type { ServerConfig } from './options.js';
 import { Engine } from './engine/client/engine.js';
 import { fitToGraph, loadModel, type LoadedModel } from './model/model.js';
 import { grammarVocabulary as buildGrammarVocabulary } from './grammar/vocabulary.js';

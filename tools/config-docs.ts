@@ -1,18 +1,18 @@
 /**
- * Writes docs/configuration.md from the settings table in src/config.ts:
+ * Writes docs/configuration.md from the settings table in src/options.ts:
  *
  *   npx tsx tools/config-docs.ts
  */
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CONFIG_OPTIONS, shownDefault } from '../src/config.js';
+import { CONFIG_OPTIONS, shownDefault } from '../src/options.js';
 
 export const CONFIGURATION_DOC = fileURLToPath(new URL('../docs/configuration.md', import.meta.url));
 
 type OptionName = keyof typeof CONFIG_OPTIONS;
 
-const INTRO = `<!-- Written by \`npx tsx tools/config-docs.ts\` from the options in src/config.ts: edit them there. -->
+const INTRO = `<!-- Written by \`npx tsx tools/config-docs.ts\` from the options in src/options.ts: edit them there. -->
 
 # Configuration
 

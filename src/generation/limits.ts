@@ -1,4 +1,4 @@
-import type { RequestLimits } from '../config.js';
+import type { RequestLimits } from '../options.js';
 import { limitExceeded } from '../errors.js';
 import type { GenerationRequest } from './request.js';
 

@@ -1,4 +1,4 @@
-import type { RequestLimits } from '../config.js';
+import type { RequestLimits } from '../options.js';
 import type { Engine } from '../engine/client/engine.js';
 import type { FinishReason, TokenLogprob } from '../engine/protocol.js';
 import type { ValidatedRequest } from './validate.js';

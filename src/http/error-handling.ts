@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import type { RequestLimits } from '../config.js';
+import type { RequestLimits } from '../options.js';
 import { invalidRequest, OpenAIError, toOpenAIError } from '../errors.js';
 import { PreprocessInputError } from '../preprocess/preprocessor.js';
 

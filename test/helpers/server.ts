@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
-import { defaultConfig, type ServerConfig } from '../../src/config.js';
+import { defaultConfig } from '../../src/config.js';
+import { type ServerConfig } from '../../src/options.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import { responseErrors, validatingFetch, type ValidatingFetch } from './openapi.js';
 

@@ -1,14 +1,14 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeVariant, type VariantName } from '../../scripts/model-variants.js';
+import { makeVariant, type VariantName } from '../../tools/model-variants.js';
 import type { RunningServer } from '../../src/server.js';
 import { goldens } from '../helpers/goldens.js';
 import { MODEL_DIRS, postJson, request, startTestServer } from '../helpers/server.js';
 
 /**
  * Every folder layout and graph variant of the hub (derived from the tiny fixtures by
- * scripts/model-variants.ts) serves every golden prompt with the same tokens alone and batched
+ * tools/model-variants.ts) serves every golden prompt with the same tokens alone and batched
  * with 15 rows of other lengths; the full-precision ones with Hugging Face's tokens.
  */
 

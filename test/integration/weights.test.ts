@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeVariant } from '../../scripts/model-variants.js';
+import { makeVariant } from '../../tools/model-variants.js';
 import type { RunningServer } from '../../src/server.js';
 import { goldens } from '../helpers/goldens.js';
 import { MODEL_DIRS, postJson, startTestServer } from '../helpers/server.js';

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
-import { CONFIG_OPTIONS, ConfigError, helpText, parseCli, shownDefault, type ServerConfig } from '../../src/config.js';
+import { ConfigError, helpText, parseCli } from '../../src/config.js';
+import { CONFIG_OPTIONS, shownDefault, type ServerConfig } from '../../src/options.js';
 import { ROOT } from '../helpers/cli.js';
 import { configurationMarkdown } from '../../tools/config-docs.js';
 

@@ -1,6 +1,6 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { makeVariant } from '../../scripts/model-variants.js';
+import { makeVariant } from '../../tools/model-variants.js';
 import { join } from 'node:path';
 import { addNewKvOutputs } from '../../src/engine/thread/graph/new-kv-outputs.js';
 import {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { addNewKvOutputs } from '../../src/engine/thread/graph/new-kv-outputs.js';
 import { addSlotAttention } from '../../src/engine/thread/graph/slot-attention.js';
-import { makeVariant } from '../../scripts/model-variants.js';
+import { makeVariant } from '../../tools/model-variants.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import type { SlotAttentionCheck } from '../helpers/slot-attention-check.js';

@@ -1,4 +1,4 @@
-import type { RequestLimits } from '../../config.js';
+import type { RequestLimits } from '../../options.js';
 import { invalidRequest } from '../../errors.js';
 import { CHAT_FIELDS, type GenerationRequest, type OutputRequest } from '../../generation/request.js';
 import { checkStreamOptions, given, samplingFields, stopFields, streamFields, unsupported } from '../common-fields.js';

@@ -1,4 +1,4 @@
-import type { RequestLimits } from '../../config.js';
+import type { RequestLimits } from '../../options.js';
 import { invalidRequest } from '../../errors.js';
 import type { FieldNames, GenerationRequest, OutputRequest } from '../../generation/request.js';
 import type { ChatMessage } from '../../model/chat-template.js';

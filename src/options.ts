@@ -1,0 +1,321 @@
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+
+export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../models/tinystories-gpt2', import.meta.url));
+
+const integer = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z
+    .string()
+    .regex(/^-?\d+$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+
+/**
+ * A key as clients send it in `Authorization: Bearer KEY`: visible ASCII without spaces. Anything
+ * else could never match what arrives in the header, and would lock every client out.
+ */
+const apiKey = z.string().regex(/^[\x21-\x7e]+$/, 'a key must be one or more visible ASCII characters, without spaces');
+
+/** Every setting: its command-line flag, its environment variable, its default and what it does. */
+const OPTIONS = {
+  model: {
+    field: 'model',
+    env: 'ORTSERVE_MODEL',
+    schema: z.string().min(1).default(DEFAULT_MODEL_DIR),
+    help: 'model directory (Optimum, transformers.js or onnxruntime-genai layout), or a Hugging Face id (org/name) in the local cache',
+    doc: 'Model directory (Optimum, transformers.js or onnxruntime-genai layout, see [Models](models.md)), or a Hugging Face id (`org/name`) already in the local Hugging Face cache.',
+    shown: 'models/tinystories-gpt2',
+  },
+  'model-file': {
+    field: 'modelFile',
+    env: 'ORTSERVE_MODEL_FILE',
+    schema: z.string().min(1).optional(),
+    help: 'graph file inside the model directory (or its onnx/ folder), e.g. model_quantized.onnx',
+    doc: 'Graph file inside the model directory or its `onnx/` folder, e.g. `model_quantized.onnx`. Without it, the graph is chosen as [Models](models.md) describes.',
+    shown: 'found in the folder (see docs/models.md)',
+  },
+  'served-model-name': {
+    field: 'servedModelNames',
+    env: 'ORTSERVE_SERVED_MODEL_NAME',
+    schema: z.array(z.string().min(1)).default([]),
+    help: 'model id in the API; repeat it for aliases clients may also ask for (the first is the one listed; env: comma-separated)',
+    doc: 'Model id in the API. Repeat it for aliases a request may also name (`--served-model-name tinystories-gpt2 --served-model-name text-davinci-002`); the first is the one `/v1/models` lists and responses name.',
+    shown: "the model directory's name",
+    list: true,
+  },
+  host: {
+    field: 'host',
+    env: 'ORTSERVE_HOST',
+    schema: z.string().min(1).default('0.0.0.0'),
+    help: 'address to listen on',
+    doc: 'Address to listen on.',
+  },
+  port: {
+    field: 'port',
+    env: 'PORT',
+    alias: 'ORTSERVE_PORT',
+    schema: integer(0, 65535).default(8000),
+    help: 'port to listen on',
+    doc: 'Port to listen on.',
+  },
+  device: {
+    field: 'device',
+    env: 'ORTSERVE_DEVICE',
+    schema: z.enum(['cpu', 'cuda']).default('cpu'),
+    help: 'execution provider: cpu or cuda',
+    doc: 'Execution provider: `cpu` or `cuda`.',
+  },
+  threads: {
+    field: 'threads',
+    env: 'ORTSERVE_THREADS',
+    schema: integer(0, 1024).default(0),
+    help: 'threads per forward pass (0: one per core)',
+    doc: 'Threads per forward pass; 0 is one per core. (Leaving a core to the HTTP thread was measured slower at 1 and 16 clients, with `/health` as quick; see [bench/README.md](../bench/README.md#threads).)',
+  },
+  weights: {
+    field: 'weights',
+    env: 'ORTSERVE_WEIGHTS',
+    schema: z.enum(['as-exported', 'int8', 'int4']).default('as-exported'),
+    help: 'weights as the graph has them, or int8/int4: the MatMuls quantized to 8 or 4 bits as it loads (faster, smaller; outputs change a little)',
+    doc: "`as-exported`, `int8` or `int4`: as the graph loads, every MatMul by a float32 weight held in the graph becomes an 8-bit `DynamicQuantizeMatMul` (the output head too; weights a quarter of the memory) or a 4-bit `MatMulNBits` (blocks of 32, the output head kept; an eighth). Faster decoding; outputs change a little, a sequence's stay the same alone and batched (see [models/README.md](../models/README.md)).",
+  },
+  attention: {
+    field: 'attention',
+    env: 'ORTSERVE_ATTENTION',
+    schema: z.enum(['slots', 'as-exported']).default('slots'),
+    help: "slots: each layer's attention rewritten at load to read a past the engine writes in place (no cache copy per step); as-exported: the graph's own",
+    doc: "`slots`: as the graph loads, each layer's attention is rewritten to read a past held in slots that each step writes into, so no step copies the cache (where the graph has the plain `Concat` attention and `position_ids`; see [models/README.md](../models/README.md)); `as-exported`: the graph's own attention.",
+  },
+  'max-batch': {
+    field: 'maxBatch',
+    env: 'ORTSERVE_MAX_BATCH',
+    schema: integer(1, 1024).default(16),
+    help: 'most sequences decoded together in one step',
+    doc: 'Most sequences decoded together in one step.',
+  },
+  'max-queue': {
+    field: 'maxQueue',
+    env: 'ORTSERVE_MAX_QUEUE',
+    schema: integer(0, 1_000_000).default(256),
+    help: 'most sequences waiting for a batch slot; beyond it requests get 429',
+    doc: 'Most sequences waiting for a batch slot; beyond it requests get a 429.',
+  },
+  'max-kv-tokens': {
+    field: 'maxKvTokens',
+    env: 'ORTSERVE_MAX_KV_TOKENS',
+    schema: integer(0).default(0),
+    help: 'most tokens (prompt + max_tokens) running sequences may hold in the KV cache together (0: max-batch × context)',
+    doc: 'Most tokens (prompt + `max_tokens`) the running sequences may hold in the KV cache together; 0 means `max-batch` × the context length.',
+  },
+  'prefill-chunk': {
+    field: 'prefillChunk',
+    env: 'ORTSERVE_PREFILL_CHUNK',
+    schema: integer(1, 65536).default(16),
+    help: 'tokens of each prompt prefilled between two decode steps (smaller: smoother streams, slower first token)',
+    doc: 'Tokens of each prompt prefilled between two decode steps (smaller: smoother streams, slower first token).',
+  },
+  'prefix-cache-tokens': {
+    field: 'prefixCacheTokens',
+    env: 'ORTSERVE_PREFIX_CACHE_TOKENS',
+    schema: integer(0).default(2048),
+    help: 'most prompt positions whose KV is kept, in whole prefill chunks, for later prompts that start the same way (0: no prefix cache)',
+    doc: 'Most prompt positions whose KV is kept, in whole prefill chunks, for later prompts that start the same way (0: no prefix cache; see [Behaviour](api.md#behaviour)).',
+  },
+  'api-key': {
+    field: 'apiKeys',
+    env: 'ORTSERVE_API_KEYS',
+    schema: z.array(apiKey).default([]),
+    help: 'API key clients must send as "Authorization: Bearer KEY" on /v1/* (repeatable; env: comma-separated)',
+    doc: 'An API key clients must send as `Authorization: Bearer KEY` on `/v1/*`; repeat the flag for several keys. Without any, the API is open.',
+    shown: 'none',
+    list: true,
+  },
+  'cors-origin': {
+    field: 'corsOrigins',
+    env: 'ORTSERVE_CORS_ORIGINS',
+    schema: z.array(z.string().regex(/^(\*|https?:\/\/[^\s/]+)$/, 'an origin is * or scheme://host[:port], e.g. https://app.example.com')).default([]),
+    help: 'origin whose browser pages may call /v1/* (CORS, preflight included; * for any; repeatable; env: comma-separated)',
+    doc: 'An origin (`https://app.example.com`, or `*` for any) whose browser pages may call the API: CORS headers and preflight (`OPTIONS`, which needs no key). Repeat the flag for several. Without any, no CORS headers are sent.',
+    shown: 'none',
+    list: true,
+  },
+  'request-timeout': {
+    field: 'requestTimeoutMs',
+    scale: 1000,
+    env: 'ORTSERVE_REQUEST_TIMEOUT',
+    schema: integer(0, 86_400).default(600),
+    help: 'seconds a request may take before it is cancelled (504, or an error event on a stream); 0: no limit',
+    doc: 'Seconds a request may take before it is cancelled (504, or an error event on a stream); 0: no limit.',
+  },
+  'receive-timeout': {
+    field: 'receiveTimeoutMs',
+    scale: 1000,
+    env: 'ORTSERVE_RECEIVE_TIMEOUT',
+    schema: integer(1, 3600).default(30),
+    help: 'seconds a client has to send a whole request, headers and body (408 beyond)',
+    doc: 'Seconds a client has to send a whole request, headers and body; a slower one gets a 408 and is disconnected.',
+  },
+  'shutdown-grace': {
+    field: 'shutdownGraceMs',
+    scale: 1000,
+    env: 'ORTSERVE_SHUTDOWN_GRACE',
+    schema: integer(0, 86_400).default(30),
+    help: 'seconds in-flight requests get to finish after SIGTERM or SIGINT',
+    doc: 'Seconds in-flight requests get to finish after SIGTERM or SIGINT.',
+  },
+  'grammar-compile-limit': {
+    field: 'grammarCompileLimitMs',
+    env: 'ORTSERVE_GRAMMAR_COMPILE_LIMIT',
+    schema: integer(100, 600_000).default(2500),
+    help: 'milliseconds a response_format schema or a set of tools may take to compile into a grammar (400 beyond); the engine compiles each new grammar once more, holding up the running streams for as long',
+    doc: 'Milliseconds a `response_format` schema or a set of tools may take to compile into a grammar (400 beyond); see [Structured output](structured-output.md).',
+  },
+  'grammar-cache-mb': {
+    field: 'grammarCacheBytes',
+    scale: 1024 * 1024,
+    env: 'ORTSERVE_GRAMMAR_CACHE_MB',
+    schema: integer(16, 65536).default(256),
+    help: 'memory each of the engine\'s two grammar threads may hold in compiled grammars, estimated from their size, least recently used dropped first; a schema whose grammar alone needs more is refused (400)',
+    doc: "Memory each of the engine's two grammar threads may hold in compiled grammars, estimated from the size of each grammar (a 60,000-value `enum` holds about 130 MB); the least recently used are dropped first, and a schema whose grammar alone would need more is a 400.",
+  },
+  'prefix-cache-partition-header': {
+    field: 'prefixCachePartitionHeader',
+    env: 'ORTSERVE_PREFIX_CACHE_PARTITION_HEADER',
+    schema: z
+      .string()
+      .regex(/^[a-z0-9-]+$/i, 'a header name: letters, digits and dashes')
+      .transform((name) => name.toLowerCase())
+      .optional(),
+    help: 'request header whose value partitions the prefix cache (a tenant id a gateway sets); by default each API key has its own partition, and a server without keys shares one',
+    doc: 'A request header whose value partitions the prefix cache (a tenant id that a gateway sets) instead of the API key; see [Behaviour](api.md#behaviour).',
+    shown: 'none (partitioned by API key)',
+  },
+  'max-connections': {
+    field: 'maxConnections',
+    env: 'ORTSERVE_MAX_CONNECTIONS',
+    schema: integer(0, 1_000_000).default(0),
+    help: 'most open client connections; close to it, idle keep-alive connections and then the oldest that sent no request yet are closed to make room (0: what the open-file limit leaves)',
+    doc: 'Most open client connections. Close to it, each new connection makes room: idle keep-alive connections are closed first, then the oldest that have not sent a request yet, so idle clients cannot use up the file descriptors and lock out new ones (or the probes). 0: the open-file limit less 128 (at most 65,536).',
+  },
+  'max-body-bytes': {
+    field: 'maxBodyBytes',
+    limit: true,
+    env: 'ORTSERVE_MAX_BODY_BYTES',
+    schema: integer(1).default(1024 * 1024),
+    help: 'largest request body accepted (413 beyond)',
+    doc: 'Largest request body (413 beyond).',
+  },
+  'max-n': {
+    field: 'maxN',
+    limit: true,
+    env: 'ORTSERVE_MAX_N',
+    schema: integer(1, 1024).default(16),
+    help: 'largest n or best_of: sequences generated per prompt',
+    doc: 'Largest `n` or `best_of`.',
+  },
+  'max-tokens-limit': {
+    field: 'maxTokens',
+    limit: true,
+    env: 'ORTSERVE_MAX_TOKENS_LIMIT',
+    schema: integer(0).default(0),
+    help: 'largest max_tokens (or max_completion_tokens) a request may ask for (0: the context length)',
+    doc: 'Largest `max_tokens` / `max_completion_tokens`; 0: only the context length limits it.',
+  },
+  'max-prompts': {
+    field: 'maxPrompts',
+    limit: true,
+    env: 'ORTSERVE_MAX_PROMPTS',
+    schema: integer(1, 65536).default(32),
+    help: 'most prompts in one completions request',
+    doc: 'Most prompts in one completions request.',
+  },
+  'max-stop': {
+    field: 'maxStop',
+    limit: true,
+    env: 'ORTSERVE_MAX_STOP',
+    schema: integer(0, 1024).default(4),
+    help: 'most stop strings in one request',
+    doc: 'Most stop strings in one request.',
+  },
+  'max-stop-length': {
+    field: 'maxStopLength',
+    limit: true,
+    env: 'ORTSERVE_MAX_STOP_LENGTH',
+    schema: integer(1, 65536).default(256),
+    help: 'longest stop string, in characters',
+    doc: 'Longest stop string, in characters.',
+  },
+  'max-messages': {
+    field: 'maxMessages',
+    limit: true,
+    env: 'ORTSERVE_MAX_MESSAGES',
+    schema: integer(1, 1_000_000).default(512),
+    help: 'most messages in one chat request',
+    doc: 'Most messages in one chat request.',
+  },
+  'max-json-depth': {
+    field: 'maxJsonDepth',
+    limit: true,
+    env: 'ORTSERVE_MAX_JSON_DEPTH',
+    schema: integer(2, 64).default(64),
+    help: 'deepest nesting of arrays and objects in a request body, counted from the body itself; tool-call arguments in the history count from their own root (the grammar engine fails on schemas much deeper than 64)',
+    doc: 'Deepest nesting of arrays and objects in a request body (counted from the body; tool-call arguments in the history from their own root); deeper is a 400 naming the field. At most 64: the grammar engine fails on schemas much deeper.',
+  },
+  'log-level': {
+    field: 'logLevel',
+    env: 'ORTSERVE_LOG_LEVEL',
+    schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    help: 'log level (prompt text is logged at debug only)',
+    doc: '`fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`.',
+  },
+} as const;
+
+/** What each entry of OPTIONS says; `field` names its place in ServerConfig (in `limits` with `limit`). */
+export interface OptionSpec {
+  field: string;
+  env: string;
+  /** A second variable, read when `env` is unset. */
+  alias?: string;
+  schema: z.ZodType;
+  /** The one line --help shows. */
+  help: string;
+  /** What the option does, in full, as docs/configuration.md shows it (markdown; links relative to docs/). */
+  doc: string;
+  /** The default as --help and docs/configuration.md show it, where it is not the schema's own. */
+  shown?: string;
+  /** Repeatable flag; a comma-separated variable. */
+  list?: true;
+  /** Part of RequestLimits. */
+  limit?: true;
+  /** The parsed value is multiplied by this (seconds given, milliseconds kept). */
+  scale?: number;
+}
+
+/** The settings: what --help lists and docs/configuration.md shows (written by tools/config-docs.ts). */
+export const CONFIG_OPTIONS: Readonly<Record<OptionName, OptionSpec>> = OPTIONS;
+
+type Options = typeof OPTIONS;
+export type OptionName = keyof Options;
+type Value<N extends OptionName> = z.output<Options[N]['schema']>;
+type LimitName = { [N in OptionName]: Options[N] extends { limit: true } ? N : never }[OptionName];
+
+/** What a single request may ask for; each is a 400 (413 for the body) that names the limit. */
+export type RequestLimits = { [N in LimitName as Options[N]['field']]: Value<N> };
+
+/** Every setting by its field; timeouts in milliseconds (0: none), limits under `limits`. */
+export type ServerConfig = { [N in Exclude<OptionName, LimitName> as Options[N]['field']]: Value<N> } & { limits: RequestLimits };
+
+/** The default of an option as --help and docs/configuration.md show it. */
+export function shownDefault(name: OptionName): string {
+  const option: OptionSpec = OPTIONS[name];
+  if (option.shown !== undefined) return option.shown;
+  const value: unknown = option.schema.parse(undefined);
+  return value === undefined ? '' : String(value);
+}
+
+/** The whole table as one schema: each option's value, validated. */
+export const ConfigSchema = z.object(
+  Object.fromEntries(Object.entries(OPTIONS).map(([name, option]) => [name, option.schema])) as {
+    [K in OptionName]: Options[K]['schema'];
+  },
+);
