@@ -2,10 +2,12 @@ import { KvBufferPool, type KvCache, type KvLayout } from './kv-cache.js';
 import { kvCaches } from './slot-kv-cache.js';
 import type { DecoderRunner } from './decoder.js';
 import { tokenLogprob } from './logits.js';
-import type { Choice, EngineStats, PromptRequest, SequenceRequest, TokenLogprob, TokenUpdate } from '../protocol.js';
+import type { Choice, EngineStats, PromptRequest, TokenUpdate } from '../protocol.js';
 import { logitsProcessors, type LogitsProcessor } from './logits-processors.js';
-import { PrefixCache, type PrefixBlock } from './prefix-cache.js';
+import { PrefixCache } from './prefix-cache.js';
 import { Sequence } from './sequence.js';
+import { PromptEntry, WaitingQueue } from './waiting-queue.js';
+import { keepRows, partitionRows, type Cohort } from './cohort.js';
 
 export interface BatcherOptions {
   /** Most sequences decoded together in one step. */
@@ -39,52 +41,11 @@ export interface BatcherEvents {
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-/**
- * A prompt waiting or being prefilled, with the sequences of its choices. It is prefilled once, in
- * one cache row; when it is done, that row is forked into one row per sequence.
- */
-class PromptEntry {
-  /** Log-probabilities of the prompt's tokens, gathered during prefill when asked for. */
-  readonly promptLogprobs: TokenLogprob[] | undefined;
-  /** The prefix cache's blocks of the prompt's first chunks, found or added: they cover its first `prefix.length` chunks. */
-  prefix: PrefixBlock[] = [];
-  /** Prompt tokens whose KV came from the prefix cache. */
-  cachedTokens = 0;
-
-  constructor(readonly sequences: Sequence[]) {
-    this.promptLogprobs = this.request.promptLogprobs === undefined ? undefined : [];
-  }
-
-  /** The settings its sequences share (the first one's request). */
-  get request(): SequenceRequest {
-    return this.sequences[0]!.request;
-  }
-
-  /** Drops cancelled sequences; false when none is left. */
-  prune(): boolean {
-    const live = this.sequences.filter((seq) => !seq.cancelled);
-    this.sequences.splice(0, this.sequences.length, ...live);
-    return live.length > 0;
-  }
-}
-
-/**
- * Prompts prefilled together, one chunk per step, before their sequences join the batch. Every
- * row (one per prompt) has the same `done` prompt tokens in `cache`.
- */
-interface Cohort {
-  rows: PromptEntry[];
-  cache: KvCache;
-  done: number;
-}
-
 /** Readies the processors of the sequences that have asynchronous work before their next token. */
 async function prepare(sequences: readonly Sequence[]): Promise<void> {
   const pending = sequences.filter((seq) => seq.needsPreparation && !seq.cancelled);
   if (pending.length > 0) await Promise.all(pending.map((seq) => seq.prepare()));
 }
-
-const sequenceCount = (entries: readonly PromptEntry[]) => entries.reduce((sum, entry) => sum + entry.sequences.length, 0);
 
 /**
  * Continuous batching: all running sequences advance together, one token per step, in one
@@ -92,7 +53,7 @@ const sequenceCount = (entries: readonly PromptEntry[]) => entries.reduce((sum, 
  * prompt is done joins the batch. Finished and cancelled sequences leave at once.
  */
 export class ContinuousBatcher {
-  private readonly waiting: PromptEntry[] = [];
+  private readonly waiting = new WaitingQueue();
   /** Running sequences, in the order of the cache's rows. */
   private active: Sequence[] = [];
   private cache: KvCache | undefined;
@@ -108,8 +69,6 @@ export class ContinuousBatcher {
   private readonly prefixCache: PrefixCache;
   private scratch = new Float64Array(0);
   /** For each request with sequences waiting: when it last had a turn at a batch slot (see nextWaiting). */
-  private readonly lastTurn = new Map<number, number>();
-  private turns = 0;
 
   constructor(
     private readonly runner: DecoderRunner,
@@ -149,12 +108,11 @@ export class ContinuousBatcher {
       this.events.failed(ids, `prompt of ${promptIds.length} tokens does not fit a context of ${this.options.contextLength}`);
       return;
     }
-    if (!this.lastTurn.has(request.group)) this.lastTurn.set(request.group, ++this.turns);
     const sequence = (choice: Choice, index: number) => {
       const sequenceRequest = { ...request, ...choice };
       return new Sequence(sequenceRequest, this.options.contextLength, [...logitsProcessors(sequenceRequest), ...(constraints[index] ?? [])]);
     };
-    this.waiting.push(new PromptEntry(choices.map(sequence)));
+    this.waiting.add(new PromptEntry(choices.map(sequence)));
     this.wake();
   }
 
@@ -172,7 +130,7 @@ export class ContinuousBatcher {
   }
 
   private sequences(): Sequence[] {
-    return [...this.waiting.flatMap((entry) => entry.sequences), ...this.active, ...this.prefilling()];
+    return [...this.waiting.sequences(), ...this.active, ...this.prefilling()];
   }
 
   /** The sequences whose prompts are being prefilled. */
@@ -189,7 +147,7 @@ export class ContinuousBatcher {
       .finally(() => {
         this.running = false;
         this.idle = undefined;
-        if (this.waiting.length > 0) this.wake();
+        if (this.waiting.size > 0) this.wake();
       });
   }
 
@@ -236,7 +194,7 @@ export class ContinuousBatcher {
     const { unpaddedRows } = this.options;
     if (unpaddedRows && (this.active.length > 0 || this.cohorts.length > 0)) return;
     const prefilling = this.prefilling();
-    const together = unpaddedRows || sequenceCount(this.waiting) >= this.active.length;
+    const together = unpaddedRows || this.waiting.sequenceCount >= this.active.length;
     if (!together && prefilling.length > 0) return;
     /** With unpadded rows: the prompt length all the rows taken have. */
     let length: number | undefined;
@@ -245,8 +203,7 @@ export class ContinuousBatcher {
     let slots = running.length;
     const rows: PromptEntry[] = [];
     while (together || rows.length === 0) {
-      const index = this.nextWaiting(length);
-      const next = this.waiting[index];
+      const next = this.waiting.next(length);
       if (!next || slots >= this.options.maxBatch) break;
       if (unpaddedRows) length = next.request.promptIds.length;
       // As many of the prompt's sequences as there are free slots and KV budget for; the rest wait.
@@ -261,12 +218,9 @@ export class ContinuousBatcher {
       if (taken === 0) break;
       reserved = budget;
       slots += taken;
-      this.lastTurn.set(next.request.group, ++this.turns);
-      if (taken === next.sequences.length) rows.push(...this.waiting.splice(index, 1));
-      else rows.push(new PromptEntry(next.sequences.splice(0, taken)));
+      rows.push(this.waiting.take(next, taken));
     }
-    const waitingGroups = new Set(this.waiting.map((entry) => entry.request.group));
-    for (const group of this.lastTurn.keys()) if (!waitingGroups.has(group)) this.lastTurn.delete(group);
+    this.waiting.forgetIdleGroups();
     if (rows.length > 0) this.startPrefill(rows);
   }
 
@@ -301,26 +255,6 @@ export class ContinuousBatcher {
       const block = this.prefixCache.insert(entry.request.cachePartition, entry.prefix.at(-1), tokens, () => cohort.cache.copyPositions(row, cohort.done, length));
       if (block) entry.prefix.push(block);
     });
-  }
-
-  /**
-   * The waiting sequence to admit next. Requests take turns: a free slot goes to the oldest waiting
-   * sequence of the request that had its last turn longest ago (a new request counts from its
-   * arrival). A request of many sequences (a large `n`, many prompts) thus shares the batch with
-   * those that come after it instead of holding them back until all of its own have run.
-   */
-  private nextWaiting(promptLength?: number): number {
-    let best = -1;
-    let oldestTurn = Infinity;
-    this.waiting.forEach((entry, index) => {
-      if (promptLength !== undefined && entry.request.promptIds.length !== promptLength) return;
-      const turn = this.lastTurn.get(entry.request.group) ?? 0;
-      if (turn < oldestTurn) {
-        oldestTurn = turn;
-        best = index;
-      }
-    });
-    return best;
   }
 
   /**
@@ -419,7 +353,7 @@ export class ContinuousBatcher {
   private stats(): EngineStats {
     const prefilled = this.cohorts.reduce((sum, cohort) => sum + cohort.rows.length * cohort.done, 0);
     const kvTokens = this.active.reduce((sum, seq) => sum + seq.length, prefilled);
-    return { waiting: sequenceCount(this.waiting), running: this.active.length + this.prefilling().length, kvTokens, prefixCacheTokens: this.prefixCache.tokens };
+    return { waiting: this.waiting.sequenceCount, running: this.active.length + this.prefilling().length, kvTokens, prefixCacheTokens: this.prefixCache.tokens };
   }
 
   private accept(seq: Sequence, logits: Float32Array): TokenUpdate {
@@ -429,9 +363,7 @@ export class ContinuousBatcher {
 
   /** Drops finished and cancelled sequences from the queue and the running batch. */
   private removeDone(): void {
-    for (let i = this.waiting.length - 1; i >= 0; i--) {
-      if (!this.waiting[i]!.prune()) this.waiting.splice(i, 1);
-    }
+    this.waiting.prune();
     for (const cohort of this.cohorts) {
       const [keep] = partitionRows(cohort.rows, (entry) => entry.prune());
       if (keep.length < cohort.rows.length) keepRows(cohort, keep);
@@ -446,18 +378,4 @@ export class ContinuousBatcher {
       this.cache = undefined;
     }
   }
-}
-
-/** The indexes of the rows that pass `test`, and of those that do not. */
-function partitionRows<Row>(rows: readonly Row[], test: (row: Row) => boolean): [number[], number[]] {
-  const pass: number[] = [];
-  const fail: number[] = [];
-  rows.forEach((item, row) => (test(item) ? pass : fail).push(row));
-  return [pass, fail];
-}
-
-/** Narrows a cohort to `rows`, in that order, cache included. */
-function keepRows(cohort: Cohort, rows: readonly number[]): void {
-  cohort.rows = rows.map((row) => cohort.rows[row]!);
-  cohort.cache = cohort.cache.retain(rows);
 }
