@@ -2,7 +2,8 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { GeneratedToken } from '../../generation/text-generation.js';
 import type { FinishReason } from '../../engine/protocol.js';
 import type { ParsedToolCall } from '../../tool-calls/formats.js';
-import { parseToolCalls, ToolCallParser } from '../../tool-calls/tool-call-parser.js';
+import { parseToolCalls } from '../../tool-calls/tool-call-parser.js';
+import { ReplyStream, type ReplyEvent } from '../../generation/reply-stream.js';
 import { responseId, toolCallId } from '../ids.js';
 import { chatLogprobs } from '../logprobs.js';
 import { ChatCompletionRequestSchema } from '../schemas.js';
@@ -42,7 +43,7 @@ export const chatRoutes: FastifyPluginAsync<{ models: ServedModels }> = async (a
     request.log.info({ ...planSummary(plan), grammar: !!output.grammar, tools: output.tools?.choice ?? 'none' }, 'chat completion');
     request.log.debug({ messages: body.messages }, 'chat messages');
     const toolNames = new Set(output.tools?.parameters.keys());
-    const logprobsOf = (tokens: GeneratedToken[]) => (logprobs === undefined ? null : chatLogprobs(tokens));
+    const logprobsOf = (tokens: readonly GeneratedToken[]) => (logprobs === undefined ? null : chatLogprobs(tokens));
 
     const id = responseId('chatcmpl');
     const created = createdNow();
@@ -52,50 +53,38 @@ export const chatRoutes: FastifyPluginAsync<{ models: ServedModels }> = async (a
         ...envelope,
         choices: [{ index, delta, logprobs: logprobsField, finish_reason: reason }],
       });
-      /** Each choice's parser, its calls so far, and the tokens of text it holds back. */
-      const choices = new Map<number, { parser: ToolCallParser; calls: ParsedToolCall[]; heldTokens: GeneratedToken[] }>();
-      const choiceState = (index: number) => {
-        let state = choices.get(index);
-        if (!state && output.tools) {
-          state = { parser: new ToolCallParser(output.tools.format, toolNames, output.tools.enforced), calls: [], heldTokens: [] };
-          choices.set(index, state);
-        }
-        return state;
+      /** Each choice's reply as it streams. */
+      const replies = new Map<number, ReplyStream>();
+      const replyOf = (index: number) => {
+        let stream = replies.get(index);
+        if (!stream) replies.set(index, (stream = new ReplyStream(output)));
+        return stream;
       };
       const callDelta = (index: number, call: Record<string, unknown>) => chunk(index, { tool_calls: [call] }, null, null);
-      const events = (index: number, pieces: ReturnType<ToolCallParser['push']>, tokens: GeneratedToken[]) => {
-        const state = choiceState(index)!;
-        state.heldTokens.push(...tokens);
-        const started = (name: string, args: string) => {
-          const position = state.calls.push({ name, arguments: args }) - 1;
-          return callDelta(index, { index: position, id: toolCallId(), type: 'function', function: { name, arguments: '' } });
-        };
-        return pieces.flatMap((piece) => {
-          if ('content' in piece) return [chunk(index, { content: piece.content }, logprobsOf(state.heldTokens.splice(0)), null)];
-          if ('callStart' in piece) return [started(piece.callStart, '')];
-          if ('callArguments' in piece) {
-            const position = state.calls.length - 1;
-            state.calls[position]!.arguments += piece.callArguments;
-            return [callDelta(index, { index: position, function: { arguments: piece.callArguments } })];
+      const chunks = (index: number, events: readonly ReplyEvent[]) =>
+        events.flatMap((event) => {
+          switch (event.type) {
+            case 'text':
+              return [chunk(index, { content: event.text }, logprobsOf(event.tokens), null)];
+            case 'call-start':
+              return [callDelta(index, { index: event.index, id: toolCallId(), type: 'function', function: { name: event.name, arguments: '' } })];
+            case 'call-arguments':
+              return [callDelta(index, { index: event.index, function: { arguments: event.delta } })];
+            case 'call-end':
+              return [];
           }
-          return [started(piece.call.name, piece.call.arguments), callDelta(index, { index: state.calls.length - 1, function: { arguments: piece.call.arguments } })];
         });
-      };
       await streamGeneration(
         context,
         reply,
         plan,
         {
           start: (index) => chunk(index, { role: 'assistant', content: '' }, null, null),
-          chunk: (index, piece) => {
-            const state = choiceState(index);
-            if (!state) return [chunk(index, { content: piece.text }, logprobsOf(piece.tokens), null)];
-            return events(index, state.parser.push(piece.text), piece.tokens);
-          },
+          chunk: (index, piece) => chunks(index, replyOf(index).push(piece)),
           finish: (outcome) => {
-            const state = choiceState(outcome.index);
-            const last = state ? events(outcome.index, state.parser.end(dropsUnfinished(output, outcome.finishReason)), []) : [];
-            const calls = state?.calls ?? [];
+            const replyStream = replyOf(outcome.index);
+            const last = chunks(outcome.index, replyStream.end(outcome.finishReason));
+            const { calls } = replyStream;
             checkAfterwards(calls.length > 0 ? null : outcome.text, calls, outcome.finishReason);
             return [...last, chunk(outcome.index, {}, null, finishReason(output, outcome.finishReason, calls.length))];
           },

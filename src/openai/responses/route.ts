@@ -2,7 +2,8 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { GeneratedToken } from '../../generation/text-generation.js';
 import type { FinishReason } from '../../engine/protocol.js';
 import type { ParsedToolCall } from '../../tool-calls/formats.js';
-import { parseToolCalls, ToolCallParser, type ParsedPiece } from '../../tool-calls/tool-call-parser.js';
+import { parseToolCalls } from '../../tool-calls/tool-call-parser.js';
+import { ReplyStream, type ReplyEvent } from '../../generation/reply-stream.js';
 import { toOpenAIError } from '../../errors.js';
 import { logFailure } from '../../http/error-handling.js';
 import { itemId, toolCallId } from '../ids.js';
@@ -104,7 +105,7 @@ export const responseRoutes: FastifyPluginAsync<{ models: ServedModels }> = asyn
     };
 
     if (plan.reporting.stream) {
-      await streamResponse(context, reply, plan, { snapshot, toolNames, logprobsOf, log: request.log, scope });
+      await streamResponse(context, reply, plan, { snapshot, logprobsOf, log: request.log, scope });
       return reply;
     }
 
@@ -128,7 +129,6 @@ export const responseRoutes: FastifyPluginAsync<{ models: ServedModels }> = asyn
 
 interface StreamParts {
   snapshot(items: OutputItem[], finish: FinishReason | undefined, generation: GenerationCounts | undefined): unknown;
-  toolNames: ReadonlySet<string>;
   logprobsOf(tokens: readonly GeneratedToken[]): OutputText['logprobs'];
   log: FastifyRequest['log'];
   scope: RequestScope;
@@ -196,40 +196,27 @@ async function streamResponse(context: ServingContext, reply: FastifyReply, plan
     call = undefined;
   };
 
-  const parser = output.tools ? new ToolCallParser(output.tools.format, parts.toolNames, output.tools.enforced) : undefined;
-  let heldTokens: GeneratedToken[] = [];
-  const take = (pieces: readonly ParsedPiece[]) => {
-    for (const piece of pieces) {
-      if ('content' in piece) {
+  const replyStream = new ReplyStream(output);
+  const take = (events: readonly ReplyEvent[]) => {
+    for (const event of events) {
+      if (event.type === 'text') {
         closeCall('completed');
-        addText(piece.content, heldTokens);
-        heldTokens = [];
-      } else if ('callStart' in piece) {
+        addText(event.text, event.tokens);
+      } else if (event.type === 'call-start') {
         closeCall('completed');
-        openCall(piece.callStart);
-      } else if ('callArguments' in piece) addArguments(piece.callArguments);
-      else {
-        closeCall('completed');
-        openCall(piece.call.name);
-        addArguments(piece.call.arguments);
-        closeCall('completed');
-      }
+        openCall(event.name);
+      } else if (event.type === 'call-arguments') addArguments(event.delta);
+      else closeCall('completed');
     }
   };
 
   try {
     emit('response.created', { response: parts.snapshot([], undefined, undefined) });
     emit('response.in_progress', { response: parts.snapshot([], undefined, undefined) });
-    if (!parser) openMessage();
+    if (!output.tools) openMessage();
     const generation = await runGeneration(context, plan, signal, {
-      chunk: (_, chunk) => {
-        if (!parser) return addText(chunk.text, chunk.tokens);
-        heldTokens.push(...chunk.tokens);
-        take(parser.push(chunk.text));
-      },
-      finish: (outcome) => {
-        if (parser) take(parser.end(dropsUnfinished(output, outcome.finishReason)));
-      },
+      chunk: (_, chunk) => take(replyStream.push(chunk)),
+      finish: (outcome) => take(replyStream.end(outcome.finishReason)),
     });
     const outcome = generation.choices[0]!;
     const status = outcome.finishReason === 'length' ? 'incomplete' : 'completed';

@@ -1,0 +1,67 @@
+import type { FinishReason } from '../engine/protocol.js';
+import type { ParsedToolCall } from '../tool-calls/formats.js';
+import { ToolCallParser, type ParsedPiece } from '../tool-calls/tool-call-parser.js';
+import { dropsUnfinished, type OutputPlan } from './output-plan.js';
+import type { GeneratedToken, TextChunk } from './text-generation.js';
+
+/** What a choice's reply holds as it streams, in the order it comes. */
+export type ReplyEvent =
+  /** Text of the reply, with the tokens it came from. */
+  | { type: 'text'; text: string; tokens: readonly GeneratedToken[] }
+  /** Call number `index` starts: its name is known, its arguments follow. */
+  | { type: 'call-start'; index: number; name: string }
+  | { type: 'call-arguments'; index: number; delta: string }
+  /** Call number `index` is complete (a call read whole; one streamed as it comes ends with the next event or the reply). */
+  | { type: 'call-end'; index: number };
+
+/**
+ * One choice's reply as it streams: its text, or, when the request has tools, its text and the
+ * calls read out of it (a call its grammar writes is let through as it comes: its name, then its
+ * arguments piece by piece). Each endpoint writes these events in its own wire shape.
+ */
+export class ReplyStream {
+  /** The calls so far, with their arguments as they have come. */
+  readonly calls: ParsedToolCall[] = [];
+  private readonly parser: ToolCallParser | undefined;
+  /** Tokens of text the parser holds back, handed out with that text. */
+  private heldTokens: GeneratedToken[] = [];
+
+  constructor(private readonly output: OutputPlan) {
+    const { tools } = output;
+    this.parser = tools && new ToolCallParser(tools.format, new Set(tools.parameters.keys()), tools.enforced);
+  }
+
+  push(chunk: TextChunk): ReplyEvent[] {
+    if (!this.parser) return [{ type: 'text', text: chunk.text, tokens: chunk.tokens }];
+    this.heldTokens.push(...chunk.tokens);
+    return this.events(this.parser.push(chunk.text));
+  }
+
+  /** The rest of the reply once it has ended for `reason`. */
+  end(reason: FinishReason): ReplyEvent[] {
+    return this.parser ? this.events(this.parser.end(dropsUnfinished(this.output, reason))) : [];
+  }
+
+  private events(pieces: readonly ParsedPiece[]): ReplyEvent[] {
+    return pieces.flatMap((piece): ReplyEvent[] => {
+      if ('content' in piece) {
+        const tokens = this.heldTokens;
+        this.heldTokens = [];
+        return [{ type: 'text', text: piece.content, tokens }];
+      }
+      if ('callStart' in piece) return [this.start(piece.callStart)];
+      if ('callArguments' in piece) {
+        const index = this.calls.length - 1;
+        this.calls[index]!.arguments += piece.callArguments;
+        return [{ type: 'call-arguments', index, delta: piece.callArguments }];
+      }
+      const start = this.start(piece.call.name);
+      this.calls[start.index]!.arguments = piece.call.arguments;
+      return [start, { type: 'call-arguments', index: start.index, delta: piece.call.arguments }, { type: 'call-end', index: start.index }];
+    });
+  }
+
+  private start(name: string): Extract<ReplyEvent, { type: 'call-start' }> {
+    return { type: 'call-start', index: this.calls.push({ name, arguments: '' }) - 1, name };
+  }
+}
