@@ -1,12 +1,12 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { OpenAIError } from '../errors.js';
+import { apiError } from '../errors.js';
 
 const digest = (key: string) => createHash('sha256').update(key).digest();
 
 const unauthorized = (message: string) =>
-  new OpenAIError(401, message, null, 'invalid_api_key', 'authentication_error', { 'www-authenticate': 'Bearer' });
+  apiError('invalid_api_key', message, null, { 'www-authenticate': 'Bearer' });
 
 function bearerToken(request: FastifyRequest): string | undefined {
   const header = request.headers.authorization;

@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { RequestLimits } from '../options.js';
-import { invalidRequest, OpenAIError, toOpenAIError } from '../errors.js';
+import { apiError, invalidRequest, OpenAIError, toOpenAIError } from '../errors.js';
 import { PreprocessInputError } from '../preprocess/preprocessor.js';
 
 /** Fastify's own client errors (body parsing, content type, size), reworded for API clients. */
@@ -15,9 +15,9 @@ function fromFastify(err: FastifyError, limits: Pick<RequestLimits, 'maxBodyByte
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return invalidRequest(`We could not parse the JSON body of your request: ${err.message}`, null, 'invalid_json');
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new OpenAIError(413, `${err.message}: the limit is ${limits.maxBodyBytes} bytes (this server's limit, set by --max-body-bytes).`, null, 'request_too_large');
+      return apiError('request_too_large', `${err.message}: the limit is ${limits.maxBodyBytes} bytes (this server's limit, set by --max-body-bytes).`);
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new OpenAIError(415, `${err.message}; send the body as application/json.`, null, 'unsupported_media_type');
+      return apiError('unsupported_media_type', `${err.message}; send the body as application/json.`);
     default:
       if (err instanceof SyntaxError) {
         return invalidRequest(`We could not parse the JSON body of your request: ${err.message}`, null, 'invalid_json');
@@ -47,7 +47,7 @@ function registerErrorHandlers(app: FastifyInstance, limits: Pick<RequestLimits,
     void reply.code(apiError.statusCode).headers(apiError.headers).send(apiError.toBody());
   });
   app.setNotFoundHandler((request, reply) => {
-    const error = new OpenAIError(404, `Unknown request URL: ${request.method} ${request.url}.`, null, 'unknown_url');
+    const error = apiError('unknown_url', `Unknown request URL: ${request.method} ${request.url}.`);
     void reply.code(404).send(error.toBody());
   });
 }
@@ -72,7 +72,7 @@ export function answerBadUrl(_err: Error, request: FastifyRequest, reply: Fastif
 
 /** A request with an `Expect` header other than 100-continue, which Node answers with a bare 417 unless told. */
 export function answerUnmetExpectation(request: IncomingMessage, response: ServerResponse): void {
-  const error = new OpenAIError(417, `The expectation '${String(request.headers.expect).slice(0, 100)}' cannot be met; only 100-continue is supported.`, 'expect', 'expectation_failed');
+  const error = apiError('expectation_failed', `The expectation '${String(request.headers.expect).slice(0, 100)}' cannot be met; only 100-continue is supported.`, 'expect');
   const body = JSON.stringify(error.toBody());
   response.writeHead(417, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'x-request-id': randomUUID(), connection: 'close' });
   response.end(body);
@@ -83,9 +83,9 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Socket): v
   if (socket.destroyed || err.code === 'ECONNRESET') return;
   const error =
     err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-      ? new OpenAIError(408, 'The request was not received in time.', null, 'request_timeout')
+      ? apiError('request_timeout', 'The request was not received in time.')
       : err.code === 'HPE_HEADER_OVERFLOW'
-        ? new OpenAIError(431, 'The request headers are too large.', null, 'headers_too_large')
+        ? apiError('headers_too_large', 'The request headers are too large.')
         : invalidRequest(`The request is not valid HTTP: ${err.message}`, null, 'invalid_http');
   const body = JSON.stringify(error.toBody());
   const reason = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' }[error.statusCode];

@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import { tooDeepPath } from '../util/json-depth.js';
-import { invalidRequest, limitExceeded } from '../errors.js';
+import { invalidRequest, limitExceeded, type InvalidRequestCode } from '../errors.js';
 
 type Issue = z.core.$ZodIssue;
 
@@ -22,7 +22,7 @@ function kindOf(input: unknown): string {
   return typeof input === 'object' ? 'an object' : `a ${typeof input}`;
 }
 
-function describe(issue: Issue, param: string): { message: string; code: string } {
+function describe(issue: Issue, param: string): { message: string; code: InvalidRequestCode } {
   const subject = param ? `'${param}'` : 'The request body';
   switch (issue.code) {
     case 'invalid_type': {

@@ -1,5 +1,5 @@
 import type { RequestLimits } from '../../options.js';
-import { invalidRequest } from '../../errors.js';
+import { invalidRequest, type InvalidRequestCode } from '../../errors.js';
 import type { FieldNames, GenerationRequest, OutputRequest } from '../../generation/request.js';
 import type { ChatMessage } from '../../model/chat-template.js';
 import { given } from '../common-fields.js';
@@ -22,7 +22,7 @@ const RESPONSE_FIELDS: FieldNames = {
   tool: (index, field) => `tools[${index}].${field}`,
 };
 
-const unsupported = (message: string, param: string, code = 'unsupported_parameter') => invalidRequest(message, param, code);
+const unsupported = (message: string, param: string, code: InvalidRequestCode = 'unsupported_parameter') => invalidRequest(message, param, code);
 
 const textPart = z.looseObject({ type: z.string(), text: z.string().optional() });
 const messageItem = z.object({
