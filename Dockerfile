@@ -17,12 +17,10 @@
 FROM node:20-bookworm-slim AS deps
 WORKDIR /app
 
-# .npmrc (onnxruntime-node-install=skip) must be in place before npm ci, or onnxruntime-node's
-# install script downloads the CUDA execution provider; ONNXRUNTIME_NODE_INSTALL says the same.
-# SCARF_ANALYTICS=false keeps swagger-ui-dist's dependency @scarf/scarf from reporting the install.
-# onnxruntime-node ships prebuilt binaries for every platform: keep this platform's only.
-ENV ONNXRUNTIME_NODE_INSTALL=skip \
-    SCARF_ANALYTICS=false
+# .npmrc (ignore-scripts=true) must be in place before npm ci: no dependency's install script runs,
+# so onnxruntime-node's does not download the CUDA execution provider and @scarf/scarf's (a
+# dependency of swagger-ui-dist) does not report the install. Nothing needs one: onnxruntime-node
+# ships prebuilt binaries for every platform; keep this platform's only.
 COPY package.json package-lock.json .npmrc ./
 RUN npm ci --omit=dev --no-audit --no-fund \
  && npm cache clean --force \

@@ -11,6 +11,8 @@ export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 export const PROMPT_TOKENS = 32;
 export const NEW_TOKENS = 64;
+/** Threads of the raw loop, transformers.js and llama.cpp: one per core. */
+export const THREADS = availableParallelism();
 
 /** What bench/run.ts hands the transformers.js child (as JSON in argv[2]). */
 export interface TransformersJob {
@@ -60,7 +62,7 @@ export interface TransformersChildResult {
 export interface LlamaCppJob {
   /** node-llama-cpp's entry module, installed under bench/.llama-cpp/. */
   module: string;
-  /** The GGUF file (bench/gguf.ts). */
+  /** The GGUF file (tools/gguf.ts). */
   modelPath: string;
   /** Prompt ids (each PROMPT_TOKENS long), fed as ids: llama.cpp's tokenizer is not used. */
   prompts: number[][];
@@ -127,6 +129,19 @@ export function medianRun<T>(runs: readonly T[], key: (run: T) => number): T {
   const sorted = [...runs].sort((a, b) => key(a) - key(b));
   return sorted[Math.floor((sorted.length - 1) / 2)]!;
 }
+
+/** The median run of a measurement (by `key`), and `key` of every run. */
+export interface Summary<T> {
+  median: T;
+  runs: number[];
+}
+
+export function summarize<T>(runs: T[], key: (run: T) => number): Summary<T> {
+  return { median: medianRun(runs, key), runs: runs.map(key) };
+}
+
+/** A number for the printed table and notes: `digits` decimals, or n/a. */
+export const fmt = (value: number | undefined, digits = 1): string => (value !== undefined && Number.isFinite(value) ? value.toFixed(digits) : 'n/a');
 
 /** Prompt text: short sentences of a children's story, as the default model was trained on. */
 export const STORY = [

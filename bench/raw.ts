@@ -1,6 +1,10 @@
 /** The bar: a plain greedy loop over onnxruntime-node, all rows in one batch tensor, KV cache fed back each step. */
 import * as ort from 'onnxruntime-node';
-import { loopTimes, NEW_TOKENS, PROMPT_TOKENS, type LoopTimes } from './common.js';
+import { loopTimes, NEW_TOKENS, PROMPT_TOKENS, summarize, type LoopTimes, type Summary } from './common.js';
+import { BATCHES, MAX_ROWS, type ModelInfo, type Prompt } from './model-sets.js';
+
+/** Most raw batch-16 runs spent replacing prompts whose greedy continuation hits EOS. */
+const SCREEN_ATTEMPTS = 3;
 
 /** What the raw loop needs to know about a model. */
 export interface RawModel {
@@ -104,4 +108,65 @@ export async function lastLogits(session: ort.InferenceSession, model: RawModel,
   const logits = (await session.run(feeds)).logits!;
   const vocab = logits.dims[2]!;
   return (logits.data as Float32Array).slice((length - 1) * vocab, length * vocab);
+}
+
+// ---------- the bench's rounds ----------
+
+/**
+ * Screening (and the raw loop's warm-up): a raw batch-16 run; prompts whose greedy continuation
+ * hits EOS within NEW_TOKENS (a trained model may end its story) are replaced, so that every row
+ * and every stream runs the full NEW_TOKENS tokens. Returns the prompts used and the raw loop's
+ * greedy text of each.
+ */
+export async function screenPrompts(session: ort.InferenceSession, model: ModelInfo, candidates: Prompt[], notes: string[]): Promise<{ prompts: Prompt[]; rawText: string[] }> {
+  let prompts = candidates.slice(0, MAX_ROWS);
+  let screen = await runRaw(session, model, prompts.map((p) => p.ids));
+  const excluded = new Set<Prompt>();
+  for (let attempt = 1; attempt < SCREEN_ATTEMPTS && screen.rowsWithEos > 0; attempt++) {
+    screen.tokens.forEach((ids, row) => {
+      if (ids.some((id) => model.eosIds.has(id))) excluded.add(prompts[row]!);
+    });
+    const usable = candidates.filter((p) => !excluded.has(p));
+    if (usable.length < MAX_ROWS) break;
+    notes.push(`screening: ${screen.rowsWithEos} prompt(s) led to EOS within ${NEW_TOKENS} greedy tokens and were replaced by other candidates`);
+    prompts = usable.slice(0, MAX_ROWS);
+    screen = await runRaw(session, model, prompts.map((p) => p.ids));
+  }
+  const rawText = screen.tokens.map((ids) => {
+    const eos = ids.findIndex((id) => model.eosIds.has(id));
+    return model.tokenizer.decode(eos === -1 ? ids : ids.slice(0, eos), { skip_special_tokens: true });
+  });
+  return { prompts, rawText };
+}
+
+/** The raw loop's summaries, and the median runs at batch 1 and 16 with their greedy tokens. */
+export interface RawReport {
+  summaries: Summary<RawResult>[];
+  batch1: RawResult;
+  batch16: RawResult;
+}
+
+/** The raw loop's runs of one model, round by round, at each of BATCHES. */
+export class RawRounds {
+  private readonly runs = new Map<number, RawResult[]>(BATCHES.map((batch) => [batch, []]));
+
+  constructor(
+    private readonly session: ort.InferenceSession,
+    private readonly model: RawModel,
+    private readonly prompts: Prompt[],
+  ) {}
+
+  async round(): Promise<void> {
+    for (const batch of BATCHES) this.runs.get(batch)!.push(await runRaw(this.session, this.model, this.prompts.slice(0, batch).map((p) => p.ids)));
+  }
+
+  /** The median round (by e2e tokens/s) of each batch size; what went amiss goes to `notes`. */
+  report(notes: string[]): RawReport {
+    const summaries = BATCHES.map((batch) => summarize(this.runs.get(batch)!, (r) => r.endToEndTokensPerSecond));
+    for (const r of summaries) if (r.median.rowsWithEos > 0) notes.push(`raw batch ${r.median.batch}: ${r.median.rowsWithEos} row(s) produced EOS within ${NEW_TOKENS} tokens (the loop runs on regardless)`);
+    const batch1 = summaries.find((r) => r.median.batch === 1)!.median;
+    const batch16 = summaries.find((r) => r.median.batch === 16)!.median;
+    if (JSON.stringify(batch1.tokens[0]) !== JSON.stringify(batch16.tokens[0])) notes.push('raw: row 0 greedy tokens differ between batch 1 and batch 16');
+    return { summaries, batch1, batch16 };
+  }
 }

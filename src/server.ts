@@ -16,7 +16,7 @@ import { responseRoutes } from './openai/responses/route.js';
 import { healthRoutes, modelRoutes } from './openai/models/route.js';
 import { checkJsonDepth } from './openai/parse-body.js';
 import { capConnections, connectionCap } from './http/connections.js';
-import type { ServingContext } from './generation/run.js';
+import type { ServingContext } from './generation/context.js';
 import { ServedModels } from './generation/served-models.js';
 import type { ServerConfig } from './options.js';
 import { Engine } from './engine/client/engine.js';

@@ -7,7 +7,7 @@ import type { FinishReason } from '../engine/protocol.js';
 import { SchemaError, type TaskOwner } from '../preprocess/preprocessor.js';
 import { invalidRequest } from '../errors.js';
 import type { FieldNames, OutputRequest, ResponseFormat } from './request.js';
-import type { ServingContext } from './run.js';
+import type { ServingContext } from './context.js';
 
 /**
  * A response format and tools as the engine and the answer need them: the grammar the output is

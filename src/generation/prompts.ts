@@ -3,7 +3,7 @@ import { ChatTemplateError, type ChatMessage, type ChatTools } from '../model/ch
 import type { LoadedModel } from '../model/model.js';
 import type { TaskOwner } from '../preprocess/preprocessor.js';
 import type { ChatRenderOptions, TooLong } from '../preprocess/protocol.js';
-import type { ServingContext } from './run.js';
+import type { ServingContext } from './context.js';
 
 /** Prompts as token ids that fit the context: tokenized, or rendered with the chat template, off the HTTP thread. */
 

@@ -1,5 +1,5 @@
 import { modelNotFound } from '../errors.js';
-import type { ServingContext } from './run.js';
+import type { ServingContext } from './context.js';
 
 /**
  * The models this server serves, each with its engine and workers, found by the name a request

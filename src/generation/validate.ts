@@ -5,7 +5,7 @@ import { checkLimits } from './limits.js';
 import { planOutput, type OutputPlan } from './output-plan.js';
 import { checkTokenIds, encodeChat, encodePrompts, promptTooLong } from './prompts.js';
 import type { GenerationRequest, ReportingRequest } from './request.js';
-import type { ServingContext } from './run.js';
+import type { ServingContext } from './context.js';
 import type { RequestScope } from './scope.js';
 
 /**

@@ -2,7 +2,8 @@ import type { FastifyReply } from 'fastify';
 import type { TextChunk } from '../generation/text-generation.js';
 import { toOpenAIError } from '../errors.js';
 import { logFailure } from '../http/error-handling.js';
-import { runGeneration, usage, type ChoiceOutcome, type ServingContext } from '../generation/run.js';
+import { runGeneration, usage, type ChoiceOutcome } from '../generation/run.js';
+import { type ServingContext } from '../generation/context.js';
 import type { ValidatedRequest } from '../generation/validate.js';
 import { SseStream } from '../http/sse.js';
 

@@ -1,5 +1,6 @@
 import type { Worker } from 'node:worker_threads';
 import { LruCache } from '../util/lru.js';
+import { ModelLoadError } from '../model/errors.js';
 import { startWorker } from '../util/threads.js';
 import type { FromPreprocessWorker, PreprocessResult, PreprocessTask, PreprocessWorkerData } from './protocol.js';
 
@@ -205,6 +206,7 @@ export class WorkerLane {
     const { worker } = await startWorker(new URL('./worker.ts', import.meta.url), this.data, {
       name: this.name,
       resourceLimits: { maxOldGenerationSizeMb: this.heapLimitMb },
+      failure: (message) => new ModelLoadError(message),
     });
     if (this.closed) {
       await worker.terminate();

@@ -1,5 +1,4 @@
 import { Worker, workerData, type ResourceLimits } from 'node:worker_threads';
-import { ModelLoadError } from '../model/errors.js';
 
 const BOOTSTRAP = new URL('./worker-bootstrap.mjs', import.meta.url);
 
@@ -10,11 +9,13 @@ export interface StartOptions {
   /** Names the worker in errors. */
   name: string;
   resourceLimits?: ResourceLimits;
+  /** The error a `failed` message becomes (what the worker could not load). */
+  failure: (message: string) => Error;
 }
 
 /**
  * Starts the TypeScript module `entry` in a worker thread (it reads `data` with `workerInput()`)
- * and resolves with its `ready` message. A `failed` message is a ModelLoadError; a worker that
+ * and resolves with its `ready` message. A `failed` message is `options.failure`'s error; a worker that
  * fails or exits first is an Error. Either way the worker is stopped, and the start-up listeners
  * are removed, so its owner adds its own.
  */
@@ -31,7 +32,7 @@ export async function startWorker<Ready extends { type: 'ready' }>(
   const ready = await new Promise<Ready>((resolve, reject) => {
     onMessage = (message) => {
       if (message.type === 'ready') resolve(message as Ready);
-      else if (message.type === 'failed') reject(new ModelLoadError(message.message));
+      else if (message.type === 'failed') reject(options.failure(message.message));
     };
     onError = reject;
     onExit = (code) => reject(new Error(`the ${options.name} exited during start-up with code ${code}`));

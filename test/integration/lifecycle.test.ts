@@ -144,11 +144,11 @@ describe('signals', () => {
   });
 
   it('a second signal exits at once', async () => {
-    const { child, url } = await startCli(['--port', '0', '--host', '127.0.0.1', '--shutdown-grace', '600'], { ORTSERVE_THREADS: '1' });
+    const { child, url } = await startCli(['--port', '0', '--host', '127.0.0.1', '--shutdown-grace', '600', '--max-n', '64'], { ORTSERVE_THREADS: '1' });
     const code = exited(child);
     try {
-      // Eight choices of 500 tokens: still streaming when the second signal comes.
-      const stream = await openStream(url, { ...longStream, max_tokens: 500, n: 8, logit_bias: { 0: -100 } });
+      // 64 choices of 500 tokens, four batches of 16 one after another: still streaming when the second signal comes.
+      const stream = await openStream(url, { ...longStream, max_tokens: 500, n: 64, logit_bias: { 0: -100 } });
       expect(stream.status).toBe(200);
       child.kill('SIGTERM');
       // Past the window in which a second signal is taken as a relayed copy of the first.

@@ -15,13 +15,14 @@ interface LogLine {
 
 describe('logging', () => {
   it('a 504 is a warning without a stack, a drain 503 no error at all, and no query string reaches the log', async () => {
-    const { child, url, logs } = await startCli(['--port', '0', '--host', '127.0.0.1', '--request-timeout', '3'], { ORTSERVE_THREADS: '1' });
+    // 64 choices of 500 tokens run in four batches of 16, one after another: well past the 3 s deadline.
+    const { child, url, logs } = await startCli(['--port', '0', '--host', '127.0.0.1', '--request-timeout', '3', '--max-n', '64'], { ORTSERVE_THREADS: '1' });
     const code = exited(child);
     try {
       expect((await fetch(`${url}/v1/models?api_key=sk-in-the-query`)).status).toBe(200);
-      const timedOut = await post(url, '/v1/completions', { model: MODEL, prompt: 'Once', max_tokens: 500, n: 16, logit_bias: { 0: -100 } });
+      const timedOut = await post(url, '/v1/completions', { model: MODEL, prompt: 'Once', max_tokens: 500, n: 64, logit_bias: { 0: -100 } });
       expect(timedOut.status).toBe(504);
-      const stream = await post(url, '/v1/completions', { model: MODEL, prompt: 'Once', max_tokens: 500, n: 16, stream: true, logit_bias: { 0: -100 } });
+      const stream = await post(url, '/v1/completions', { model: MODEL, prompt: 'Once', max_tokens: 500, n: 64, stream: true, logit_bias: { 0: -100 } });
       expect(stream.status).toBe(200);
       expect(await stream.text()).toContain('"code":"timeout"');
       // Long enough to be still running while the drain refuses new work.

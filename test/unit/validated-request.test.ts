@@ -6,7 +6,7 @@ import { Preprocessor } from '../../src/preprocess/preprocessor.js';
 import { OpenAIError } from '../../src/errors.js';
 import { ChatCompletionRequestSchema, CompletionRequestSchema } from '../../src/openai/schemas.js';
 import type { RequestScope } from '../../src/generation/scope.js';
-import type { ServingContext } from '../../src/generation/run.js';
+import type { ServingContext } from '../../src/generation/context.js';
 import { ServedModels } from '../../src/generation/served-models.js';
 import { validateGeneration } from '../../src/generation/validate.js';
 import { chatRequest } from '../../src/openai/chat/request.js';

@@ -1,4 +1,5 @@
 import type { Worker } from 'node:worker_threads';
+import { ModelLoadError } from '../../model/errors.js';
 import { startWorker } from '../../util/threads.js';
 import { AsyncQueue } from './async-queue.js';
 import type { EngineStats, FromWorker, GraphLimits, PromptRequest, TokenUpdate, ToWorker, WorkerConfig } from '../protocol.js';
@@ -48,7 +49,7 @@ export class Engine {
 
   static async start(options: EngineOptions): Promise<Engine> {
     const { maxQueue, ...config } = options;
-    const { worker, ready } = await startWorker<Extract<FromWorker, { type: 'ready' }>>(new URL('../thread/worker.ts', import.meta.url), config, { name: 'engine' });
+    const { worker, ready } = await startWorker<Extract<FromWorker, { type: 'ready' }>>(new URL('../thread/worker.ts', import.meta.url), config, { name: 'engine', failure: (message) => new ModelLoadError(message) });
     return new Engine(worker, config.maxBatch + maxQueue, ready.limits, ready.rewrites);
   }
 

@@ -4,6 +4,7 @@ import type { GrammarSpec } from '../../grammar/grammar-spec.js';
 import type { GrammarVocabulary } from '../../grammar/vocabulary.js';
 import type { TokenMatcher } from '../../grammar/xgrammar.js';
 import { LruCache } from '../../util/lru.js';
+import { ModelLoadError } from '../../model/errors.js';
 import { startWorker } from '../../util/threads.js';
 
 /** How long the decode loop waits for a grammar thread's masks before it gives up on them. */
@@ -133,7 +134,7 @@ export class GrammarService {
     const start = async (index: number) => {
       const masks = new SharedArrayBuffer(4 * (1 + rows * maskWords));
       const data: GrammarThreadData = { vocabulary, masks, maskWords };
-      const { worker } = await startWorker(new URL('../../grammar/grammar-thread.ts', import.meta.url), data, { name: `grammar thread ${index}` });
+      const { worker } = await startWorker(new URL('../../grammar/grammar-thread.ts', import.meta.url), data, { name: `grammar thread ${index}`, failure: (message) => new ModelLoadError(message) });
       return new GrammarThread(worker, masks, maskWords, rows);
     };
     const threads = await Promise.all([start(0), start(1)]);

@@ -3,7 +3,7 @@
 // random weights) with a Hermes-style chat template that renders tools, tool calls and tool
 // results, as Qwen 2.5 and Hermes models do, and a context of 2048 (its rotary positions have no
 // table, and tool prompts are long in a 2,304-token vocabulary). Run from the repository root:
-// node scripts/make-tool-model.mjs
+// node tools/make-tool-model.mjs
 import { copyFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 

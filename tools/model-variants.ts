@@ -2,7 +2,7 @@
 /**
  * Derives, from a model folder (the tiny test fixtures), the folder layouts and graph variants the
  * Hugging Face hub and its exporters produce, so that each can be served and checked against the
- * original: `npx tsx scripts/model-variants.ts SOURCE_DIR TARGET_DIR [VARIANT ...]`.
+ * original: `npx tsx tools/model-variants.ts SOURCE_DIR TARGET_DIR [VARIANT ...]`.
  *
  * Variants:
  * - transformers-js: the graph under `onnx/`, its weights as chunked external data
@@ -595,7 +595,7 @@ export function makeVariant(variant: VariantName | readonly VariantName[], sourc
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const [source, target, ...names] = process.argv.slice(2);
   if (!source || !target) {
-    console.error(`usage: npx tsx scripts/model-variants.ts SOURCE_DIR TARGET_DIR [${Object.keys(VARIANTS).join('|')} ...]`);
+    console.error(`usage: npx tsx tools/model-variants.ts SOURCE_DIR TARGET_DIR [${Object.keys(VARIANTS).join('|')} ...]`);
     process.exit(2);
   }
   // A name joined with `+` (group-query-attention+int4+genai) makes those variants one over the other.

@@ -18,7 +18,7 @@
 #
 # Run as root from anywhere in the repository:
 #
-#   sudo scripts/container-check.sh 2>&1 | tee container-check.log
+#   sudo tools/container-check.sh 2>&1 | tee container-check.log
 #
 # Settings (environment):
 #   IMAGE            tag to build                                    (ortserve:check)

@@ -2,7 +2,7 @@
  * Converts a bench model's ONNX graph (and its external data) into a GGUF v3 file for llama.cpp,
  * so that llama.cpp runs on the very weights the raw loop and the server run.
  *
- *   npx tsx bench/gguf.ts --model bench/models/bench-gpt2-124m --type f32|q8_0 [--out FILE]
+ *   npx tsx tools/gguf.ts --model bench/models/bench-gpt2-124m --type f32|q8_0 [--out FILE]
  *
  * Architectures: `gpt2` (GPT-2 graphs) and `llama` (Hugging Face Llama graphs, see mapLlama).
  * Which initializer is which comes from the graph, not from names; for gpt2: the Gathers of
@@ -38,7 +38,7 @@ import {
   valueInfoName,
   type NodeSummary,
 } from '../src/engine/thread/graph/onnx-proto.js';
-import { ensureWeights } from './common.js';
+import { ensureWeights, ROOT } from '../bench/common.js';
 
 export type GgufType = 'f32' | 'q8_0';
 export const GGUF_TYPES: readonly GgufType[] = ['f32', 'q8_0'];
@@ -710,7 +710,7 @@ const CONVERTER = fileURLToPath(import.meta.url);
 /** Where the cached GGUF file of `modelDir` in `type` lives: bench/models/<model>-gguf/<model>-<type>.gguf. */
 export function ggufPath(modelDir: string, type: GgufType): string {
   const id = basename(resolve(modelDir));
-  return join(dirname(CONVERTER), 'models', `${id}-gguf`, `${id}-${type}.gguf`);
+  return join(ROOT, 'bench', 'models', `${id}-gguf`, `${id}-${type}.gguf`);
 }
 
 /**
@@ -729,7 +729,7 @@ export async function ensureGguf(modelDir: string, type: GgufType): Promise<{ pa
 // ---------- command line ----------
 
 if (process.argv[1] && resolve(process.argv[1]) === CONVERTER) {
-  const usage = 'usage: npx tsx bench/gguf.ts --model DIR --type f32|q8_0 [--out FILE]\n';
+  const usage = 'usage: npx tsx tools/gguf.ts --model DIR --type f32|q8_0 [--out FILE]\n';
   let values: { model?: string; type?: string; out?: string };
   try {
     ({ values } = parseArgs({ options: { model: { type: 'string' }, type: { type: 'string', default: 'f32' }, out: { type: 'string' } } }));
