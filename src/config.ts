@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { CONFIG_OPTIONS, ConfigSchema, shownDefault, type OptionName, type OptionSpec, type ServerConfig } from './options.js';
+import { CONFIG_OPTIONS, ConfigSchema, scaled, shownDefault, type OptionName, type OptionSpec, type ServerConfig } from './options.js';
 
 /** The configuration, read once from flags and environment variables against the settings table (options.ts). */
 
@@ -95,7 +95,7 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv = {}): 
   const limits: Record<string, unknown> = {};
   for (const [name, option] of Object.entries(CONFIG_OPTIONS) as [OptionName, OptionSpec][]) {
     const value: unknown = result.data[name];
-    (option.limit ? limits : settings)[option.field] = option.scale && typeof value === 'number' ? value * option.scale : value;
+    (option.limit ? limits : settings)[option.field] = scaled(option, value);
   }
   return { kind: 'serve', config: { ...settings, limits } as ServerConfig };
 }

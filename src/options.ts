@@ -60,6 +60,7 @@ const OPTIONS = {
   },
   device: {
     field: 'device',
+    engine: true,
     env: 'ORTSERVE_DEVICE',
     schema: z.enum(['cpu', 'cuda']).default('cpu'),
     help: 'execution provider: cpu or cuda',
@@ -67,6 +68,7 @@ const OPTIONS = {
   },
   threads: {
     field: 'threads',
+    engine: true,
     env: 'ORTSERVE_THREADS',
     schema: integer(0, 1024).default(0),
     help: 'threads per forward pass (0: one per core)',
@@ -74,6 +76,7 @@ const OPTIONS = {
   },
   weights: {
     field: 'weights',
+    engine: true,
     env: 'ORTSERVE_WEIGHTS',
     schema: z.enum(['as-exported', 'int8', 'int4']).default('as-exported'),
     help: 'weights as the graph has them, or int8/int4: the MatMuls quantized to 8 or 4 bits as it loads (faster, smaller; outputs change a little)',
@@ -81,6 +84,7 @@ const OPTIONS = {
   },
   attention: {
     field: 'attention',
+    engine: true,
     env: 'ORTSERVE_ATTENTION',
     schema: z.enum(['slots', 'as-exported']).default('slots'),
     help: "slots: each layer's attention rewritten at load to read a past the engine writes in place (no cache copy per step); as-exported: the graph's own",
@@ -88,6 +92,7 @@ const OPTIONS = {
   },
   'max-batch': {
     field: 'maxBatch',
+    engine: true,
     env: 'ORTSERVE_MAX_BATCH',
     schema: integer(1, 1024).default(16),
     help: 'most sequences decoded together in one step',
@@ -102,6 +107,7 @@ const OPTIONS = {
   },
   'max-kv-tokens': {
     field: 'maxKvTokens',
+    engine: true,
     env: 'ORTSERVE_MAX_KV_TOKENS',
     schema: integer(0).default(0),
     help: 'most tokens (prompt + max_tokens) running sequences may hold in the KV cache together (0: max-batch × context)',
@@ -109,6 +115,7 @@ const OPTIONS = {
   },
   'prefill-chunk': {
     field: 'prefillChunk',
+    engine: true,
     env: 'ORTSERVE_PREFILL_CHUNK',
     schema: integer(1, 65536).default(16),
     help: 'tokens of each prompt prefilled between two decode steps (smaller: smoother streams, slower first token)',
@@ -116,6 +123,7 @@ const OPTIONS = {
   },
   'prefix-cache-tokens': {
     field: 'prefixCacheTokens',
+    engine: true,
     env: 'ORTSERVE_PREFIX_CACHE_TOKENS',
     schema: integer(0).default(2048),
     help: 'most prompt positions whose KV is kept, in whole prefill chunks, for later prompts that start the same way (0: no prefix cache)',
@@ -172,6 +180,7 @@ const OPTIONS = {
   },
   'grammar-cache-mb': {
     field: 'grammarCacheBytes',
+    engine: true,
     scale: 1024 * 1024,
     env: 'ORTSERVE_GRAMMAR_CACHE_MB',
     schema: integer(16, 65536).default(256),
@@ -217,7 +226,11 @@ const OPTIONS = {
     field: 'maxTokens',
     limit: true,
     env: 'ORTSERVE_MAX_TOKENS_LIMIT',
-    schema: integer(0).default(0),
+    // 0 is resolved here, once: no limit of its own (undefined), only the context's.
+    schema: integer(0)
+      .default(0)
+      .transform((limit) => (limit === 0 ? undefined : limit)),
+    shown: '0',
     help: 'largest max_tokens (or max_completion_tokens) a request may ask for (0: the context length)',
     doc: 'Largest `max_tokens` / `max_completion_tokens`; 0: only the context length limits it.',
   },
@@ -270,6 +283,20 @@ const OPTIONS = {
   },
 } as const;
 
+/**
+ * Limits that are not options, named once here; docs/configuration.md lists them. Each bounds what
+ * one request can cost the others.
+ */
+export const FIXED_LIMITS = {
+  templateRenderMs: { value: 2000, doc: 'Milliseconds a chat template may take to render a conversation; beyond it the request is a 400 and the preprocessing worker is replaced.' },
+  workerHeapMb: { value: 1024, doc: 'Heap of each preprocessing worker, in MiB: a template or schema that builds more fails its own request, not the server.' },
+  replyCheckMs: { value: 1000, doc: "Milliseconds checking a finished reply against its schema may take (the grammar does not enforce every keyword); beyond it the reply is sent unchecked and the check's failure is logged." },
+  grammarMaskTimeoutMs: { value: 60_000, doc: "Milliseconds the decode loop waits for a grammar thread's token masks before it fails the constrained sequences." },
+  cachedValidatorCharacters: { value: 32 * 1024 * 1024, doc: 'Schema text whose compiled validators are kept, in characters; the least recently used go first.' },
+  rememberedChecks: { value: 1024, doc: 'Schemas and grammars remembered as checked (by digest), so that one sent again is not checked again.' },
+  rememberedClients: { value: 1024, doc: "Clients whose last turn in a preprocessing queue is remembered after their queue empties, so that one cannot jump the queue by pausing." },
+} as const;
+
 /** What each entry of OPTIONS says; `field` names its place in ServerConfig (in `limits` with `limit`). */
 export interface OptionSpec {
   field: string;
@@ -287,6 +314,8 @@ export interface OptionSpec {
   list?: true;
   /** Part of RequestLimits. */
   limit?: true;
+  /** Part of EngineSettings: the engine thread reads it. */
+  engine?: true;
   /** The parsed value is multiplied by this (seconds given, milliseconds kept). */
   scale?: number;
 }
@@ -298,12 +327,33 @@ type Options = typeof OPTIONS;
 export type OptionName = keyof Options;
 type Value<N extends OptionName> = z.output<Options[N]['schema']>;
 type LimitName = { [N in OptionName]: Options[N] extends { limit: true } ? N : never }[OptionName];
+type EngineSettingName = { [N in OptionName]: Options[N] extends { engine: true } ? N : never }[OptionName];
 
 /** What a single request may ask for; each is a 400 (413 for the body) that names the limit. */
 export type RequestLimits = { [N in LimitName as Options[N]['field']]: Value<N> };
 
+/** What the engine thread reads of the settings, as the table has them. */
+export type EngineSettings = { [N in EngineSettingName as Options[N]['field']]: Value<N> };
+
+/** The fields of EngineSettings, read off the table. */
+const ENGINE_FIELDS = Object.values(OPTIONS as Record<string, OptionSpec>).flatMap((option) => (option.engine ? [option.field] : []));
+
+/** The engine's part of the settings. */
+export function engineSettings(config: ServerConfig): EngineSettings {
+  const all = config as unknown as Record<string, unknown>;
+  return Object.fromEntries(ENGINE_FIELDS.map((field) => [field, all[field]])) as EngineSettings;
+}
+
 /** Every setting by its field; timeouts in milliseconds (0: none), limits under `limits`. */
 export type ServerConfig = { [N in Exclude<OptionName, LimitName> as Options[N]['field']]: Value<N> } & { limits: RequestLimits };
+
+/** The default value of an option, as the server uses it (scaled like a value given). */
+export function defaultValue<N extends OptionName>(name: N): Value<N> {
+  return scaled(OPTIONS[name], OPTIONS[name].schema.parse(undefined)) as Value<N>;
+}
+
+/** A parsed value in the unit the server keeps (seconds given, milliseconds kept, say). */
+export const scaled = (option: OptionSpec, value: unknown): unknown => (option.scale && typeof value === 'number' ? value * option.scale : value);
 
 /** The default of an option as --help and docs/configuration.md show it. */
 export function shownDefault(name: OptionName): string {

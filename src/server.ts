@@ -18,9 +18,9 @@ import { checkJsonDepth } from './openai/parse-body.js';
 import { capConnections, connectionCap } from './http/connections.js';
 import type { ServingContext } from './generation/context.js';
 import { ServedModels } from './generation/served-models.js';
-import type { ServerConfig } from './options.js';
+import { engineSettings, type ServerConfig } from './options.js';
 import { Engine } from './engine/client/engine.js';
-import { fitToGraph, loadModel, type LoadedModel } from './model/model.js';
+import { loadModel, servedModel, type LoadedModel } from './model/model.js';
 import { grammarVocabulary as buildGrammarVocabulary } from './grammar/vocabulary.js';
 import { DEFAULT_PREPROCESSOR_OPTIONS, Preprocessor } from './preprocess/preprocessor.js';
 
@@ -134,36 +134,29 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** The engine and the preprocessing worker, started side by side; if one fails, the other is stopped. */
+/**
+ * The engine, then the preprocessing workers: the engine reads the graph and says what context and
+ * vocabulary it serves, and the grammar checks are sized to that vocabulary. If the preprocessor
+ * fails to start, the engine is stopped.
+ */
 async function startWorkers(config: ServerConfig, model: LoadedModel): Promise<[Engine, Preprocessor]> {
   const { tokenizerJson, tokenizerConfig } = model.files;
-  const grammarVocabulary = buildGrammarVocabulary(tokenizerJson, model.config.vocabSize);
-  const engine = Engine.start({
-    modelPath: model.files.modelPath,
-    device: config.device,
-    threads: config.threads,
-    weights: config.weights,
-    attention: config.attention,
-    maxBatch: config.maxBatch,
-    maxQueue: config.maxQueue,
-    maxKvTokens: config.maxKvTokens,
-    prefillChunk: config.prefillChunk,
-    prefixCacheTokens: config.prefixCacheTokens,
-    contextLength: model.config.contextLength,
-    numKvHeads: model.config.numKvHeads,
-    headDim: model.config.headDim,
-    grammarVocabulary,
-    grammarCacheBytes: config.grammarCacheBytes,
-  });
-  const preprocessor = Preprocessor.start(
-    { tokenizerJson, tokenizerConfig, grammarVocabulary },
-    { ...DEFAULT_PREPROCESSOR_OPTIONS, grammarLimitMs: config.grammarCompileLimitMs, grammarBudgetBytes: config.grammarCacheBytes },
+  const { contextLength, vocabSize, numKvHeads, headDim } = model.config;
+  const engine = await Engine.start(
+    { modelPath: model.files.modelPath, tokenizerJson, declared: { contextLength, vocabSize, numKvHeads, headDim }, settings: engineSettings(config) },
+    config.maxQueue,
   );
-  const [started, prepared] = await Promise.allSettled([engine, preprocessor]);
-  if (started.status === 'fulfilled' && prepared.status === 'fulfilled') return [started.value, prepared.value];
-  if (started.status === 'fulfilled') await started.value.close();
-  if (prepared.status === 'fulfilled') await prepared.value.close();
-  throw started.status === 'rejected' ? started.reason : (prepared as PromiseRejectedResult).reason;
+  try {
+    const grammarVocabulary = buildGrammarVocabulary(tokenizerJson, engine.served.vocabSize);
+    const preprocessor = await Preprocessor.start(
+      { tokenizerJson, tokenizerConfig, grammarVocabulary },
+      { ...DEFAULT_PREPROCESSOR_OPTIONS, grammarLimitMs: config.grammarCompileLimitMs, grammarBudgetBytes: config.grammarCacheBytes },
+    );
+    return [engine, preprocessor];
+  } catch (err) {
+    await engine.close();
+    throw err;
+  }
 }
 
 /** Loads the model, starts the engine and listens. */
@@ -173,7 +166,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const stopWorkers = () => Promise.all([engine.close(), preprocessor.close()]);
   let started;
   try {
-    const { model, warnings } = fitToGraph(configured, engine.graphLimits);
+    const { model, warnings } = servedModel(configured, engine.served, engine.graphLimits);
     const { app, lifecycle } = buildApp(model, preprocessor, engine, config);
     for (const note of model.files.notes) app.log.info({ model: model.id }, note);
     app.log.info({ model: model.id, rewrites: engine.graphRewrites }, 'graph edits at load');

@@ -6,7 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CONFIG_OPTIONS, shownDefault } from '../src/options.js';
+import { CONFIG_OPTIONS, FIXED_LIMITS, shownDefault } from '../src/options.js';
 
 export const CONFIGURATION_DOC = fileURLToPath(new URL('../docs/configuration.md', import.meta.url));
 
@@ -62,7 +62,12 @@ export function configurationMarkdown(): string {
     ...rows,
     '| `--help`, `-h` | | | Show the options. |',
   ];
-  return `${INTRO}\n## Options\n\n${table.join('\n')}\n`;
+  const fixed = [
+    '| Limit | Value | Meaning |',
+    '| --- | --- | --- |',
+    ...Object.entries(FIXED_LIMITS).map(([name, limit]) => `| \`${name}\` | ${limit.value} | ${cell(limit.doc)} |`),
+  ];
+  return `${INTRO}\n## Options\n\n${table.join('\n')}\n\n## Fixed limits\n\nLimits that are not options, named in \`FIXED_LIMITS\` (src/options.ts):\n\n${fixed.join('\n')}\n`;
 }
 
 if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

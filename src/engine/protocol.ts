@@ -1,19 +1,20 @@
 import type { GrammarSpec } from '../grammar/grammar-spec.js';
-import type { GrammarVocabulary } from '../grammar/vocabulary.js';
+import type { EngineSettings } from '../options.js';
+import type { JsonObject } from '../util/json.js';
 /**
  * Messages between the server (main thread) and the engine thread, and the types both sides read.
  * Only token ids cross. This file imports from neither side.
  */
 
-export type Device = 'cpu' | 'cuda';
+export type Device = EngineSettings['device'];
 
-export type QuantizedWeights = 'int4' | 'int8';
+export type QuantizedWeights = Exclude<WeightFormat, 'as-exported'>;
 
 /** How the weights are stored: as the graph has them, or quantized to 8 or 4 bits as it loads (see thread/graph/weight-quantization.ts). */
-export type WeightFormat = 'as-exported' | QuantizedWeights;
+export type WeightFormat = EngineSettings['weights'];
 
 /** How attention reads the past: from slots the engine writes in place (see thread/graph/slot-attention.ts), or as the graph was exported. */
-export type AttentionFormat = 'slots' | 'as-exported';
+export type AttentionFormat = EngineSettings['attention'];
 
 /** What the decoder graph itself fixes, as the engine found it; undefined where it fixes nothing. */
 export interface GraphLimits {
@@ -87,26 +88,27 @@ export interface TokenUpdate {
   cachedTokens?: number;
 }
 
-export interface WorkerConfig {
-  modelPath: string;
-  device: Device;
-  threads: number;
-  weights: WeightFormat;
-  attention: AttentionFormat;
-  maxBatch: number;
-  /** 0: maxBatch × the context length. */
-  maxKvTokens: number;
-  prefillChunk: number;
-  /** Prompt positions the prefix cache keeps at most; 0: none. */
-  prefixCacheTokens: number;
+/** What config.json says of the model's shape; the graph may say otherwise, and then wins. */
+export interface DeclaredShape {
   contextLength: number;
-  /** From config.json, for shapes the graph leaves symbolic. */
+  vocabSize: number;
+  /** For shapes the graph leaves symbolic. */
   numKvHeads: number;
   headDim: number;
-  /** The tokenizer's vocabulary as the grammar engine reads it. */
-  grammarVocabulary: GrammarVocabulary;
-  /** Memory each grammar thread may hold in compiled grammars (estimated); the least recently used go first. */
-  grammarCacheBytes: number;
+}
+
+/** The limits the engine serves, from its graph and config.json (the graph wins): the one source of them for both threads. */
+export interface ServedLimits {
+  contextLength: number;
+  vocabSize: number;
+}
+
+export interface WorkerConfig {
+  modelPath: string;
+  /** The tokenizer's vocabulary, read for the grammars once the graph's vocabulary size is known. */
+  tokenizerJson: JsonObject;
+  declared: DeclaredShape;
+  settings: EngineSettings;
 }
 
 export type ToWorker =
@@ -128,7 +130,7 @@ export interface EngineStats {
 }
 
 export type FromWorker =
-  | { type: 'ready'; limits: GraphLimits; rewrites: string[] }
+  | { type: 'ready'; served: ServedLimits; graph: GraphLimits; rewrites: string[] }
   | { type: 'failed'; message: string }
   | { type: 'tokens'; updates: TokenUpdate[] }
   /** After each decode step (`batchSize` rows), and with `batchSize` 0 when the engine goes idle. */

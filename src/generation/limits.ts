@@ -14,7 +14,7 @@ export function checkLimits(request: GenerationRequest, limits: RequestLimits): 
   atMost(stopping.stop.length, limits.maxStop, 'stop', 'stop strings', 'max-stop');
   const longest = Math.max(0, ...stopping.stop.map((stop) => stop.length));
   atMost(longest, limits.maxStopLength, 'stop', 'characters in a stop string', 'max-stop-length');
-  if (limits.maxTokens > 0 && stopping.maxTokens) atMost(stopping.maxTokens, limits.maxTokens, fields.maxTokens, 'tokens', 'max-tokens-limit');
+  if (limits.maxTokens !== undefined && stopping.maxTokens) atMost(stopping.maxTokens, limits.maxTokens, fields.maxTokens, 'tokens', 'max-tokens-limit');
   if (prompts.kind === 'chat') checkMessageCount(prompts.messages.length, limits, fields.prompt);
   else atMost(prompts.kind === 'texts' ? prompts.texts.length : prompts.ids.length, limits.maxPrompts, 'prompt', 'prompts', 'max-prompts');
 }

@@ -5,7 +5,7 @@ import type { ChatTools } from '../model/chat-template.js';
 import type { FunctionDefinition, ParsedToolCall, ToolCallFormat } from '../tool-calls/formats.js';
 import type { FinishReason } from '../engine/protocol.js';
 import { SchemaError, type TaskOwner } from '../preprocess/preprocessor.js';
-import { invalidRequest } from '../errors.js';
+import { catalogueError, invalidRequest } from '../errors.js';
 import type { FieldNames, OutputRequest, ResponseFormat } from './request.js';
 import type { ServingContext } from './context.js';
 
@@ -42,7 +42,7 @@ async function checkSchema(context: ServingContext, schema: Record<string, unkno
   try {
     await context.preprocessor.checkSchema(JSON.stringify(schema), owner);
   } catch (err) {
-    if (err instanceof SchemaError) throw invalidRequest(`Invalid schema for '${param}': ${err.message}`, param, 'invalid_schema');
+    if (err instanceof SchemaError) throw catalogueError('invalid_schema', [param, err.message], param);
     throw err;
   }
 }
@@ -52,7 +52,7 @@ async function checkGrammar(context: ServingContext, grammar: GrammarSpec, param
   try {
     await context.preprocessor.checkGrammar(grammar, owner);
   } catch (err) {
-    if (err instanceof GrammarError) throw invalidRequest(`Invalid schema for '${param}': ${err.message}`, param, 'invalid_schema');
+    if (err instanceof GrammarError) throw catalogueError('invalid_schema', [param, err.message], param);
     throw err;
   }
 }

@@ -1,4 +1,4 @@
-import { invalidRequest } from '../errors.js';
+import { catalogueError, invalidRequest } from '../errors.js';
 import { ChatTemplateError, type ChatMessage, type ChatTools } from '../model/chat-template.js';
 import type { LoadedModel } from '../model/model.js';
 import type { TaskOwner } from '../preprocess/preprocessor.js';
@@ -59,7 +59,7 @@ export async function encodeChat(
   try {
     prompt = await preprocessor.chat(messages, context, tools, render, owner);
   } catch (err) {
-    if (err instanceof ChatTemplateError) throw invalidRequest(`The chat template rejected the ${promptParam}: ${err.message}`, promptParam, 'invalid_chat_template');
+    if (err instanceof ChatTemplateError) throw catalogueError('invalid_chat_template', [promptParam, err.message], promptParam);
     throw err;
   }
   if ('tooLong' in prompt) throw promptTooLong(context, promptParam, atLeast(prompt.tooLong));

@@ -79,8 +79,7 @@ function replyBudget(context: ServingContext, request: GenerationRequest, prompt
       'context_length_exceeded',
     );
   }
-  const limit = context.limits.maxTokens;
-  return requested ?? Math.min(request.stopping.defaultMaxTokens ?? room, limit > 0 ? limit : room, room);
+  return requested ?? Math.min(request.stopping.defaultMaxTokens ?? room, context.limits.maxTokens ?? room, room);
 }
 
 /** Checks the sequences a request needs against the engine's room: never (400), or not now (429). */

@@ -1,9 +1,10 @@
 import { Ajv, type ValidateFunction } from 'ajv';
 import { Ajv2020 } from 'ajv/dist/2020.js';
+import { FIXED_LIMITS } from '../options.js';
 import { LruCache } from '../util/lru.js';
 
 /** Schema text kept compiled, in characters: a validator grows with its schema. */
-const CACHED_SCHEMA_CHARACTERS = 32 * 1024 * 1024;
+const CACHED_SCHEMA_CHARACTERS = FIXED_LIMITS.cachedValidatorCharacters.value;
 
 /** A JSON schema that no validator can be compiled from. */
 export class InvalidSchemaError extends Error {

@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { RequestLimits } from '../options.js';
-import { apiError, invalidRequest, OpenAIError, toOpenAIError } from '../errors.js';
+import { catalogueError, OpenAIError, toOpenAIError } from '../errors.js';
 import { PreprocessInputError } from '../preprocess/preprocessor.js';
 
 /** Fastify's own client errors (body parsing, content type, size), reworded for API clients. */
@@ -13,14 +13,14 @@ function fromFastify(err: FastifyError, limits: Pick<RequestLimits, 'maxBodyByte
   switch (err.code) {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return invalidRequest(`We could not parse the JSON body of your request: ${err.message}`, null, 'invalid_json');
+      return catalogueError('invalid_json', [err.message]);
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return apiError('request_too_large', `${err.message}: the limit is ${limits.maxBodyBytes} bytes (this server's limit, set by --max-body-bytes).`);
+      return catalogueError('request_too_large', [err.message, limits.maxBodyBytes]);
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return apiError('unsupported_media_type', `${err.message}; send the body as application/json.`);
+      return catalogueError('unsupported_media_type', [err.message]);
     default:
       if (err instanceof SyntaxError) {
-        return invalidRequest(`We could not parse the JSON body of your request: ${err.message}`, null, 'invalid_json');
+        return catalogueError('invalid_json', [err.message]);
       }
       return status < 500 ? new OpenAIError(status, err.message) : new OpenAIError(500, 'The server had an error while processing your request.');
   }
@@ -47,7 +47,7 @@ function registerErrorHandlers(app: FastifyInstance, limits: Pick<RequestLimits,
     void reply.code(apiError.statusCode).headers(apiError.headers).send(apiError.toBody());
   });
   app.setNotFoundHandler((request, reply) => {
-    const error = apiError('unknown_url', `Unknown request URL: ${request.method} ${request.url}.`);
+    const error = catalogueError('unknown_url', [request.method, request.url]);
     void reply.code(404).send(error.toBody());
   });
 }
@@ -59,20 +59,20 @@ function registerErrorHandlers(app: FastifyInstance, limits: Pick<RequestLimits,
 function requireHostHeader(app: FastifyInstance): void {
   app.addHook('onRequest', async (request) => {
     if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {
-      throw invalidRequest('The request has no Host header, which HTTP/1.1 requires.', null, 'missing_host');
+      throw catalogueError('missing_host', []);
     }
   });
 }
 
 /** A path the router cannot decode (`/v1/models/%ZZ`): Fastify's `frameworkErrors`. */
 export function answerBadUrl(_err: Error, request: FastifyRequest, reply: FastifyReply): void {
-  const error = invalidRequest(`The request URL is not valid: ${request.raw.url ?? ''} has a malformed percent-escape.`, null, 'invalid_url');
+  const error = catalogueError('invalid_url', [request.raw.url ?? '']);
   void reply.code(400).header('x-request-id', request.id).send(error.toBody());
 }
 
 /** A request with an `Expect` header other than 100-continue, which Node answers with a bare 417 unless told. */
 export function answerUnmetExpectation(request: IncomingMessage, response: ServerResponse): void {
-  const error = apiError('expectation_failed', `The expectation '${String(request.headers.expect).slice(0, 100)}' cannot be met; only 100-continue is supported.`, 'expect');
+  const error = catalogueError('expectation_failed', [String(request.headers.expect).slice(0, 100)], 'expect');
   const body = JSON.stringify(error.toBody());
   response.writeHead(417, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'x-request-id': randomUUID(), connection: 'close' });
   response.end(body);
@@ -83,10 +83,10 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Socket): v
   if (socket.destroyed || err.code === 'ECONNRESET') return;
   const error =
     err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-      ? apiError('request_timeout', 'The request was not received in time.')
+      ? catalogueError('request_timeout', [])
       : err.code === 'HPE_HEADER_OVERFLOW'
-        ? apiError('headers_too_large', 'The request headers are too large.')
-        : invalidRequest(`The request is not valid HTTP: ${err.message}`, null, 'invalid_http');
+        ? catalogueError('headers_too_large', [])
+        : catalogueError('invalid_http', [err.message]);
   const body = JSON.stringify(error.toBody());
   const reason = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' }[error.statusCode];
   if (!socket.writable) {

@@ -5,7 +5,7 @@ import { detectToolCallFormat, type ToolCallFormat } from '../tool-calls/formats
 import { ModelLoadError } from './errors.js';
 import { readModelFiles, type ModelFiles } from './files.js';
 import { TextTokenizer } from './tokenizer.js';
-import type { GraphLimits } from '../engine/protocol.js';
+import type { GraphLimits, ServedLimits } from '../engine/protocol.js';
 
 /** Sampling defaults of the model's generation_config.json, used where a request leaves them out. */
 export interface SamplingDefaults {
@@ -45,21 +45,21 @@ function samplingDefault(config: Record<string, unknown>, key: string, max: numb
 }
 
 /**
- * The model as its graph can run it: where config.json promises more positions than the graph's
- * position table has, or another vocabulary size than its logits, the graph wins, with a warning.
+ * The model as the engine serves it: where the engine found that its graph fixes another context or
+ * vocabulary than config.json gives, the engine's limits are taken, with a warning.
  */
-export function fitToGraph(model: LoadedModel, graph: GraphLimits): { model: LoadedModel; warnings: string[] } {
+export function servedModel(model: LoadedModel, served: ServedLimits, graph: GraphLimits = {}): { model: LoadedModel; warnings: string[] } {
   const warnings: string[] = [];
   const config = { ...model.config };
-  if (graph.positions !== undefined && graph.positions < config.contextLength) {
-    warnings.push(`config.json gives a context of ${config.contextLength} tokens, but the graph's position table has ${graph.positions} rows: serving a context of ${graph.positions}`);
-    config.contextLength = graph.positions;
+  if (served.contextLength !== config.contextLength) {
+    warnings.push(`config.json gives a context of ${config.contextLength} tokens, but the graph's position table has ${served.contextLength} rows: serving a context of ${served.contextLength}`);
+    config.contextLength = served.contextLength;
   }
-  if (graph.vocabSize !== undefined && graph.vocabSize !== config.vocabSize) {
-    warnings.push(`config.json gives a vocabulary of ${config.vocabSize} tokens, but the graph's logits have ${graph.vocabSize}: using ${graph.vocabSize}`);
-    config.vocabSize = graph.vocabSize;
-    const outside = config.eosTokenIds.filter((id) => id >= graph.vocabSize!);
-    if (outside.length > 0) throw new ModelLoadError(`eos_token_id ${outside[0]} is not a token id of the graph's vocabulary of ${graph.vocabSize}`);
+  if (served.vocabSize !== config.vocabSize) {
+    warnings.push(`config.json gives a vocabulary of ${config.vocabSize} tokens, but the graph's logits have ${served.vocabSize}: using ${served.vocabSize}`);
+    config.vocabSize = served.vocabSize;
+    const outside = config.eosTokenIds.filter((id) => id >= served.vocabSize);
+    if (outside.length > 0) throw new ModelLoadError(`eos_token_id ${outside[0]} is not a token id of the graph's vocabulary of ${served.vocabSize}`);
   }
   if (graph.unpaddedRows) {
     warnings.push('the graph uses GroupQueryAttention, which takes every row as unpadded: prompts of one length run together, and others wait for the batch to finish');

@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import { tooDeepPath } from '../util/json-depth.js';
-import { invalidRequest, limitExceeded, type InvalidRequestCode } from '../errors.js';
+import { catalogueError, invalidRequest, limitExceeded, type OpenAIError } from '../errors.js';
 
 type Issue = z.core.$ZodIssue;
 
@@ -16,38 +16,40 @@ const EXPECTED: Record<string, string> = {
 
 /** What kind of JSON value was sent, in words; never the value itself. */
 function kindOf(input: unknown): string {
+  if (input === undefined) return 'nothing';
   if (input === null) return 'null';
   if (Array.isArray(input)) return 'an array';
   if (typeof input === 'number') return Number.isFinite(input) ? (Number.isInteger(input) ? 'an integer' : 'a number with a fraction') : 'a number too large to represent';
   return typeof input === 'object' ? 'an object' : `a ${typeof input}`;
 }
 
-function describe(issue: Issue, param: string): { message: string; code: InvalidRequestCode } {
+/** The 400 that names what is wrong with the field `param` ('' for the body itself). */
+function describe(issue: Issue, param: string): OpenAIError {
   const subject = param ? `'${param}'` : 'The request body';
   switch (issue.code) {
     case 'invalid_type': {
       // Inputs are reported (see parseBody), so only a field that is absent has none.
-      if (issue.input === undefined) return { message: `Missing required parameter: ${subject}.`, code: 'missing_required_parameter' };
+      if (issue.input === undefined && param) return catalogueError('missing_required_parameter', [param], param);
       const expected = EXPECTED[issue.expected] ?? issue.expected;
-      if (!param) return { message: `The request body must be a JSON object, not ${kindOf(issue.input)}.`, code: 'invalid_type' };
-      return { message: `Invalid type for ${subject}: expected ${expected}, but got ${kindOf(issue.input)}.`, code: 'invalid_type' };
+      if (!param) return invalidRequest(`The request body must be a JSON object, not ${kindOf(issue.input)}.`, param || null, 'invalid_type');
+      return invalidRequest(`Invalid type for ${subject}: expected ${expected}, but got ${kindOf(issue.input)}.`, param || null, 'invalid_type');
     }
     case 'too_big': {
       const limit = issue.origin === 'array' ? `at most ${issue.maximum} items` : issue.origin === 'string' ? `at most ${issue.maximum} characters` : `at most ${issue.maximum}`;
-      return { message: `Invalid value for ${subject}: must be ${limit}.`, code: 'invalid_value' };
+      return invalidRequest(`Invalid value for ${subject}: must be ${limit}.`, param || null, 'invalid_value');
     }
     case 'too_small': {
       const limit = issue.origin === 'array' ? `at least ${issue.minimum} item(s)` : issue.origin === 'string' ? `at least ${issue.minimum} character(s)` : `at least ${issue.minimum}`;
-      return { message: `Invalid value for ${subject}: must be ${limit}.`, code: 'invalid_value' };
+      return invalidRequest(`Invalid value for ${subject}: must be ${limit}.`, param || null, 'invalid_value');
     }
     case 'invalid_value':
-      return { message: `Invalid value for ${subject}: expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}.`, code: 'invalid_value' };
+      return invalidRequest(`Invalid value for ${subject}: expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}.`, param || null, 'invalid_value');
     case 'invalid_key':
-      return { message: `Invalid key ${subject}: ${issue.issues[0]?.message ?? issue.message}.`, code: 'invalid_value' };
+      return invalidRequest(`Invalid key ${subject}: ${issue.issues[0]?.message ?? issue.message}.`, param || null, 'invalid_value');
     case 'invalid_union':
-      return { message: `Invalid value for ${subject}: ${issue.message}.`, code: 'invalid_value' };
+      return invalidRequest(`Invalid value for ${subject}: ${issue.message}.`, param || null, 'invalid_value');
     default:
-      return { message: `Invalid value for ${subject}: ${issue.message}.`, code: 'invalid_value' };
+      return invalidRequest(`Invalid value for ${subject}: ${issue.message}.`, param || null, 'invalid_value');
   }
 }
 
@@ -63,8 +65,7 @@ export function parseBody<T extends z.ZodType>(schema: T, body: unknown, at = ''
   const issue = result.error.issues[0]!;
   const inner = paramName(issue.path);
   const param = at && inner && !inner.startsWith('[') ? `${at}.${inner}` : at + inner;
-  const { message, code } = describe(issue, param);
-  throw invalidRequest(message, param || null, code);
+  throw describe(issue, param);
 }
 
 /** Path segments named in a depth error: enough to find the field, not the whole descent. */

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { GrammarSpec } from '../grammar/grammar-spec.js';
 import { GrammarError } from '../grammar/xgrammar.js';
+import { defaultValue, FIXED_LIMITS } from '../options.js';
 import { LruCache } from '../util/lru.js';
 import { ChatTemplateError, type ChatMessage, type ChatTools } from '../model/chat-template.js';
 import type { ChatRenderOptions, PreprocessData, PreprocessResult, PreprocessTask, TooLong } from './protocol.js';
@@ -26,15 +27,15 @@ export interface PreprocessorOptions {
 }
 
 export const DEFAULT_PREPROCESSOR_OPTIONS: PreprocessorOptions = {
-  renderLimitMs: 2000,
-  heapLimitMb: 1024,
-  grammarLimitMs: 2500,
-  grammarBudgetBytes: 256 * 1024 * 1024,
-  replyCheckLimitMs: 1000,
+  renderLimitMs: FIXED_LIMITS.templateRenderMs.value,
+  heapLimitMb: FIXED_LIMITS.workerHeapMb.value,
+  grammarLimitMs: defaultValue('grammar-compile-limit'),
+  grammarBudgetBytes: defaultValue('grammar-cache-mb'),
+  replyCheckLimitMs: FIXED_LIMITS.replyCheckMs.value,
 };
 
 /** Checked grammars and schemas remembered (by digest), so that one sent again is not checked again. */
-const CHECKED = 1024;
+const CHECKED = FIXED_LIMITS.rememberedChecks.value;
 
 const ANONYMOUS: TaskOwner = { client: '' };
 

@@ -1,4 +1,5 @@
 import type { Worker } from 'node:worker_threads';
+import { FIXED_LIMITS } from '../options.js';
 import { LruCache } from '../util/lru.js';
 import { ModelLoadError } from '../model/errors.js';
 import { startWorker } from '../util/threads.js';
@@ -13,7 +14,7 @@ export interface TaskOwner {
 }
 
 /** Clients whose last turn is remembered after their queue empties. */
-const RECENT_CLIENTS = 1024;
+const RECENT_CLIENTS = FIXED_LIMITS.rememberedClients.value;
 
 const detach = (worker: Worker) => {
   for (const event of ['message', 'error', 'exit']) worker.removeAllListeners(event);

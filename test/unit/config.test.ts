@@ -69,7 +69,7 @@ describe('parseCli', () => {
       expect(config.requestTimeoutMs).toBe(600_000);
       expect(config.receiveTimeoutMs).toBe(30_000);
       expect(config.shutdownGraceMs).toBe(30_000);
-      expect(config.limits).toEqual({ maxBodyBytes: 1024 * 1024, maxN: 16, maxTokens: 0, maxPrompts: 32, maxStop: 4, maxStopLength: 256, maxMessages: 512, maxJsonDepth: 64 });
+      expect(config.limits).toEqual({ maxBodyBytes: 1024 * 1024, maxN: 16, maxTokens: undefined, maxPrompts: 32, maxStop: 4, maxStopLength: 256, maxMessages: 512, maxJsonDepth: 64 });
     });
 
     it('ignores environment variables that are set but empty', () => {

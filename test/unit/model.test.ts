@@ -7,7 +7,9 @@ import { readModelConfig } from '../../src/model/config.js';
 import { ModelLoadError } from '../../src/model/errors.js';
 import { readModelFiles, type ModelFiles } from '../../src/model/files.js';
 import { positionTableSize } from '../../src/engine/thread/graph/graph-limits.js';
-import { fitToGraph, loadModel } from '../../src/model/model.js';
+import { loadModel, servedModel, type LoadedModel } from '../../src/model/model.js';
+import { servedLimits } from '../../src/engine/thread/served-limits.js';
+import type { GraphLimits } from '../../src/engine/protocol.js';
 import { createDecoderSession, defaultThreads, readDecoderSignature } from '../../src/engine/thread/graph/session.js';
 import { MODEL_DIRS } from '../helpers/server.js';
 
@@ -255,8 +257,9 @@ describe('sampling defaults from generation_config.json', () => {
   });
 });
 
-describe('fitToGraph', () => {
+describe('served limits: the engine reads them off the graph, the model takes them', () => {
   const model = loadModel(TINY_GPT2);
+  const fitToGraph = (loaded: LoadedModel, graph: GraphLimits) => servedModel(loaded, servedLimits(loaded.config, graph), graph);
 
   it('keeps config.json where the graph agrees or fixes nothing', () => {
     expect(fitToGraph(model, { positions: 256, vocabSize: 50257 })).toEqual({ model, warnings: [] });

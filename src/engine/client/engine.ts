@@ -2,16 +2,11 @@ import type { Worker } from 'node:worker_threads';
 import { ModelLoadError } from '../../model/errors.js';
 import { startWorker } from '../../util/threads.js';
 import { AsyncQueue } from './async-queue.js';
-import type { EngineStats, FromWorker, GraphLimits, PromptRequest, TokenUpdate, ToWorker, WorkerConfig } from '../protocol.js';
+import type { EngineStats, FromWorker, GraphLimits, PromptRequest, ServedLimits, TokenUpdate, ToWorker, WorkerConfig } from '../protocol.js';
 
 /** The tokens of one sequence, as they come; `cancel` ends it in the engine. */
 export interface SequenceStream extends AsyncIterable<TokenUpdate> {
   cancel(): void;
-}
-
-export interface EngineOptions extends WorkerConfig {
-  /** Most sequences that may wait for a batch slot; `hasRoomFor` turns away what does not fit. */
-  maxQueue: number;
 }
 
 /** The engine failed a sequence (the runtime raised an error). */
@@ -35,6 +30,8 @@ export class Engine {
     private readonly worker: Worker,
     /** Most sequences running and waiting at once (--max-batch + --max-queue). */
     readonly capacity: number,
+    /** The context and vocabulary served: the graph's where it fixes them, else config.json's. */
+    readonly served: ServedLimits,
     /** What the graph fixes, whatever config.json says. */
     readonly graphLimits: GraphLimits,
     /** Each edit of the graph at load, made or why not. */
@@ -47,10 +44,10 @@ export class Engine {
     });
   }
 
-  static async start(options: EngineOptions): Promise<Engine> {
-    const { maxQueue, ...config } = options;
+  /** Starts the engine thread; `maxQueue` sequences may wait for a batch slot, and `hasRoomFor` turns away what does not fit. */
+  static async start(config: WorkerConfig, maxQueue: number): Promise<Engine> {
     const { worker, ready } = await startWorker<Extract<FromWorker, { type: 'ready' }>>(new URL('../thread/worker.ts', import.meta.url), config, { name: 'engine', failure: (message) => new ModelLoadError(message) });
-    return new Engine(worker, config.maxBatch + maxQueue, ready.limits, ready.rewrites);
+    return new Engine(worker, config.settings.maxBatch + maxQueue, ready.served, ready.graph, ready.rewrites);
   }
 
   /** Sequences running or waiting. */

@@ -3,12 +3,13 @@ import type { FromGrammarThread, GrammarThreadData, ToGrammarThread } from '../.
 import type { GrammarSpec } from '../../grammar/grammar-spec.js';
 import type { GrammarVocabulary } from '../../grammar/vocabulary.js';
 import type { TokenMatcher } from '../../grammar/xgrammar.js';
+import { FIXED_LIMITS } from '../../options.js';
 import { LruCache } from '../../util/lru.js';
 import { ModelLoadError } from '../../model/errors.js';
 import { startWorker } from '../../util/threads.js';
 
 /** How long the decode loop waits for a grammar thread's masks before it gives up on them. */
-const MASK_TIMEOUT_MS = 60_000;
+const MASK_TIMEOUT_MS = FIXED_LIMITS.grammarMaskTimeoutMs.value;
 
 class GrammarThread {
   private requests = 0;

@@ -5,6 +5,8 @@ import { ContinuousBatcher } from './batcher.js';
 import { DecoderRunner } from './decoder.js';
 import { tokenBytes, type TokenBytes } from '../../grammar/token-bytes.js';
 import { GrammarService } from './grammar-service.js';
+import { grammarVocabulary } from '../../grammar/vocabulary.js';
+import { servedLimits } from './served-limits.js';
 import { GrammarProcessor, Utf8Processor } from './logits-processors.js';
 import type { Choice, FromWorker, PromptRequest, ToWorker, WorkerConfig } from '../protocol.js';
 
@@ -15,31 +17,33 @@ const config = workerInput<WorkerConfig>();
 const send = (message: FromWorker) => port.postMessage(message);
 
 try {
-  const { session, limits, rewrites } = await createDecoderSession(config.modelPath, { device: config.device, threads: config.threads, weights: config.weights, attention: config.attention });
-  const signature = readDecoderSignature(session, config);
+  const { settings } = config;
+  const { session, limits: graph, rewrites } = await createDecoderSession(config.modelPath, settings);
+  const signature = readDecoderSignature(session, config.declared);
   const runner = new DecoderRunner(session, signature);
-  // Positions past the graph's position table cannot run, whatever config.json says.
-  const contextLength = Math.min(config.contextLength, limits.positions ?? Infinity);
+  const served = servedLimits(config.declared, graph);
   const batcher = new ContinuousBatcher(
     runner,
-    { ...config, contextLength, maxKvTokens: config.maxKvTokens || config.maxBatch * contextLength, unpaddedRows: limits.unpaddedRows ?? false },
+    { ...settings, contextLength: served.contextLength, maxKvTokens: settings.maxKvTokens || settings.maxBatch * served.contextLength, unpaddedRows: graph.unpaddedRows ?? false },
     {
       tokens: (updates) => send({ type: 'tokens', updates }),
       failed: (ids, message) => send({ type: 'error', ids, message }),
       step: (batchSize, stats) => send({ type: 'step', batchSize, stats }),
     },
   );
+  // Sized to the graph's vocabulary: a grammar's masks cover every logit the sampler sees.
+  const vocabulary = grammarVocabulary(config.tokenizerJson, served.vocabSize);
   // Started with the first constrained request: a server that never gets one never pays for them.
   let grammarService: Promise<GrammarService> | undefined;
   let grammarBytes: { bytes: TokenBytes; nonAscii: number[] } | undefined;
   const grammars = () =>
-    (grammarService ??= GrammarService.start(config.grammarVocabulary, config.maxBatch, config.grammarCacheBytes).catch((err: unknown) => {
+    (grammarService ??= GrammarService.start(vocabulary, settings.maxBatch, settings.grammarCacheBytes).catch((err: unknown) => {
       grammarService = undefined;
       throw err;
     }));
   const utf8Check = () => {
     if (!grammarBytes) {
-      const bytes = tokenBytes(config.grammarVocabulary);
+      const bytes = tokenBytes(vocabulary);
       grammarBytes = { bytes, nonAscii: bytes.flatMap((tokenBytes, token) => (tokenBytes ? [token] : [])) };
     }
     return new Utf8Processor(grammarBytes.bytes, grammarBytes.nonAscii);
@@ -85,7 +89,7 @@ try {
         .finally(() => port.close());
     }
   });
-  send({ type: 'ready', limits, rewrites });
+  send({ type: 'ready', served, graph, rewrites });
 } catch (err) {
   send({ type: 'failed', message: (err as Error).message });
 }

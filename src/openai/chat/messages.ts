@@ -1,4 +1,4 @@
-import { invalidRequest } from '../../errors.js';
+import { catalogueError, invalidRequest } from '../../errors.js';
 import { TEMPLATE_VARIABLES, type ChatMessage, type ChatToolCall } from '../../model/chat-template.js';
 import { unsupported } from '../common-fields.js';
 import { checkJsonDepth } from '../parse-body.js';
@@ -29,7 +29,7 @@ function contentText(content: string | { type: string; text?: string }[] | null 
     .map((part, partIndex) => {
       const partParam = `${param}[${partIndex}]`;
       if (part.type !== 'text') throw unsupported(`${partParam}.type`, `Content of type '${part.type}'`);
-      if (typeof part.text !== 'string') throw invalidRequest(`Missing required parameter: '${partParam}.text'.`, `${partParam}.text`, 'missing_required_parameter');
+      if (typeof part.text !== 'string') throw catalogueError('missing_required_parameter', [`${partParam}.text`], `${partParam}.text`);
       return part.text;
     })
     .join('');

@@ -1,5 +1,5 @@
 import type { RequestLimits } from '../../options.js';
-import { invalidRequest } from '../../errors.js';
+import { catalogueError, invalidRequest } from '../../errors.js';
 import { CHAT_FIELDS, type GenerationRequest, type OutputRequest } from '../../generation/request.js';
 import { checkStreamOptions, given, samplingFields, stopFields, streamFields, unsupported } from '../common-fields.js';
 import type { ChatCompletionRequest } from '../schemas.js';
@@ -18,7 +18,7 @@ function refuseUnsupported(body: ChatCompletionRequest): void {
 /** `response_format`, `tools`, `tool_choice` and `parallel_tool_calls`. */
 function outputRequest(body: ChatCompletionRequest): OutputRequest {
   if (body.tools && body.tools.length === 0) {
-    throw invalidRequest("Invalid 'tools': empty array. Expected an array with minimum length 1, but got an empty array instead.", 'tools', 'empty_array');
+    throw catalogueError('empty_array', ['tools'], 'tools');
   }
   const format = given(body.response_format);
   const choice = given(body.tool_choice);

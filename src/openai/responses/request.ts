@@ -1,5 +1,5 @@
 import type { RequestLimits } from '../../options.js';
-import { invalidRequest, type InvalidRequestCode } from '../../errors.js';
+import { catalogueError, invalidRequest, type InvalidRequestCode } from '../../errors.js';
 import type { FieldNames, GenerationRequest, OutputRequest } from '../../generation/request.js';
 import type { ChatMessage } from '../../model/chat-template.js';
 import { given } from '../common-fields.js';
@@ -107,7 +107,7 @@ function outputRequest(body: ResponseRequest): OutputRequest {
     if (tool.type !== 'function') {
       throw unsupported(`The built-in tool '${tool.type}' is not available on this server: only function tools.`, `tools[${index}].type`, 'unsupported_value');
     }
-    if (tool.name === undefined) throw invalidRequest(`Missing required parameter: 'tools[${index}].name'.`, `tools[${index}].name`, 'missing_required_parameter');
+    if (tool.name === undefined) throw catalogueError('missing_required_parameter', [`tools[${index}].name`], `tools[${index}].name`);
     return { name: tool.name, ...(given(tool.description) !== undefined && { description: tool.description! }), ...(tool.parameters && { parameters: tool.parameters }) };
   });
   const choice = given(body.tool_choice);
