@@ -64,6 +64,7 @@ import {
   valueInfoName,
   varintField,
   withOpsetImport,
+  withoutDeadNodes,
   type RawField,
 } from '../src/engine/thread/graph/onnx-proto.js';
 import { quantizeWeights } from '../src/engine/thread/graph/weight-quantization.js';
@@ -285,20 +286,6 @@ function int4(source: string, target: string): void {
 }
 
 const ELEM_INT32 = 6;
-
-/** `fields` without the nodes no graph output depends on. */
-function withoutDeadNodes(fields: Uint8Array[]): Uint8Array[] {
-  const parsed = fields.map((bytes) => parseFields(bytes)[0]!);
-  const needed = new Set(parsed.filter((field) => field.number === GRAPH_OUTPUT).map((field) => valueInfoName(field.payload!)));
-  const live = new Array<boolean>(fields.length).fill(true);
-  for (let i = parsed.length - 1; i >= 0; i--) {
-    if (parsed[i]!.number !== GRAPH_NODE) continue;
-    const { inputs, outputs } = readNode(parsed[i]!.payload!);
-    live[i] = outputs.some((output) => needed.has(output));
-    if (live[i]) for (const input of inputs) needed.add(input);
-  }
-  return fields.filter((_, i) => live[i]);
-}
 
 /**
  * Each layer's attention as one com.microsoft GroupQueryAttention (rotary applied before it, as

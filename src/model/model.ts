@@ -62,7 +62,9 @@ export function servedModel(model: LoadedModel, served: ServedLimits, graph: Gra
     if (outside.length > 0) throw new ModelLoadError(`eos_token_id ${outside[0]} is not a token id of the graph's vocabulary of ${served.vocabSize}`);
   }
   if (graph.unpaddedRows) {
-    warnings.push('the graph uses GroupQueryAttention, which takes every row as unpadded: prompts of one length run together, and others wait for the batch to finish');
+    warnings.push(
+      "the graph's GroupQueryAttention runs as exported (see the graph edits logged at load for why it was not rewritten): it takes every row as unpadded, so prompts of one length run together, and others wait for the batch to finish",
+    );
   }
   return { model: { ...model, config }, warnings };
 }

@@ -18,7 +18,7 @@ const send = (message: FromWorker) => port.postMessage(message);
 
 try {
   const { settings } = config;
-  const { session, limits: graph, rewrites } = await createDecoderSession(config.modelPath, settings);
+  const { session, limits: graph, rewrites } = await createDecoderSession(config.modelPath, { ...settings, headDim: config.declared.headDim });
   const signature = readDecoderSignature(session, config.declared);
   const runner = new DecoderRunner(session, signature);
   const served = servedLimits(config.declared, graph);

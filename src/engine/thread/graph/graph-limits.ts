@@ -1,21 +1,6 @@
-import { decodeText, GRAPH_INITIALIZER, GRAPH_NODE, MODEL_GRAPH, parseFields, readNode, readVarint, TENSOR_DIMS, TENSOR_NAME, type RawField } from './onnx-proto.js';
+import { decodeText, GRAPH_INITIALIZER, GRAPH_NODE, MODEL_GRAPH, parseFields, readNode, TENSOR_NAME, tensorDims } from './onnx-proto.js';
 
 /** What a decoder graph itself fixes, whatever config.json says. */
-
-/** The dims of a TensorProto: repeated int64, packed or not. */
-function tensorDims(fields: readonly RawField[]): number[] {
-  const dims: number[] = [];
-  for (const field of fields) {
-    if (field.number !== TENSOR_DIMS) continue;
-    if (field.value !== undefined) dims.push(Number(field.value));
-    for (let offset = 0; field.payload && offset < field.payload.length; ) {
-      const [value, next] = readVarint(field.payload, offset);
-      dims.push(Number(value));
-      offset = next;
-    }
-  }
-  return dims;
-}
 
 /**
  * Positions a decoder with a learned position table (GPT-2's `wpe`) can embed: the rows of the

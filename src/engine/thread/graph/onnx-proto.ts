@@ -107,10 +107,12 @@ export const NODE_OP_TYPE = 4;
 export const NODE_ATTRIBUTE = 5;
 export const NODE_DOMAIN = 7;
 export const ATTRIBUTE_NAME = 1;
+export const ATTRIBUTE_FLOAT = 2;
 export const ATTRIBUTE_INT = 3;
 export const ATTRIBUTE_GRAPH = 6;
 export const ATTRIBUTE_INTS = 8;
 export const ATTRIBUTE_TYPE = 20;
+export const ATTRIBUTE_TYPE_FLOAT = 1;
 export const ATTRIBUTE_TYPE_INT = 2;
 export const ATTRIBUTE_TYPE_INTS = 7;
 export const TENSOR_DIMS = 1;
@@ -128,6 +130,7 @@ export const TYPE_TENSOR = 1;
 export const TENSOR_TYPE_ELEM = 1;
 export const TENSOR_TYPE_SHAPE = 2;
 export const SHAPE_DIM = 1;
+export const DIM_VALUE = 1;
 export const DIM_PARAM = 2;
 export const ELEM_FLOAT = 1;
 export const ELEM_UINT8 = 2;
@@ -138,6 +141,14 @@ export const ELEM_FLOAT16 = 10;
 /** A node's integer attribute, as a NodeProto field. */
 export const intAttribute = (name: string, value: number) =>
   lengthField(NODE_ATTRIBUTE, concat([stringField(ATTRIBUTE_NAME, name), varintField(ATTRIBUTE_INT, value), varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_INT)]));
+
+/** A node's float attribute, as a NodeProto field. */
+export function floatAttribute(name: string, value: number): Uint8Array {
+  const bits = new Uint8Array(5);
+  bits[0] = (ATTRIBUTE_FLOAT << 3) | WIRE_32BIT;
+  new DataView(bits.buffer).setFloat32(1, value, true);
+  return lengthField(NODE_ATTRIBUTE, concat([stringField(ATTRIBUTE_NAME, name), bits, varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_FLOAT)]));
+}
 
 /** A node's attribute of a list of integers, as a NodeProto field. */
 export const intsAttribute = (name: string, values: readonly number[]) =>
@@ -217,33 +228,96 @@ export interface NodeSummary {
   outputs: string[];
   /** The node's integer attributes by name. */
   ints: Map<string, bigint>;
+  /** The node's float attributes by name. */
+  floats: Map<string, number>;
 }
 
 /** The parts of a NodeProto that say what it computes from what. */
 export function readNode(payload: Uint8Array): NodeSummary {
   const fields = parseFields(payload);
   const strings = (number: number) => fields.filter((f) => f.number === number).map((f) => decodeText(f.payload));
+  const attributes = fields.filter((f) => f.number === NODE_ATTRIBUTE).map((f) => parseFields(f.payload!));
+  const nameOf = (attribute: RawField[]) => decodeText(attribute.find((f) => f.number === ATTRIBUTE_NAME)?.payload);
+  const floats = new Map<string, number>();
+  for (const attribute of attributes) {
+    const value = attribute.find((f) => f.number === ATTRIBUTE_FLOAT && f.wireType === WIRE_32BIT);
+    if (value) floats.set(nameOf(attribute), new DataView(value.bytes.buffer, value.bytes.byteOffset + value.bytes.length - 4, 4).getFloat32(0, true));
+  }
   return {
     opType: strings(NODE_OP_TYPE)[0] ?? '',
     domain: strings(NODE_DOMAIN)[0] ?? '',
     inputs: strings(NODE_INPUT),
     outputs: strings(NODE_OUTPUT),
     ints: new Map(
-      fields
-        .filter((f) => f.number === NODE_ATTRIBUTE)
-        .map((f) => parseFields(f.payload!))
+      attributes
         .filter((attribute) => attribute.some((f) => f.number === ATTRIBUTE_INT))
-        .map((attribute) => [
-          decodeText(attribute.find((f) => f.number === ATTRIBUTE_NAME)?.payload),
-          BigInt.asIntN(64, attribute.find((f) => f.number === ATTRIBUTE_INT)!.value!),
-        ]),
+        .map((attribute) => [nameOf(attribute), BigInt.asIntN(64, attribute.find((f) => f.number === ATTRIBUTE_INT)!.value!)]),
     ),
+    floats,
   };
+}
+
+/** The dims of a TensorProto (its parsed fields): repeated int64, packed or not. */
+export function tensorDims(fields: readonly RawField[]): number[] {
+  const dims: number[] = [];
+  for (const field of fields) {
+    if (field.number !== TENSOR_DIMS) continue;
+    if (field.value !== undefined) dims.push(Number(field.value));
+    for (let offset = 0; field.payload && offset < field.payload.length; ) {
+      const [value, next] = readVarint(field.payload, offset);
+      dims.push(Number(value));
+      offset = next;
+    }
+  }
+  return dims;
+}
+
+/**
+ * GraphProto fields (each one whole field) less the nodes that nothing the graph outputs depends
+ * on, in whatever order the nodes come. A graph with subgraphs (an If), whose nodes may read outer
+ * tensors without naming them as inputs, is returned whole.
+ */
+export function withoutDeadNodes(fields: readonly Uint8Array[]): Uint8Array[] {
+  const parsed = fields.map((bytes) => parseFields(bytes)[0]!);
+  const nodes = new Map<number, NodeSummary>();
+  parsed.forEach((field, index) => {
+    if (field.number === GRAPH_NODE) nodes.set(index, readNode(field.payload!));
+  });
+  const hasSubgraph = parsed.some((field) => field.number === GRAPH_NODE && parseFields(field.payload!).some((f) => f.number === NODE_ATTRIBUTE && parseFields(f.payload!).some((a) => a.number === ATTRIBUTE_GRAPH)));
+  if (hasSubgraph) return [...fields];
+  const producer = new Map<string, number>();
+  for (const [index, node] of nodes) for (const output of node.outputs) producer.set(output, index);
+  const live = new Set<number>();
+  const pending = parsed.filter((field) => field.number === GRAPH_OUTPUT).map((field) => valueInfoName(field.payload!));
+  while (pending.length > 0) {
+    const index = producer.get(pending.pop()!);
+    if (index === undefined || live.has(index)) continue;
+    live.add(index);
+    pending.push(...nodes.get(index)!.inputs.filter((input) => input !== ''));
+  }
+  return fields.filter((_, index) => !nodes.has(index) || live.has(index));
 }
 
 /** The name of a ValueInfoProto (a graph input or output). */
 export function valueInfoName(payload: Uint8Array): string {
   return decodeText(parseFields(payload).find((f) => f.number === VALUE_INFO_NAME)?.payload);
+}
+
+/** The dims of a ValueInfoProto that describes a tensor: a number where fixed, the parameter's name where symbolic, undefined where neither. */
+export function valueInfoDims(payload: Uint8Array): (number | string | undefined)[] {
+  const type = parseFields(payload).find((f) => f.number === VALUE_INFO_TYPE)?.payload;
+  const tensor = type && parseFields(type).find((f) => f.number === TYPE_TENSOR)?.payload;
+  const shape = tensor && parseFields(tensor).find((f) => f.number === TENSOR_TYPE_SHAPE)?.payload;
+  if (!shape) return [];
+  return parseFields(shape)
+    .filter((f) => f.number === SHAPE_DIM)
+    .map((f) => {
+      const dim = parseFields(f.payload!);
+      const value = dim.find((d) => d.number === DIM_VALUE)?.value;
+      if (value !== undefined) return Number(value);
+      const param = dim.find((d) => d.number === DIM_PARAM)?.payload;
+      return param && decodeText(param);
+    });
 }
 
 /** The element type of a ValueInfoProto that describes a tensor; undefined for anything else. */

@@ -5,6 +5,7 @@ import * as ort from 'onnxruntime-node';
 import { addLogitsPositions, LOGITS_POSITIONS, LOGITS_TO_KEEP } from './logits-positions.js';
 import { addNewKvOutputs, newKvName } from './new-kv-outputs.js';
 import { addSlotAttention } from './slot-attention.js';
+import { addGroupQuerySlots } from './group-query-slots.js';
 import { ModelLoadError } from '../../../model/errors.js';
 import type { ModelConfig } from '../../../model/config.js';
 import { positionTableSize, takesUnpaddedRows } from './graph-limits.js';
@@ -43,6 +44,8 @@ export interface SessionOptions {
   threads: number;
   weights?: WeightFormat;
   attention?: AttentionFormat;
+  /** config.json's, for graphs whose past leaves it symbolic. */
+  headDim?: number;
 }
 
 const PAST = /^past_key_values\.(\d+)\.(key|value)$/;
@@ -158,7 +161,8 @@ interface GraphEdit {
   name: string;
   /** Why a graph gets no such edit, for the log. */
   unsuited?: string;
-  edit(model: Uint8Array): { model: Uint8Array; what: string } | undefined;
+  /** The edited model and what was made, undefined where the graph's shape does not suit the edit, or why not where the edit says. */
+  edit(model: Uint8Array): { model: Uint8Array; what: string } | string | undefined;
 }
 
 const described = (what: string, edit: (model: Uint8Array) => Uint8Array | undefined) => (model: Uint8Array) => {
@@ -172,12 +176,24 @@ const GRAPH_EDITS: GraphEdit[] = [
   { name: 'new_key_values', edit: described("each step's new keys and values fetched on their own", addNewKvOutputs) },
 ];
 
-/** `--attention slots`. */
-const SLOT_ATTENTION: GraphEdit = {
+/** `--attention slots`: the plain-op attention of slot-attention.ts, or GroupQueryAttention as group-query-slots.ts rewrites it. */
+const slotAttention = (headDim: number): GraphEdit => ({
   name: 'slot_attention',
-  unsuited: "no position_ids input, or a layer's attention is not Concat(past, new) followed by a MatMul on each",
-  edit: described('attention to a past held in slots that each step writes into, nothing of it copied (present.* removed)', addSlotAttention),
-};
+  unsuited:
+    "a layer's attention is neither Concat(past, new) read by a MatMul on each (with position_ids) nor a GroupQueryAttention without attention_bias, head_sink or smooth_softmax whose rotary caches are initializers",
+  edit: (model) => {
+    const plain = addSlotAttention(model);
+    if (plain) return { model: plain, what: 'attention to a past held in slots that each step writes into, nothing of it copied (present.* removed)' };
+    const grouped = addGroupQuerySlots(model, headDim);
+    if (typeof grouped === 'string') return grouped;
+    return (
+      grouped && {
+        model: grouped,
+        what: 'GroupQueryAttention as attention to a past held in slots, KV heads unrepeated, rows of any length together (present.* removed, position_ids given)',
+      }
+    );
+  },
+});
 
 const QUANTIZED: Record<QuantizedWeights, { unsuited: string; what: (matmuls: number) => string }> = {
   int8: {
@@ -209,7 +225,7 @@ interface GraphReading {
 }
 
 /** The graph with every edit made that suits it (undefined when none does), and what it fixes. */
-function readGraph(modelPath: string, weights: WeightFormat, attention: AttentionFormat): GraphReading {
+function readGraph(modelPath: string, weights: WeightFormat, attention: AttentionFormat, headDim: number): GraphReading {
   let original: Uint8Array;
   try {
     original = readFileSync(modelPath);
@@ -226,12 +242,13 @@ function readGraph(modelPath: string, weights: WeightFormat, attention: Attentio
   const rewrites: string[] = [];
   let edited = original;
     // The weights are quantized last, so that the output head is quantized with logits_positions' Gather in front of it.
-  const edits = [...GRAPH_EDITS, ...(attention === 'slots' ? [SLOT_ATTENTION] : []), ...(weights === 'as-exported' ? [] : [quantizedWeights(weights, dirname(modelPath))])];
+  const edits = [...GRAPH_EDITS, ...(attention === 'slots' ? [slotAttention(headDim)] : []), ...(weights === 'as-exported' ? [] : [quantizedWeights(weights, dirname(modelPath))])];
   for (const { name, unsuited, edit } of edits) {
     try {
       const made = edit(edited);
-      rewrites.push(made ? `${name}: ${made.what}` : `${name}: not made (${unsuited ?? 'the graph has another shape'})`);
-      edited = made?.model ?? edited;
+      if (typeof made === 'string') rewrites.push(`${name}: not made (${made})`);
+      else rewrites.push(made ? `${name}: ${made.what}` : `${name}: not made (${unsuited ?? 'the graph has another shape'})`);
+      if (made && typeof made !== 'string') edited = made.model;
     } catch (err) {
       rewrites.push(`${name}: not made (${(err as Error).message})`);
     }
@@ -239,7 +256,7 @@ function readGraph(modelPath: string, weights: WeightFormat, attention: Attentio
   return {
     edited: edited === original ? undefined : edited,
     positions: attempt(() => positionTableSize(original)),
-    unpaddedRows: attempt(() => takesUnpaddedRows(original)) ?? false,
+    unpaddedRows: attempt(() => takesUnpaddedRows(edited)) ?? false,
     rewrites,
   };
 }
@@ -266,7 +283,7 @@ export async function createDecoderSession(modelPath: string, options: SessionOp
   };
   try {
     // A graph the edit does not suit, or a file it cannot read, is left for the runtime to load or refuse.
-    const { edited, positions, unpaddedRows, rewrites } = readGraph(modelPath, options.weights ?? 'as-exported', options.attention ?? 'slots');
+    const { edited, positions, unpaddedRows, rewrites } = readGraph(modelPath, options.weights ?? 'as-exported', options.attention ?? 'slots', options.headDim ?? 0);
     let session: ort.InferenceSession | undefined;
     if (edited) {
       const externalData = { session: { model_external_initializers_file_folder_path: dirname(modelPath) } };
