@@ -234,6 +234,8 @@ export interface StartServerOptions {
   onLog?: (entry: Record<string, unknown>, line: string) => void;
   /** How long to wait for the "model ready" line. */
   readyTimeoutMs?: number;
+  /** The checkout whose server runs (another commit's, to compare); default this one. */
+  root?: string;
 }
 
 const STDERR_TAIL_CHARS = 16_384;
@@ -244,11 +246,12 @@ const STDERR_TAIL_CHARS = 16_384;
  */
 export function startServer(modelDir: string, extraFlags: readonly string[], options: StartServerOptions = {}): Promise<ServerHandle> {
   const readyTimeoutMs = options.readyTimeoutMs ?? 180_000;
-  const args = [join(ROOT, 'bin/ortserve.js'), '--model', modelDir, '--port', '0', '--host', '127.0.0.1', '--log-level', 'info', ...extraFlags];
+  const root = options.root ?? ROOT;
+  const args = [join(root, 'bin/ortserve.js'), '--model', modelDir, '--port', '0', '--host', '127.0.0.1', '--log-level', 'info', ...extraFlags];
   const started = performance.now();
   // Only the flags configure it: ORTSERVE_* and PORT from the caller's environment are left out.
   const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('ORTSERVE_') && key !== 'PORT'));
-  const child = spawn(process.execPath, args, { cwd: ROOT, env });
+  const child = spawn(process.execPath, args, { cwd: root, env });
   const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)));
   let stderr = '';
   child.stderr.on('data', (data: Buffer) => {

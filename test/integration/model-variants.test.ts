@@ -18,8 +18,8 @@ type Source = 'tiny-llama' | 'tiny-gpt2';
  * new_key_values (Concat presents), slot_attention (Concat presents read by MatMuls, and position_ids).
  */
 type Edits = [logitsPositions: boolean, newKv: boolean, slotAttention: boolean];
-const CASES: { source: Source; variant: VariantName | VariantName[] | 'as exported'; matchesGoldens: boolean; unpaddedRows?: true; edits: Edits }[] = [
-  { source: 'tiny-llama', variant: 'as exported', matchesGoldens: true, edits: [true, true, true] },
+const CASES: { source: Source; variant: VariantName | VariantName[] | 'as exported'; matchesGoldens: boolean; unpaddedRows?: true; edits: Edits; arrivals?: true }[] = [
+  { source: 'tiny-llama', variant: 'as exported', matchesGoldens: true, edits: [true, true, true], arrivals: true },
   { source: 'tiny-gpt2', variant: 'as exported', matchesGoldens: true, edits: [true, true, true] },
   // A transformers.js repository of a multimodal-style model: onnx/, chunked external data, text_config.
   { source: 'tiny-llama', variant: ['text-config', 'transformers-js'], matchesGoldens: true, edits: [true, true, true] },
@@ -30,8 +30,10 @@ const CASES: { source: Source; variant: VariantName | VariantName[] | 'as export
   { source: 'tiny-llama', variant: 'merged', matchesGoldens: true, edits: [false, true, false] },
   { source: 'tiny-gpt2', variant: 'merged', matchesGoldens: true, edits: [false, true, false] },
   // GroupQueryAttention, rewritten into attention to slots: rows of any length run together.
-  { source: 'tiny-llama', variant: 'group-query-attention', matchesGoldens: true, edits: [true, false, true] },
-  { source: 'tiny-llama', variant: 'group-query-attention-rotary', matchesGoldens: true, edits: [true, false, true] },
+  { source: 'tiny-llama', variant: 'group-query-attention', matchesGoldens: true, edits: [true, false, true], arrivals: true },
+  { source: 'tiny-llama', variant: 'group-query-attention-rotary', matchesGoldens: true, edits: [true, false, true], arrivals: true },
+  // A float16 cache, as q4f16 exports have it (float16 may change a greedy choice: alone against batched only).
+  { source: 'tiny-llama', variant: ['group-query-attention-rotary', 'fp16'], matchesGoldens: false, edits: [true, false, true], arrivals: true },
   // 4-bit weights are another model: alone against batched only.
   { source: 'tiny-llama', variant: 'int4', matchesGoldens: false, edits: [false, true, true] },
   // As onnxruntime-genai's builder writes an int4 Llama: GroupQueryAttention with the rotary fused in, MatMulNBits, genai_config.json.
@@ -76,7 +78,25 @@ async function completeTogether(server: RunningServer, prompts: string[]): Promi
   }));
 }
 
-describe.each(CASES.map((entry) => ({ ...entry, name: [entry.variant].flat().join('+') })))('$source $name', ({ source, variant, matchesGoldens, unpaddedRows, edits }) => {
+/** A streamed completion: `started` resolves with its first piece of text, `text` with the whole. */
+function streamed(server: RunningServer, body: Record<string, unknown>): { started: Promise<void>; text: Promise<string> } {
+  let started: () => void = () => {};
+  const first = new Promise<void>((resolve) => (started = resolve));
+  const text = (async () => {
+    const response = await fetch(`${server.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, model: server.model.id, stream: true }) });
+    let raw = '';
+    for await (const chunk of response.body!) {
+      raw += Buffer.from(chunk).toString();
+      if (raw.includes('"text":')) started();
+    }
+    started();
+    const pieces = raw.split('\n\n').filter((event) => event.startsWith('data: {'));
+    return pieces.map((event) => (JSON.parse(event.slice(6)) as { choices: { text: string }[] }).choices[0]?.text ?? '').join('');
+  })();
+  return { started: first, text };
+}
+
+describe.each(CASES.map((entry) => ({ ...entry, name: [entry.variant].flat().join('+') })))('$source $name', ({ source, variant, matchesGoldens, unpaddedRows, edits, arrivals }) => {
   const golden = goldens[source];
   let server: RunningServer;
   let root: string | undefined;
@@ -114,6 +134,43 @@ describe.each(CASES.map((entry) => ({ ...entry, name: [entry.variant].flat().joi
     const made = server.engine.graphRewrites.map((line) => !line.includes('not made'));
     expect(made).toEqual(edits);
   });
+
+  if (arrivals) {
+    it('gives every golden prompt the same tokens, greedy and seeded, when it joins rows of other lengths that are decoding', async () => {
+      const seeded = { temperature: 0.9, top_p: 0.95, seed: 11 };
+      const alone: string[] = [];
+      for (const prompt of golden.prompts) alone.push((await complete(server, prompt.prompt)).text);
+      const aloneSeeded: string[] = [];
+      for (const prompt of golden.prompts) aloneSeeded.push(await streamed(server, { prompt: prompt.prompt, max_tokens: MAX_TOKENS, ...seeded }).text);
+      const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+      const before = await batchSizes(server);
+      // Long rows of other lengths decode first; the golden prompts join them one by one.
+      const decoding = [1, 3, 5, 7].map((i) => streamed(server, { prompt: FILLERS[i], max_tokens: 400, temperature: 0 }));
+      await Promise.all(decoding.map((run) => run.started));
+      const greedy: Promise<string>[] = [];
+      const sampled: Promise<string>[] = [];
+      for (const prompt of golden.prompts) {
+        greedy.push(streamed(server, { prompt: prompt.prompt, max_tokens: MAX_TOKENS, temperature: 0 }).text);
+        await sleep(5);
+        sampled.push(streamed(server, { prompt: prompt.prompt, max_tokens: MAX_TOKENS, ...seeded }).text);
+        await sleep(5);
+      }
+      expect(await Promise.all(greedy)).toEqual(alone);
+      expect(await Promise.all(sampled)).toEqual(aloneSeeded);
+      await Promise.all(decoding.map((run) => run.text));
+      const after = await batchSizes(server);
+      expect(after.over8 - before.over8).toBeGreaterThan(5);
+    });
+
+    it('gives a prompt whose first chunks the prefix cache holds the same tokens as a miss', async () => {
+      const prompt = `In a quiet town far away, ${golden.prompts[0]!.prompt} ${FILLERS[6]}`;
+      const first = await postJson(server, '/v1/completions', { model: server.model.id, prompt, max_tokens: MAX_TOKENS, temperature: 0 });
+      const second = await postJson(server, '/v1/completions', { model: server.model.id, prompt, max_tokens: MAX_TOKENS, temperature: 0 });
+      expect(first.body.usage.prompt_tokens_details.cached_tokens).toBe(0);
+      expect(second.body.usage.prompt_tokens_details.cached_tokens).toBeGreaterThan(0);
+      expect(second.body.choices[0].text).toBe(first.body.choices[0].text);
+    });
+  }
 
   if (unpaddedRows) {
     it('still batches rows of one length: the 16 choices of one prompt run together, each as alone', async () => {

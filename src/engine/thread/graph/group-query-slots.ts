@@ -51,8 +51,8 @@ import { newKvName } from './new-kv-outputs.js';
 
 const PAST_KEY = /^past_key_values\.(\d+)\.key$/;
 const MICROSOFT = 'com.microsoft';
-/** Added to a masked score: far below any real one, and finite, so that no row's softmax is NaN. */
-const MASKED = -1e9;
+/** Added to a masked score: far below any real one, and finite in the KV's type (0 × it must stay 0, not NaN). */
+const MASKED = { [ELEM_FLOAT]: -1e9, [ELEM_FLOAT16]: -65504 } as const;
 
 /** What one GroupQueryAttention node computes, as its inputs and attributes say. */
 interface Attention {
@@ -221,7 +221,7 @@ class SlotNodes {
     this.once(past, () => [
       node('Cast', ['attention_mask'], ['/gqa_slots/mask_float'], [intAttribute('to', this.kvType)]),
       node('Sub', [this.float('one', 1), '/gqa_slots/mask_float'], ['/gqa_slots/unmasked']),
-      node('Mul', ['/gqa_slots/unmasked', this.float('masked', MASKED)], ['/gqa_slots/padding']),
+      node('Mul', ['/gqa_slots/unmasked', this.float('masked', MASKED[this.kvType as keyof typeof MASKED])], ['/gqa_slots/padding']),
       node('Reshape', ['/gqa_slots/padding', this.ints('bias_shape', [0, 1, 1, -1])], ['/gqa_slots/padding_4d']),
       node('Slice', ['/gqa_slots/padding_4d', this.ints('zero', [0]), slots, this.ints('last_axis', [3])], [past]),
       node('Slice', ['/gqa_slots/padding_4d', slots, this.ints('end', [2 ** 53]), this.ints('last_axis', [3])], [step]),
@@ -258,7 +258,7 @@ class SlotNodes {
       }
       made.push(
         node('Cast', [masked], [`${out}/masked_float`], [intAttribute('to', this.kvType)]),
-        node('Mul', [`${out}/masked_float`, this.float('masked', MASKED)], [`${out}/bias`]),
+        node('Mul', [`${out}/masked_float`, this.float('masked', MASKED[this.kvType as keyof typeof MASKED])], [`${out}/bias`]),
         node('Tile', [`${out}/bias`, this.ints(`tile_rows_${groups}`, [groups, 1])], [out]),
       );
       return made;
@@ -276,7 +276,7 @@ class SlotNodes {
       node('Unsqueeze', [`${out}/first_allowed`, this.ints('last_axis_2', [2])], [`${out}/first_allowed_3d`]),
       node('Less', [`${out}/slot_positions`, `${out}/first_allowed_3d`], [`${out}/too_far`]),
       node('Cast', [`${out}/too_far`], [`${out}/too_far_float`], [intAttribute('to', this.kvType)]),
-      node('Mul', [`${out}/too_far_float`, this.float('masked', MASKED)], [`${out}/bias_3d`]),
+      node('Mul', [`${out}/too_far_float`, this.float('masked', MASKED[this.kvType as keyof typeof MASKED])], [`${out}/bias_3d`]),
       node('Unsqueeze', [`${out}/bias_3d`, this.ints('second_axis', [1])], [`${out}/bias`]),
       node('Tile', [`${out}/bias`, this.ints(`tile_groups_${groups}`, [1, 1, groups, 1])], [out]),
     ]);
