@@ -25,6 +25,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import {
   ATTRIBUTE_INT,
+  ATTRIBUTE_TENSOR,
   ATTRIBUTE_NAME,
   ATTRIBUTE_TYPE,
   concat,
@@ -72,7 +73,6 @@ import { quantizeWeights } from '../src/engine/thread/graph/weight-quantization.
 const DATA_LOCATION_EXTERNAL = 1;
 const ENTRY_KEY = 1;
 const ENTRY_VALUE = 2;
-const ATTRIBUTE_T = 5;
 const ATTRIBUTE_TYPE_TENSOR = 4;
 
 type Json = Record<string, unknown>;
@@ -95,7 +95,7 @@ function int64Tensor(values: readonly bigint[], dims: readonly number[]): Uint8A
 }
 
 const tensorAttribute = (name: string, tensor: Uint8Array) =>
-  lengthField(NODE_ATTRIBUTE, concat([stringField(ATTRIBUTE_NAME, name), lengthField(ATTRIBUTE_T, tensor), varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_TENSOR)]));
+  lengthField(NODE_ATTRIBUTE, concat([stringField(ATTRIBUTE_NAME, name), lengthField(ATTRIBUTE_TENSOR, tensor), varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_TENSOR)]));
 
 const node = (opType: string, inputs: readonly string[], outputs: readonly string[], attributes: readonly Uint8Array[] = []) =>
   graphNode(opType, inputs, outputs, { name: `/variant/${opType}/${outputs[0]}`, attributes });
@@ -521,7 +521,7 @@ function halfTensor(payload: Uint8Array): Uint8Array {
  */
 function fp16(source: string, target: string): void {
   copyFolder(source, target, ['model.onnx']);
-  const attributeTensor = (attribute: RawField[]) => attribute.find((f) => f.number === ATTRIBUTE_T)?.payload;
+  const attributeTensor = (attribute: RawField[]) => attribute.find((f) => f.number === ATTRIBUTE_TENSOR)?.payload;
   const edited = editGraph(readFileSync(join(source, 'model.onnx')), (fields) =>
     concat(
       fields.map((field) => {

@@ -20,6 +20,7 @@ import {
   tensorValueInfo,
   varintField,
 } from '../../src/engine/thread/graph/onnx-proto.js';
+import { maxDifference } from './differences.js';
 
 /**
  * One layer's GroupQueryAttention as ORT's kernel computes it, row by row (the kernel takes each row
@@ -125,11 +126,6 @@ export interface GroupQueryCheck {
   largest: number;
 }
 
-const largestDifference = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let max = a.length === b.length ? 0 : Infinity;
-  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
-  return max;
-};
 
 export async function run({ layout, pastLengths, step }: { layout: Layout; pastLengths: number[]; step: number }): Promise<GroupQueryCheck> {
   const rows = pastLengths.length;
@@ -195,7 +191,7 @@ export async function run({ layout, pastLengths, step }: { layout: Layout; pastL
     });
     const expected = alone.attention_output!.data as Float32Array;
     const got = rowOf(together.attention_output!.data as Float32Array, row, qSize);
-    check.output = Math.max(check.output, largestDifference(got, expected));
+    check.output = Math.max(check.output, maxDifference(got, expected));
     check.largest = Math.max(check.largest, ...Array.from(expected, Math.abs));
     // The step's keys and values (rotated as the kernel stores them) are the present's last positions.
     for (const kind of ['key', 'value'] as const) {
@@ -203,7 +199,7 @@ export async function run({ layout, pastLengths, step }: { layout: Layout; pastL
       const made = rowOf(together[`new_key_values.0.${kind}`]!.data as Float32Array, row, kvSize);
       for (let head = 0; head < KV_HEADS; head++) {
         const from = (head * (length + step) + length) * HEAD_DIM;
-        check.newKeyValues = Math.max(check.newKeyValues, largestDifference(made.subarray(head * step * HEAD_DIM, (head + 1) * step * HEAD_DIM), present.subarray(from, from + step * HEAD_DIM)));
+        check.newKeyValues = Math.max(check.newKeyValues, maxDifference(made.subarray(head * step * HEAD_DIM, (head + 1) * step * HEAD_DIM), present.subarray(from, from + step * HEAD_DIM)));
       }
     }
   }

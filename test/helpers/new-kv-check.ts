@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { BatchKvCache } from '../../src/engine/thread/kv-cache.js';
 import { addNewKvOutputs, newKvName } from '../../src/engine/thread/graph/new-kv-outputs.js';
+import { maxDifference } from './differences.js';
 
 export const PROMPT = [5n, 17n, 42n, 7n, 99n];
 export const DECODE_STEPS = 4;
@@ -17,11 +18,6 @@ export interface NewKvCheck {
   logitsMove: boolean;
 }
 
-const maxDifference = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let max = a.length === b.length ? 0 : Infinity;
-  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
-  return max;
-};
 
 /**
  * Generates greedily with the original graph (its `present.*` fed back) and with the edited one

@@ -6,6 +6,7 @@ import { kvCaches } from '../../src/engine/thread/slot-kv-cache.js';
 import { addNewKvOutputs } from '../../src/engine/thread/graph/new-kv-outputs.js';
 import { readDecoderSignature } from '../../src/engine/thread/graph/session.js';
 import { addSlotAttention } from '../../src/engine/thread/graph/slot-attention.js';
+import { maxDifference } from './differences.js';
 
 export interface SlotAttentionCheck {
   /** Largest difference between the two graphs' logits, per decode step. */
@@ -18,11 +19,6 @@ export interface SlotAttentionCheck {
   hasPresent: boolean;
 }
 
-const maxDifference = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let max = a.length === b.length ? 0 : Infinity;
-  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
-  return max;
-};
 
 /**
  * Rows of different lengths, each prefilled alone, then decoded together greedily: by the graph

@@ -276,7 +276,7 @@ export function tensorDims(fields: readonly RawField[]): number[] {
 
 /**
  * GraphProto fields (each one whole field) less the nodes that nothing the graph outputs depends
- * on, in whatever order the nodes come. A graph with subgraphs (an If), whose nodes may read outer
+ * on, in whatever order the nodes come, and the initializers only those read. A graph with subgraphs (an If), whose nodes may read outer
  * tensors without naming them as inputs, is returned whole.
  */
 export function withoutDeadNodes(fields: readonly Uint8Array[]): Uint8Array[] {
@@ -297,7 +297,15 @@ export function withoutDeadNodes(fields: readonly Uint8Array[]): Uint8Array[] {
     live.add(index);
     pending.push(...nodes.get(index)!.inputs.filter((input) => input !== ''));
   }
-  return fields.filter((_, index) => !nodes.has(index) || live.has(index));
+  const read = new Set([...live].flatMap((index) => nodes.get(index)!.inputs));
+  const inputs = new Set(parsed.filter((field) => field.number === GRAPH_INPUT).map((field) => valueInfoName(field.payload!)));
+  // An initializer nothing reads any more goes too (the runtime warns of each), unless it doubles as a graph input.
+  const unread = (field: RawField) => {
+    if (field.number !== GRAPH_INITIALIZER) return false;
+    const name = decodeText(parseFields(field.payload!).find((f) => f.number === TENSOR_NAME)?.payload);
+    return !read.has(name) && !inputs.has(name);
+  };
+  return fields.filter((_, index) => (nodes.has(index) ? live.has(index) : !unread(parsed[index]!)));
 }
 
 /** The name of a ValueInfoProto (a graph input or output). */

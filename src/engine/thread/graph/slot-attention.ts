@@ -137,8 +137,13 @@ function slotAttention(graphFields: RawField[]): Uint8Array | undefined {
   const removed = new Set<number>();
   const replacement = new Map<number, Uint8Array[]>();
   const shared: Uint8Array[] = [];
-  const constant = (name: string, values: bigint[]) => {
-    shared.push(int64Initializer(name, values));
+  const added = new Set<string>();
+  // Made on first use: the runtime warns of an initializer nothing reads.
+  const constant = (name: string, values: bigint[]) => () => {
+    if (!added.has(name)) {
+      added.add(name);
+      shared.push(int64Initializer(name, values));
+    }
     return name;
   };
   const MINUS_TWO = constant('/slot_attention/minus_two', [-2n]);
@@ -154,13 +159,13 @@ function slotAttention(graphFields: RawField[]): Uint8Array | undefined {
   const grouped = (x: string, past: string, at: (step: string) => string) => [
     node('Shape', [x], [at('shape')]),
     node('Shape', [past], [at('past_shape')]),
-    node('Slice', [at('shape'), ZERO, ONE], [at('batch')]),
-    node('Slice', [at('past_shape'), ONE, TWO], [at('kv_heads')]),
-    node('Concat', [at('batch'), at('kv_heads'), ROWS_KEPT], [at('grouped_shape')], [intAttribute('axis', 0)]),
+    node('Slice', [at('shape'), ZERO(), ONE()], [at('batch')]),
+    node('Slice', [at('past_shape'), ONE(), TWO()], [at('kv_heads')]),
+    node('Concat', [at('batch'), at('kv_heads'), ROWS_KEPT()], [at('grouped_shape')], [intAttribute('axis', 0)]),
     node('Reshape', [x, at('grouped_shape')], [at('grouped')]),
     // Back: [B, H, S] from x's shape, the last axis the product's.
-    node('Slice', [at('shape'), ZERO, THREE], [at('heads_shape')]),
-    node('Concat', [at('heads_shape'), REST], [at('ungrouped_shape')], [intAttribute('axis', 0)]),
+    node('Slice', [at('shape'), ZERO(), THREE()], [at('heads_shape')]),
+    node('Concat', [at('heads_shape'), REST()], [at('ungrouped_shape')], [intAttribute('axis', 0)]),
   ];
 
   for (const path of paths.values()) {
@@ -186,9 +191,9 @@ function slotAttention(graphFields: RawField[]): Uint8Array | undefined {
     } else {
       made = [
         node('Shape', [path.repeatsHeads ? path.past : past.result], [at('past_shape')]),
-        node('Slice', [at('past_shape'), MINUS_TWO, MINUS_ONE], [at('slots')]),
-        node('Slice', [first, ZERO, at('slots'), MINUS_ONE], [at('weights_past')]),
-        node('Slice', [first, at('slots'), END, MINUS_ONE], [at('weights_new')]),
+        node('Slice', [at('past_shape'), MINUS_TWO(), MINUS_ONE()], [at('slots')]),
+        node('Slice', [first, ZERO(), at('slots'), MINUS_ONE()], [at('weights_past')]),
+        node('Slice', [first, at('slots'), END(), MINUS_ONE()], [at('weights_new')]),
         ...(path.repeatsHeads
           ? [
               ...grouped(at('weights_past'), path.past, (step) => at(`weights_${step}`)),
