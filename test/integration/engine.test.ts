@@ -199,3 +199,19 @@ describe('capacity', () => {
     expect(server.engine.load).toBe(0);
   });
 });
+
+describe('closing', () => {
+  it('every call to close waits for the engine thread to exit (a process that exits inside a forward pass aborts)', async () => {
+    const server = await startTestServer();
+    const running = postJson(server, '/v1/completions', { model: server.model.id, prompt: 'Once upon a time', max_tokens: 200, n: 8 }).catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    let exitedAt = 0;
+    const first = server.engine.close().then(() => (exitedAt = performance.now()));
+    const second = server.engine.close().then(() => performance.now());
+    const [, secondDone] = await Promise.all([first, second]);
+    expect(exitedAt).toBeGreaterThan(0);
+    expect(secondDone).toBeGreaterThanOrEqual(exitedAt);
+    await running;
+    await server.close();
+  });
+});

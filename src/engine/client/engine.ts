@@ -23,6 +23,9 @@ export class Engine {
   private nextGroup = 1;
   private readonly streams = new Map<number, AsyncQueue<TokenUpdate>>();
   private closed = false;
+  private closing: Promise<void> | undefined;
+  /** Resolves when the engine thread has exited, for whatever reason. */
+  private readonly exited: Promise<void>;
   private latestStats: EngineStats = { waiting: 0, running: 0, kvTokens: 0, prefixCacheTokens: 0 };
   private readonly stepListeners = new Set<(batchSize: number) => void>();
 
@@ -39,9 +42,12 @@ export class Engine {
   ) {
     worker.on('message', (message: FromWorker) => this.dispatch(message));
     worker.on('error', (err) => this.failAll(new EngineError(`engine stopped: ${err.message}`)));
-    worker.on('exit', (code) => {
-      if (!this.closed) this.failAll(new EngineError(`engine stopped with exit code ${code}`));
-    });
+    this.exited = new Promise((resolve) =>
+      worker.once('exit', (code) => {
+        if (!this.closed) this.failAll(new EngineError(`engine stopped with exit code ${code}`));
+        resolve();
+      }),
+    );
   }
 
   /** Starts the engine thread; `maxQueue` sequences may wait for a batch slot, and `hasRoomFor` turns away what does not fit. */
@@ -111,14 +117,18 @@ export class Engine {
     return streams;
   }
 
-  /** Stops the worker after the step under way; sequences still running fail. */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /**
+   * Stops the engine after its step under way (sequences still running fail); resolves once its
+   * thread has exited. Every call waits for that: a process that exits while the thread is inside a
+   * forward pass aborts.
+   */
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
     this.closed = true;
     this.failAll(new EngineError('engine is closed'));
-    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+    this.closing = this.exited;
     this.post({ type: 'close' });
-    await exited;
+    return this.closing;
   }
 
   private post(message: ToWorker): void {
