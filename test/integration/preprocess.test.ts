@@ -6,7 +6,8 @@ import { DEFAULT_MODEL, postJson, request, startTestServer } from '../helpers/se
 /** Prompts are tokenized and chat templates rendered off the HTTP thread, and a template cannot run away. */
 
 const MODEL = 'tinystories-gpt2';
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+const percentile = (values: number[], p: number) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor((values.length * p) / 100))]!;
+const median = (values: number[]) => percentile(values, 50);
 
 async function healthLatency(server: RunningServer): Promise<number> {
   const started = performance.now();
@@ -23,7 +24,11 @@ describe('tokenizing off the HTTP thread', () => {
   });
   afterAll(() => server.close());
 
-  /** The longest /health latency while 16 requests of 32 copies of `prompt` are served. */
+  /**
+   * The 90th percentile of /health's latency while 16 requests of 32 copies of `prompt` are served:
+   * a thread that tokenized them would hold up most probes for hundreds of milliseconds, while one
+   * probe can be held up by a pause of the machine (the suite's other worker runs forward passes).
+   */
   async function healthUnderLoad(prompt: string): Promise<number> {
     let pending = 16;
     const load = Array.from({ length: 16 }, () =>
@@ -40,7 +45,7 @@ describe('tokenizing off the HTTP thread', () => {
       expect(response.body.error.code).toBe('context_length_exceeded');
     }
     expect(loaded.length).toBeGreaterThan(0);
-    return Math.max(...loaded);
+    return percentile(loaded, 90);
   }
 
   it('/health stays as quick as unloaded while 16 requests of 32 prompts of 14,335 characters are tokenized', async () => {
