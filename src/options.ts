@@ -88,7 +88,7 @@ const OPTIONS = {
     env: 'ORTSERVE_ATTENTION',
     schema: z.enum(['slots', 'as-exported']).default('slots'),
     help: "slots: each layer's attention rewritten at load to read a past the engine writes in place (no cache copy per step); as-exported: the graph's own",
-    doc: "`slots`: as the graph loads, each layer's attention is rewritten to read a past held in slots that each step writes into, so no step copies the cache with the KV heads unrepeated (where the graph has the plain `Concat` attention and `position_ids`, or `GroupQueryAttention`; see [models/README.md](../models/README.md#slot-attention---attention-slots-the-default)); `as-exported`: the graph's own attention (a `GroupQueryAttention` graph then runs only rows of one length together).",
+    doc: "`slots`: as the graph loads, each layer's attention is rewritten to read a past held in slots that each step writes into, the KV heads unrepeated, so no step copies the cache (where the graph has the plain `Concat` attention and `position_ids`, or `GroupQueryAttention`; see [models/README.md](../models/README.md#slot-attention---attention-slots-the-default)); `as-exported`: the graph's own attention (a `GroupQueryAttention` graph then runs only rows of one length together).",
   },
   'max-batch': {
     field: 'maxBatch',

@@ -143,13 +143,13 @@ async function startWorkers(config: ServerConfig, model: LoadedModel): Promise<[
   const { tokenizerJson, tokenizerConfig } = model.files;
   const { contextLength, vocabSize, numKvHeads, headDim } = model.config;
   const engine = await Engine.start(
-    { modelPath: model.files.modelPath, tokenizerJson, declared: { contextLength, vocabSize, numKvHeads, headDim }, settings: engineSettings(config) },
+    { modelPath: model.files.modelPath, declared: { contextLength, vocabSize, numKvHeads, headDim }, settings: engineSettings(config) },
     config.maxQueue,
+    (servedVocabSize) => buildGrammarVocabulary(tokenizerJson, servedVocabSize),
   );
   try {
-    const grammarVocabulary = buildGrammarVocabulary(tokenizerJson, engine.served.vocabSize);
     const preprocessor = await Preprocessor.start(
-      { tokenizerJson, tokenizerConfig, grammarVocabulary },
+      { tokenizerJson, tokenizerConfig, grammarVocabulary: engine.grammarVocabulary },
       { ...DEFAULT_PREPROCESSOR_OPTIONS, grammarLimitMs: config.grammarCompileLimitMs, grammarBudgetBytes: config.grammarCacheBytes },
     );
     return [engine, preprocessor];

@@ -1,6 +1,6 @@
 import type { GrammarSpec } from '../grammar/grammar-spec.js';
 import type { EngineSettings } from '../options.js';
-import type { JsonObject } from '../util/json.js';
+import type { GrammarVocabulary } from '../grammar/vocabulary.js';
 /**
  * Messages between the server (main thread) and the engine thread, and the types both sides read.
  * Only token ids cross. This file imports from neither side.
@@ -105,8 +105,6 @@ export interface ServedLimits {
 
 export interface WorkerConfig {
   modelPath: string;
-  /** The tokenizer's vocabulary, read for the grammars once the graph's vocabulary size is known. */
-  tokenizerJson: JsonObject;
   declared: DeclaredShape;
   settings: EngineSettings;
 }
@@ -114,6 +112,8 @@ export interface WorkerConfig {
 export type ToWorker =
   | { type: 'submit'; request: PromptRequest; choices: Choice[] }
   | { type: 'cancel'; id: number }
+  /** Sent once, right after `ready`: the tokenizer's vocabulary for the grammars, as long as the served vocabulary. */
+  | { type: 'vocabulary'; vocabulary: GrammarVocabulary }
   /** Stop after the step under way, release the session and exit. */
   | { type: 'close' };
 

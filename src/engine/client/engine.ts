@@ -2,6 +2,7 @@ import type { Worker } from 'node:worker_threads';
 import { ModelLoadError } from '../../model/errors.js';
 import { startWorker } from '../../util/threads.js';
 import { AsyncQueue } from './async-queue.js';
+import type { GrammarVocabulary } from '../../grammar/vocabulary.js';
 import type { EngineStats, FromWorker, GraphLimits, PromptRequest, ServedLimits, TokenUpdate, ToWorker, WorkerConfig } from '../protocol.js';
 
 /** The tokens of one sequence, as they come; `cancel` ends it in the engine. */
@@ -22,7 +23,7 @@ export class Engine {
   private nextId = 1;
   private nextGroup = 1;
   private readonly streams = new Map<number, AsyncQueue<TokenUpdate>>();
-  private closed = false;
+  /** Set by the first close: resolves once the engine thread has exited. */
   private closing: Promise<void> | undefined;
   /** Resolves when the engine thread has exited, for whatever reason. */
   private readonly exited: Promise<void>;
@@ -35,6 +36,8 @@ export class Engine {
     readonly capacity: number,
     /** The context and vocabulary served: the graph's where it fixes them, else config.json's. */
     readonly served: ServedLimits,
+    /** The tokenizer's vocabulary for the grammars, as long as the served vocabulary (the engine has it too). */
+    readonly grammarVocabulary: GrammarVocabulary,
     /** What the graph fixes, whatever config.json says. */
     readonly graphLimits: GraphLimits,
     /** Each edit of the graph at load, made or why not. */
@@ -44,16 +47,23 @@ export class Engine {
     worker.on('error', (err) => this.failAll(new EngineError(`engine stopped: ${err.message}`)));
     this.exited = new Promise((resolve) =>
       worker.once('exit', (code) => {
-        if (!this.closed) this.failAll(new EngineError(`engine stopped with exit code ${code}`));
+        if (!this.closing) this.failAll(new EngineError(`engine stopped with exit code ${code}`));
         resolve();
       }),
     );
   }
 
-  /** Starts the engine thread; `maxQueue` sequences may wait for a batch slot, and `hasRoomFor` turns away what does not fit. */
-  static async start(config: WorkerConfig, maxQueue: number): Promise<Engine> {
+  /**
+   * Starts the engine thread; `maxQueue` sequences may wait for a batch slot, and `hasRoomFor` turns
+   * away what does not fit. `vocabularyOf` builds the grammars' vocabulary, once, for the vocabulary
+   * size the engine serves; the engine thread gets it before any request.
+   */
+  static async start(config: WorkerConfig, maxQueue: number, vocabularyOf: (vocabSize: number) => GrammarVocabulary): Promise<Engine> {
     const { worker, ready } = await startWorker<Extract<FromWorker, { type: 'ready' }>>(new URL('../thread/worker.ts', import.meta.url), config, { name: 'engine', failure: (message) => new ModelLoadError(message) });
-    return new Engine(worker, config.settings.maxBatch + maxQueue, ready.served, ready.graph, ready.rewrites);
+    const vocabulary = vocabularyOf(ready.served.vocabSize);
+    const engine = new Engine(worker, config.settings.maxBatch + maxQueue, ready.served, vocabulary, ready.graph, ready.rewrites);
+    engine.post({ type: 'vocabulary', vocabulary });
+    return engine;
   }
 
   /** Sequences running or waiting. */
@@ -97,7 +107,7 @@ export class Engine {
       };
       return Object.assign(queue, { cancel });
     });
-    if (this.closed) {
+    if (this.closing) {
       for (const stream of streams) stream.fail(new EngineError('engine is closed'));
       return streams;
     }
@@ -124,9 +134,8 @@ export class Engine {
    */
   close(): Promise<void> {
     if (this.closing) return this.closing;
-    this.closed = true;
-    this.failAll(new EngineError('engine is closed'));
     this.closing = this.exited;
+    this.failAll(new EngineError('engine is closed'));
     this.post({ type: 'close' });
     return this.closing;
   }

@@ -5,7 +5,7 @@ import { ContinuousBatcher } from './batcher.js';
 import { DecoderRunner } from './decoder.js';
 import { tokenBytes, type TokenBytes } from '../../grammar/token-bytes.js';
 import { GrammarService } from './grammar-service.js';
-import { grammarVocabulary } from '../../grammar/vocabulary.js';
+import type { GrammarVocabulary } from '../../grammar/vocabulary.js';
 import { servedLimits } from './served-limits.js';
 import { GrammarProcessor, Utf8Processor } from './logits-processors.js';
 import type { Choice, FromWorker, PromptRequest, ToWorker, WorkerConfig } from '../protocol.js';
@@ -31,19 +31,23 @@ try {
       step: (batchSize, stats) => send({ type: 'step', batchSize, stats }),
     },
   );
-  // Sized to the graph's vocabulary: a grammar's masks cover every logit the sampler sees.
-  const vocabulary = grammarVocabulary(config.tokenizerJson, served.vocabSize);
+  // Sized to the served vocabulary (the `vocabulary` message after `ready`): a grammar's masks cover every logit the sampler sees.
+  let vocabulary: GrammarVocabulary | undefined;
+  const grammarVocabulary = () => {
+    if (!vocabulary) throw new Error('the grammar vocabulary has not arrived');
+    return vocabulary;
+  };
   // Started with the first constrained request: a server that never gets one never pays for them.
   let grammarService: Promise<GrammarService> | undefined;
   let grammarBytes: { bytes: TokenBytes; nonAscii: number[] } | undefined;
   const grammars = () =>
-    (grammarService ??= GrammarService.start(vocabulary, settings.maxBatch, settings.grammarCacheBytes).catch((err: unknown) => {
+    (grammarService ??= GrammarService.start(grammarVocabulary(), settings.maxBatch, settings.grammarCacheBytes).catch((err: unknown) => {
       grammarService = undefined;
       throw err;
     }));
   const utf8Check = () => {
     if (!grammarBytes) {
-      const bytes = tokenBytes(vocabulary);
+      const bytes = tokenBytes(grammarVocabulary());
       grammarBytes = { bytes, nonAscii: bytes.flatMap((tokenBytes, token) => (tokenBytes ? [token] : [])) };
     }
     return new Utf8Processor(grammarBytes.bytes, grammarBytes.nonAscii);
@@ -77,6 +81,7 @@ try {
   };
   port.on('message', (message: ToWorker) => {
     if (message.type === 'submit') void submit(message.request, message.choices);
+    else if (message.type === 'vocabulary') vocabulary = message.vocabulary;
     else if (message.type === 'cancel') {
       if (compiling.has(message.id)) cancelledWhileCompiling.add(message.id);
       else batcher.cancel(message.id);

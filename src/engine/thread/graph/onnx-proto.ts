@@ -259,25 +259,29 @@ export function readNode(payload: Uint8Array): NodeSummary {
   };
 }
 
-/** The dims of a TensorProto (its parsed fields): repeated int64, packed or not. */
-export function tensorDims(fields: readonly RawField[]): number[] {
-  const dims: number[] = [];
+/** The values of a repeated integer field `number` of a message (its parsed fields), packed or not, as signed 64-bit integers. */
+export function repeatedInts(fields: readonly RawField[], number: number): bigint[] {
+  const values: bigint[] = [];
   for (const field of fields) {
-    if (field.number !== TENSOR_DIMS) continue;
-    if (field.value !== undefined) dims.push(Number(field.value));
+    if (field.number !== number) continue;
+    if (field.value !== undefined) values.push(BigInt.asIntN(64, field.value));
     for (let offset = 0; field.payload && offset < field.payload.length; ) {
       const [value, next] = readVarint(field.payload, offset);
-      dims.push(Number(value));
+      values.push(BigInt.asIntN(64, value));
       offset = next;
     }
   }
-  return dims;
+  return values;
 }
+
+/** The dims of a TensorProto (its parsed fields). */
+export const tensorDims = (fields: readonly RawField[]): number[] => repeatedInts(fields, TENSOR_DIMS).map(Number);
 
 /**
  * GraphProto fields (each one whole field) less the nodes that nothing the graph outputs depends
- * on, in whatever order the nodes come, and the initializers only those read. A graph with subgraphs (an If), whose nodes may read outer
- * tensors without naming them as inputs, is returned whole.
+ * on, in whatever order the nodes come, and the initializers only those read. A graph with
+ * subgraphs (an If), whose nodes may read outer tensors without naming them as inputs, is returned
+ * whole.
  */
 export function withoutDeadNodes(fields: readonly Uint8Array[]): Uint8Array[] {
   const parsed = fields.map((bytes) => parseFields(bytes)[0]!);

@@ -246,9 +246,12 @@ function readGraph(modelPath: string, weights: WeightFormat, attention: Attentio
   for (const { name, unsuited, edit } of edits) {
     try {
       const made = edit(edited);
-      if (typeof made === 'string') rewrites.push(`${name}: not made (${made})`);
-      else rewrites.push(made ? `${name}: ${made.what}` : `${name}: not made (${unsuited ?? 'the graph has another shape'})`);
-      if (made && typeof made !== 'string') edited = made.model;
+      if (made === undefined || typeof made === 'string') {
+        rewrites.push(`${name}: not made (${made ?? unsuited ?? 'the graph has another shape'})`);
+      } else {
+        rewrites.push(`${name}: ${made.what}`);
+        edited = made.model;
+      }
     } catch (err) {
       rewrites.push(`${name}: not made (${(err as Error).message})`);
     }

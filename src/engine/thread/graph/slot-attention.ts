@@ -40,6 +40,7 @@ import {
   graphNode,
   GRAPH_OUTPUT,
   editGraph,
+  ELEM_INT64,
   int64Initializer,
   intAttribute,
   intsAttribute,
@@ -51,7 +52,7 @@ import {
   parseFields,
   readNode,
   stringField,
-  readVarint,
+  repeatedInts,
   TENSOR_DATA_TYPE,
   TENSOR_INT64_DATA,
   TENSOR_NAME,
@@ -273,21 +274,9 @@ function kvPath(
 
 /** The int64 values of a TensorProto (its parsed fields): raw data or int64_data; undefined for another type. */
 function constantInts(tensor: RawField[] | undefined): bigint[] | undefined {
-  if (!tensor) return undefined;
-  const type = tensor.find((f) => f.number === TENSOR_DATA_TYPE)?.value;
-  if (type !== 7n) return undefined;
+  if (!tensor || tensor.find((f) => f.number === TENSOR_DATA_TYPE)?.value !== BigInt(ELEM_INT64)) return undefined;
   const raw = tensor.find((f) => f.number === TENSOR_RAW_DATA)?.payload;
-  if (raw) return Array.from(new BigInt64Array(raw.slice().buffer));
-  const values: bigint[] = [];
-  for (const field of tensor.filter((f) => f.number === TENSOR_INT64_DATA)) {
-    if (field.value !== undefined) values.push(BigInt.asIntN(64, field.value));
-    for (let offset = 0; field.payload && offset < field.payload.length; ) {
-      const [value, next] = readVarint(field.payload, offset);
-      values.push(BigInt.asIntN(64, value));
-      offset = next;
-    }
-  }
-  return values;
+  return raw ? Array.from(new BigInt64Array(raw.slice().buffer)) : repeatedInts(tensor, TENSOR_INT64_DATA);
 }
 
 /** The tensor of a Constant node's `value` attribute. */
@@ -307,16 +296,7 @@ function intsOf(nodePayload: Uint8Array, name: string): number[] | undefined {
     if (field.number !== NODE_ATTRIBUTE) continue;
     const attribute = parseFields(field.payload!);
     if (decodeText(attribute.find((f) => f.number === ATTRIBUTE_NAME)?.payload) !== name) continue;
-    return attribute.filter((f) => f.number === ATTRIBUTE_INTS).flatMap((f) => {
-      if (f.value !== undefined) return [Number(f.value)];
-      const values: number[] = [];
-      for (let offset = 0; f.payload && offset < f.payload.length; ) {
-        const [value, next] = readVarint(f.payload, offset);
-        values.push(Number(value));
-        offset = next;
-      }
-      return values;
-    });
+    return repeatedInts(attribute, ATTRIBUTE_INTS).map(Number);
   }
   return undefined;
 }
