@@ -40,6 +40,7 @@ import {
   withOpsetImport,
   withoutDeadNodes,
   type NodeSummary,
+  type RawField,
 } from './onnx-proto.js';
 import { newKvName } from './new-kv-outputs.js';
 import { MICROSOFT, SlotNodes, type Attention } from './group-query-nodes.js';
@@ -54,7 +55,7 @@ const PAST_KEY = /^past_key_values\.(\d+)\.key$/;
 export function addGroupQuerySlots(model: Uint8Array, headDim: number): Uint8Array | string | undefined {
   let refusal: string | undefined;
   const edited = editGraph(model, (fields) => {
-    const made = groupQuerySlots(fields.map((field) => field.bytes), headDim);
+    const made = groupQuerySlots(fields, headDim);
     if (typeof made === 'string') refusal = made;
     return typeof made === 'string' ? undefined : made;
   });
@@ -62,8 +63,7 @@ export function addGroupQuerySlots(model: Uint8Array, headDim: number): Uint8Arr
   return refusal ?? (edited && withOpsetImport(edited, MICROSOFT));
 }
 
-function groupQuerySlots(fieldBytes: Uint8Array[], headDimHint: number): Uint8Array | string | undefined {
-  const fields = fieldBytes.map((bytes) => parseFields(bytes)[0]!);
+function groupQuerySlots(fields: RawField[], headDimHint: number): Uint8Array | string | undefined {
   const initializers = new Map<string, number[]>();
   const inputs = new Map<string, Uint8Array>();
   const outputs = new Set<string>();
@@ -94,12 +94,11 @@ function groupQuerySlots(fieldBytes: Uint8Array[], headDimHint: number): Uint8Ar
   const edited: Uint8Array[] = [];
   // What the layers share reads only graph inputs and initializers: it goes before the first layer, in graph order.
   const first = attentions[0]!.index;
-  fieldBytes.forEach((bytes, index) => {
-    const field = fields[index]!;
+  fields.forEach((field, index) => {
     if (index === first) edited.push(...made.shared);
     if (replaced.has(index)) edited.push(...replaced.get(index)!);
     else if (field.number === GRAPH_OUTPUT && presents.has(valueInfoName(field.payload!))) return;
-    else edited.push(bytes);
+    else edited.push(field.bytes);
   });
   if (!inputs.has('position_ids')) edited.push(tensorValueInfo(GRAPH_INPUT, 'position_ids', ELEM_INT64));
   for (const present of presents) edited.push(tensorValueInfo(GRAPH_OUTPUT, newKvName(present), kvType));
