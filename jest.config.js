@@ -9,4 +9,6 @@ export default {
     '^.+\\.ts$': ['ts-jest', { useESM: true, diagnostics: false }],
   },
   testTimeout: 60000,
+  // Two cores: one file's forward passes run while the other's server waits on its client.
+  maxWorkers: 2,
 };

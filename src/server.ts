@@ -4,6 +4,7 @@ import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { chatRoutes } from './openai/chat/route.js';
 import { docsRoutes } from './http/docs.js';
+import { checkListenable } from './http/address-check.js';
 import { playgroundRoutes } from './http/playground.js';
 import { completionRoutes } from './openai/completions/route.js';
 import { apiKeyAuth } from './http/auth.js';
@@ -142,25 +143,27 @@ export interface RunningServer {
 async function startWorkers(config: ServerConfig, model: LoadedModel): Promise<[Engine, Preprocessor]> {
   const { tokenizerJson, tokenizerConfig } = model.files;
   const { contextLength, vocabSize, numKvHeads, headDim } = model.config;
-  const engine = await Engine.start(
+  // Both start at once; only the grammar-checking worker, started with its first task, waits for the engine's vocabulary.
+  const engineStarting = Engine.start(
     { modelPath: model.files.modelPath, declared: { contextLength, vocabSize, numKvHeads, headDim }, settings: engineSettings(config) },
     config.maxQueue,
     (servedVocabSize) => buildGrammarVocabulary(tokenizerJson, servedVocabSize),
   );
-  try {
-    const preprocessor = await Preprocessor.start(
-      { tokenizerJson, tokenizerConfig, grammarVocabulary: engine.grammarVocabulary },
-      { ...DEFAULT_PREPROCESSOR_OPTIONS, grammarLimitMs: config.grammarCompileLimitMs, grammarBudgetBytes: config.grammarCacheBytes },
-    );
-    return [engine, preprocessor];
-  } catch (err) {
-    await engine.close();
-    throw err;
-  }
+  const grammarVocabulary = engineStarting.then((engine) => engine.grammarVocabulary);
+  grammarVocabulary.catch(() => {});
+  const preprocessorStarting = Preprocessor.start(
+    { tokenizerJson, tokenizerConfig, grammarVocabulary },
+    { ...DEFAULT_PREPROCESSOR_OPTIONS, grammarLimitMs: config.grammarCompileLimitMs, grammarBudgetBytes: config.grammarCacheBytes },
+  );
+  const [engine, preprocessor] = await Promise.allSettled([engineStarting, preprocessorStarting]);
+  if (engine.status === 'fulfilled' && preprocessor.status === 'fulfilled') return [engine.value, preprocessor.value];
+  await Promise.all([engine.status === 'fulfilled' && engine.value.close(), preprocessor.status === 'fulfilled' && preprocessor.value.close()]);
+  throw engine.status === 'rejected' ? engine.reason : (preprocessor as PromiseRejectedResult).reason;
 }
 
 /** Loads the model, starts the engine and listens. */
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
+  await checkListenable(config.host, config.port);
   const configured = loadModel(config.model, { modelFile: config.modelFile, servedModelNames: config.servedModelNames });
   const [engine, preprocessor] = await startWorkers(config, configured);
   const stopWorkers = () => Promise.all([engine.close(), preprocessor.close()]);

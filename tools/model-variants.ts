@@ -19,8 +19,12 @@
  *   embedding fused into it (`do_rotary`, cos/sin caches), as the builder does by default.
  * - int4: the MatMuls by weights, the output head too, as com.microsoft MatMulNBits of 4-bit
  *   blocks, as int4 exports (transformers.js `model_q4`, onnxruntime-genai int4) have them.
+ * - q4-zero-points, q8-blocks: the same MatMuls as an exporter writes them (MatMulNBits on the
+ *   activations as they are): 4-bit blocks with a zero point each, or 8-bit blocks with none.
+ * - gather-block-quantized: the token embeddings as com.microsoft GatherBlockQuantized of 4-bit
+ *   blocks, as transformers.js v4 and onnxruntime-genai write them.
  */
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import {
@@ -33,6 +37,7 @@ import {
   ELEM_FLOAT,
   ELEM_FLOAT16,
   ELEM_INT64,
+  ELEM_UINT8,
   GRAPH_INITIALIZER,
   GRAPH_INPUT,
   GRAPH_NODE,
@@ -55,6 +60,7 @@ import {
   TENSOR_DATA_TYPE,
   TENSOR_DIMS,
   TENSOR_EXTERNAL_DATA,
+  TENSOR_NAME,
   TENSOR_RAW_DATA,
   TENSOR_TYPE_ELEM,
   tensorElementType,
@@ -173,7 +179,8 @@ function transformersJs(source: string, target: string): void {
   copyFolder(source, target, ['model.onnx']);
   mkdirSync(join(target, 'onnx'), { recursive: true });
   copyFileSync(join(source, 'model.onnx'), join(target, 'onnx', 'model.onnx'));
-  const files = externalizeWeights(join(target, 'onnx', 'model.onnx'), 256 * 1024);
+  // Chunks of 256 KiB, or smaller for a graph too small to fill several (a quantized one).
+  const files = externalizeWeights(join(target, 'onnx', 'model.onnx'), Math.min(256 * 1024, Math.floor(statSync(join(source, 'model.onnx')).size / 4)));
   if (files.length < 2) throw new Error('the weights fit one chunk: lower the chunk size');
 }
 
@@ -283,6 +290,143 @@ function int4(source: string, target: string): void {
   const quantized = quantizeWeights(readFileSync(path), 'int4', { keepHead: false });
   if (!quantized) throw new Error('no MatMul to quantize');
   writeFileSync(path, quantized.model);
+}
+
+/** How an exporter stores a weight in blocks of 32 along K: 4 or 8 bits, with a zero point per block or the format's default (8, 128). */
+interface BlockFormat {
+  bits: 4 | 8;
+  zeroPoints: boolean;
+}
+
+const BLOCK = 32;
+
+/**
+ * A [K, N] weight (row-major) in MatMulNBits' layout: B uint8 [N, K/32, 32·bits/8] (for 4 bits the
+ * even k of each pair in the low nibble), scales [N·K/32], and, with zero points, uint8
+ * [N, K/32] (8 bits) or [N, ceil(K/64)] (4 bits, the even block in the low nibble).
+ */
+function blockQuantized(weight: Float32Array, k: number, n: number, { bits, zeroPoints }: BlockFormat): { data: Uint8Array; scales: Float32Array; zeroPoints?: Uint8Array } {
+  const blocks = k / BLOCK;
+  const top = 2 ** bits - 1;
+  const perByte = 8 / bits;
+  const data = new Uint8Array((n * blocks * BLOCK) / perByte);
+  const scales = new Float32Array(n * blocks);
+  const points = zeroPoints ? new Uint8Array(n * (bits === 8 ? blocks : Math.ceil(blocks / 2))) : undefined;
+  for (let column = 0; column < n; column++) {
+    for (let block = 0; block < blocks; block++) {
+      const values = Array.from({ length: BLOCK }, (_, i) => weight[(block * BLOCK + i) * n + column]!);
+      let scale: number;
+      let zero: number;
+      if (zeroPoints) {
+        const low = Math.min(0, ...values);
+        const high = Math.max(0, ...values);
+        scale = (high - low) / top || 1;
+        zero = Math.max(0, Math.min(top, Math.round(-low / scale)));
+        if (bits === 8) points![column * blocks + block] = zero;
+        else points![column * Math.ceil(blocks / 2) + (block >> 1)]! |= zero << (4 * (block & 1));
+      } else {
+        zero = (top + 1) / 2;
+        scale = Math.max(...values.map(Math.abs)) / (zero - 1) || 1;
+      }
+      scales[column * blocks + block] = scale;
+      values.forEach((value, i) => {
+        const level = Math.max(0, Math.min(top, Math.round(value / scale) + zero));
+        const at = ((column * blocks + block) * BLOCK + i) / perByte;
+        data[Math.floor(at)]! |= level << (bits * (i % perByte));
+      });
+    }
+  }
+  return { data, scales, ...(points && { zeroPoints: points }) };
+}
+
+/** The float32 2-D initializers of a graph, by name. */
+function floatMatrices(fields: readonly RawField[]): Map<string, { rows: number; columns: number; values: Float32Array }> {
+  const matrices = new Map<string, { rows: number; columns: number; values: Float32Array }>();
+  for (const field of fields) {
+    if (field.number !== GRAPH_INITIALIZER) continue;
+    const tensor = parseFields(field.payload!);
+    const dims = tensor.filter((f) => f.number === TENSOR_DIMS).map((f) => Number(f.value));
+    const raw = tensor.find((f) => f.number === TENSOR_RAW_DATA)?.payload;
+    if (tensor.find((f) => f.number === TENSOR_DATA_TYPE)?.value !== BigInt(ELEM_FLOAT) || dims.length !== 2 || !raw) continue;
+    const copy = new Uint8Array(raw);
+    matrices.set(new TextDecoder().decode(tensor.find((f) => f.number === TENSOR_NAME)?.payload), { rows: dims[0]!, columns: dims[1]!, values: new Float32Array(copy.buffer) });
+  }
+  return matrices;
+}
+
+/**
+ * Every MatMul by a float32 weight whose rows split into blocks of 32, the output head too, as one
+ * MatMulNBits on the activations as they come (accuracy_level 4), as exporters write them.
+ */
+function exportedMatMulNBits(source: string, target: string, format: BlockFormat): void {
+  copyFolder(source, target);
+  const path = join(target, 'model.onnx');
+  editModel(path, (fields) => {
+    const matrices = floatMatrices(fields);
+    const quantized = new Set<string>();
+    const out = fields.flatMap((field) => {
+      if (field.number !== GRAPH_NODE) return [field.bytes];
+      const matmul = readNode(field.payload!);
+      const weight = matmul.opType === 'MatMul' && matmul.domain === '' ? matrices.get(matmul.inputs[1]!) : undefined;
+      if (!weight || weight.rows % BLOCK !== 0) return [field.bytes];
+      const name = `${matmul.inputs[1]}/q${format.bits}`;
+      const { data, scales, zeroPoints } = blockQuantized(weight.values, weight.rows, weight.columns, format);
+      const initializers = quantized.has(name)
+        ? []
+        : [
+            initializer(`${name}/B`, ELEM_UINT8, [weight.columns, weight.rows / BLOCK, (BLOCK * format.bits) / 8], data),
+            initializer(`${name}/scales`, ELEM_FLOAT, [scales.length], new Uint8Array(scales.buffer)),
+            ...(zeroPoints ? [initializer(`${name}/zero_points`, ELEM_UINT8, [zeroPoints.length], zeroPoints)] : []),
+          ];
+      quantized.add(name);
+      const inputs = [matmul.inputs[0]!, `${name}/B`, `${name}/scales`, ...(zeroPoints ? [`${name}/zero_points`] : [])];
+      const attributes = [
+        intAttribute('K', weight.rows),
+        intAttribute('N', weight.columns),
+        intAttribute('bits', format.bits),
+        intAttribute('block_size', BLOCK),
+        intAttribute('accuracy_level', 4),
+      ];
+      return [...initializers, graphNode('MatMulNBits', inputs, matmul.outputs, { name: `/variant/MatMulNBits/${matmul.outputs[0]}`, attributes, domain: 'com.microsoft' })];
+    });
+    if (quantized.size === 0) throw new Error('no MatMul to quantize');
+    return withoutDeadNodes(out);
+  });
+  writeWithContribOps(path, readFileSync(path));
+}
+
+/** The token embeddings (the Gather of a float32 table by input_ids) as GatherBlockQuantized of 4-bit blocks along the hidden size. */
+function gatherBlockQuantized(source: string, target: string): void {
+  copyFolder(source, target);
+  const path = join(target, 'model.onnx');
+  editModel(path, (fields) => {
+    const matrices = floatMatrices(fields);
+    let found = false;
+    const out = fields.flatMap((field) => {
+      if (field.number !== GRAPH_NODE) return [field.bytes];
+      const gather = readNode(field.payload!);
+      const table = gather.opType === 'Gather' && gather.inputs[1] === 'input_ids' ? matrices.get(gather.inputs[0]!) : undefined;
+      if (!table || table.columns % BLOCK !== 0) return [field.bytes];
+      found = true;
+      // Blocks run along each row: quantized as the [hidden, vocabulary] weight whose columns are the rows.
+      const transposed = new Float32Array(table.values.length);
+      for (let row = 0; row < table.rows; row++) for (let column = 0; column < table.columns; column++) transposed[column * table.rows + row] = table.values[row * table.columns + column]!;
+      const { data, scales } = blockQuantized(transposed, table.columns, table.rows, { bits: 4, zeroPoints: false });
+      const name = `${gather.inputs[0]}/q4`;
+      return [
+        initializer(`${name}/data`, ELEM_UINT8, [table.rows, table.columns / 2], data),
+        initializer(`${name}/scales`, ELEM_FLOAT, [table.rows, table.columns / BLOCK], new Uint8Array(scales.buffer)),
+        graphNode('GatherBlockQuantized', [`${name}/data`, 'input_ids', `${name}/scales`], gather.outputs, {
+          name: `/variant/GatherBlockQuantized/${gather.outputs[0]}`,
+          attributes: [intAttribute('gather_axis', 0), intAttribute('quantize_axis', 1), intAttribute('block_size', BLOCK), intAttribute('bits', 4)],
+          domain: 'com.microsoft',
+        }),
+      ];
+    });
+    if (!found) throw new Error('no embedding Gather by input_ids');
+    return withoutDeadNodes(out);
+  });
+  writeWithContribOps(path, readFileSync(path));
 }
 
 const ELEM_INT32 = 6;
@@ -560,6 +704,9 @@ export const VARIANTS = {
   'logits-to-keep': logitsToKeep,
   'no-position-ids': noPositionIds,
   int4,
+  'q4-zero-points': (source: string, target: string) => exportedMatMulNBits(source, target, { bits: 4, zeroPoints: true }),
+  'q8-blocks': (source: string, target: string) => exportedMatMulNBits(source, target, { bits: 8, zeroPoints: false }),
+  'gather-block-quantized': gatherBlockQuantized,
   'group-query-attention': (source: string, target: string) => groupQueryAttention(source, target),
   'group-query-attention-rotary': (source: string, target: string) => groupQueryAttention(source, target, true),
   merged,

@@ -86,7 +86,7 @@ export class Preprocessor {
       new WorkerLane('preprocessing worker', { role: 'text', tokenizerJson: data.tokenizerJson, tokenizerConfig: data.tokenizerConfig }, options.heapLimitMb, (task) =>
         task.kind === 'chat' ? { ms: options.renderLimitMs, result: (seconds) => ({ templateError: `it did not finish rendering within ${seconds} s` }) } : undefined,
       ),
-      new WorkerLane('grammar-checking worker', { role: 'grammar', grammarVocabulary: data.grammarVocabulary }, options.heapLimitMb, (task) => {
+      new WorkerLane('grammar-checking worker', Promise.resolve(data.grammarVocabulary).then((grammarVocabulary) => ({ role: 'grammar', grammarVocabulary })), options.heapLimitMb, (task) => {
         if (task.kind === 'grammar') return { ms: options.grammarLimitMs, result: (seconds) => ({ grammarError: `its grammar did not compile within this server's limit of ${seconds} s` }) };
         if (task.kind === 'schema') return { ms: options.grammarLimitMs, result: (seconds) => ({ schemaError: `its validator did not compile within this server's limit of ${seconds} s` }) };
         return undefined;

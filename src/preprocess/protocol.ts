@@ -5,12 +5,13 @@ import type { ModelFiles } from '../model/files.js';
 
 /** Messages between the server (main thread) and the preprocessing worker, which turns prompts into token ids. */
 
-export type PreprocessData = Pick<ModelFiles, 'tokenizerJson' | 'tokenizerConfig'> & { grammarVocabulary: GrammarVocabulary };
+/** What the workers start from; the grammar vocabulary may still be coming (it is sized to the graph the engine reads). */
+export type PreprocessData = Pick<ModelFiles, 'tokenizerJson' | 'tokenizerConfig'> & { grammarVocabulary: GrammarVocabulary | Promise<GrammarVocabulary> };
 
 /** What a worker is for, with only what that takes: prompts (tokenizing, chat templates), checking schemas and grammars, or checking replies. */
 export type PreprocessWorkerData =
   | ({ role: 'text' } & Pick<PreprocessData, 'tokenizerJson' | 'tokenizerConfig'>)
-  | ({ role: 'grammar' } & Pick<PreprocessData, 'grammarVocabulary'>)
+  | { role: 'grammar'; grammarVocabulary: GrammarVocabulary }
   | { role: 'replies' };
 
 export type PreprocessTask =

@@ -59,10 +59,14 @@ export class WorkerLane {
 
   constructor(
     private readonly name: string,
-    private readonly data: PreprocessWorkerData,
+    /** What the worker starts with; it may still be coming (the grammar vocabulary comes with the engine). */
+    private readonly data: PreprocessWorkerData | Promise<PreprocessWorkerData>,
     private readonly heapLimitMb: number,
     private readonly deadline: (task: PreprocessTask) => Deadline | undefined,
-  ) {}
+  ) {
+    // Data that never comes fails the worker's first start, where it is reported; not before, unhandled.
+    if (data instanceof Promise) data.catch(() => {});
+  }
 
   /** Starts the worker now (else with the first task). */
   start(): Promise<void> {
@@ -204,7 +208,7 @@ export class WorkerLane {
   }
 
   private async spawn(): Promise<void> {
-    const { worker } = await startWorker(new URL('./worker.ts', import.meta.url), this.data, {
+    const { worker } = await startWorker(new URL('./worker.ts', import.meta.url), await this.data, {
       name: this.name,
       resourceLimits: { maxOldGenerationSizeMb: this.heapLimitMb },
       failure: (message) => new ModelLoadError(message),

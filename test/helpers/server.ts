@@ -24,6 +24,8 @@ export function startTestServer(overrides: Partial<ServerConfig> = {}): Promise<
     port: 0,
     threads: 1,
     logLevel: 'silent',
+    // Tests of the compile limit set their own: a machine busy with the suite's other file may take longer than the default.
+    grammarCompileLimitMs: 30_000,
     ...overrides,
   });
 }

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeVariant, type VariantName } from '../../tools/model-variants.js';
@@ -38,6 +38,11 @@ const CASES: { source: Source; variant: VariantName | VariantName[] | 'as export
   { source: 'tiny-llama', variant: 'int4', matchesGoldens: false, edits: [false, true, true] },
   // As onnxruntime-genai's builder writes an int4 Llama: GroupQueryAttention with the rotary fused in, MatMulNBits, genai_config.json.
   { source: 'tiny-llama', variant: ['group-query-attention-rotary', 'int4', 'genai'], matchesGoldens: false, edits: [false, false, true] },
+  // MatMulNBits as exporters write them (on the activations as they come), of 8-bit blocks.
+  { source: 'tiny-llama', variant: 'q8-blocks', matchesGoldens: false, edits: [false, true, true] },
+  // As transformers.js v4 writes model_q4f16.onnx: GroupQueryAttention, MatMulNBits of 4-bit blocks with
+  // zero points, GatherBlockQuantized embeddings, float16 activations and cache.
+  { source: 'tiny-llama', variant: ['group-query-attention-rotary', 'q4-zero-points', 'gather-block-quantized', 'fp16', 'transformers-js'], matchesGoldens: false, edits: [false, false, true], arrivals: true },
 ];
 
 const MAX_TOKENS = 24;
@@ -184,4 +189,38 @@ describe.each(CASES.map((entry) => ({ ...entry, name: [entry.variant].flat().joi
       expect(after.over8 - before.over8).toBeGreaterThan(10);
     });
   }
+});
+
+describe('quantized graphs the runtime cannot run', () => {
+  let root: string;
+  beforeAll(() => {
+    root = mkdtempSync(join(tmpdir(), 'ortserve-variant-'));
+    makeVariant('q8-blocks', MODEL_DIRS['tiny-llama']!, join(root, 'model'));
+  });
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+  /** The 8-bit variant with every occurrence of one byte string replaced by another of its length. */
+  function patched(from: string, to: string): string {
+    const dir = mkdtempSync(join(root, 'patched-'));
+    cpSync(join(root, 'model'), dir, { recursive: true });
+    const path = join(dir, 'model.onnx');
+    writeFileSync(path, Buffer.from(readFileSync(path).toString('latin1').replaceAll(from, to), 'latin1'));
+    return dir;
+  }
+
+  it.each([
+    ['an operator the runtime does not know', ['MatMulNBits', 'MatMulNBitz'], /the operator MatMulNBitz of domain com\.microsoft is not one onnxruntime 1\.29 knows/],
+    // The `bits` attribute (name, then int 8) set to 3.
+    ['MatMulNBits of 3-bit blocks', ['\x0a\x04bits\x18\x08', '\x0a\x04bits\x18\x03'], /the operator MatMulNBits refused its node: Only 2b, 4b and 8b quantization is supported/],
+  ] as const)('%s is refused at load, naming the operator', async (_name, [from, to], message) => {
+    const failure = await startTestServer({ model: patched(from, to) }).then(
+      async (server) => {
+        await server.close();
+        return undefined;
+      },
+      (err: Error) => err,
+    );
+    expect(failure?.name).toBe('ModelLoadError');
+    expect(failure?.message).toMatch(message);
+  });
 });

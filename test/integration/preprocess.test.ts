@@ -1,3 +1,5 @@
+import { jest } from '@jest/globals';
+import { TextTokenizer } from '../../src/model/tokenizer.js';
 import { DEFAULT_PREPROCESSOR_OPTIONS } from '../../src/preprocess/preprocessor.js';
 import type { RunningServer } from '../../src/server.js';
 import { copyModel } from '../helpers/model-copy.js';
@@ -51,14 +53,19 @@ describe('tokenizing off the HTTP thread', () => {
   it('/health stays as quick as unloaded while 16 requests of 32 prompts of 14,335 characters are tokenized', async () => {
     const unloaded: number[] = [];
     for (let i = 0; i < 20; i++) unloaded.push(await healthLatency(server));
+    // The HTTP thread's tokenizer (the one this test process shares with the server) is never used.
+    const onHttpThread = jest.spyOn(TextTokenizer.prototype, 'encode');
     // Each prompt is within every limit, but too long for the context once tokenized.
     const tokenized = await healthUnderLoad('Once upon a time there was a little dog. '.repeat(350).slice(0, 14_335));
+    expect(onHttpThread).not.toHaveBeenCalled();
+    onHttpThread.mockRestore();
     // The same load with prompts long enough to be refused before they are tokenized: what the HTTP
     // thread's own work (these 7 MB of bodies, and this test's client) costs a probe.
     const refusedEarly = await healthUnderLoad('Once upon a time there was a little dog. '.repeat(500));
     // Measured against the same server unloaded a moment before: a loaded HTTP thread took seconds.
+    // A busy machine stretches every probe alike; tokenizing in the HTTP thread held them for seconds.
     const baseline = median(unloaded);
-    expect(tokenized).toBeLessThan(Math.max(100 * baseline, 2 * refusedEarly, 20));
+    expect(tokenized).toBeLessThan(Math.max(100 * baseline, 2 * refusedEarly, 250));
   });
 });
 

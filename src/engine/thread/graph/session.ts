@@ -9,6 +9,7 @@ import { addGroupQuerySlots } from './group-query-slots.js';
 import { ModelLoadError } from '../../../model/errors.js';
 import type { ModelConfig } from '../../../model/config.js';
 import { positionTableSize, takesUnpaddedRows } from './graph-limits.js';
+import { runtimeRefusal } from './runtime-refusal.js';
 import { INT4_BLOCK, quantizeWeights, type ExternalDataReader } from './weight-quantization.js';
 import type { AttentionFormat, Device, GraphLimits, QuantizedWeights, WeightFormat } from '../../protocol.js';
 
@@ -300,6 +301,6 @@ export async function createDecoderSession(modelPath: string, options: SessionOp
     const vocabSize = logits?.shape?.[2];
     return { session, limits: { positions, ...(typeof vocabSize === 'number' && vocabSize > 0 && { vocabSize }), ...(unpaddedRows && { unpaddedRows }) }, rewrites };
   } catch (err) {
-    throw new ModelLoadError(`${modelPath}: cannot load the ONNX graph (${(err as Error).message})`);
+    throw new ModelLoadError(`${modelPath}: cannot load the ONNX graph: ${runtimeRefusal((err as Error).message, options.device)}`);
   }
 }
