@@ -10,6 +10,8 @@
  * - mixed: 16 clients, prompts from 8 to 512 tokens, arriving over the first second (completion
  *   tokens/s, and prompt and completion tokens/s: prefilling 4,000 prompt tokens dominates it);
  * - mixed short: 16 clients, prompts from 8 to 64 tokens, arriving 20 ms apart;
+ * - same long: 16 clients arriving together, prompts of the mixed scenario's mean length (260
+ *   tokens): the same prefill work as mixed, without the spread of lengths and arrivals;
  * - quiet / long prompt: 15 clients decoding, alone, then with a 2,000-token prompt arriving once
  *   each has its first tokens: their p95 inter-token latency in each.
  *
@@ -108,6 +110,8 @@ interface RoundResult {
   same: number;
   mixedShort: number;
   mixed: number;
+  /** 16 clients together, prompts of the mixed scenario's mean length. */
+  sameLong: number;
   /** Prompt and completion tokens/s of the mixed scenario. */
   mixedProcessed: number;
   quietItlP95: number;
@@ -137,6 +141,7 @@ async function round(server: ServerHandle): Promise<RoundResult> {
   const mixedStreams = check(await spread(512, 1000 / 16));
   const mixed = tokensPerSecond(mixedStreams);
   const promptTokens = Array.from({ length: 16 }, (_, i) => Math.round(8 + ((i * 7) % 16) * (504 / 15))).reduce((a, b) => a + b, 0);
+  const sameLong = tokensPerSecond(check(await Promise.all(Array.from({ length: 16 }, (_, i) => stream(server, prompt(Math.round(promptTokens / 16), i + 60))))));
   const mixedProcessed = mixed * (1 + promptTokens / mixedStreams.reduce((sum, s) => sum + s.tokens, 0));
   const decoding = async (withLong: boolean) => {
     let started = 0;
@@ -157,7 +162,7 @@ async function round(server: ServerHandle): Promise<RoundResult> {
   };
   const quietItlP95 = await decoding(false);
   const longItlP95 = await decoding(true);
-  return { single, same, mixedShort, mixed, mixedProcessed, quietItlP95, longItlP95, errors: errors.filter((e) => !/^96 tokens$/.test(e)) };
+  return { single, same, mixedShort, mixed, sameLong, mixedProcessed, quietItlP95, longItlP95, errors: errors.filter((e) => !/^96 tokens$/.test(e)) };
 }
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
@@ -179,7 +184,7 @@ for (let r = 1; r <= rounds; r++) {
 const flagsOf = readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1] ?? '';
 const features = ['avx2', 'avx512f', 'avx512_vnni', 'avx_vnni', 'amx_tile'].filter((flag) => flagsOf.split(' ').includes(flag));
 console.log(`bench-llama-135m layouts — ${new Date().toISOString()} — ${cpus().length} cores (${cpus()[0]?.model ?? '?'}; ${features.join(', ') || 'no AVX2'}), server from ${serverRoot}, ${rounds} rounds, medians`);
-console.log('layout        1 client  16 same  16 mixed short  short/same  16 mixed 8-512  (prompt+completion)  quiet ITL p95 ms  with a 2,000-token prompt  ratio');
+console.log('layout        1 client  16 same  16 mixed short  short/same  16 mixed 8-512  (prompt+completion)  16 same long  mixed/same long  quiet ITL p95 ms  with a 2,000-token prompt  ratio');
 const summary: Record<string, Record<string, number>> = {};
 for (const [layout, runs] of results) {
   const row = {
@@ -187,6 +192,7 @@ for (const [layout, runs] of results) {
     same: median(runs.map((r) => r.same)),
     mixedShort: median(runs.map((r) => r.mixedShort)),
     mixed: median(runs.map((r) => r.mixed)),
+    sameLong: median(runs.map((r) => r.sameLong)),
     mixedProcessed: median(runs.map((r) => r.mixedProcessed)),
     quietItlP95: median(runs.map((r) => r.quietItlP95)),
     longItlP95: median(runs.map((r) => r.longItlP95)),
@@ -199,6 +205,8 @@ for (const [layout, runs] of results) {
     [row.mixedShort / row.same, 10, 2],
     [row.mixed, 14],
     [row.mixedProcessed, 19],
+    [row.sameLong, 12],
+    [row.mixed / row.sameLong, 15, 2],
     [row.quietItlP95, 16],
     [row.longItlP95, 25],
     [row.longItlP95 / row.quietItlP95, 5, 2],

@@ -58,6 +58,13 @@ const OPTIONS = {
     help: 'port to listen on',
     doc: 'Port to listen on.',
   },
+  'reasoning-parser': {
+    field: 'reasoningParser',
+    env: 'ORTSERVE_REASONING_PARSER',
+    schema: z.enum(['auto', 'none', 'think']).default('auto'),
+    help: "how a chat reply's thinking is told apart (reasoning_content): auto (from the chat template's markers), think (<think>…</think>), none (all content)",
+    doc: "How a chat reply's thinking is told apart from its answer and given as `reasoning_content`: `auto` finds the markers in the chat template (`<think>` and `</think>`, as Qwen3, QwQ, DeepSeek-R1 and SmolLM3 write them); `think` takes those markers whatever the template says; `none` leaves the thinking in `content`. See [API](api.md#reasoning).",
+  },
   device: {
     field: 'device',
     engine: true,

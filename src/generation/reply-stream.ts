@@ -3,9 +3,12 @@ import type { ParsedToolCall } from '../tool-calls/formats.js';
 import { ToolCallParser, type ParsedPiece } from '../tool-calls/tool-call-parser.js';
 import { dropsUnfinished, type OutputPlan } from './output-plan.js';
 import type { GeneratedToken, TextChunk } from './text-generation.js';
+import { ReasoningSplitter, type ReasoningPiece, type ReasoningPlan } from './reasoning.js';
 
 /** What a choice's reply holds as it streams, in the order it comes. */
 export type ReplyEvent =
+  /** Text of the reply's thinking, with the tokens it came from. */
+  | { type: 'reasoning'; text: string; tokens: readonly GeneratedToken[] }
   /** Text of the reply, with the tokens it came from. */
   | { type: 'text'; text: string; tokens: readonly GeneratedToken[] }
   /** Call number `index` starts: its name is known, its arguments follow. */
@@ -15,40 +18,57 @@ export type ReplyEvent =
   | { type: 'call-end'; index: number };
 
 /**
- * One choice's reply as it streams: its text, or, when the request has tools, its text and the
- * calls read out of it (a call its grammar writes is let through as it comes: its name, then its
- * arguments piece by piece). Each endpoint writes these events in its own wire shape.
+ * One choice's reply as it streams: its thinking, for a model that thinks aloud, then its text, or,
+ * when the request has tools, its text and the calls read out of it (a call its grammar writes is
+ * let through as it comes: its name, then its arguments piece by piece). Each endpoint writes these
+ * events in its own wire shape.
  */
 export class ReplyStream {
   /** The calls so far, with their arguments as they have come. */
   readonly calls: ParsedToolCall[] = [];
   private readonly parser: ToolCallParser | undefined;
-  /** Tokens of text the parser holds back, handed out with that text. */
+  private readonly reasoning: ReasoningSplitter | undefined;
+  /** Tokens of text held back (by the parser or the splitter), handed out with that text. */
   private heldTokens: GeneratedToken[] = [];
 
-  constructor(private readonly output: OutputPlan) {
+  constructor(
+    private readonly output: OutputPlan,
+    reasoning?: ReasoningPlan,
+  ) {
     const { tools } = output;
     this.parser = tools && new ToolCallParser(tools.format, new Set(tools.parameters.keys()), tools.enforced);
+    this.reasoning = reasoning && new ReasoningSplitter(reasoning.format, reasoning.startsInside);
   }
 
   push(chunk: TextChunk): ReplyEvent[] {
-    if (!this.parser) return [{ type: 'text', text: chunk.text, tokens: chunk.tokens }];
     this.heldTokens.push(...chunk.tokens);
-    return this.events(this.parser.push(chunk.text));
+    return this.answer(this.reasoning ? this.reasoning.push(chunk.text) : [{ content: chunk.text }]);
   }
 
   /** The rest of the reply once it has ended for `reason`. */
   end(reason: FinishReason): ReplyEvent[] {
-    return this.parser ? this.events(this.parser.end(dropsUnfinished(this.output, reason))) : [];
+    const rest = this.answer(this.reasoning?.end() ?? []);
+    return this.parser ? [...rest, ...this.events(this.parser.end(dropsUnfinished(this.output, reason)))] : rest;
+  }
+
+  /** Thinking as it is; the answer through the tool-call parser, where there is one. */
+  private answer(pieces: readonly ReasoningPiece[]): ReplyEvent[] {
+    return pieces.flatMap((piece): ReplyEvent[] => {
+      if ('reasoning' in piece) return [{ type: 'reasoning', text: piece.reasoning, tokens: this.takeTokens() }];
+      if (this.parser) return this.events(this.parser.push(piece.content));
+      return [{ type: 'text', text: piece.content, tokens: this.takeTokens() }];
+    });
+  }
+
+  private takeTokens(): GeneratedToken[] {
+    const tokens = this.heldTokens;
+    this.heldTokens = [];
+    return tokens;
   }
 
   private events(pieces: readonly ParsedPiece[]): ReplyEvent[] {
     return pieces.flatMap((piece): ReplyEvent[] => {
-      if ('content' in piece) {
-        const tokens = this.heldTokens;
-        this.heldTokens = [];
-        return [{ type: 'text', text: piece.content, tokens }];
-      }
+      if ('content' in piece) return [{ type: 'text', text: piece.content, tokens: this.takeTokens() }];
       if ('callStart' in piece) return [this.start(piece.callStart)];
       if ('callArguments' in piece) {
         const index = this.calls.length - 1;

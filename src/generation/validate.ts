@@ -7,6 +7,7 @@ import { checkTokenIds, encodeChat, encodePrompts, promptTooLong } from './promp
 import type { GenerationRequest, ReportingRequest } from './request.js';
 import type { ServingContext } from './context.js';
 import type { RequestScope } from './scope.js';
+import { opensReasoning, type ReasoningPlan } from './reasoning.js';
 
 /**
  * From a generation request to one validated request: the server's limits, the prompts as token ids
@@ -32,6 +33,18 @@ export interface ValidatedRequest {
   readonly reporting: Readonly<ReportingRequest>;
   /** What response_format and tools ask of the output. */
   readonly output: OutputPlan;
+  /** A chat reply's thinking, told apart from its answer: for a model that thinks aloud, when no grammar shapes the reply from its first token. */
+  readonly reasoning?: ReasoningPlan;
+}
+
+/** Tokens at the prompt's end that are enough to hold a generation prompt's opening marker. */
+const PROMPT_END_TOKENS = 16;
+
+/** How the reply of a chat request is read, for a model that thinks aloud. */
+function reasoningPlan(model: LoadedModel, request: GenerationRequest, output: OutputPlan, prompt: readonly number[]): ReasoningPlan | undefined {
+  const format = model.reasoningFormat;
+  if (!format || request.prompts.kind !== 'chat' || output.grammar) return undefined;
+  return { format, startsInside: opensReasoning(model.tokenizer.decode(prompt.slice(-PROMPT_END_TOKENS), false), format) };
 }
 
 /** The server's defaults where neither the request nor generation_config.json says. */
@@ -109,6 +122,7 @@ export async function validateGeneration(context: ServingContext, request: Gener
   const { sampling, reporting } = request;
   // Ranking by mean log-probability needs each token's log-probability.
   const logprobs = reporting.logprobs ?? (bestOf > n ? 0 : undefined);
+  const reasoning = reasoningPlan(model, request, output, prompts[0]!.ids);
   return {
     prompts: prompts.map((prompt) => prompt.ids),
     promptTexts: request.prompts.kind === 'chat' ? [] : prompts.map((prompt) => prompt.text),
@@ -132,5 +146,6 @@ export async function validateGeneration(context: ServingContext, request: Gener
     stop: request.stopping.stop,
     reporting,
     output,
+    ...(reasoning && { reasoning }),
   };
 }

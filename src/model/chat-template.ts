@@ -15,6 +15,10 @@ export interface ChatMessage {
   tool_calls?: ChatToolCall[];
   /** On a `tool` message: the call it answers. */
   tool_call_id?: string;
+  /** On an `assistant` message: its thinking, which templates of reasoning models render back. */
+  reasoning_content?: string | null;
+  /** Other fields of an assistant message, passed to the template as given. */
+  [field: string]: unknown;
 }
 
 /** The tools a conversation may call, as OpenAI's request lists them. */
@@ -135,13 +139,14 @@ export class ChatTemplate {
   /** The prompt text of a conversation; `tools` are given to the template, or through the tools prompt when it has no use for them. */
   render(messages: readonly ChatMessage[], tools?: ChatTools, { addGenerationPrompt = true, kwargs = {} }: RenderOptions = {}): string {
     const given = this.supportsTools ? messages : withoutToolSupport(messages, tools);
-    const template = tools?.length ? this.toolTemplate : this.template;
+    // As apply_chat_template: tools given (an empty list too) choose the tool_use template and reach the template as given.
+    const template = tools !== undefined ? this.toolTemplate : this.template;
     try {
       const extra = Object.fromEntries(Object.entries(kwargs).filter(([name]) => !TEMPLATE_VARIABLES.includes(name)));
       return template.render({
         ...extra,
         messages: given.map((m) => ({ ...m })),
-        ...(this.supportsTools && tools?.length && { tools }),
+        ...(this.supportsTools && tools !== undefined && { tools }),
         add_generation_prompt: addGenerationPrompt,
         bos_token: this.specialTokens.bosToken ?? '',
         eos_token: this.specialTokens.eosToken ?? '',

@@ -2,6 +2,7 @@ import { basename } from 'node:path';
 import { ChatTemplate } from './chat-template.js';
 import { readModelConfig, type ModelConfig } from './config.js';
 import { detectToolCallFormat, type ToolCallFormat } from '../tool-calls/formats.js';
+import { detectReasoningFormat, REASONING_FORMATS, type ReasoningFormat, type ReasoningParserName } from '../generation/reasoning.js';
 import { ModelLoadError } from './errors.js';
 import { readModelFiles, type ModelFiles } from './files.js';
 import { TextTokenizer } from './tokenizer.js';
@@ -25,6 +26,8 @@ export interface LoadedModel {
   chatTemplate: ChatTemplate;
   /** How the model writes tool calls, from its chat template. */
   toolCallFormat: ToolCallFormat;
+  /** The markers of the model's thinking (from its chat template, or `--reasoning-parser`); none for a model that does not think aloud. */
+  reasoningFormat?: ReasoningFormat;
   samplingDefaults: SamplingDefaults;
 }
 
@@ -32,6 +35,14 @@ export interface LoadModelOptions {
   modelFile?: string;
   /** The id in the API, then aliases a request may also name; none: the directory's name. */
   servedModelNames?: readonly string[];
+  /** `auto`: the markers the chat template writes, if any. */
+  reasoningParser?: ReasoningParserName | 'auto' | 'none';
+}
+
+function reasoningFormat(chatTemplate: ChatTemplate, parser: LoadModelOptions['reasoningParser'] = 'auto'): ReasoningFormat | undefined {
+  if (parser === 'none') return undefined;
+  if (parser === 'auto') return chatTemplate.isFallback ? undefined : detectReasoningFormat(chatTemplate.source);
+  return REASONING_FORMATS[parser];
 }
 
 /** A sampling default from generation_config.json: absent, or a number within the range a request may ask for. */
@@ -73,6 +84,7 @@ export function loadModel(dir: string, options: LoadModelOptions = {}): LoadedMo
   const files = readModelFiles(dir, options.modelFile);
   const tokenizer = new TextTokenizer(files);
   const chatTemplate = new ChatTemplate(files.tokenizerConfig, tokenizer);
+  const reasoning = reasoningFormat(chatTemplate, options.reasoningParser);
   return {
     id: options.servedModelNames?.[0] ?? basename(files.dir),
     aliases: options.servedModelNames?.slice(1) ?? [],
@@ -81,6 +93,7 @@ export function loadModel(dir: string, options: LoadModelOptions = {}): LoadedMo
     tokenizer,
     chatTemplate,
     toolCallFormat: detectToolCallFormat(chatTemplate),
+    ...(reasoning && { reasoningFormat: reasoning }),
     samplingDefaults: {
       temperature: samplingDefault(files.generationConfig, 'temperature', 2, 1),
       topP: samplingDefault(files.generationConfig, 'top_p', 1, 1),

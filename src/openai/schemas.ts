@@ -86,12 +86,14 @@ const toolCall = z.object({
 
 const message = z.discriminatedUnion('role', [
   z.object({ role: z.enum(['system', 'developer', 'user']), content, name: z.string().optional() }),
-  z.object({
+  // Fields the server does not use (reasoning_content, thinking, …) are kept for the chat template.
+  z.looseObject({
     role: z.literal('assistant'),
     content: content.nullish(),
     name: z.string().optional(),
     tool_calls: z.array(toolCall).nullish(),
     refusal: z.string().nullish(),
+    reasoning_content: z.string().nullish(),
   }),
   z.object({ role: z.literal('tool'), content, tool_call_id: z.string() }),
 ]);

@@ -13,7 +13,7 @@ describe('the engine runs off the main thread', () => {
   });
   afterAll(() => server.close());
 
-  it('answers /health within 100 ms while a long generation runs', async () => {
+  it('answers /health at once while a long generation runs', async () => {
     const generation = postJson(server, '/v1/completions', { model: DEFAULT, prompt: 'Once upon a time', max_tokens: 400, n: 16, temperature: 1 });
     let busy = true;
     void generation.finally(() => {
@@ -30,7 +30,11 @@ describe('the engine runs off the main thread', () => {
     }
     expect(busy).toBe(true);
     expect(latencies.length).toBeGreaterThan(5);
-    expect(Math.max(...latencies)).toBeLessThan(100);
+    // A forward pass of 16 rows takes 100 ms or more here: on the HTTP thread, most probes would wait
+    // for part of one. A machine busy with other work may hold up one probe, not most.
+    const sorted = [...latencies].sort((a, b) => a - b);
+    expect(sorted[Math.floor(sorted.length / 2)]).toBeLessThan(25);
+    expect(sorted.at(-1)).toBeLessThan(1000);
     expect((await generation).status).toBe(200);
   });
 });

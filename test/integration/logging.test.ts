@@ -15,8 +15,8 @@ interface LogLine {
 
 describe('logging', () => {
   it('a 504 is a warning without a stack, a drain 503 no error at all, and no query string reaches the log', async () => {
-    // 64 choices of 500 tokens run in four batches of 16, one after another: well past the 1 s deadline.
-    const { child, url, logs } = await startCli(['--port', '0', '--host', '127.0.0.1', '--request-timeout', '1', '--max-n', '64'], { ORTSERVE_THREADS: '1' });
+    // 64 choices of 500 tokens run in four batches of 16, one after another: well past the 3 s deadline.
+    const { child, url, logs } = await startCli(['--port', '0', '--host', '127.0.0.1', '--request-timeout', '3', '--max-n', '64'], { ORTSERVE_THREADS: '1' });
     const code = exited(child);
     try {
       expect((await fetch(`${url}/v1/models?api_key=sk-in-the-query`)).status).toBe(200);

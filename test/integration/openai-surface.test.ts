@@ -204,13 +204,13 @@ describe('the full OpenAI surface through the official client', () => {
   });
 
   describe('chat messages', () => {
-    it('takes developer messages as system messages, text parts, and names', async () => {
-      const asSystem = await client.chat.completions.create({ ...greedy, max_tokens: 6, messages: [{ role: 'system', content: 'Be kind.' }, { role: 'user', content: 'Hi' }] });
+    it('takes developer messages as system messages, text parts (joined with a line break, as vLLM joins them), and names', async () => {
+      const asSystem = await client.chat.completions.create({ ...greedy, max_tokens: 6, messages: [{ role: 'system', content: 'Be kind.\nBe brief.' }, { role: 'user', content: 'Hi' }] });
       const asDeveloper = await client.chat.completions.create({
         ...greedy,
         max_tokens: 6,
         messages: [
-          { role: 'developer', content: [{ type: 'text', text: 'Be ' }, { type: 'text', text: 'kind.' }] },
+          { role: 'developer', content: [{ type: 'text', text: 'Be kind.' }, { type: 'text', text: 'Be brief.' }] },
           { role: 'user', content: 'Hi', name: 'sam' },
         ],
         response_format: { type: 'text' },

@@ -21,7 +21,7 @@ export function templateKwargs(kwargs: Record<string, unknown> | null | undefine
   return kwargs;
 }
 
-/** Text parts joined into one string. */
+/** Text parts joined into one string, a line break between two, as vLLM joins them. */
 function contentText(content: string | { type: string; text?: string }[] | null | undefined, param: string): string {
   if (content === null || content === undefined) return '';
   if (typeof content === 'string') return content;
@@ -32,7 +32,7 @@ function contentText(content: string | { type: string; text?: string }[] | null 
       if (typeof part.text !== 'string') throw catalogueError('missing_required_parameter', [`${partParam}.text`], `${partParam}.text`);
       return part.text;
     })
-    .join('');
+    .join('\n');
 }
 
 /**
@@ -58,7 +58,10 @@ export function templateMessage(message: ChatRequestMessage, index: number, maxJ
     if ((message.content === null || message.content === undefined) && !message.tool_calls?.length) {
       throw invalidRequest(`Invalid value for 'messages[${index}].content': an assistant message needs content or tool_calls.`, `messages[${index}].content`, 'invalid_value');
     }
+    const { role: _role, content: _content, name: _name, tool_calls: _calls, ...others } = message;
     return {
+      // Whatever else the message holds reaches the template as given (reasoning_content, say).
+      ...others,
       role: 'assistant',
       content,
       ...(message.name !== undefined && { name: message.name }),

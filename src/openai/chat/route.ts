@@ -3,6 +3,7 @@ import type { GeneratedToken } from '../../generation/text-generation.js';
 import type { FinishReason } from '../../engine/protocol.js';
 import type { ParsedToolCall } from '../../tool-calls/formats.js';
 import { parseToolCalls } from '../../tool-calls/tool-call-parser.js';
+import { splitReasoning } from '../../generation/reasoning.js';
 import { ReplyStream, type ReplyEvent } from '../../generation/reply-stream.js';
 import { responseId, toolCallId } from '../ids.js';
 import { chatLogprobs } from '../logprobs.js';
@@ -43,6 +44,9 @@ export const chatRoutes: FastifyPluginAsync<{ models: ServedModels }> = async (a
     request.log.info({ ...planSummary(plan), grammar: !!output.grammar, tools: output.tools?.choice ?? 'none' }, 'chat completion');
     request.log.debug({ messages: body.messages }, 'chat messages');
     const toolNames = new Set(output.tools?.parameters.keys());
+    /** A whole reply's thinking (for a model that thinks aloud) and its answer. */
+    const answerOf = (text: string): { reasoning?: string; content: string } =>
+      plan.reasoning ? splitReasoning(text, plan.reasoning.format, plan.reasoning.startsInside) : { content: text };
     const logprobsOf = (tokens: readonly GeneratedToken[]) => (logprobs === undefined ? null : chatLogprobs(tokens));
 
     const id = responseId('chatcmpl');
@@ -57,13 +61,15 @@ export const chatRoutes: FastifyPluginAsync<{ models: ServedModels }> = async (a
       const replies = new Map<number, ReplyStream>();
       const replyOf = (index: number) => {
         let stream = replies.get(index);
-        if (!stream) replies.set(index, (stream = new ReplyStream(output)));
+        if (!stream) replies.set(index, (stream = new ReplyStream(output, plan.reasoning)));
         return stream;
       };
       const callDelta = (index: number, call: Record<string, unknown>) => chunk(index, { tool_calls: [call] }, null, null);
       const chunks = (index: number, events: readonly ReplyEvent[]) =>
         events.flatMap((event) => {
           switch (event.type) {
+            case 'reasoning':
+              return [chunk(index, { reasoning_content: event.text }, logprobsOf(event.tokens), null)];
             case 'text':
               return [chunk(index, { content: event.text }, logprobsOf(event.tokens), null)];
             case 'call-start':
@@ -85,7 +91,7 @@ export const chatRoutes: FastifyPluginAsync<{ models: ServedModels }> = async (a
             const replyStream = replyOf(outcome.index);
             const last = chunks(outcome.index, replyStream.end(outcome.finishReason));
             const { calls } = replyStream;
-            checkAfterwards(calls.length > 0 ? null : outcome.text, calls, outcome.finishReason);
+            checkAfterwards(calls.length > 0 ? null : answerOf(outcome.text).content, calls, outcome.finishReason);
             return [...last, chunk(outcome.index, {}, null, finishReason(output, outcome.finishReason, calls.length))];
           },
           usage: (counts) => ({ ...envelope, choices: [], usage: counts }),
@@ -98,14 +104,18 @@ export const chatRoutes: FastifyPluginAsync<{ models: ServedModels }> = async (a
     const generation = await runGeneration(context, plan, scope.signal);
     const { choices } = generation;
     const message = (outcome: ChoiceOutcome) => {
+      const { reasoning, content: answer } = answerOf(outcome.text);
+      // A model that thinks aloud has the field on every reply (null when it did not think), as vLLM gives it.
+      const thinking = model.reasoningFormat && { reasoning_content: reasoning ?? null };
       if (!output.tools) {
-        checkAfterwards(outcome.text, [], outcome.finishReason);
-        return { message: { role: 'assistant' as const, content: outcome.text, refusal: null }, finish_reason: outcome.finishReason };
+        checkAfterwards(answer, [], outcome.finishReason);
+        const content = answer === '' && reasoning !== undefined ? null : answer;
+        return { message: { role: 'assistant' as const, content, ...thinking, refusal: null }, finish_reason: outcome.finishReason };
       }
-      const { content, calls } = parseToolCalls(output.tools.format, toolNames, outcome.text, dropsUnfinished(output, outcome.finishReason));
+      const { content, calls } = parseToolCalls(output.tools.format, toolNames, answer, dropsUnfinished(output, outcome.finishReason));
       checkAfterwards(content, calls, outcome.finishReason);
       return {
-        message: { role: 'assistant' as const, content, refusal: null, ...(calls.length > 0 && { tool_calls: calls.map(apiToolCall) }) },
+        message: { role: 'assistant' as const, content, ...thinking, refusal: null, ...(calls.length > 0 && { tool_calls: calls.map(apiToolCall) }) },
         finish_reason: finishReason(output, outcome.finishReason, calls.length),
       };
     };

@@ -37,7 +37,7 @@ const functionCallOutputItem = z.object({
   output: z.union([z.string(), z.array(textPart)], { error: 'must be a string or an array of input_text parts' }),
 });
 
-/** The text of a message's content: a string, or text parts joined. */
+/** The text of a message's content: a string, or text parts joined with a line break between two (as chat messages' parts). */
 function contentText(content: string | { type: string; text?: string | undefined }[], param: string): string {
   if (typeof content === 'string') return content;
   return content
@@ -47,7 +47,7 @@ function contentText(content: string | { type: string; text?: string | undefined
       }
       return part.text ?? '';
     })
-    .join('');
+    .join('\n');
 }
 
 /** The conversation of a request, the instructions first as a system message. */

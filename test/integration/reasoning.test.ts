@@ -1,0 +1,91 @@
+import type OpenAI from 'openai';
+import type { RunningServer } from '../../src/server.js';
+import { copyModel } from '../helpers/model-copy.js';
+import { MODEL_DIRS, openaiClient, postJson, startTestServer } from '../helpers/server.js';
+
+/**
+ * A model that thinks aloud answers with `reasoning_content` apart from `content`. The fixture is the
+ * tiny Llama with a template in DeepSeek-R1's manner: its generation prompt opens `<think>`, and it
+ * renders an earlier reply's reasoning_content back. The model's random weights never close the
+ * thinking, so every reply is thinking cut short by max_tokens.
+ */
+
+const MODEL = 'tiny-thinker';
+const TEMPLATE =
+  "{% for m in messages %}{% if m.role == 'user' %}<|user|>{{ m.content }}{% elif m.role == 'assistant' %}<|assistant|>" +
+  "{% if m.reasoning_content %}<think>{{ m.reasoning_content }}</think>{% endif %}{{ m.content }}{% endif %}{% endfor %}" +
+  "{% if add_generation_prompt %}<|assistant|><think>\n{% endif %}";
+const question = [{ role: 'user' as const, content: 'Two and two?' }];
+
+describe('a model that thinks aloud', () => {
+  const model = copyModel(MODEL_DIRS['tiny-llama']!, { 'tokenizer_config.json': (json) => void (json.chat_template = TEMPLATE) });
+  let server: RunningServer;
+  let client: OpenAI;
+  beforeAll(async () => {
+    server = await startTestServer({ model: model.dir, servedModelNames: [MODEL] });
+    client = openaiClient(server).client;
+  });
+  afterAll(async () => {
+    await server.close();
+    model.remove();
+  });
+
+  /** What the model writes after the rendered conversation, as a plain completion of its token ids. */
+  async function rawReply(maxTokens: number): Promise<string> {
+    const tokenized = await postJson(server, '/tokenize', { model: MODEL, messages: question });
+    const completion = await postJson(server, '/v1/completions', { model: MODEL, prompt: tokenized.body.tokens, max_tokens: maxTokens, temperature: 0 });
+    return completion.body.choices[0].text;
+  }
+
+  it('a reply cut short inside its thinking: all of it reasoning_content, content null, finish_reason length', async () => {
+    const reply = await client.chat.completions.create({ model: MODEL, messages: question, max_tokens: 12, temperature: 0 });
+    const message = reply.choices[0]!.message as OpenAI.ChatCompletionMessage & { reasoning_content?: string | null };
+    expect(reply.choices[0]!.finish_reason).toBe('length');
+    expect(message.content).toBeNull();
+    expect(message.reasoning_content).toBe(await rawReply(12));
+    expect(message.reasoning_content!.length).toBeGreaterThan(0);
+  });
+
+  it('streamed: reasoning_content deltas that add up to the whole, and no content', async () => {
+    const whole = await client.chat.completions.create({ model: MODEL, messages: question, max_tokens: 12, temperature: 0 });
+    const stream = await client.chat.completions.create({ model: MODEL, messages: question, max_tokens: 12, temperature: 0, stream: true });
+    let reasoning = '';
+    let content = '';
+    for await (const chunk of stream) {
+      const delta = chunk.choices[0]?.delta as { content?: string; reasoning_content?: string } | undefined;
+      reasoning += delta?.reasoning_content ?? '';
+      content += delta?.content ?? '';
+    }
+    expect(reasoning).toBe((whole.choices[0]!.message as { reasoning_content?: string }).reasoning_content);
+    expect(content).toBe('');
+  });
+
+  it("renders an earlier reply's reasoning_content back through the template", async () => {
+    const history = (reasoning?: string) => [...question, { role: 'assistant', content: 'Four.', ...(reasoning && { reasoning_content: reasoning }) }, { role: 'user', content: 'Sure?' }];
+    const rendered = async (reasoning?: string) => {
+      const { tokens } = (await postJson(server, '/tokenize', { model: MODEL, messages: history(reasoning) })).body;
+      return (await postJson(server, '/detokenize', { model: MODEL, tokens })).body.prompt as string;
+    };
+    expect(await rendered('Two and two make four.')).toBe((await rendered()).replace('<|assistant|>Four.', '<|assistant|><think>Two and two make four.</think>Four.'));
+  });
+
+  it('a structured reply is all content: its grammar shapes it from the first token', async () => {
+    const reply = await client.chat.completions.create({ model: MODEL, messages: question, max_tokens: 12, temperature: 0, response_format: { type: 'json_object' } });
+    const message = reply.choices[0]!.message as { content: string | null; reasoning_content?: string | null };
+    expect(message.content).not.toBeNull();
+    expect(message.reasoning_content).toBeNull();
+  });
+});
+
+describe('a model whose template has no thinking markers', () => {
+  it('answers without reasoning_content, as OpenAI does', async () => {
+    const server = await startTestServer({ model: MODEL_DIRS['tiny-llama']!, servedModelNames: [MODEL] });
+    try {
+      const reply = await postJson(server, '/v1/chat/completions', { model: MODEL, messages: question, max_tokens: 4 });
+      expect(reply.status).toBe(200);
+      expect(Object.keys(reply.body.choices[0].message)).not.toContain('reasoning_content');
+    } finally {
+      await server.close();
+    }
+  });
+});
