@@ -11,7 +11,7 @@ const LAYERS = [
   ['src/http/'],
   ['src/generation/'],
   ['src/engine/client/', 'src/engine/thread/', 'src/preprocess/'],
-  ['src/engine/protocol.ts', 'src/grammar/', 'src/tool-calls/', 'src/model/', 'src/errors.ts', 'src/config.ts', 'src/options.ts'],
+  ['src/engine/protocol.ts', 'src/grammar/', 'src/tool-calls/', 'src/reasoning/', 'src/model/', 'src/errors.ts', 'src/config.ts', 'src/options.ts'],
   ['src/util/'],
 ];
 

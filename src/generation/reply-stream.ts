@@ -3,7 +3,8 @@ import type { ParsedToolCall } from '../tool-calls/formats.js';
 import { ToolCallParser, type ParsedPiece } from '../tool-calls/tool-call-parser.js';
 import { dropsUnfinished, type OutputPlan } from './output-plan.js';
 import type { GeneratedToken, TextChunk } from './text-generation.js';
-import { ReasoningSplitter, type ReasoningPiece, type ReasoningPlan } from './reasoning.js';
+import type { ReasoningPlan } from '../reasoning/formats.js';
+import { ReasoningSplitter, type ReasoningPiece } from '../reasoning/splitter.js';
 
 /** What a choice's reply holds as it streams, in the order it comes. */
 export type ReplyEvent =

@@ -7,7 +7,7 @@ import { checkTokenIds, encodeChat, encodePrompts, promptTooLong } from './promp
 import type { GenerationRequest, ReportingRequest } from './request.js';
 import type { ServingContext } from './context.js';
 import type { RequestScope } from './scope.js';
-import { opensReasoning, type ReasoningPlan } from './reasoning.js';
+import { opensReasoning, type ReasoningPlan } from '../reasoning/formats.js';
 
 /**
  * From a generation request to one validated request: the server's limits, the prompts as token ids

@@ -2,7 +2,7 @@ import { basename } from 'node:path';
 import { ChatTemplate } from './chat-template.js';
 import { readModelConfig, type ModelConfig } from './config.js';
 import { detectToolCallFormat, type ToolCallFormat } from '../tool-calls/formats.js';
-import { detectReasoningFormat, REASONING_FORMATS, type ReasoningFormat, type ReasoningParserName } from '../generation/reasoning.js';
+import { detectReasoningFormat, REASONING_FORMATS, type ReasoningFormat, type ReasoningParserName } from '../reasoning/formats.js';
 import { ModelLoadError } from './errors.js';
 import { readModelFiles, type ModelFiles } from './files.js';
 import { TextTokenizer } from './tokenizer.js';

@@ -1,4 +1,5 @@
-import { detectReasoningFormat, opensReasoning, REASONING_FORMATS, ReasoningSplitter, splitReasoning, type ReasoningPiece } from '../../src/generation/reasoning.js';
+import { detectReasoningFormat, opensReasoning, REASONING_FORMATS } from '../../src/reasoning/formats.js';
+import { ReasoningSplitter, splitReasoning, type ReasoningPiece } from '../../src/reasoning/splitter.js';
 
 /** A reasoning model's thinking told apart from its answer, whole and as it streams. */
 

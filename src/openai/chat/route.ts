@@ -3,7 +3,7 @@ import type { GeneratedToken } from '../../generation/text-generation.js';
 import type { FinishReason } from '../../engine/protocol.js';
 import type { ParsedToolCall } from '../../tool-calls/formats.js';
 import { parseToolCalls } from '../../tool-calls/tool-call-parser.js';
-import { splitReasoning } from '../../generation/reasoning.js';
+import { splitReasoning } from '../../reasoning/splitter.js';
 import { ReplyStream, type ReplyEvent } from '../../generation/reply-stream.js';
 import { responseId, toolCallId } from '../ids.js';
 import { chatLogprobs } from '../logprobs.js';
