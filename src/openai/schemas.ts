@@ -130,6 +130,9 @@ const toolChoice = z.union(
 );
 export type ToolChoice = z.infer<typeof toolChoice>;
 
+/** What `reasoning_effort` (chat) and `reasoning.effort` (Responses) may be. */
+export const REASONING_EFFORTS = ['none', 'minimal', 'low', 'medium', 'high'] as const;
+
 export const ChatCompletionRequestSchema = z.object({
   ...common,
   messages: z.array(message).min(1),
@@ -142,6 +145,8 @@ export const ChatCompletionRequestSchema = z.object({
   parallel_tool_calls: z.boolean().nullish(),
   /** More variables for the chat template (vLLM's extension), e.g. `{"enable_thinking": false}`. */
   chat_template_kwargs: z.record(z.string(), z.unknown()).nullish(),
+  /** Given to the chat template as `reasoning_effort` (templates such as gpt-oss's read it), as vLLM does. */
+  reasoning_effort: z.enum(REASONING_EFFORTS).nullish(),
   // Accepted here so that they can be refused with a clear message.
   functions: z.unknown().optional(),
   function_call: z.unknown().optional(),

@@ -14,7 +14,7 @@ const MODEL = 'tiny-thinker';
 const TEMPLATE =
   "{% for m in messages %}{% if m.role == 'user' %}<|user|>{{ m.content }}{% elif m.role == 'assistant' %}<|assistant|>" +
   "{% if m.reasoning_content %}<think>{{ m.reasoning_content }}</think>{% endif %}{{ m.content }}{% endif %}{% endfor %}" +
-  "{% if add_generation_prompt %}<|assistant|><think>\n{% endif %}";
+  "{% if reasoning_effort %}[effort: {{ reasoning_effort }}]{% endif %}{% if add_generation_prompt %}<|assistant|><think>\n{% endif %}";
 const question = [{ role: 'user' as const, content: 'Two and two?' }];
 
 describe('a model that thinks aloud', () => {
@@ -67,6 +67,18 @@ describe('a model that thinks aloud', () => {
       return (await postJson(server, '/detokenize', { model: MODEL, tokens })).body.prompt as string;
     };
     expect(await rendered('Two and two make four.')).toBe((await rendered()).replace('<|assistant|>Four.', '<|assistant|><think>Two and two make four.</think>Four.'));
+  });
+
+  it('reasoning_effort (chat) and reasoning.effort (Responses) reach the template as the variable reasoning_effort', async () => {
+    const asKwarg = await postJson(server, '/tokenize', { model: MODEL, messages: question, chat_template_kwargs: { reasoning_effort: 'high' } });
+    const plain = await postJson(server, '/tokenize', { model: MODEL, messages: question });
+    expect(asKwarg.body.count).toBeGreaterThan(plain.body.count);
+    const chat = await client.chat.completions.create({ model: MODEL, messages: question, max_tokens: 1, reasoning_effort: 'high' });
+    expect(chat.usage!.prompt_tokens).toBe(asKwarg.body.count);
+    const response = await client.responses.create({ model: MODEL, input: question, max_output_tokens: 1, reasoning: { effort: 'high' } });
+    expect(response.usage!.input_tokens).toBe(asKwarg.body.count);
+    const summary = await postJson(server, '/v1/responses', { model: MODEL, input: 'Hi', reasoning: { summary: 'auto' } });
+    expect([summary.status, summary.body.error.param]).toEqual([400, 'reasoning.summary']);
   });
 
   it('a structured reply is all content: its grammar shapes it from the first token', async () => {

@@ -39,7 +39,9 @@ export function chatRequest(body: ChatCompletionRequest, limits: RequestLimits):
   const useCompletionTokens = given(body.max_completion_tokens) !== undefined;
   const maxTokens = given(useCompletionTokens ? body.max_completion_tokens : body.max_tokens);
   const messages = body.messages.map((message, index) => templateMessage(message, index, limits.maxJsonDepth));
-  const kwargs = templateKwargs(body.chat_template_kwargs);
+  // reasoning_effort reaches the template as a variable; chat_template_kwargs may set it too, and win.
+  const effort = given(body.reasoning_effort);
+  const kwargs = templateKwargs(effort === undefined ? body.chat_template_kwargs : { reasoning_effort: effort, ...body.chat_template_kwargs });
   const logprobs = body.logprobs ? (body.top_logprobs ?? 0) : undefined;
   return {
     model: body.model,

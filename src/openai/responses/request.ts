@@ -5,7 +5,7 @@ import type { ChatMessage } from '../../model/chat-template.js';
 import { given } from '../common-fields.js';
 import { templateToolCall } from '../chat/messages.js';
 import { parseBody } from '../parse-body.js';
-import type { ResponseRequest } from '../schemas.js';
+import { REASONING_EFFORTS, type ResponseRequest } from '../schemas.js';
 import { z } from 'zod';
 
 /**
@@ -93,8 +93,11 @@ export function refuseUnsupported(body: ResponseRequest): void {
   if (isGiven(body.prompt)) throw unsupported("Stored prompt templates ('prompt') are not available on this server.", 'prompt');
   if (body.truncation === 'auto') throw unsupported("'truncation: auto' is not supported: an input too long for the context is a 400.", 'truncation', 'unsupported_value');
   const reasoning = body.reasoning as { effort?: unknown; summary?: unknown } | null | undefined;
-  if (isGiven(reasoning) && (isGiven(reasoning!.effort) || isGiven(reasoning!.summary))) {
-    throw unsupported("'reasoning' is not supported: this server's models do not reason apart from their reply.", 'reasoning');
+  if (isGiven(reasoning) && isGiven(reasoning!.summary)) {
+    throw unsupported("'reasoning.summary' is not supported: this server does not summarise a model's thinking.", 'reasoning.summary');
+  }
+  if (isGiven(reasoning) && isGiven(reasoning!.effort) && !(REASONING_EFFORTS as readonly unknown[]).includes(reasoning!.effort)) {
+    throw invalidRequest(`Invalid value for 'reasoning.effort': expected one of ${REASONING_EFFORTS.join(', ')}.`, 'reasoning.effort', 'invalid_value');
   }
   body.include?.forEach((value, index) => {
     if (value !== LOGPROBS_INCLUDE) throw unsupported(`'${value}' cannot be included by this server; only '${LOGPROBS_INCLUDE}'.`, `include[${index}]`, 'unsupported_value');
@@ -134,9 +137,11 @@ export function responseRequest(body: ResponseRequest, limits: RequestLimits): G
   const output = outputRequest(body);
   const logprobs = body.include?.includes(LOGPROBS_INCLUDE) || given(body.top_logprobs) !== undefined ? (body.top_logprobs ?? 0) : undefined;
   const maxTokens = given(body.max_output_tokens);
+  // Given to the chat template as `reasoning_effort`, as chat completions' field of that name.
+  const effort = given((body.reasoning as { effort?: string } | null | undefined)?.effort ?? undefined);
   return {
     model: body.model,
-    prompts: { kind: 'chat', messages },
+    prompts: { kind: 'chat', messages, ...(effort !== undefined && { templateKwargs: { reasoning_effort: effort } }) },
     choices: {},
     sampling: { ...(given(body.temperature) !== undefined && { temperature: body.temperature! }), ...(given(body.top_p) !== undefined && { topP: body.top_p! }) },
     stopping: { ...(maxTokens !== undefined && { maxTokens }), stop: [] },
