@@ -41,6 +41,11 @@ export class ReplyStream {
     this.reasoning = reasoning && new ReasoningSplitter(reasoning.format, reasoning.startsInside);
   }
 
+  /** Whether the reply has thought (even nothing, between two markers): it has a thinking part. */
+  get thought(): boolean {
+    return this.reasoning?.thought ?? false;
+  }
+
   push(chunk: TextChunk): ReplyEvent[] {
     this.heldTokens.push(...chunk.tokens);
     return this.answer(this.reasoning ? this.reasoning.push(chunk.text) : [{ content: chunk.text }]);

@@ -7,4 +7,4 @@ export const responseId = (prefix: 'cmpl' | 'chatcmpl') => `${prefix}-${randomBy
 export const toolCallId = () => `call_${randomBytes(12).toString('hex')}`;
 
 /** Ids of the Responses API: `resp_`, `msg_` or `fc_` and 48 random hex digits. */
-export const itemId = (prefix: 'resp' | 'msg' | 'fc') => `${prefix}_${randomBytes(24).toString('hex')}`;
+export const itemId = (prefix: 'resp' | 'msg' | 'fc' | 'rs') => `${prefix}_${randomBytes(24).toString('hex')}`;

@@ -81,6 +81,30 @@ describe('a model that thinks aloud', () => {
     expect([summary.status, summary.body.error.param]).toEqual([400, 'reasoning.summary']);
   });
 
+  it('Responses: the thinking as a reasoning item before any message, whole and streamed, its tokens counted', async () => {
+    const raw = await rawReply(12);
+    const response = await client.responses.create({ model: MODEL, input: question, max_output_tokens: 12, temperature: 0 });
+    expect(response.status).toBe('incomplete');
+    // Cut short inside its thinking: no message.
+    expect(response.output.map((item) => item.type)).toEqual(['reasoning']);
+    const [item] = response.output as OpenAI.Responses.ResponseReasoningItem[];
+    expect(item!.content).toEqual([{ type: 'reasoning_text', text: raw }]);
+    expect(response.usage!.output_tokens_details.reasoning_tokens).toBe(12);
+    const stream = await client.responses.create({ model: MODEL, input: question, max_output_tokens: 12, temperature: 0, stream: true });
+    let deltas = '';
+    let done: OpenAI.Responses.Response | undefined;
+    const types = new Set<string>();
+    for await (const event of stream) {
+      types.add(event.type);
+      if (event.type === 'response.reasoning_text.delta') deltas += event.delta;
+      if (event.type === 'response.incomplete') done = event.response;
+    }
+    expect(deltas).toBe(raw);
+    expect(types).toEqual(new Set(['response.created', 'response.in_progress', 'response.output_item.added', 'response.reasoning_text.delta', 'response.reasoning_text.done', 'response.output_item.done', 'response.incomplete']));
+    expect(done!.output).toEqual([expect.objectContaining({ type: 'reasoning', status: 'incomplete', content: [{ type: 'reasoning_text', text: raw }] })]);
+    expect(done!.usage!.output_tokens_details.reasoning_tokens).toBe(12);
+  });
+
   it('a structured reply is all content: its grammar shapes it from the first token', async () => {
     const reply = await client.chat.completions.create({ model: MODEL, messages: question, max_tokens: 12, temperature: 0, response_format: { type: 'json_object' } });
     const message = reply.choices[0]!.message as { content: string | null; reasoning_content?: string | null };

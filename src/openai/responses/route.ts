@@ -35,11 +35,38 @@ interface OutputText {
   logprobs: ReturnType<typeof chatLogprobs>['content'];
 }
 
+type ItemStatus = 'in_progress' | 'completed' | 'incomplete';
+
 type OutputItem =
+  /** The thinking of a model that thinks aloud (see --reasoning-parser), before its message. */
+  | { type: 'reasoning'; id: string; summary: never[]; content: { type: 'reasoning_text'; text: string }[]; status: ItemStatus }
   | { type: 'message'; id: string; status: 'in_progress' | 'completed' | 'incomplete'; role: 'assistant'; content: OutputText[] }
   | { type: 'function_call'; id: string; call_id: string; name: string; arguments: string; status: 'in_progress' | 'completed' | 'incomplete' };
 
 const outputText = (text: string, logprobs: OutputText['logprobs'] = []): OutputText => ({ type: 'output_text', text, annotations: [], logprobs });
+
+const reasoningItem = (text: string, status: ItemStatus): Extract<OutputItem, { type: 'reasoning' }> => ({
+  type: 'reasoning',
+  id: itemId('rs'),
+  summary: [],
+  content: [{ type: 'reasoning_text', text }],
+  status,
+});
+
+/** A whole reply's thinking and answer, each with the tokens it came from (the answer all of it for a model that does not think aloud). */
+function splitReply(plan: ValidatedRequest, text: string, tokens: readonly GeneratedToken[]): { reasoning?: { text: string; tokens: GeneratedToken[] }; answer: { text: string; tokens: GeneratedToken[] } } {
+  if (!plan.reasoning) return { answer: { text, tokens: [...tokens] } };
+  const stream = new ReplyStream({ ...plan.output, tools: undefined }, plan.reasoning);
+  const reasoning = { text: '', tokens: [] as GeneratedToken[] };
+  const answer = { text: '', tokens: [] as GeneratedToken[] };
+  for (const event of [...stream.push({ text, tokens: [...tokens] }), ...stream.end('stop')]) {
+    if (event.type !== 'reasoning' && event.type !== 'text') continue;
+    const part = event.type === 'reasoning' ? reasoning : answer;
+    part.text += event.text;
+    part.tokens.push(...event.tokens);
+  }
+  return { ...(stream.thought && { reasoning }), answer };
+}
 
 const functionCall = (call: ParsedToolCall, status: 'in_progress' | 'completed' = 'completed'): OutputItem => ({
   type: 'function_call',
@@ -68,7 +95,7 @@ export const responseRoutes: FastifyPluginAsync<{ models: ServedModels }> = asyn
     const id = itemId('resp');
     const createdAt = createdNow();
     /** The response object at one moment: `output` and `usage` as they stand. */
-    const snapshot = (items: OutputItem[], finish: FinishReason | undefined, generation: GenerationCounts | undefined) => {
+    const snapshot = (items: OutputItem[], finish: FinishReason | undefined, generation: GenerationCounts | undefined, reasoningTokens = 0) => {
       const status = finish === undefined ? 'in_progress' : finish === 'length' ? 'incomplete' : 'completed';
       const counts = generation === undefined ? null : usage(plan, generation);
       return {
@@ -84,7 +111,7 @@ export const responseRoutes: FastifyPluginAsync<{ models: ServedModels }> = asyn
         output: items,
         parallel_tool_calls: body.parallel_tool_calls ?? true,
         previous_response_id: null,
-        reasoning: { effort: null, summary: null },
+        reasoning: { effort: (body.reasoning as { effort?: string } | null | undefined)?.effort ?? null, summary: null },
         store: false,
         temperature: plan.engine.temperature,
         text: { format: body.text?.format ?? { type: 'text' } },
@@ -97,7 +124,7 @@ export const responseRoutes: FastifyPluginAsync<{ models: ServedModels }> = asyn
           input_tokens: counts.prompt_tokens,
           input_tokens_details: { cached_tokens: counts.prompt_tokens_details.cached_tokens },
           output_tokens: counts.completion_tokens,
-          output_tokens_details: { reasoning_tokens: 0 },
+          output_tokens_details: { reasoning_tokens: reasoningTokens },
           total_tokens: counts.total_tokens,
         },
         user: body.user ?? null,
@@ -114,22 +141,25 @@ export const responseRoutes: FastifyPluginAsync<{ models: ServedModels }> = asyn
     const outcome = generation.choices[0]!;
     const status = outcome.finishReason === 'length' ? 'incomplete' : 'completed';
     const items: OutputItem[] = [];
-    let content: string | null = outcome.text;
+    const { reasoning, answer } = splitReply(plan, outcome.text, outcome.tokens);
+    if (reasoning) items.push(reasoningItem(reasoning.text, status));
+    let content: string | null = answer.text;
     let calls: ParsedToolCall[] = [];
-    if (output.tools) ({ content, calls } = parseToolCalls(output.tools.format, toolNames, outcome.text, dropsUnfinished(output, outcome.finishReason)));
+    if (output.tools) ({ content, calls } = parseToolCalls(output.tools.format, toolNames, answer.text, dropsUnfinished(output, outcome.finishReason)));
     void checkReply(context, request.log, scope, output, calls.length > 0 ? null : content, calls, outcome.finishReason);
-    if (content || calls.length === 0) {
-      items.push({ type: 'message', id: itemId('msg'), status, role: 'assistant', content: [outputText(content ?? '', logprobsOf(outcome.tokens))] });
+    // A reply cut short inside its thinking has no message.
+    if (content || (calls.length === 0 && !(reasoning && answer.text === ''))) {
+      items.push({ type: 'message', id: itemId('msg'), status, role: 'assistant', content: [outputText(content ?? '', logprobsOf(answer.tokens))] });
     }
     items.push(...calls.map((call) => functionCall(call)));
-    return snapshot(items, outcome.finishReason, generation);
+    return snapshot(items, outcome.finishReason, generation, reasoning?.tokens.length ?? 0);
   }
 
   app.post('/v1/responses', createResponse);
 };
 
 interface StreamParts {
-  snapshot(items: OutputItem[], finish: FinishReason | undefined, generation: GenerationCounts | undefined): unknown;
+  snapshot(items: OutputItem[], finish: FinishReason | undefined, generation: GenerationCounts | undefined, reasoningTokens?: number): unknown;
   logprobsOf(tokens: readonly GeneratedToken[]): OutputText['logprobs'];
   log: FastifyRequest['log'];
   scope: RequestScope;
@@ -150,9 +180,30 @@ async function streamResponse(context: ServingContext, reply: FastifyReply, plan
   /** The message item being written, and the function call whose arguments stream. */
   let message: { item: Extract<OutputItem, { type: 'message' }>; index: number; logprobs: OutputText['logprobs'] } | undefined;
   let call: { item: Extract<OutputItem, { type: 'function_call' }>; index: number } | undefined;
+  let thinking: { item: Extract<OutputItem, { type: 'reasoning' }>; index: number } | undefined;
+  let reasoningTokens = 0;
+
+  const addReasoning = (delta: string, tokens: number) => {
+    if (!thinking) {
+      const item = reasoningItem('', 'in_progress');
+      thinking = { item, index: items.push(item) - 1 };
+      emit('response.output_item.added', { output_index: thinking.index, item: { ...item, content: [] } });
+    }
+    reasoningTokens += tokens;
+    thinking.item.content[0]!.text += delta;
+    emit('response.reasoning_text.delta', { item_id: thinking.item.id, output_index: thinking.index, content_index: 0, delta });
+  };
+  const closeReasoning = (status: 'completed' | 'incomplete') => {
+    if (!thinking || thinking.item.status !== 'in_progress') return;
+    const { item, index } = thinking;
+    item.status = status;
+    emit('response.reasoning_text.done', { item_id: item.id, output_index: index, content_index: 0, text: item.content[0]!.text });
+    emit('response.output_item.done', { output_index: index, item });
+  };
 
   const openMessage = () => {
     if (message) return message;
+    closeReasoning('completed');
     const item: Extract<OutputItem, { type: 'message' }> = { type: 'message', id: itemId('msg'), status: 'in_progress', role: 'assistant', content: [] };
     message = { item, index: items.push(item) - 1, logprobs: [] };
     emit('response.output_item.added', { output_index: message.index, item: { ...item, content: [] } });
@@ -179,6 +230,7 @@ async function streamResponse(context: ServingContext, reply: FastifyReply, plan
     message = undefined;
   };
   const openCall = (name: string) => {
+    closeReasoning('completed');
     closeMessage('completed');
     const item = functionCall({ name, arguments: '' }, 'in_progress') as Extract<OutputItem, { type: 'function_call' }>;
     call = { item, index: items.push(item) - 1 };
@@ -197,10 +249,11 @@ async function streamResponse(context: ServingContext, reply: FastifyReply, plan
     call = undefined;
   };
 
-  const replyStream = new ReplyStream(output);
+  const replyStream = new ReplyStream(output, plan.reasoning);
   const take = (events: readonly ReplyEvent[]) => {
     for (const event of events) {
-      if (event.type === 'text') {
+      if (event.type === 'reasoning') addReasoning(event.text, event.tokens.length);
+      else if (event.type === 'text') {
         closeCall('completed');
         addText(event.text, event.tokens);
       } else if (event.type === 'call-start') {
@@ -214,7 +267,8 @@ async function streamResponse(context: ServingContext, reply: FastifyReply, plan
   try {
     emit('response.created', { response: parts.snapshot([], undefined, undefined) });
     emit('response.in_progress', { response: parts.snapshot([], undefined, undefined) });
-    if (!output.tools) openMessage();
+    // A model that thinks aloud may open with its thinking: the message waits for its answer.
+    if (!output.tools && !plan.reasoning) openMessage();
     const generation = await runGeneration(context, plan, signal, {
       chunk: (_, chunk) => take(replyStream.push(chunk)),
       finish: (outcome) => take(replyStream.end(outcome.finishReason)),
@@ -224,9 +278,10 @@ async function streamResponse(context: ServingContext, reply: FastifyReply, plan
     const calls = items.filter((item) => item.type === 'function_call');
     void checkReply(context, parts.log, parts.scope, output, calls.length > 0 ? null : outcome.text, calls.map((item) => ({ name: item.name, arguments: item.arguments })), outcome.finishReason);
     if (items.length === 0) openMessage();
+    closeReasoning(status);
     closeMessage(status);
     closeCall(status);
-    emit(status === 'incomplete' ? 'response.incomplete' : 'response.completed', { response: parts.snapshot(items, outcome.finishReason, generation) });
+    emit(status === 'incomplete' ? 'response.incomplete' : 'response.completed', { response: parts.snapshot(items, outcome.finishReason, generation, reasoningTokens) });
     sse.end();
   } catch (err) {
     const apiError = toOpenAIError(err);
