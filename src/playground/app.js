@@ -103,10 +103,10 @@ function formatStats(stats) {
 }
 
 /**
- * Streams one request; `onText` gets each piece of text. Resolves with the answer's numbers, or
- * throws an Error whose message is what to show.
+ * Streams one request; `onText` gets each piece of text, `onReasoning` each piece of a model's
+ * thinking. Resolves with the answer's numbers, or throws an Error whose message is what to show.
  */
-async function stream(path, body, onText) {
+async function stream(path, body, onText, onReasoning = () => {}) {
   const controller = new AbortController();
   state.controller = controller;
   const started = performance.now();
@@ -132,6 +132,12 @@ async function stream(path, body, onText) {
       }
       if (event.usage) usage = event.usage;
       for (const choice of event.choices ?? []) {
+        const thinking = choice.delta?.reasoning_content ?? '';
+        if (thinking) {
+          first ??= performance.now();
+          tokens++;
+          onReasoning(thinking);
+        }
         const text = choice.delta?.content ?? choice.text ?? '';
         if (text) {
           first ??= performance.now();
@@ -183,15 +189,37 @@ async function sendChat() {
   addMessage('user', content);
   const reply = addMessage('assistant', '');
   const text = reply.querySelector('.text');
+  // A model that thinks aloud: its thinking apart from the answer, folded.
+  const thinking = document.createElement('details');
+  thinking.className = 'thinking';
+  thinking.hidden = true;
+  const label = document.createElement('summary');
+  label.textContent = 'Thinking…';
+  const thought = document.createElement('div');
+  thought.className = 'thinking-text';
+  thinking.append(label, thought);
+  reply.prepend(thinking);
+  let reasoning = '';
   const system = $('system').value.trim();
   const messages = [...(system ? [{ role: 'system', content: system }] : []), ...state.messages];
   let answer = '';
   try {
-    const stats = await stream('/v1/chat/completions', { ...settings(), messages }, (piece) => {
-      answer += piece;
-      text.textContent = answer;
-      reply.scrollIntoView({ block: 'end' });
-    });
+    const stats = await stream(
+      '/v1/chat/completions',
+      { ...settings(), messages },
+      (piece) => {
+        answer += piece;
+        text.textContent = answer;
+        reply.scrollIntoView({ block: 'end' });
+      },
+      (piece) => {
+        reasoning += piece;
+        thinking.hidden = false;
+        thought.textContent = reasoning;
+        reply.scrollIntoView({ block: 'end' });
+      },
+    );
+    label.textContent = 'Thought';
     state.messages.push({ role: 'assistant', content: answer });
     const line = document.createElement('div');
     line.className = 'stats';

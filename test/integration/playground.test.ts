@@ -3,7 +3,8 @@ import { fileURLToPath } from 'node:url';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import type { RunningServer } from '../../src/server.js';
 import { goldens } from '../helpers/goldens.js';
-import { postJson, startTestServer } from '../helpers/server.js';
+import { copyModel } from '../helpers/model-copy.js';
+import { MODEL_DIRS, postJson, startTestServer } from '../helpers/server.js';
 
 /** The playground at `/`, in headless Chromium (Debian's package; `.ci/run` installs it). */
 
@@ -128,6 +129,41 @@ describe('the playground on an open server', () => {
     const overflow = (await page.evaluate('document.documentElement.scrollWidth - window.innerWidth')) as number;
     expect(overflow).toBeLessThanOrEqual(0);
     await page.screenshot({ path: `${OUTPUT}playground-phone.png` });
+    await page.close();
+  });
+});
+
+describe('the playground with a model that thinks aloud', () => {
+  // The tiny Llama with a generation prompt that opens <think>, as DeepSeek-R1's: its replies are all thinking.
+  const model = copyModel(MODEL_DIRS['tiny-llama']!, {
+    'tokenizer_config.json': (json) =>
+      void (json.chat_template = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<|assistant|><think>\n{% endif %}{# </think> #}"),
+  });
+  let server: RunningServer;
+  beforeAll(async () => {
+    server = await startTestServer({ model: model.dir, servedModelNames: ['tiny-thinker'] });
+  });
+  afterAll(async () => {
+    await server.close();
+    model.remove();
+  });
+
+  it('shows the thinking apart from the answer, folded', async () => {
+    const page = await open(server);
+    await page.waitForFunction(MODELS_LISTED);
+    await page.click('#toggle-settings');
+    await setField(page, 'temperature', '0');
+    await setField(page, 'max_tokens', '12');
+    await page.type('#input', 'Two and two?');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('.message.assistant:last-child .stats');
+    const shown = await page.$eval('.message.assistant:last-child', (element) => {
+      const details = element.querySelector('details.thinking') as unknown as Field & { open: boolean };
+      return { hidden: details.hidden, open: details.open, label: element.querySelector('summary')?.textContent, thinking: element.querySelector('.thinking-text')?.textContent, answer: element.querySelector('.text')?.textContent };
+    });
+    const api = await postJson(server, '/v1/chat/completions', { model: 'tiny-thinker', messages: [{ role: 'user', content: 'Two and two?' }], temperature: 0, max_tokens: 12 });
+    expect(shown).toEqual({ hidden: false, open: false, label: 'Thought', thinking: api.body.choices[0].message.reasoning_content, answer: '' });
+    await page.screenshot({ path: `${OUTPUT}playground-thinking.png` });
     await page.close();
   });
 });
