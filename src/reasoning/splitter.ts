@@ -1,3 +1,4 @@
+import { heldPrefixLength } from '../util/text-match.js';
 import type { ReasoningFormat } from './formats.js';
 
 /**
@@ -6,14 +7,6 @@ import type { ReasoningFormat } from './formats.js';
  */
 
 export type ReasoningPiece = { reasoning: string } | { content: string };
-
-/** How long a suffix of `text` could be the start of `marker`. */
-function partialMarker(text: string, marker: string): number {
-  for (let length = Math.min(marker.length - 1, text.length); length > 0; length--) {
-    if (marker.startsWith(text.slice(text.length - length))) return length;
-  }
-  return 0;
-}
 
 /**
  * Splits a reply as it streams. A reply that starts with the start marker (after white space) is
@@ -33,11 +26,6 @@ export class ReasoningSplitter {
   ) {
     this.state = startsInside ? 'inside' : 'before';
     this.thought = startsInside;
-  }
-
-  /** Whether the reply is still in its thinking (or has not yet said whether it thinks). */
-  get thinking(): boolean {
-    return this.state !== 'after';
   }
 
   push(text: string): ReasoningPiece[] {
@@ -71,7 +59,7 @@ export class ReasoningSplitter {
         rest = rest.slice(end + this.format.end.length);
         continue;
       }
-      const partial = partialMarker(rest, this.format.end);
+      const partial = heldPrefixLength(rest, [this.format.end]);
       if (rest.length > partial) pieces.push({ reasoning: rest.slice(0, rest.length - partial) });
       this.held = rest.slice(rest.length - partial);
       break;

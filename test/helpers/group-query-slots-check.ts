@@ -43,6 +43,8 @@ export interface Layout {
   scale?: number;
   packed?: boolean;
   smoothSoftmax?: boolean;
+  /** The default domain's opset the graph imports (17). */
+  opset?: number;
 }
 
 /** A graph of one GroupQueryAttention, its lengths from the attention mask as exporters compute them. */
@@ -98,7 +100,7 @@ export function attentionGraph(layout: Layout): Uint8Array {
     ...['attention_output', 'present.0.key', 'present.0.value'].map((name) => tensorValueInfo(GRAPH_OUTPUT, name, ELEM_FLOAT)),
   ]);
   const opset = (domain: string, version: number) => lengthField(MODEL_OPSET_IMPORT, concat([stringField(OPSET_DOMAIN, domain), varintField(OPSET_VERSION, version)]));
-  return concat([varintField(MODEL_IR_VERSION, 8), opset('', 17), opset('com.microsoft', 1), lengthField(MODEL_GRAPH, graph)]);
+  return concat([varintField(MODEL_IR_VERSION, 8), opset('', layout.opset ?? 17), opset('com.microsoft', 1), lengthField(MODEL_GRAPH, graph)]);
 }
 
 /** Deterministic values in [-1, 1). */

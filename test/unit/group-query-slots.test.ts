@@ -37,6 +37,7 @@ describe('GroupQueryAttention rewritten to read slots gives what the kernel give
 
   it('says why it leaves a layer as it is, and leaves a graph without one alone', () => {
     expect(addGroupQuerySlots(attentionGraph({ smoothSoftmax: true }), HEAD_DIM)).toBe('GroupQueryAttention attention_output: it uses smooth_softmax');
+    expect(addGroupQuerySlots(attentionGraph({ opset: 12 }), HEAD_DIM)).toBe('the graph imports an opset before 13');
     expect(addGroupQuerySlots(new Uint8Array(0), HEAD_DIM)).toBeUndefined();
   });
 });

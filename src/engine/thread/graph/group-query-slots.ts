@@ -47,19 +47,24 @@ import { MICROSOFT, SlotNodes, type Attention } from './group-query-nodes.js';
 
 const PAST_KEY = /^past_key_values\.(\d+)\.key$/;
 
-
 /**
  * Rewrites `model` (the bytes of model.onnx): the edited model, undefined when it has no
  * GroupQueryAttention, or why one cannot be rewritten. `headDim`: for pasts whose shape leaves it symbolic.
  */
 export function addGroupQuerySlots(model: Uint8Array, headDim: number): Uint8Array | string | undefined {
   let refusal: string | undefined;
+  // The rewrite's operators need opset 13: an older graph is only looked at for what to say.
+  const tooOld = (opsetVersion(model) ?? 0) < 13;
   const edited = editGraph(model, (fields) => {
+    if (tooOld) {
+      const grouped = fields.some((field) => field.number === GRAPH_NODE && readNode(field.payload!).opType === 'GroupQueryAttention');
+      if (grouped) refusal = 'the graph imports an opset before 13';
+      return undefined;
+    }
     const made = groupQuerySlots(fields, headDim);
     if (typeof made === 'string') refusal = made;
     return typeof made === 'string' ? undefined : made;
   });
-  if (edited && (opsetVersion(edited) ?? 0) < 13) return 'the graph imports an opset before 13';
   return refusal ?? (edited && withOpsetImport(edited, MICROSOFT));
 }
 
