@@ -109,8 +109,15 @@ export interface WorkerConfig {
   settings: EngineSettings;
 }
 
+/** One prompt of a request, and the choices generated from it. */
+export interface PromptSubmission {
+  request: PromptRequest;
+  choices: Choice[];
+}
+
 export type ToWorker =
-  | { type: 'submit'; request: PromptRequest; choices: Choice[] }
+  /** A request's prompts, each with its choices, in one message: they reach the batcher together and start together. */
+  | { type: 'submit'; prompts: PromptSubmission[] }
   | { type: 'cancel'; id: number }
   /** Sent once, right after `ready`: the tokenizer's vocabulary for the grammars, as long as the served vocabulary. */
   | { type: 'vocabulary'; vocabulary: GrammarVocabulary }

@@ -58,13 +58,13 @@ export async function runGeneration(
   signal: AbortSignal,
   listener: ChoiceListener = {},
 ): Promise<{ choices: ChoiceOutcome[] } & GenerationCounts> {
-  // One submission per prompt: the engine prefills it once and forks it into its candidates.
-  const streams = plan.prompts.map((promptIds, promptIndex) =>
-    engine.generate(
-      { ...plan.engine, promptIds },
-      Array.from({ length: plan.bestOf }, (_, candidate) => promptIndex * plan.bestOf + candidate),
-      signal,
-    ),
+  // Every prompt in one submission: the engine starts them together, prefills each once and forks it into its candidates.
+  const streams = engine.generate(
+    plan.prompts.map((promptIds, promptIndex) => ({
+      request: { ...plan.engine, promptIds },
+      seedStreams: Array.from({ length: plan.bestOf }, (_, candidate) => promptIndex * plan.bestOf + candidate),
+    })),
+    signal,
   );
   const runOne = async (promptIndex: number, candidate: number): Promise<ChoiceOutcome> => {
     const index = promptIndex * plan.n + candidate;

@@ -92,39 +92,44 @@ export class Engine {
   }
 
   /**
-   * Generates one sequence for each of `seedStreams` from one prompt, which the engine prefills
-   * once. Each stream can be cancelled on its own; aborting `signal` cancels them all.
+   * Generates, for each prompt, one sequence for each of its `seedStreams`; the engine prefills a
+   * prompt once, and gets a request's prompts in one message, so they start together. Each stream
+   * can be cancelled on its own; aborting `signal` cancels them all. The streams come back per prompt.
    */
-  generate(request: PromptRequest, seedStreams: readonly number[], signal?: AbortSignal): SequenceStream[] {
-    const choices = seedStreams.map((seedStream) => ({ id: this.nextId++, seedStream }));
-    const streams = choices.map(({ id }) => {
-      const queue = new AsyncQueue<TokenUpdate>();
-      const cancel = () => {
-        if (this.streams.delete(id)) {
-          this.post({ type: 'cancel', id });
-          queue.end();
-        }
-      };
-      return Object.assign(queue, { cancel });
-    });
+  generate(prompts: readonly { request: PromptRequest; seedStreams: readonly number[] }[], signal?: AbortSignal): SequenceStream[][] {
+    const submissions = prompts.map(({ request, seedStreams }) => ({ request, choices: seedStreams.map((seedStream) => ({ id: this.nextId++, seedStream })) }));
+    const perPrompt = submissions.map(({ choices }) =>
+      choices.map(({ id }) => {
+        const queue = new AsyncQueue<TokenUpdate>();
+        const cancel = () => {
+          if (this.streams.delete(id)) {
+            this.post({ type: 'cancel', id });
+            queue.end();
+          }
+        };
+        return Object.assign(queue, { cancel });
+      }),
+    );
+    const streams = perPrompt.flat();
+    const ids = submissions.flatMap(({ choices }) => choices.map(({ id }) => id));
     if (this.closing) {
       for (const stream of streams) stream.fail(new EngineError('engine is closed'));
-      return streams;
+      return perPrompt;
     }
     if (signal?.aborted) {
       for (const stream of streams) stream.end();
-      return streams;
+      return perPrompt;
     }
     try {
-      this.post({ type: 'submit', request, choices });
+      this.post({ type: 'submit', prompts: submissions });
     } catch (err) {
       // A request that cannot be copied to the engine fails alone.
       for (const stream of streams) stream.fail(new EngineError(`the request could not be handed to the engine (${(err as Error).message})`));
-      return streams;
+      return perPrompt;
     }
-    choices.forEach(({ id }, index) => this.streams.set(id, streams[index]!));
+    ids.forEach((id, index) => this.streams.set(id, streams[index]!));
     signal?.addEventListener('abort', () => streams.forEach((stream) => stream.cancel()), { once: true });
-    return streams;
+    return perPrompt;
   }
 
   /**

@@ -80,7 +80,7 @@ try {
     for (const id of ids) if (cancelledWhileCompiling.delete(id)) batcher.cancel(id);
   };
   port.on('message', (message: ToWorker) => {
-    if (message.type === 'submit') void submit(message.request, message.choices);
+    if (message.type === 'submit') for (const { request, choices } of message.prompts) void submit(request, choices);
     else if (message.type === 'vocabulary') vocabulary = message.vocabulary;
     else if (message.type === 'cancel') {
       if (compiling.has(message.id)) cancelledWhileCompiling.add(message.id);
