@@ -91,3 +91,32 @@ export class ReplyStream {
     return { type: 'call-start', index: this.calls.push({ name, arguments: '' }) - 1, name };
   }
 }
+
+/** A part of a whole reply: its text and the tokens whose text is in it. */
+export interface ReplyPart {
+  text: string;
+  tokens: GeneratedToken[];
+}
+
+/**
+ * A whole reply's thinking (absent when it did not think, or is not read for thinking) and its
+ * answer, each with its tokens: the reply is fed token by token, as it streamed, so that each token
+ * goes with the part its text is in.
+ */
+export function splitReply(reasoning: ReasoningPlan | undefined, text: string, tokens: readonly GeneratedToken[]): { reasoning?: ReplyPart; answer: ReplyPart } {
+  if (!reasoning) return { answer: { text, tokens: [...tokens] } };
+  const stream = new ReplyStream({}, reasoning);
+  const parts = { reasoning: { text: '', tokens: [] as GeneratedToken[] }, text: { text: '', tokens: [] as GeneratedToken[] } };
+  const take = (events: readonly ReplyEvent[]) => {
+    for (const event of events) {
+      if (event.type !== 'reasoning' && event.type !== 'text') continue;
+      parts[event.type].text += event.text;
+      parts[event.type].tokens.push(...event.tokens);
+    }
+  };
+  // Text before the first token's (none, as replies are made) is fed with it.
+  tokens.forEach((token, index) => take(stream.push({ text: text.slice(index === 0 ? 0 : token.offset, tokens[index + 1]?.offset ?? text.length), tokens: [token] })));
+  if (tokens.length === 0) take(stream.push({ text, tokens: [] }));
+  take(stream.end('stop'));
+  return { ...(stream.thought && { reasoning: parts.reasoning }), answer: parts.text };
+}

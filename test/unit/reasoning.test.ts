@@ -1,5 +1,7 @@
 import { detectReasoningFormat, opensReasoning, REASONING_FORMATS } from '../../src/reasoning/formats.js';
 import { ReasoningSplitter, splitReasoning, type ReasoningPiece } from '../../src/reasoning/splitter.js';
+import { splitReply } from '../../src/generation/reply-stream.js';
+import type { GeneratedToken } from '../../src/generation/text-generation.js';
 
 /** A reasoning model's thinking told apart from its answer, whole and as it streams. */
 
@@ -56,5 +58,35 @@ describe('detecting the format', () => {
     expect(opensReasoning('<|im_start|>assistant\n', THINK)).toBe(false);
     // A user's own marker, followed by the template's turn markers, is not the generation prompt's.
     expect(opensReasoning('Why <think>?<|im_end|>\n<|im_start|>assistant\n', THINK)).toBe(false);
+  });
+});
+
+describe('splitReply', () => {
+  /** A reply of these token texts, as the text generator gives it: each token with its offset. */
+  const reply = (texts: string[]) => {
+    let offset = 0;
+    const tokens: GeneratedToken[] = texts.map((text, id) => {
+      const token = { id, text, bytes: [], offset };
+      offset += text.length;
+      return token;
+    });
+    return { text: texts.join(''), tokens };
+  };
+  const ids = (tokens: readonly GeneratedToken[]) => tokens.map((token) => token.id);
+
+  it("gives each token to the part its text is in (a marker's tokens to what follows it)", () => {
+    const { text, tokens } = reply(['Hm', '.', '</', 'think', '>', 'Four', '.']);
+    const { reasoning, answer } = splitReply({ format: THINK, startsInside: true }, text, tokens);
+    expect({ reasoning: reasoning?.text, reasoningIds: ids(reasoning!.tokens), answer: answer.text, answerIds: ids(answer.tokens) }).toEqual({
+      reasoning: 'Hm.',
+      reasoningIds: [0, 1],
+      answer: 'Four.',
+      answerIds: [2, 3, 4, 5, 6],
+    });
+  });
+
+  it('a reply not read for thinking is all answer', () => {
+    const { text, tokens } = reply(['<think>', 'Hm', '</think>', 'Four']);
+    expect(splitReply(undefined, text, tokens)).toEqual({ answer: { text, tokens } });
   });
 });

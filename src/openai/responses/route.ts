@@ -3,7 +3,7 @@ import type { GeneratedToken } from '../../generation/text-generation.js';
 import type { FinishReason } from '../../engine/protocol.js';
 import type { ParsedToolCall } from '../../tool-calls/formats.js';
 import { parseToolCalls } from '../../tool-calls/tool-call-parser.js';
-import { ReplyStream, type ReplyEvent } from '../../generation/reply-stream.js';
+import { ReplyStream, splitReply, type ReplyEvent } from '../../generation/reply-stream.js';
 import { toOpenAIError } from '../../errors.js';
 import { logFailure } from '../../http/error-handling.js';
 import { itemId, toolCallId } from '../ids.js';
@@ -40,8 +40,8 @@ type ItemStatus = 'in_progress' | 'completed' | 'incomplete';
 type OutputItem =
   /** The thinking of a model that thinks aloud (see --reasoning-parser), before its message. */
   | { type: 'reasoning'; id: string; summary: never[]; content: { type: 'reasoning_text'; text: string }[]; status: ItemStatus }
-  | { type: 'message'; id: string; status: 'in_progress' | 'completed' | 'incomplete'; role: 'assistant'; content: OutputText[] }
-  | { type: 'function_call'; id: string; call_id: string; name: string; arguments: string; status: 'in_progress' | 'completed' | 'incomplete' };
+  | { type: 'message'; id: string; status: ItemStatus; role: 'assistant'; content: OutputText[] }
+  | { type: 'function_call'; id: string; call_id: string; name: string; arguments: string; status: ItemStatus };
 
 const outputText = (text: string, logprobs: OutputText['logprobs'] = []): OutputText => ({ type: 'output_text', text, annotations: [], logprobs });
 
@@ -52,21 +52,6 @@ const reasoningItem = (text: string, status: ItemStatus): Extract<OutputItem, { 
   content: [{ type: 'reasoning_text', text }],
   status,
 });
-
-/** A whole reply's thinking and answer, each with the tokens it came from (the answer all of it for a model that does not think aloud). */
-function splitReply(plan: ValidatedRequest, text: string, tokens: readonly GeneratedToken[]): { reasoning?: { text: string; tokens: GeneratedToken[] }; answer: { text: string; tokens: GeneratedToken[] } } {
-  if (!plan.reasoning) return { answer: { text, tokens: [...tokens] } };
-  const stream = new ReplyStream({ ...plan.output, tools: undefined }, plan.reasoning);
-  const reasoning = { text: '', tokens: [] as GeneratedToken[] };
-  const answer = { text: '', tokens: [] as GeneratedToken[] };
-  for (const event of [...stream.push({ text, tokens: [...tokens] }), ...stream.end('stop')]) {
-    if (event.type !== 'reasoning' && event.type !== 'text') continue;
-    const part = event.type === 'reasoning' ? reasoning : answer;
-    part.text += event.text;
-    part.tokens.push(...event.tokens);
-  }
-  return { ...(stream.thought && { reasoning }), answer };
-}
 
 const functionCall = (call: ParsedToolCall, status: 'in_progress' | 'completed' = 'completed'): OutputItem => ({
   type: 'function_call',
@@ -141,7 +126,7 @@ export const responseRoutes: FastifyPluginAsync<{ models: ServedModels }> = asyn
     const outcome = generation.choices[0]!;
     const status = outcome.finishReason === 'length' ? 'incomplete' : 'completed';
     const items: OutputItem[] = [];
-    const { reasoning, answer } = splitReply(plan, outcome.text, outcome.tokens);
+    const { reasoning, answer } = splitReply(plan.reasoning, outcome.text, outcome.tokens);
     if (reasoning) items.push(reasoningItem(reasoning.text, status));
     let content: string | null = answer.text;
     let calls: ParsedToolCall[] = [];
