@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { REASONING_PARSERS } from './reasoning/formats.js';
 
 export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../models/tinystories-gpt2', import.meta.url));
 
@@ -61,7 +62,7 @@ const OPTIONS = {
   'reasoning-parser': {
     field: 'reasoningParser',
     env: 'ORTSERVE_REASONING_PARSER',
-    schema: z.enum(['auto', 'none', 'think']).default('auto'),
+    schema: z.enum(REASONING_PARSERS).default('auto'),
     help: "how a chat reply's thinking is told apart (reasoning_content): auto (from the chat template's markers), think (<think>…</think>), none (all content)",
     doc: "How a chat reply's thinking is told apart from its answer and given as `reasoning_content`: `auto` finds the markers in the chat template (`<think>` and `</think>`, as Qwen3, QwQ, DeepSeek-R1 and SmolLM3 write them); `think` takes those markers whatever the template says; `none` leaves the thinking in `content`. See [API](api.md#reasoning).",
   },

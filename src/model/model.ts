@@ -2,7 +2,7 @@ import { basename } from 'node:path';
 import { ChatTemplate } from './chat-template.js';
 import { readModelConfig, type ModelConfig } from './config.js';
 import { detectToolCallFormat, type ToolCallFormat } from '../tool-calls/formats.js';
-import { detectReasoningFormat, REASONING_FORMATS, type ReasoningFormat, type ReasoningParserName } from '../reasoning/formats.js';
+import { detectReasoningFormat, REASONING_FORMATS, type ReasoningFormat, type ReasoningParser } from '../reasoning/formats.js';
 import { ModelLoadError } from './errors.js';
 import { readModelFiles, type ModelFiles } from './files.js';
 import { TextTokenizer } from './tokenizer.js';
@@ -36,7 +36,7 @@ export interface LoadModelOptions {
   /** The id in the API, then aliases a request may also name; none: the directory's name. */
   servedModelNames?: readonly string[];
   /** `auto`: the markers the chat template writes, if any. */
-  reasoningParser?: ReasoningParserName | 'auto' | 'none';
+  reasoningParser?: ReasoningParser;
 }
 
 function reasoningFormat(chatTemplate: ChatTemplate, parser: LoadModelOptions['reasoningParser'] = 'auto'): ReasoningFormat | undefined {

@@ -19,6 +19,10 @@ export const REASONING_FORMATS = {
 
 export type ReasoningParserName = keyof typeof REASONING_FORMATS;
 
+/** What `--reasoning-parser` takes: `auto` (the markers the chat template writes, if any), `none`, or a format's name. */
+export const REASONING_PARSERS = ['auto', 'none', ...(Object.keys(REASONING_FORMATS) as ReasoningParserName[])] as const;
+export type ReasoningParser = (typeof REASONING_PARSERS)[number];
+
 /** The format a chat template teaches, found by its markers; undefined for a model that does not think aloud. */
 export function detectReasoningFormat(templateSource: string): ReasoningFormat | undefined {
   return Object.values(REASONING_FORMATS).find((format) => templateSource.includes(format.start) && templateSource.includes(format.end));

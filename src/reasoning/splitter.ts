@@ -17,15 +17,19 @@ export type ReasoningPiece = { reasoning: string } | { content: string };
 export class ReasoningSplitter {
   private state: 'before' | 'inside' | 'after';
   private held = '';
-  /** Whether the reply has thought at all (even nothing, between two markers). */
-  thought: boolean;
+  private hasThought: boolean;
 
   constructor(
     private readonly format: ReasoningFormat,
     startsInside: boolean,
   ) {
     this.state = startsInside ? 'inside' : 'before';
-    this.thought = startsInside;
+    this.hasThought = startsInside;
+  }
+
+  /** Whether the reply has thought at all (even nothing, between two markers). */
+  get thought(): boolean {
+    return this.hasThought;
   }
 
   push(text: string): ReasoningPiece[] {
@@ -41,7 +45,7 @@ export class ReasoningSplitter {
         const trimmed = rest.trimStart();
         if (trimmed.startsWith(this.format.start)) {
           this.state = 'inside';
-          this.thought = true;
+          this.hasThought = true;
           rest = trimmed.slice(this.format.start.length);
           continue;
         }

@@ -131,6 +131,11 @@ function outputRequest(body: ResponseRequest): OutputRequest {
   };
 }
 
+/** `reasoning.effort`, once refuseUnsupported has checked it is one of REASONING_EFFORTS. */
+export function reasoningEffort(body: ResponseRequest): (typeof REASONING_EFFORTS)[number] | undefined {
+  return given((body.reasoning as { effort?: (typeof REASONING_EFFORTS)[number] | null } | null | undefined)?.effort);
+}
+
 /** `POST /v1/responses` as a generation request. */
 export function responseRequest(body: ResponseRequest, limits: RequestLimits): GenerationRequest {
   const messages = conversation(body, limits);
@@ -138,7 +143,7 @@ export function responseRequest(body: ResponseRequest, limits: RequestLimits): G
   const logprobs = body.include?.includes(LOGPROBS_INCLUDE) || given(body.top_logprobs) !== undefined ? (body.top_logprobs ?? 0) : undefined;
   const maxTokens = given(body.max_output_tokens);
   // Given to the chat template as `reasoning_effort`, as chat completions' field of that name.
-  const effort = given((body.reasoning as { effort?: string } | null | undefined)?.effort ?? undefined);
+  const effort = reasoningEffort(body);
   return {
     model: body.model,
     prompts: { kind: 'chat', messages, ...(effort !== undefined && { templateKwargs: { reasoning_effort: effort } }) },

@@ -17,7 +17,7 @@ import type { RequestScope } from '../../generation/scope.js';
 import { checkReply, dropsUnfinished } from '../../generation/output-plan.js';
 import { validateGeneration, type ValidatedRequest } from '../../generation/validate.js';
 import type { ServedModels } from '../../generation/served-models.js';
-import { refuseUnsupported, responseRequest } from './request.js';
+import { reasoningEffort, refuseUnsupported, responseRequest } from './request.js';
 import { parseBody } from '../parse-body.js';
 
 /**
@@ -96,7 +96,7 @@ export const responseRoutes: FastifyPluginAsync<{ models: ServedModels }> = asyn
         output: items,
         parallel_tool_calls: body.parallel_tool_calls ?? true,
         previous_response_id: null,
-        reasoning: { effort: (body.reasoning as { effort?: string } | null | undefined)?.effort ?? null, summary: null },
+        reasoning: { effort: reasoningEffort(body) ?? null, summary: null },
         store: false,
         temperature: plan.engine.temperature,
         text: { format: body.text?.format ?? { type: 'text' } },
