@@ -60,7 +60,6 @@ import {
   TENSOR_DATA_TYPE,
   TENSOR_DIMS,
   TENSOR_EXTERNAL_DATA,
-  TENSOR_NAME,
   TENSOR_RAW_DATA,
   TENSOR_TYPE_ELEM,
   tensorElementType,
@@ -74,7 +73,7 @@ import {
   withoutDeadNodes,
   type RawField,
 } from '../src/engine/thread/graph/onnx-proto.js';
-import { quantizeWeights } from '../src/engine/thread/graph/weight-quantization.js';
+import { floatWeight, INT4_BLOCK, quantizeInt4, quantizeWeights, type FloatWeight } from '../src/engine/thread/graph/weight-quantization.js';
 
 const DATA_LOCATION_EXTERNAL = 1;
 const ENTRY_KEY = 1;
@@ -339,19 +338,10 @@ function blockQuantized(weight: Float32Array, k: number, n: number, { bits, zero
   return { data, scales, ...(points && { zeroPoints: points }) };
 }
 
-/** The float32 2-D initializers of a graph, by name. */
-function floatMatrices(fields: readonly RawField[]): Map<string, { rows: number; columns: number; values: Float32Array }> {
-  const matrices = new Map<string, { rows: number; columns: number; values: Float32Array }>();
-  for (const field of fields) {
-    if (field.number !== GRAPH_INITIALIZER) continue;
-    const tensor = parseFields(field.payload!);
-    const dims = tensor.filter((f) => f.number === TENSOR_DIMS).map((f) => Number(f.value));
-    const raw = tensor.find((f) => f.number === TENSOR_RAW_DATA)?.payload;
-    if (tensor.find((f) => f.number === TENSOR_DATA_TYPE)?.value !== BigInt(ELEM_FLOAT) || dims.length !== 2 || !raw) continue;
-    const copy = new Uint8Array(raw);
-    matrices.set(new TextDecoder().decode(tensor.find((f) => f.number === TENSOR_NAME)?.payload), { rows: dims[0]!, columns: dims[1]!, values: new Float32Array(copy.buffer) });
-  }
-  return matrices;
+/** The float32 2-D initializers of a graph held in it, by name, as weights ([k, n]). */
+function floatMatrices(fields: readonly RawField[]): Map<string, FloatWeight> {
+  const weights = fields.flatMap((field) => (field.number === GRAPH_INITIALIZER ? [floatWeight(field.payload!)] : []));
+  return new Map(weights.flatMap((weight) => (weight ? [[weight.name, weight] as const] : [])));
 }
 
 /**
@@ -368,21 +358,21 @@ function exportedMatMulNBits(source: string, target: string, format: BlockFormat
       if (field.number !== GRAPH_NODE) return [field.bytes];
       const matmul = readNode(field.payload!);
       const weight = matmul.opType === 'MatMul' && matmul.domain === '' ? matrices.get(matmul.inputs[1]!) : undefined;
-      if (!weight || weight.rows % BLOCK !== 0) return [field.bytes];
+      if (!weight || weight.k % BLOCK !== 0) return [field.bytes];
       const name = `${matmul.inputs[1]}/q${format.bits}`;
-      const { data, scales, zeroPoints } = blockQuantized(weight.values, weight.rows, weight.columns, format);
+      const { data, scales, zeroPoints } = blockQuantized(weight.values, weight.k, weight.n, format);
       const initializers = quantized.has(name)
         ? []
         : [
-            initializer(`${name}/B`, ELEM_UINT8, [weight.columns, weight.rows / BLOCK, (BLOCK * format.bits) / 8], data),
+            initializer(`${name}/B`, ELEM_UINT8, [weight.n, weight.k / BLOCK, (BLOCK * format.bits) / 8], data),
             initializer(`${name}/scales`, ELEM_FLOAT, [scales.length], new Uint8Array(scales.buffer)),
             ...(zeroPoints ? [initializer(`${name}/zero_points`, ELEM_UINT8, [zeroPoints.length], zeroPoints)] : []),
           ];
       quantized.add(name);
       const inputs = [matmul.inputs[0]!, `${name}/B`, `${name}/scales`, ...(zeroPoints ? [`${name}/zero_points`] : [])];
       const attributes = [
-        intAttribute('K', weight.rows),
-        intAttribute('N', weight.columns),
+        intAttribute('K', weight.k),
+        intAttribute('N', weight.n),
         intAttribute('bits', format.bits),
         intAttribute('block_size', BLOCK),
         intAttribute('accuracy_level', 4),
@@ -406,19 +396,20 @@ function gatherBlockQuantized(source: string, target: string): void {
       if (field.number !== GRAPH_NODE) return [field.bytes];
       const gather = readNode(field.payload!);
       const table = gather.opType === 'Gather' && gather.inputs[1] === 'input_ids' ? matrices.get(gather.inputs[0]!) : undefined;
-      if (!table || table.columns % BLOCK !== 0) return [field.bytes];
+      if (!table || table.n % INT4_BLOCK !== 0) return [field.bytes];
       found = true;
       // Blocks run along each row: quantized as the [hidden, vocabulary] weight whose columns are the rows.
+      const [rows, columns] = [table.k, table.n];
       const transposed = new Float32Array(table.values.length);
-      for (let row = 0; row < table.rows; row++) for (let column = 0; column < table.columns; column++) transposed[column * table.rows + row] = table.values[row * table.columns + column]!;
-      const { data, scales } = blockQuantized(transposed, table.columns, table.rows, { bits: 4, zeroPoints: false });
+      for (let row = 0; row < rows; row++) for (let column = 0; column < columns; column++) transposed[column * rows + row] = table.values[row * columns + column]!;
+      const { packed: data, scales } = quantizeInt4(transposed, columns, rows);
       const name = `${gather.inputs[0]}/q4`;
       return [
-        initializer(`${name}/data`, ELEM_UINT8, [table.rows, table.columns / 2], data),
-        initializer(`${name}/scales`, ELEM_FLOAT, [table.rows, table.columns / BLOCK], new Uint8Array(scales.buffer)),
+        initializer(`${name}/data`, ELEM_UINT8, [rows, columns / 2], data),
+        initializer(`${name}/scales`, ELEM_FLOAT, [rows, columns / INT4_BLOCK], new Uint8Array(scales.buffer)),
         graphNode('GatherBlockQuantized', [`${name}/data`, 'input_ids', `${name}/scales`], gather.outputs, {
           name: `/variant/GatherBlockQuantized/${gather.outputs[0]}`,
-          attributes: [intAttribute('gather_axis', 0), intAttribute('quantize_axis', 1), intAttribute('block_size', BLOCK), intAttribute('bits', 4)],
+          attributes: [intAttribute('gather_axis', 0), intAttribute('quantize_axis', 1), intAttribute('block_size', INT4_BLOCK), intAttribute('bits', 4)],
           domain: 'com.microsoft',
         }),
       ];

@@ -46,6 +46,17 @@ const setField = async (page: Page, id: string, value: string) => {
 const MODELS_LISTED = "document.getElementById('model').value !== ''";
 type Field = { value: string; dataset: Record<string, string | undefined>; hidden: boolean; disabled: boolean; textContent: string | null };
 
+/** The playground in chat mode, set to greedy decoding of `maxTokens` tokens, `message` typed and not yet sent. */
+async function greedyChat(server: RunningServer, maxTokens: number, message: string): Promise<Page> {
+  const page = await open(server);
+  await page.waitForFunction(MODELS_LISTED);
+  await page.click('#toggle-settings');
+  await setField(page, 'temperature', '0');
+  await setField(page, 'max_tokens', String(maxTokens));
+  await page.type('#input', message);
+  return page;
+}
+
 const lastAnswer = (page: Page) => page.$eval('.message.assistant:last-child .text', (element) => element.textContent ?? '');
 
 async function metric(server: RunningServer, name: string): Promise<number> {
@@ -62,12 +73,7 @@ describe('the playground on an open server', () => {
   afterAll(() => server.close());
 
   it('streams a chat answer that matches the API for the same greedy request, with its numbers', async () => {
-    const page = await open(server);
-    await page.waitForFunction(MODELS_LISTED);
-    await page.click('#toggle-settings');
-    await setField(page, 'temperature', '0');
-    await setField(page, 'max_tokens', '24');
-    await page.type('#input', golden.prompt);
+    const page = await greedyChat(server, 24, golden.prompt);
     // Watch the text grow: it arrives in pieces, not at once.
     const lengths = page.evaluate(`new Promise((resolve) => {
       const seen = [];
@@ -149,12 +155,7 @@ describe('the playground with a model that thinks aloud', () => {
   });
 
   it('shows the thinking apart from the answer, folded', async () => {
-    const page = await open(server);
-    await page.waitForFunction(MODELS_LISTED);
-    await page.click('#toggle-settings');
-    await setField(page, 'temperature', '0');
-    await setField(page, 'max_tokens', '12');
-    await page.type('#input', 'Two and two?');
+    const page = await greedyChat(server, 12, 'Two and two?');
     await page.keyboard.press('Enter');
     await page.waitForSelector('.message.assistant:last-child .stats');
     const shown = await page.$eval('.message.assistant:last-child', (element) => {

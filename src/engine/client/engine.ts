@@ -98,20 +98,8 @@ export class Engine {
    */
   generate(prompts: readonly { request: PromptRequest; seedStreams: readonly number[] }[], signal?: AbortSignal): SequenceStream[][] {
     const submissions = prompts.map(({ request, seedStreams }) => ({ request, choices: seedStreams.map((seedStream) => ({ id: this.nextId++, seedStream })) }));
-    const perPrompt = submissions.map(({ choices }) =>
-      choices.map(({ id }) => {
-        const queue = new AsyncQueue<TokenUpdate>();
-        const cancel = () => {
-          if (this.streams.delete(id)) {
-            this.post({ type: 'cancel', id });
-            queue.end();
-          }
-        };
-        return Object.assign(queue, { cancel });
-      }),
-    );
+    const perPrompt = submissions.map(({ choices }) => choices.map(({ id }) => this.sequenceStream(id)));
     const streams = perPrompt.flat();
-    const ids = submissions.flatMap(({ choices }) => choices.map(({ id }) => id));
     if (this.closing) {
       for (const stream of streams) stream.fail(new EngineError('engine is closed'));
       return perPrompt;
@@ -127,9 +115,21 @@ export class Engine {
       for (const stream of streams) stream.fail(new EngineError(`the request could not be handed to the engine (${(err as Error).message})`));
       return perPrompt;
     }
-    ids.forEach((id, index) => this.streams.set(id, streams[index]!));
+    for (const stream of streams) this.streams.set(stream.id, stream);
     signal?.addEventListener('abort', () => streams.forEach((stream) => stream.cancel()), { once: true });
     return perPrompt;
+  }
+
+  /** The tokens of sequence `id` as they come; cancelling it ends it in the engine. */
+  private sequenceStream(id: number): AsyncQueue<TokenUpdate> & SequenceStream & { id: number } {
+    const queue = new AsyncQueue<TokenUpdate>();
+    const cancel = () => {
+      if (this.streams.delete(id)) {
+        this.post({ type: 'cancel', id });
+        queue.end();
+      }
+    };
+    return Object.assign(queue, { id, cancel });
   }
 
   /**

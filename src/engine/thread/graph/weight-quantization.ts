@@ -71,7 +71,7 @@ export function quantizeInt4(weight: Float32Array, k: number, n: number): { pack
   return { packed, scales };
 }
 
-interface FloatWeight {
+export interface FloatWeight {
   name: string;
   k: number;
   n: number;
@@ -82,7 +82,7 @@ interface FloatWeight {
 export type ExternalDataReader = (location: string, offset: number, length: number) => Uint8Array;
 
 /** A float32 2-D initializer, held in the graph or (with `readExternal`) in its external data, as a weight; undefined for anything else. */
-function floatWeight(payload: Uint8Array, readExternal?: ExternalDataReader): FloatWeight | undefined {
+export function floatWeight(payload: Uint8Array, readExternal?: ExternalDataReader): FloatWeight | undefined {
   const tensor = parseFields(payload);
   const external = readExternal ? externalDataOf(tensor) : undefined;
   const raw = external ? readExternal!(external.location, external.offset, external.length) : tensor.find((f) => f.number === TENSOR_RAW_DATA)?.payload;
