@@ -1,11 +1,38 @@
-import { Template } from '@huggingface/jinja';
+import { isSafeNumber, parse as parseJson } from 'lossless-json';
+import { Template } from './jinja/index.js';
+import { PythonFloat, TextBackedMapping } from './jinja/runtime.js';
 import { ModelLoadError } from './errors.js';
 
-/** A call an assistant message made, as templates read it: `arguments` parsed to an object where it is JSON. */
+/** A call an assistant message made: `arguments` is the client's text, which templates read through templateArguments. */
 export interface ChatToolCall {
   id: string;
   type: 'function';
-  function: { name: string; arguments: unknown };
+  function: { name: string; arguments: string };
+}
+
+/** A JSON number as Python's json.loads reads it: an int of any size, or a float (`2.0` stays a float). */
+function pythonNumber(text: string): unknown {
+  if (/[.eE]/.test(text)) return new PythonFloat(Number(text));
+  return isSafeNumber(text) ? Number(text) : BigInt(text);
+}
+
+/**
+ * An earlier call's arguments as the template reads them: parsed where they are JSON, as vLLM parses
+ * them, without loss (big integers, `2.0` and exponents print as Python prints them); an object also
+ * keeps the client's text, which is what the template gets where it prints the arguments or joins
+ * them to a string. Text that is not JSON stays the string it is.
+ */
+export function templateArguments(text: string): unknown {
+  let parsed: unknown;
+  try {
+    parsed = parseJson(text, null, pythonNumber);
+  } catch {
+    return text;
+  }
+  if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) && !(parsed instanceof PythonFloat)) {
+    return new TextBackedMapping(text, parsed as Record<string, unknown>);
+  }
+  return parsed;
 }
 
 export interface ChatMessage {
@@ -38,13 +65,32 @@ export function toolsPrompt(tools: ChatTools): string {
   );
 }
 
-const hermesCall = (call: ChatToolCall) =>
-  `<tool_call>\n${JSON.stringify({ name: call.function.name, arguments: call.function.arguments })}\n</tool_call>`;
+function hermesCall(call: ChatToolCall): string {
+  const args = call.function.arguments;
+  let argumentsJson = JSON.stringify(args);
+  try {
+    JSON.parse(args);
+    argumentsJson = args;
+  } catch {
+    // Not JSON: written as a JSON string.
+  }
+  return `<tool_call>\n{"name":${JSON.stringify(call.function.name)},"arguments":${argumentsJson}}\n</tool_call>`;
+}
+
+/** A message as the template's variables hold it: each tool call's arguments through templateArguments. */
+function templateVariable(message: ChatMessage): Record<string, unknown> {
+  if (!message.tool_calls) return { ...message };
+  return {
+    ...message,
+    tool_calls: message.tool_calls.map((call) => ({ ...call, function: { ...call.function, arguments: templateArguments(call.function.arguments) } })),
+  };
+}
 
 /**
  * A conversation with tools, rewritten for a template that knows nothing of them: the tools
- * prompt joins the system message (or becomes one), an assistant's calls become `<tool_call>`
- * blocks in its text, and a tool's result becomes a user message in `<tool_response>` tags.
+ * prompt joins the system message, or opens the first user message where there is none (some
+ * templates refuse a system role), an assistant's calls become `<tool_call>` blocks in its text,
+ * and a tool's result becomes a user message in `<tool_response>` tags.
  */
 export function withoutToolSupport(messages: readonly ChatMessage[], tools: ChatTools | undefined): ChatMessage[] {
   const plain = messages.map((message): ChatMessage => {
@@ -59,7 +105,9 @@ export function withoutToolSupport(messages: readonly ChatMessage[], tools: Chat
   const prompt = toolsPrompt(tools);
   const first = plain[0];
   if (first?.role === 'system') return [{ ...first, content: `${first.content}\n\n${prompt}` }, ...plain.slice(1)];
-  return [{ role: 'system', content: prompt }, ...plain];
+  const user = plain.findIndex((message) => message.role === 'user');
+  if (user === -1) return [{ role: 'user', content: prompt }, ...plain];
+  return plain.map((message, index) => (index === user ? { ...message, content: `${prompt}\n\n${message.content}` } : message));
 }
 
 /**
@@ -78,6 +126,8 @@ export interface RenderOptions {
   addGenerationPrompt?: boolean;
   /** More variables for the template (a request's `chat_template_kwargs`: `enable_thinking`, say); they cannot replace the messages, tools or special tokens. */
   kwargs?: Record<string, unknown>;
+  /** The time `strftime_now` formats (the current time when not given). */
+  now?: Date;
 }
 
 /** Raised when a template refuses a conversation (roles out of order, say). */
@@ -116,7 +166,7 @@ export class ChatTemplate {
   /** The template a request with tools is rendered with. */
   readonly source: string;
   readonly isFallback: boolean;
-  /** The template renders tools, tool calls and tool results itself (it reads `tools`). */
+  /** The template renders tools or tool calls itself (it reads `tools` or a message's `tool_calls`). */
   readonly supportsTools: boolean;
   private readonly template: Template;
   private readonly toolTemplate: Template;
@@ -133,24 +183,31 @@ export class ChatTemplate {
     const toolUse = named.get('tool_use');
     this.source = toolUse ?? plain;
     this.toolTemplate = toolUse === undefined ? this.template : parse(toolUse, 'tool_use');
-    this.supportsTools = /\btools\b/.test(this.source);
+    this.supportsTools = /\b(?:tools|tool_calls)\b/.test(this.source);
   }
 
   /** The prompt text of a conversation; `tools` are given to the template, or through the tools prompt when it has no use for them. */
-  render(messages: readonly ChatMessage[], tools?: ChatTools, { addGenerationPrompt = true, kwargs = {} }: RenderOptions = {}): string {
-    const given = this.supportsTools ? messages : withoutToolSupport(messages, tools);
+  render(messages: readonly ChatMessage[], tools?: ChatTools, options: RenderOptions = {}): string {
+    return this.renderAsGiven(this.supportsTools ? messages : withoutToolSupport(messages, tools), tools, options);
+  }
+
+  /** The prompt text exactly as transformers' apply_chat_template renders the conversation, with no tools prompt added. */
+  renderAsGiven(messages: readonly ChatMessage[], tools?: ChatTools, { addGenerationPrompt = true, kwargs = {}, now }: RenderOptions = {}): string {
     // As apply_chat_template: tools given (an empty list too) choose the tool_use template and reach the template as given.
     const template = tools !== undefined ? this.toolTemplate : this.template;
     try {
       const extra = Object.fromEntries(Object.entries(kwargs).filter(([name]) => !TEMPLATE_VARIABLES.includes(name)));
+      // The variables apply_chat_template gives: tools and documents are None when not given, and a special token the tokenizer does not set is left undefined.
+      const { bosToken, eosToken } = this.specialTokens;
       return template.render({
         ...extra,
-        messages: given.map((m) => ({ ...m })),
-        ...(this.supportsTools && tools !== undefined && { tools }),
+        messages: messages.map(templateVariable),
+        tools: tools ?? null,
+        documents: null,
         add_generation_prompt: addGenerationPrompt,
-        bos_token: this.specialTokens.bosToken ?? '',
-        eos_token: this.specialTokens.eosToken ?? '',
-      });
+        ...(bosToken !== undefined && { bos_token: bosToken }),
+        ...(eosToken !== undefined && { eos_token: eosToken }),
+      }, { now });
     } catch (err) {
       throw new ChatTemplateError((err as Error).message);
     }

@@ -95,7 +95,7 @@ const message = z.discriminatedUnion('role', [
     refusal: z.string().nullish(),
     reasoning_content: z.string().nullish(),
   }),
-  z.object({ role: z.literal('tool'), content, tool_call_id: z.string() }),
+  z.object({ role: z.literal('tool'), content, tool_call_id: z.string(), name: z.string().optional() }),
 ]);
 
 export const ResponseFormatSchema = z.discriminatedUnion('type', [

@@ -76,7 +76,7 @@ describe('Preprocessor', () => {
 
   it('fails a request that cannot be handed to the worker by itself, and carries on', async () => {
     const deep = JSON.parse('['.repeat(200_000) + ']'.repeat(200_000)) as unknown;
-    const message = { role: 'assistant' as const, content: '', tool_calls: [{ id: 'c', type: 'function' as const, function: { name: 'f', arguments: deep } }] };
+    const message = { role: 'assistant' as const, content: '', metadata: deep };
     await expect(preprocessor.chat([{ role: 'user', content: 'Hi' }, message], 512)).rejects.toThrow(PreprocessInputError);
     expect(await preprocessor.encode(['Once upon a time'], true)).toEqual([tokenizer.encode('Once upon a time')]);
   });

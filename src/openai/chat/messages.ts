@@ -36,24 +36,24 @@ function contentText(content: string | { type: string; text?: string }[] | null 
 }
 
 /**
- * A call of an earlier assistant message, as templates read it: arguments as an object where they
- * are JSON (no deeper than the body may nest, counted from the arguments' own root).
+ * A call of an earlier assistant message, its arguments as the client wrote them (the template
+ * parses them); where they are JSON, no deeper than the body may nest, counted from their own root.
  */
 export function templateToolCall(call: { id: string; function: { name: string; arguments: string } }, param: string, maxJsonDepth: number): ChatToolCall {
-  let args: unknown = call.function.arguments;
+  let parsed: unknown;
   try {
-    args = JSON.parse(call.function.arguments);
+    parsed = JSON.parse(call.function.arguments);
   } catch {
-    // Kept as the text it is.
+    // Not JSON: the template gets the text as it is.
   }
-  checkJsonDepth(args, maxJsonDepth, param);
-  return { id: call.id, type: 'function', function: { name: call.function.name, arguments: args } };
+  checkJsonDepth(parsed, maxJsonDepth, param);
+  return { id: call.id, type: 'function', function: { name: call.function.name, arguments: call.function.arguments } };
 }
 
 /** A message as the chat template sees it: text parts joined, `developer` as `system`, tool calls with their arguments parsed. */
 export function templateMessage(message: ChatRequestMessage, index: number, maxJsonDepth: number): ChatMessage {
   const content = contentText(message.content, `messages[${index}].content`);
-  if (message.role === 'tool') return { role: 'tool', content, tool_call_id: message.tool_call_id };
+  if (message.role === 'tool') return { role: 'tool', content, tool_call_id: message.tool_call_id, ...(message.name !== undefined && { name: message.name }) };
   if (message.role === 'assistant') {
     if ((message.content === null || message.content === undefined) && !message.tool_calls?.length) {
       throw invalidRequest(`Invalid value for 'messages[${index}].content': an assistant message needs content or tool_calls.`, `messages[${index}].content`, 'invalid_value');
