@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { REASONING_PARSERS } from './reasoning/formats.js';
+import { TOOL_CALL_PARSERS } from './tool-calls/formats.js';
 
 export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../models/tinystories-gpt2', import.meta.url));
 
@@ -65,6 +66,13 @@ const OPTIONS = {
     schema: z.enum(REASONING_PARSERS).default('auto'),
     help: "how a chat reply's thinking is told apart (reasoning_content): auto (from the chat template's markers), think (<think>…</think>), none (all content)",
     doc: "How a chat reply's thinking is told apart from its answer and given as `reasoning_content`: `auto` finds the markers in the chat template (`<think>` and `</think>`, as Qwen3, QwQ, DeepSeek-R1 and SmolLM3 write them); `think` takes those markers whatever the template says; `none` leaves the thinking in `content`. See [API](api.md#reasoning).",
+  },
+  'tool-call-parser': {
+    field: 'toolCallParser',
+    env: 'ORTSERVE_TOOL_CALL_PARSER',
+    schema: z.enum(TOOL_CALL_PARSERS).default('auto'),
+    help: `how the model writes tool calls: auto (from the chat template's markers) or one of ${TOOL_CALL_PARSERS.slice(1).join(', ')}`,
+    doc: "How the model writes tool calls, which sets the grammar that makes it call and how calls are read out of its reply: `auto` finds the format from the markers the chat template writes; a name picks it. See [API](api.md#tool-call-formats).",
   },
   device: {
     field: 'device',

@@ -164,7 +164,7 @@ async function startWorkers(config: ServerConfig, model: LoadedModel): Promise<[
 /** Loads the model, starts the engine and listens. */
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
   await checkListenable(config.host, config.port);
-  const configured = loadModel(config.model, { modelFile: config.modelFile, servedModelNames: config.servedModelNames, reasoningParser: config.reasoningParser });
+  const configured = loadModel(config.model, { modelFile: config.modelFile, servedModelNames: config.servedModelNames, reasoningParser: config.reasoningParser, toolCallParser: config.toolCallParser });
   const [engine, preprocessor] = await startWorkers(config, configured);
   const stopWorkers = () => Promise.all([engine.close(), preprocessor.close()]);
   let started;
@@ -188,7 +188,18 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const port = typeof address === 'object' && address ? address.port : config.port;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  app.log.info({ url, model: model.id, modelPath: model.files.modelPath, contextLength: model.config.contextLength, device: config.device }, 'model ready');
+  app.log.info(
+    {
+      url,
+      model: model.id,
+      modelPath: model.files.modelPath,
+      contextLength: model.config.contextLength,
+      device: config.device,
+      toolCallFormat: model.toolCallFormat.name,
+      reasoningFormat: model.reasoningFormat?.name ?? null,
+    },
+    'model ready',
+  );
   const close = async () => {
     app.server.closeAllConnections();
     await app.close();

@@ -1,7 +1,7 @@
 import { basename } from 'node:path';
 import { ChatTemplate } from './chat-template.js';
 import { readModelConfig, type ModelConfig } from './config.js';
-import { detectToolCallFormat, type ToolCallFormat } from '../tool-calls/formats.js';
+import { detectToolCallFormat, type ToolCallFormat, type ToolCallParserName } from '../tool-calls/formats.js';
 import { detectReasoningFormat, REASONING_FORMATS, type ReasoningFormat, type ReasoningParser } from '../reasoning/formats.js';
 import { ModelLoadError } from './errors.js';
 import { readModelFiles, type ModelFiles } from './files.js';
@@ -37,6 +37,8 @@ export interface LoadModelOptions {
   servedModelNames?: readonly string[];
   /** `auto`: the markers the chat template writes, if any. */
   reasoningParser?: ReasoningParser;
+  /** `auto`: the format the chat template's markers show. */
+  toolCallParser?: ToolCallParserName;
 }
 
 function reasoningFormat(chatTemplate: ChatTemplate, parser: LoadModelOptions['reasoningParser'] = 'auto'): ReasoningFormat | undefined {
@@ -92,7 +94,7 @@ export function loadModel(dir: string, options: LoadModelOptions = {}): LoadedMo
     config: readModelConfig(files),
     tokenizer,
     chatTemplate,
-    toolCallFormat: detectToolCallFormat(chatTemplate),
+    toolCallFormat: detectToolCallFormat(chatTemplate, options.toolCallParser),
     ...(reasoning && { reasoningFormat: reasoning }),
     samplingDefaults: {
       temperature: samplingDefault(files.generationConfig, 'temperature', 2, 1),

@@ -52,6 +52,19 @@ describe('tool calls and structured output with the openai client', () => {
     expect(server.model.chatTemplate.supportsTools).toBe(true);
   });
 
+  it("an earlier call's arguments reach the prompt with the client's exact numbers", async () => {
+    const args = '{"id": 12345678901234567890, "ratio": 2.0, "eps": 1e-07}';
+    const messages = [
+      { role: 'user', content: 'Look up the record.' },
+      { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'lookup', arguments: args } }] },
+      { role: 'tool', tool_call_id: 'call_1', content: 'found' },
+    ];
+    const tokenized = await postJson(server, '/tokenize', { messages, tools: [{ type: 'function', function: { name: 'lookup' } }] });
+    expect(tokenized.status).toBe(200);
+    const prompt = await postJson(server, '/detokenize', { tokens: tokenized.body.tokens });
+    expect(prompt.body.prompt).toContain(`"arguments": ${args}}`);
+  });
+
   it('tool_choice "required": valid calls, content null, finish_reason "tool_calls"', async () => {
     for (const seed of [1, 2, 3]) {
       const completion = await client.chat.completions.create({ model: MODEL, messages, tools, tool_choice: 'required', parallel_tool_calls: false, temperature: 1, seed, max_tokens: 100 });

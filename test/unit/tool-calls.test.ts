@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { advanceUtf8, tokenBytes, UTF8_START } from '../../src/grammar/token-bytes.js';
 import { grammarVocabulary } from '../../src/grammar/vocabulary.js';
 import { GrammarProbe } from '../../src/grammar/xgrammar.js';
+import { ChatTemplate } from '../../src/model/chat-template.js';
 import { detectToolCallFormat, TOOL_CALL_FORMATS } from '../../src/tool-calls/formats.js';
 import { parseToolCalls, ToolCallParser, type ParsedPiece } from '../../src/tool-calls/tool-call-parser.js';
 import { fixture } from '../helpers/server.js';
@@ -20,7 +21,61 @@ describe('detecting the tool-call convention from a chat template', () => {
   });
 });
 
+describe('the tool-call convention of real chat templates (test/fixtures/chat-templates)', () => {
+  const fixtures = new URL('../fixtures/chat-templates/', import.meta.url);
+  const templates = JSON.parse(readFileSync(new URL('templates.json', fixtures), 'utf8')) as { name: string; file: string }[];
+  const expected: Record<string, string> = {
+    'qwen2.5-7b-instruct': 'hermes',
+    'qwen3-0.6b': 'hermes',
+    'qwq-32b': 'hermes',
+    'deepseek-r1-distill-qwen-32b': 'deepseek_v3',
+    'deepseek-v3.1': 'deepseek_v31',
+    'llama-3.1-8b-instruct': 'llama3_json',
+    'llama-3.2-3b-instruct': 'llama3_json',
+    'mistral-nemo-instruct-2407': 'mistral',
+    'phi-3.5-mini-instruct': 'hermes',
+    'gemma-2-2b-it': 'hermes',
+    'granite-3.3-2b-instruct': 'granite',
+    'smollm3-3b': 'hermes',
+    'hermes-3-llama-3.1-8b-tool_use': 'hermes',
+    'functionary-medium-v3.1': 'functionary_v3_1',
+    'functionary-medium-v3.2': 'functionary_v3_2',
+    'kimi-k2-instruct': 'kimi_k2',
+    'command-r7b-12-2024-tool_use': 'command_r7b',
+  };
+
+  it.each(templates.filter((template) => expected[template.name]))('$name', (template) => {
+    const chatTemplate = new ChatTemplate({ chat_template: readFileSync(new URL(template.file, fixtures), 'utf8') }, {});
+    expect(detectToolCallFormat(chatTemplate).name).toBe(expected[template.name]);
+  });
+
+  it('--tool-call-parser names the format whatever the template writes', () => {
+    expect(detectToolCallFormat({ source: '<tool_call>', supportsTools: true }, 'kimi_k2').name).toBe('kimi_k2');
+  });
+});
+
 describe('reading calls out of a reply', () => {
+  it.each([
+    ['deepseek_v3', '<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n{"city": "Paris"}\n```<｜tool▁call▁end｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n{"city": "Rome"}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>'],
+    ['deepseek_v31', '<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{"city": "Paris"}<｜tool▁call▁end｜><｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{"city": "Rome"}<｜tool▁call▁end｜><｜tool▁calls▁end｜>'],
+    ['kimi_k2', '<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0<|tool_call_argument_begin|>{"city": "Paris"}<|tool_call_end|><|tool_call_begin|>functions.get_weather:1<|tool_call_argument_begin|>{"city": "Rome"}<|tool_call_end|><|tool_calls_section_end|>'],
+    ['functionary_v3_1', '<function=get_weather>{"city": "Paris"}</function><function=get_weather>{"city": "Rome"}</function>'],
+    ['functionary_v3_2', '>>>get_weather\n{"city": "Paris"}>>>get_weather\n{"city": "Rome"}'],
+    ['granite', '<|tool_call|>[{"name": "get_weather", "arguments": {"city": "Paris"}}, {"name": "get_weather", "arguments": {"city": "Rome"}}]'],
+    ['command_r7b', '<|START_ACTION|>[\n    {"tool_call_id": "0", "tool_name": "get_weather", "parameters": {"city": "Paris"}},\n    {"tool_call_id": "1", "tool_name": "get_weather", "parameters": {"city": "Rome"}}\n]<|END_ACTION|>'],
+  ] as const)('%s: two calls as the model writes them', (name, text) => {
+    const { content, calls } = parseToolCalls(TOOL_CALL_FORMATS[name], names, text);
+    expect(content).toBeNull();
+    expect(calls.map((call) => [call.name, JSON.parse(call.arguments)])).toEqual([
+      ['get_weather', { city: 'Paris' }],
+      ['get_weather', { city: 'Rome' }],
+    ]);
+  });
+
+  it.each(['deepseek_v31', 'kimi_k2', 'functionary_v3_1', 'functionary_v3_2', 'granite', 'command_r7b'] as const)('%s: text around or in place of a call stays text', (name) => {
+    expect(parseToolCalls(TOOL_CALL_FORMATS[name], names, 'The weather is fine.')).toEqual({ content: 'The weather is fine.', calls: [] });
+  });
+
   it('Hermes: blocks of JSON in <tool_call> tags, arguments as the model wrote them', () => {
     const text = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n<tool_call>\n{"arguments": {"city":  "Rome"}, "name": "get_weather"}\n</tool_call>';
     expect(parseToolCalls(hermes, names, text)).toEqual({
