@@ -118,15 +118,44 @@ function markedCalls(text: string, call: RegExp, section?: RegExp): ParsedToolCa
   return calls.length > 0 ? calls : undefined;
 }
 
-/** A JSON list of call objects after `prefix` (which may be left out of the text as a special token). */
-function listedCalls(text: string, prefix: string, suffix = ''): ParsedToolCall[] | undefined {
-  let body = text.trim();
-  if (body.startsWith(prefix)) body = body.slice(prefix.length);
-  if (suffix && body.endsWith(suffix)) body = body.slice(0, -suffix.length);
-  const list = safeJson(body.trim());
-  if (!Array.isArray(list) || list.length === 0) return undefined;
-  const calls = list.map(callObject);
-  return calls.every((call) => call !== undefined) ? (calls as ParsedToolCall[]) : undefined;
+/**
+ * A format whose calls are one JSON list of call objects after a marker (which the text may lack,
+ * where the tokenizer marks it special): the grammar writes `begin`, the calls joined by `, `, `]`
+ * and the end marker.
+ */
+function listedFormat(spec: {
+  name: ToolCallFormatName;
+  marker: string;
+  endMarker?: string;
+  triggers: string[];
+  begin: string;
+  callBegin: (name: string) => string;
+}): ToolCallFormat {
+  const { marker, endMarker = '' } = spec;
+  return {
+    name: spec.name,
+    triggers: spec.triggers,
+    ...(endMarker && { endTag: endMarker }),
+    callsGrammar(functions, parallel) {
+      const tags = callTags(functions, spec.callBegin, '}');
+      return structuralTagGrammar({
+        type: 'tag',
+        begin: spec.begin,
+        content: { type: 'tags_with_separator', tags, separator: ', ', at_least_one: true, stop_after_first: !parallel },
+        end: `]${endMarker}`,
+      });
+    },
+    autoGrammar: () => undefined,
+    parse(text) {
+      let body = text.trim();
+      if (body.startsWith(marker)) body = body.slice(marker.length);
+      if (endMarker && body.endsWith(endMarker)) body = body.slice(0, -endMarker.length);
+      const list = safeJson(body.trim());
+      if (!Array.isArray(list) || list.length === 0) return undefined;
+      const calls = list.map(callObject);
+      return calls.every((call) => call !== undefined) ? (calls as ParsedToolCall[]) : undefined;
+    },
+  };
 }
 
 /**
@@ -236,26 +265,14 @@ const llama3Json: ToolCallFormat = {
  * Mistral: `[TOOL_CALLS][{"name": …, "arguments": …}, …]`. `[TOOL_CALLS]` is a special token, left
  * out of the text like every special token, so a reply that is such a list is read as calls too.
  */
-const mistral: ToolCallFormat = {
+const mistral = listedFormat({
   name: 'mistral',
+  // The grammar writes no [TOOL_CALLS]: it is a special token, left out of the text.
+  marker: '[TOOL_CALLS]',
   triggers: ['[TOOL_CALLS]', '[{"name"'],
-  callsGrammar(functions, parallel) {
-    const tags = callTags(functions, (name) => `{"name": ${jsonString(name)}, "arguments": `, '}');
-    return structuralTagGrammar({
-      type: 'tag',
-      begin: '[',
-      content: { type: 'tags_with_separator', tags, separator: ', ', at_least_one: true, stop_after_first: !parallel },
-      end: ']',
-    });
-  },
-  autoGrammar: () => undefined,
-  parse(text) {
-    const list = safeJson(text.replace(/^\[TOOL_CALLS\]/, '').trim());
-    if (!Array.isArray(list) || list.length === 0) return undefined;
-    const calls = list.map(callObject);
-    return calls.every((call) => call !== undefined) ? (calls as ParsedToolCall[]) : undefined;
-  },
-};
+  begin: '[',
+  callBegin: (name) => `{"name": ${jsonString(name)}, "arguments": `,
+});
 
 const NAME = '([^<>\\n]+?)';
 const ARGS = '([\\s\\S]*?)';
@@ -316,39 +333,23 @@ const functionaryV32 = markedFormat({
 });
 
 /** Granite 3.x: `<|tool_call|>` and a JSON list of `{"name", "arguments"}`. */
-const granite: ToolCallFormat = {
+const granite = listedFormat({
   name: 'granite',
+  marker: '<|tool_call|>',
   triggers: ['<|tool_call|>'],
-  callsGrammar(functions, parallel) {
-    const tags = callTags(functions, (name) => `{"name": ${jsonString(name)}, "arguments": `, '}');
-    return structuralTagGrammar({
-      type: 'tag',
-      begin: '<|tool_call|>[',
-      content: { type: 'tags_with_separator', tags, separator: ', ', at_least_one: true, stop_after_first: !parallel },
-      end: ']',
-    });
-  },
-  autoGrammar: () => undefined,
-  parse: (text) => listedCalls(text, '<|tool_call|>'),
-};
+  begin: '<|tool_call|>[',
+  callBegin: (name) => `{"name": ${jsonString(name)}, "arguments": `,
+});
 
 /** Command R7B: `<|START_ACTION|>[{"tool_call_id", "tool_name", "parameters"}, …]<|END_ACTION|>`. */
-const commandR7b: ToolCallFormat = {
+const commandR7b = listedFormat({
   name: 'command_r7b',
+  marker: '<|START_ACTION|>',
+  endMarker: '<|END_ACTION|>',
   triggers: ['<|START_ACTION|>'],
-  endTag: '<|END_ACTION|>',
-  callsGrammar(functions, parallel) {
-    const tags = callTags(functions, (name) => `{"tool_call_id": "0", "tool_name": ${jsonString(name)}, "parameters": `, '}');
-    return structuralTagGrammar({
-      type: 'tag',
-      begin: '<|START_ACTION|>[',
-      content: { type: 'tags_with_separator', tags, separator: ', ', at_least_one: true, stop_after_first: !parallel },
-      end: ']<|END_ACTION|>',
-    });
-  },
-  autoGrammar: () => undefined,
-  parse: (text) => listedCalls(text, '<|START_ACTION|>', '<|END_ACTION|>'),
-};
+  begin: '<|START_ACTION|>[',
+  callBegin: (name) => `{"tool_call_id": "0", "tool_name": ${jsonString(name)}, "parameters": `,
+});
 
 export const TOOL_CALL_FORMATS: Record<ToolCallFormatName, ToolCallFormat> = {
   hermes,
