@@ -63,6 +63,19 @@ export interface PromptRequest {
   promptLogprobs?: number;
   /** The output must follow this grammar (already checked by a GrammarProbe); a stop token ends it. */
   grammar?: GrammarSpec;
+  /** With a grammar, for a model that thinks aloud: the grammar applies once the thinking has ended. */
+  reasoning?: ReasoningGate;
+}
+
+/** Where a reply's thinking ends, for a grammar that applies only after it. */
+export interface ReasoningGate {
+  /** The prompt ends inside the thinking (its generation prompt opened it). */
+  startsInside: boolean;
+  /** The text that ends the thinking (`</think>`), and its token where it is one. */
+  end: string;
+  endTokenId?: number;
+  /** The token that opens the thinking, where it is one: the reply may begin with it instead of the grammar's first token. */
+  startTokenId?: number;
 }
 
 /** One choice of a prompt: a sequence of its own. */

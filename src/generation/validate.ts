@@ -1,5 +1,5 @@
 import { invalidRequest, limitExceeded, serverBusy } from '../errors.js';
-import type { PromptRequest } from '../engine/protocol.js';
+import type { PromptRequest, ReasoningGate } from '../engine/protocol.js';
 import type { LoadedModel } from '../model/model.js';
 import { checkLimits } from './limits.js';
 import { planOutput, type OutputPlan } from './output-plan.js';
@@ -33,7 +33,7 @@ export interface ValidatedRequest {
   readonly reporting: Readonly<ReportingRequest>;
   /** What response_format and tools ask of the output. */
   readonly output: OutputPlan;
-  /** A chat reply's thinking, told apart from its answer: for a model that thinks aloud, when no grammar shapes the reply from its first token. */
+  /** A chat reply's thinking, told apart from its answer: for a model that thinks aloud (a grammar then shapes the answer, after the thinking). */
   readonly reasoning?: ReasoningPlan;
 }
 
@@ -43,8 +43,21 @@ const PROMPT_END_TOKENS = 16;
 /** How the reply of a chat request is read, for a model that thinks aloud. */
 function reasoningPlan(model: LoadedModel, request: GenerationRequest, output: OutputPlan, prompt: readonly number[]): ReasoningPlan | undefined {
   const format = model.reasoningFormat;
-  if (!format || request.prompts.kind !== 'chat' || output.grammar) return undefined;
+  if (!format || request.prompts.kind !== 'chat') return undefined;
   return { format, startsInside: opensReasoning(model.tokenizer.decode(prompt.slice(-PROMPT_END_TOKENS), false), format) };
+}
+
+/** A marker's token, where the tokenizer has it as one. */
+function markerToken(model: LoadedModel, marker: string): number | undefined {
+  const ids = model.tokenizer.encode(marker, false);
+  return ids.length === 1 ? ids[0] : undefined;
+}
+
+/** What the engine needs to apply a grammar only after the thinking. */
+function reasoningGate(model: LoadedModel, { format, startsInside }: ReasoningPlan): ReasoningGate {
+  const endTokenId = markerToken(model, format.end);
+  const startTokenId = markerToken(model, format.start);
+  return { startsInside, end: format.end, ...(endTokenId !== undefined && { endTokenId }), ...(startTokenId !== undefined && { startTokenId }) };
 }
 
 /** The server's defaults where neither the request nor generation_config.json says. */
@@ -142,6 +155,7 @@ export async function validateGeneration(context: ServingContext, request: Gener
       ...(logprobs !== undefined && { logprobs }),
       ...(reporting.echo && reporting.logprobs !== undefined && { promptLogprobs: reporting.logprobs }),
       ...(output.grammar && { grammar: output.grammar }),
+      ...(output.grammar && reasoning && { reasoning: reasoningGate(model, reasoning) }),
     },
     stop: request.stopping.stop,
     reporting,

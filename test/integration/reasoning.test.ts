@@ -14,7 +14,8 @@ const MODEL = 'tiny-thinker';
 const TEMPLATE =
   "{% for m in messages %}{% if m.role == 'user' %}<|user|>{{ m.content }}{% elif m.role == 'assistant' %}<|assistant|>" +
   "{% if m.reasoning_content %}<think>{{ m.reasoning_content }}</think>{% endif %}{{ m.content }}{% endif %}{% endfor %}" +
-  "{% if reasoning_effort %}[effort: {{ reasoning_effort }}]{% endif %}{% if add_generation_prompt %}<|assistant|><think>\n{% endif %}";
+  "{% if reasoning_effort %}[effort: {{ reasoning_effort }}]{% endif %}{% if add_generation_prompt %}<|assistant|><think>\n" +
+  '{% if enable_thinking is false %}</think>\n{% endif %}{% endif %}';
 const question = [{ role: 'user' as const, content: 'Two and two?' }];
 
 describe('a model that thinks aloud', () => {
@@ -105,11 +106,27 @@ describe('a model that thinks aloud', () => {
     expect(done!.usage!.output_tokens_details.reasoning_tokens).toBe(12);
   });
 
-  it('a structured reply is all content: its grammar shapes it from the first token', async () => {
+  it('structured output shapes the answer, not the thinking: cut short inside it, the reply thinks as it would without a grammar', async () => {
     const reply = await client.chat.completions.create({ model: MODEL, messages: question, max_tokens: 12, temperature: 0, response_format: { type: 'json_object' } });
     const message = reply.choices[0]!.message as { content: string | null; reasoning_content?: string | null };
-    expect(message.content).not.toBeNull();
+    expect(reply.choices[0]!.finish_reason).toBe('length');
+    expect(message.content).toBeNull();
+    expect(message.reasoning_content).toBe(await rawReply(12));
+  });
+
+  it('a prompt whose thinking is already closed (enable_thinking false) is answered under the grammar from the first token', async () => {
+    const reply = await postJson(server, '/v1/chat/completions', {
+      model: MODEL,
+      messages: question,
+      max_tokens: 12,
+      temperature: 0,
+      response_format: { type: 'json_object' },
+      chat_template_kwargs: { enable_thinking: false },
+    });
+    expect(reply.status).toBe(200);
+    const message = reply.body.choices[0].message as { content: string | null; reasoning_content: string | null };
     expect(message.reasoning_content).toBeNull();
+    expect(message.content).toMatch(/^\s*\{/);
   });
 });
 

@@ -1,5 +1,5 @@
 import type { SequenceRequest } from '../../src/engine/protocol.js';
-import { GrammarProcessor, LogitBiasProcessor, logitsProcessors, PenaltyProcessor, Utf8Processor, type LogitsProcessor } from '../../src/engine/thread/logits-processors.js';
+import { AfterReasoning, GrammarProcessor, LogitBiasProcessor, logitsProcessors, PenaltyProcessor, Utf8Processor, type LogitsProcessor } from '../../src/engine/thread/logits-processors.js';
 import { Sequence } from '../../src/engine/thread/sequence.js';
 
 const VOCAB = 8;
@@ -156,5 +156,59 @@ describe('Utf8Processor', () => {
     const second = new Float32Array(5).fill(1);
     processor.apply(second);
     expect([...second]).toEqual([-Infinity, -Infinity, 1, -Infinity, -Infinity]);
+  });
+});
+
+describe('AfterReasoning', () => {
+  /** An inner processor that allows only token 3 and records what it is told. */
+  const inner = () => {
+    const accepted: number[] = [];
+    const processor: LogitsProcessor = {
+      apply: (logits) => logits.forEach((_, token) => token !== 3 && (logits[token] = Number.NEGATIVE_INFINITY)),
+      accept: (token) => void accepted.push(token),
+    };
+    return { accepted, processor };
+  };
+  /** Tokens 4 and 5 spell `</th` and `ink>`; token 6 is `<think>`, token 7 is `</think>`. */
+  const pieces: Record<number, string> = { 0: 'a', 1: 'b', 3: '{', 4: '</th', 5: 'ink>' };
+  const bytesOf = (token: number) => (pieces[token] === undefined ? undefined : new TextEncoder().encode(pieces[token]));
+
+  it('inside the thinking leaves the logits free and the grammar untold, until the end marker is written, across tokens', () => {
+    const { accepted, processor } = inner();
+    const gate = new AfterReasoning([processor], { startsInside: true, end: '</think>' }, bytesOf);
+    const logits = flat();
+    gate.apply(logits);
+    expect([...logits]).toEqual([...flat()]);
+    for (const token of [0, 4, 1, 4, 5]) gate.accept(token);
+    expect(accepted).toEqual([]);
+    gate.apply(logits);
+    expect([...logits].map((value) => value === 0)).toEqual([false, false, false, true, false, false, false, false]);
+    gate.accept(3);
+    expect(accepted).toEqual([3]);
+  });
+
+  it('the end marker as a token of its own ends the thinking too', () => {
+    const { accepted, processor } = inner();
+    const gate = new AfterReasoning([processor], { startsInside: true, end: '</think>', endTokenId: 7 }, bytesOf);
+    gate.accept(7);
+    gate.accept(3);
+    expect(accepted).toEqual([3]);
+  });
+
+  it('where the prompt does not open the thinking, the first token may open it, or begin the answer under the grammar', () => {
+    const opened = inner();
+    const gate = new AfterReasoning([opened.processor], { startsInside: false, end: '</think>', startTokenId: 6 }, bytesOf);
+    const logits = flat();
+    gate.apply(logits);
+    expect([...logits].map((value) => value === 0)).toEqual([false, false, false, true, false, false, true, false]);
+    gate.accept(6);
+    gate.accept(0);
+    expect(opened.accepted).toEqual([]);
+
+    const answered = inner();
+    const direct = new AfterReasoning([answered.processor], { startsInside: false, end: '</think>', startTokenId: 6 }, bytesOf);
+    direct.accept(3);
+    direct.accept(3);
+    expect(answered.accepted).toEqual([3, 3]);
   });
 });

@@ -1,6 +1,6 @@
 import { advanceUtf8, UTF8_START, type TokenBytes, type Utf8State } from '../../grammar/token-bytes.js';
 import type { TokenMatcher } from '../../grammar/xgrammar.js';
-import type { SequenceRequest } from '../protocol.js';
+import type { ReasoningGate, SequenceRequest } from '../protocol.js';
 
 /**
  * A step of logit processing before sampling. Each sequence has processors of its own, so a
@@ -97,6 +97,73 @@ export class GrammarProcessor implements LogitsProcessor {
 
   end(): void {
     this.matcher.dispose();
+  }
+}
+
+/**
+ * Processors (a grammar's) that apply only once the reply's thinking has ended, as vLLM applies
+ * structured output to reasoning models: the thinking is free text, the answer follows the grammar.
+ * Where the prompt does not open the thinking, the reply may still open it with its first token.
+ */
+export class AfterReasoning implements LogitsProcessor {
+  private state: 'undecided' | 'thinking' | 'answering';
+  /** The last bytes of the thinking, as long as the end marker. */
+  private tail: number[] = [];
+  private readonly endBytes: Uint8Array;
+  private readonly endTokenId: number | undefined;
+  private readonly startTokenId: number | undefined;
+
+  constructor(
+    private readonly inner: readonly LogitsProcessor[],
+    gate: ReasoningGate,
+    /** The bytes a token stands for. */
+    private readonly bytesOf: (tokenId: number) => Uint8Array | undefined,
+  ) {
+    this.endBytes = new TextEncoder().encode(gate.end);
+    this.endTokenId = gate.endTokenId;
+    this.startTokenId = gate.startTokenId;
+    this.state = gate.startsInside ? 'thinking' : gate.startTokenId !== undefined ? 'undecided' : 'answering';
+  }
+
+  async prepare(): Promise<void> {
+    if (this.state === 'thinking') return;
+    for (const processor of this.inner) await processor.prepare?.();
+  }
+
+  apply(logits: Float32Array): void {
+    if (this.state === 'thinking') return;
+    const start = this.startTokenId;
+    const kept = this.state === 'undecided' && start !== undefined ? logits[start] : undefined;
+    for (const processor of this.inner) processor.apply(logits);
+    if (kept !== undefined) logits[start!] = kept;
+  }
+
+  accept(tokenId: number): void {
+    if (this.state === 'undecided') {
+      if (tokenId === this.startTokenId) {
+        this.state = 'thinking';
+        return;
+      }
+      this.state = 'answering';
+    }
+    if (this.state === 'answering') {
+      for (const processor of this.inner) processor.accept(tokenId);
+      return;
+    }
+    if (tokenId === this.endTokenId) {
+      this.state = 'answering';
+      return;
+    }
+    const bytes = this.bytesOf(tokenId);
+    if (!bytes) return;
+    this.tail.push(...bytes);
+    const marker = this.endBytes;
+    if (this.tail.length > marker.length) this.tail.splice(0, this.tail.length - marker.length);
+    if (this.tail.length === marker.length && this.tail.every((byte, index) => byte === marker[index])) this.state = 'answering';
+  }
+
+  end(): void {
+    for (const processor of this.inner) processor.end?.();
   }
 }
 

@@ -3,11 +3,11 @@ import { workerInput } from '../../util/threads.js';
 import { createDecoderSession, readDecoderSignature } from './graph/session.js';
 import { ContinuousBatcher } from './batcher.js';
 import { DecoderRunner } from './decoder.js';
-import { tokenBytes, type TokenBytes } from '../../grammar/token-bytes.js';
+import { pieceBytes, tokenBytes, type TokenBytes } from '../../grammar/token-bytes.js';
 import { GrammarService } from './grammar-service.js';
 import type { GrammarVocabulary } from '../../grammar/vocabulary.js';
 import { servedLimits } from './served-limits.js';
-import { GrammarProcessor, Utf8Processor } from './logits-processors.js';
+import { AfterReasoning, GrammarProcessor, Utf8Processor, type LogitsProcessor } from './logits-processors.js';
 import type { Choice, FromWorker, PromptRequest, ToWorker, WorkerConfig } from '../protocol.js';
 
 /** The engine thread: owns the ONNX session, so that forward passes never block the HTTP server. */
@@ -52,6 +52,11 @@ try {
     }
     return new Utf8Processor(grammarBytes.bytes, grammarBytes.nonAscii);
   };
+  const thinkingBytes = (tokenId: number) => {
+    const vocabulary = grammarVocabulary();
+    const piece = vocabulary.tokens[tokenId];
+    return piece ? pieceBytes(piece, vocabulary.kind) : undefined;
+  };
   /** Choices whose grammar is being compiled, and those of them cancelled meanwhile. */
   const compiling = new Set<number>();
   const cancelledWhileCompiling = new Set<number>();
@@ -76,7 +81,11 @@ try {
       for (const id of ids) compiling.delete(id);
     }
     const matchers = service.matchers(key, request.stopTokenIds, choices.length);
-    batcher.submit(request, choices, matchers.map((matcher) => [new GrammarProcessor(matcher, request.stopTokenIds), utf8Check()]));
+    const processors = matchers.map((matcher): LogitsProcessor[] => {
+      const constrained = [new GrammarProcessor(matcher, request.stopTokenIds), utf8Check()];
+      return request.reasoning ? [new AfterReasoning(constrained, request.reasoning, thinkingBytes)] : constrained;
+    });
+    batcher.submit(request, choices, processors);
     for (const id of ids) if (cancelledWhileCompiling.delete(id)) batcher.cancel(id);
   };
   port.on('message', (message: ToWorker) => {
