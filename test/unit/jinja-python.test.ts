@@ -48,6 +48,21 @@ describe('the template renderer prints values as Python prints them', () => {
   });
 });
 
+describe('jinja2 features real templates use, against the text jinja2 3.1.6 renders', () => {
+  it.each([
+    ["{% set d = {1: 'a', 2: 'b'} %}{{ d[1] }}|{{ d }}|{{ d.items()|list }}|{{ 2 in d }}|{{ d.get(2) }}", "a|{1: 'a', 2: 'b'}|[(1, 'a'), (2, 'b')]|True|b"],
+    ["{% set b = {0: 0, 512: 128, 1024: 256} %}{% for k, v in b.items() %}{% if k <= 600 %}{{ v }};{% endif %}{% endfor %}", "0;128;"],
+    ["{{ '%s and %d'|format('x', 3) }}|{{ '%05.2f'|format(3.14159) }}|{{ '%-5s|'|format('ab') }}|{{ '%r'|format('q') }}", "x and 3|03.14|ab   ||'q'"],
+    ["{{ '%s' % 5 }}|{{ '%s-%s' % (1, 2) }}|{{ '%(a)s!' % {'a': 'x'} }}|{{ '%x %o %e' % (255, 8, 12345.678) }}", "5|1-2|x!|ff 10 1.234568e+04"],
+    ["{{ {'b': 1, 'a': 2}|dictsort }}|{{ {'b': 1}.items()|list }}|{{ {'b': 1}|items|list }}", "[('a', 2), ('b', 1)]|[('b', 1)]|[('b', 1)]"],
+    ["{{ (1, 2) }}|{{ [(1, 'a')] }}|{{ {'k': (1,2)}|tojson }}", "(1, 2)|[(1, 'a')]|{\"k\": [1, 2]}"],
+    ["{{ 3.0 }}|{{ 10 / 2 }}|{{ 2 ** 0.5 }}|{{ -7 // 2 }}|{{ -7 % 3 }}", "3.0|5.0|1.4142135623730951|-4|2"],
+    ["{{ none ~ 1 ~ true }}|{{ [none, true, 1.0] }}|{{ 'a' ~ [1] }}", "None1True|[None, True, 1.0]|a[1]"],
+  ])('%s', (source, python) => {
+    expect(render(source)).toBe(python);
+  });
+});
+
 describe("an earlier tool call's arguments", () => {
   const text = '{"id": 12345678901234567890, "ratio": 2.0, "eps": 1e-07, "name": "caf\\u00e9", "nested": {"n": 2.50}}';
 

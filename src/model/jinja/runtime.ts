@@ -470,6 +470,124 @@ function pythonTypeName(input: AnyRuntimeValue): string {
 }
 
 /**
+ * Python's printf-style formatting, `format % values` (and jinja2's `|format`): conversions s r d i
+ * f F e E g G x X o c and %, with flags, width, precision and `%(name)s` keys.
+ */
+function percentFormat(format: string, values: AnyRuntimeValue): string {
+	const positional = values instanceof TupleValue ? values.value : [values];
+	let next = 0;
+	const take = (): AnyRuntimeValue => {
+		if (next >= positional.length) {
+			throw new Error("not enough arguments for format string");
+		}
+		return positional[next++];
+	};
+	const result = format.replace(
+		/%(?:\(([^)]*)\))?([-+ 0#]*)(\*|\d+)?(?:\.(\*|\d+))?([sridfFeEgGxXoc%])/g,
+		(_, key: string | undefined, flags: string, widthText: string | undefined, precisionText: string | undefined, conversion: string) => {
+			if (conversion === "%") {
+				return "%";
+			}
+			const width = widthText === "*" ? Number(take().value) : widthText ? Number(widthText) : 0;
+			const precision = precisionText === "*" ? Number(take().value) : precisionText ? Number(precisionText) : undefined;
+			let value: AnyRuntimeValue;
+			if (key !== undefined) {
+				if (!(values instanceof ObjectValue)) {
+					throw new Error("format requires a mapping");
+				}
+				value = values.value.get(key) ?? new UndefinedValue();
+			} else {
+				value = take();
+			}
+			const number = () => {
+				if (value instanceof IntegerValue || value instanceof FloatValue || value instanceof BooleanValue) {
+					return Number(value.value);
+				}
+				throw new Error(`%${conversion} format: a real number is required, not ${pythonTypeName(value)}`);
+			};
+			let text: string;
+			switch (conversion) {
+				case "s":
+					text = value.toString();
+					break;
+				case "r":
+					text = pythonRepr(value);
+					break;
+				case "d":
+				case "i":
+					text = value instanceof IntegerValue ? value.toString() : String(Math.trunc(number()));
+					break;
+				case "f":
+				case "F":
+					text = number().toFixed(precision ?? 6);
+					break;
+				case "e":
+				case "E": {
+					const [mantissa, exponent] = number()
+						.toExponential(precision ?? 6)
+						.split("e");
+					const magnitude = String(Math.abs(Number(exponent))).padStart(2, "0");
+					text = `${mantissa}e${Number(exponent) < 0 ? "-" : "+"}${magnitude}`;
+					if (conversion === "E") {
+						text = text.toUpperCase();
+					}
+					break;
+				}
+				case "g":
+				case "G":
+					text = precision === undefined ? pythonFloat(number()).replace(/\.0$/, "") : String(Number(number().toPrecision(precision || 1)));
+					break;
+				case "x":
+				case "X":
+				case "o": {
+					const digits = Math.trunc(number()).toString(conversion === "o" ? 8 : 16);
+					text = conversion === "X" ? digits.toUpperCase() : digits;
+					break;
+				}
+				default:
+					text = value instanceof StringValue ? value.value : String.fromCodePoint(number());
+			}
+			if (flags.includes("+") && "dfFeEgGi".includes(conversion) && !text.startsWith("-")) {
+				text = "+" + text;
+			}
+			if (text.length < width) {
+				if (flags.includes("-")) {
+					text = text.padEnd(width);
+				} else if (flags.includes("0") && conversion !== "s" && conversion !== "r") {
+					const sign = /^[-+]/.test(text) ? text[0] : "";
+					text = sign + text.slice(sign.length).padStart(width - sign.length, "0");
+				} else {
+					text = text.padStart(width);
+				}
+			}
+			return text;
+		},
+	);
+	if (!(values instanceof ObjectValue) && next < positional.length) {
+		throw new Error("not all arguments converted during string formatting");
+	}
+	return result;
+}
+
+/** The text a mapping keeps a key under: a string as it is, a number, boolean or None as Python's str() of it; undefined for a key Python cannot hash. */
+function mappingKey(key: AnyRuntimeValue): string | undefined {
+	if (key instanceof StringValue) {
+		return key.value;
+	}
+	if (key instanceof IntegerValue || key instanceof FloatValue || key instanceof BooleanValue || key instanceof NullValue) {
+		// Python: 1 == 1.0 == True as keys; a whole float is stored as its integer.
+		if (key instanceof FloatValue && Number.isInteger(key.value)) {
+			return String(key.value);
+		}
+		if (key instanceof BooleanValue) {
+			return key.value ? "1" : "0";
+		}
+		return key.toString();
+	}
+	return undefined;
+}
+
+/**
  * Python's `repr()` of a value, as jinja2 prints a list or a dict (and the values inside them).
  */
 function pythonRepr(input: AnyRuntimeValue): string {
@@ -485,8 +603,13 @@ function pythonRepr(input: AnyRuntimeValue): string {
 		case "ObjectValue":
 		case "KeywordArgumentsValue":
 		case "NamespaceValue": {
-			const entries = Array.from((input as ObjectValue).value.entries());
-			return `{${entries.map(([key, value]) => `${pythonStringRepr(key)}: ${pythonRepr(value)}`).join(", ")}}`;
+			const mapping = input as ObjectValue;
+			const entries = Array.from(mapping.value.entries());
+			const keyRepr = (key: string) => {
+				const original = mapping.keyValues?.get(key);
+				return original ? pythonRepr(original) : pythonStringRepr(key);
+			};
+			return `{${entries.map(([key, value]) => `${keyRepr(key)}: ${pythonRepr(value)}`).join(", ")}}`;
 		}
 		case "UndefinedValue":
 			return "Undefined";
@@ -500,6 +623,13 @@ function pythonRepr(input: AnyRuntimeValue): string {
  */
 export class ObjectValue extends RuntimeValue<Map<string, AnyRuntimeValue>> {
 	private _builtins?: Map<string, AnyRuntimeValue>;
+	/** The keys that are not strings (a dict literal's `{1: …}`), by the text they are stored under. */
+	declare keyValues?: Map<string, AnyRuntimeValue>;
+
+	/** A key as the template sees it: the number or boolean it was, else the string. */
+	keyValue(key: string): AnyRuntimeValue {
+		return this.keyValues?.get(key) ?? new StringValue(key);
+	}
 
 	constructor(value?: Map<string, AnyRuntimeValue>) {
 		super(value);
@@ -523,10 +653,11 @@ export class ObjectValue extends RuntimeValue<Map<string, AnyRuntimeValue>> {
 			[
 				"get",
 				new FunctionValue(([key, defaultValue]) => {
-					if (!(key instanceof StringValue)) {
+					const stored = mappingKey(key);
+					if (stored === undefined) {
 						throw new Error(`Object key must be a string: got ${key.type}`);
 					}
-					return this.value.get(key.value) ?? defaultValue ?? new NullValue();
+					return this.value.get(stored) ?? defaultValue ?? new NullValue();
 				}),
 			],
 			["items", new FunctionValue(() => this.items())],
@@ -572,7 +703,7 @@ export class ObjectValue extends RuntimeValue<Map<string, AnyRuntimeValue>> {
 
 					// Convert to array of [key, value] pairs and sort
 					const items = Array.from(this.value.entries())
-						.map(([key, value]) => new ArrayValue([new StringValue(key), value]))
+						.map(([key, value]) => new TupleValue([this.keyValue(key), value]))
 						.sort((a, b) => {
 							const index = by.value === "key" ? 0 : 1;
 							const aVal = a.value[index];
@@ -589,12 +720,10 @@ export class ObjectValue extends RuntimeValue<Map<string, AnyRuntimeValue>> {
 	}
 
 	items(): ArrayValue {
-		return new ArrayValue(
-			Array.from(this.value.entries()).map(([key, value]) => new ArrayValue([new StringValue(key), value])),
-		);
+		return new ArrayValue(Array.from(this.value.entries()).map(([key, value]) => new TupleValue([this.keyValue(key), value])));
 	}
 	keys(): ArrayValue {
-		return new ArrayValue(Array.from(this.value.keys()).map((key) => new StringValue(key)));
+		return new ArrayValue(Array.from(this.value.keys()).map((key) => this.keyValue(key)));
 	}
 	values(): ArrayValue {
 		return new ArrayValue(Array.from(this.value.values()));
@@ -1317,6 +1446,10 @@ export class Interpreter {
 				return new BooleanValue(left.value != right.value);
 		}
 
+		if (operator === "%" && left instanceof StringValue) {
+			return new StringValue(percentFormat(left.value, right));
+		}
+
 		if (
 			(left instanceof IntegerValue || left instanceof FloatValue) &&
 			(right instanceof IntegerValue || right instanceof FloatValue) &&
@@ -1345,7 +1478,8 @@ export class Interpreter {
 					return isFloat ? new FloatValue(res) : new IntegerValue(res);
 				}
 				case "%": {
-					const rem = a % b;
+					// Python's modulo takes the divisor's sign
+					const rem = ((a % b) + b) % b;
 					const isFloat = left instanceof FloatValue || right instanceof FloatValue;
 					return isFloat ? new FloatValue(rem) : new IntegerValue(rem);
 				}
@@ -1440,12 +1574,13 @@ export class Interpreter {
 			}
 		}
 
-		if (left instanceof StringValue && right instanceof ObjectValue) {
+		if (right instanceof ObjectValue && mappingKey(left) !== undefined) {
+			const key = mappingKey(left) as string;
 			switch (operator) {
 				case "in":
-					return new BooleanValue(right.value.has(left.value));
+					return new BooleanValue(right.value.has(key));
 				case "not in":
-					return new BooleanValue(!right.value.has(left.value));
+					return new BooleanValue(!right.value.has(key));
 			}
 		}
 
@@ -1653,9 +1788,7 @@ export class Interpreter {
 			} else if (operand instanceof ObjectValue) {
 				switch (filter.value) {
 					case "items":
-						return new ArrayValue(
-							Array.from(operand.value.entries()).map(([key, value]) => new ArrayValue([new StringValue(key), value])),
-						);
+						return operand.items();
 					case "length":
 						return new IntegerValue(operand.value.size);
 					default: {
@@ -1773,6 +1906,9 @@ export class Interpreter {
 				} else {
 					throw new Error(`Cannot apply filter "${filterName}" to type: ${operand.type}`);
 				}
+			} else if (filterName === "format" && operand instanceof StringValue) {
+				const [args, kwargs] = this.evaluateArguments(filter.args, environment);
+				return new StringValue(percentFormat(operand.value, kwargs.size > 0 ? new ObjectValue(kwargs) : new TupleValue(args)));
 			} else if (filterName === "default") {
 				const [args, kwargs] = this.evaluateArguments(filter.args, environment);
 				const defaultValue = args[0] ?? new StringValue("");
@@ -2125,12 +2261,13 @@ export class Interpreter {
 
 		let value;
 		if (isAttributeContainer(object)) {
-			if (!(property instanceof StringValue)) {
+			const stored = object instanceof ObjectValue ? mappingKey(property) : property instanceof StringValue ? property.value : undefined;
+			if (stored === undefined) {
 				throw new Error(`Cannot access property with non-string: got ${property.type}`);
 			}
 			value =
-				object.value.get(property.value) ??
-				(object instanceof ObjectValue ? object.builtins.get(property.value) : undefined);
+				object.value.get(stored) ??
+				(object instanceof ObjectValue && property instanceof StringValue ? object.builtins.get(stored) : undefined);
 		} else if (object instanceof ArrayValue || object instanceof StringValue) {
 			if (property instanceof IntegerValue) {
 				if (object instanceof StringValue) {
@@ -2458,14 +2595,23 @@ export class Interpreter {
 				return new TupleValue((statement as TupleLiteral).value.map((x) => this.evaluate(x, environment)));
 			case "ObjectLiteral": {
 				const mapping = new Map();
+				const keyValues = new Map<string, AnyRuntimeValue>();
 				for (const [key, value] of (statement as ObjectLiteral).value) {
 					const evaluatedKey = this.evaluate(key, environment);
-					if (!(evaluatedKey instanceof StringValue)) {
-						throw new Error(`Object keys must be strings: got ${evaluatedKey.type}`);
+					const stored = mappingKey(evaluatedKey);
+					if (stored === undefined) {
+						throw new Error(`unhashable type: '${pythonTypeName(evaluatedKey)}'`);
 					}
-					mapping.set(evaluatedKey.value, this.evaluate(value, environment));
+					if (!(evaluatedKey instanceof StringValue)) {
+						keyValues.set(stored, evaluatedKey);
+					}
+					mapping.set(stored, this.evaluate(value, environment));
 				}
-				return new ObjectValue(mapping);
+				const object = new ObjectValue(mapping);
+				if (keyValues.size > 0) {
+					object.keyValues = keyValues;
+				}
+				return object;
 			}
 			case "SelectExpression":
 				return this.evaluateSelectExpression(statement as SelectExpression, environment);
