@@ -7,7 +7,7 @@
 const LAYERS = [
   ['src/cli.ts'],
   ['src/server.ts'],
-  ['src/openai/'],
+  ['src/openai/', 'src/anthropic/'],
   ['src/http/'],
   ['src/generation/'],
   ['src/engine/client/', 'src/engine/thread/', 'src/preprocess/'],

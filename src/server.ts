@@ -14,6 +14,7 @@ import { metricsPlugin, ServerMetrics } from './http/metrics.js';
 import { engineRoutes } from './openai/engines/route.js';
 import { tokenizeRoutes } from './openai/tokenize/route.js';
 import { responseRoutes } from './openai/responses/route.js';
+import { messagesRoutes } from './anthropic/messages/route.js';
 import { healthRoutes, modelRoutes } from './openai/models/route.js';
 import { checkJsonDepth } from './openai/parse-body.js';
 import { capConnections, connectionCap } from './http/connections.js';
@@ -114,6 +115,7 @@ export function buildApp(model: LoadedModel, preprocessor: Preprocessor, engine:
     void api.register(completionRoutes, { models });
     void api.register(chatRoutes, { models });
     void api.register(responseRoutes, { models });
+    void api.register(messagesRoutes, { models, limits: config.limits });
     void api.register(tokenizeRoutes, { models });
   });
   return { app, lifecycle };

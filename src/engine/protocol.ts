@@ -49,6 +49,8 @@ export interface PromptRequest {
   maxTokens: number;
   temperature: number;
   topP: number;
+  /** Sample from this many most likely tokens only; absent: all. */
+  topK?: number;
   /** Seeds the sampler; without one, every run differs. */
   seed?: number;
   /** Token ids that end the sequence (EOS); they are reported but are not part of the text. */

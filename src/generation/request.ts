@@ -38,6 +38,8 @@ export interface StoppingRequest {
 export interface SamplingRequest {
   temperature?: number;
   topP?: number;
+  /** Sample from this many most likely tokens only (Anthropic's `top_k`). */
+  topK?: number;
   seed?: number;
   presencePenalty?: number;
   frequencyPenalty?: number;

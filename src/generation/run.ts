@@ -12,6 +12,8 @@ export interface ChoiceOutcome {
   promptIndex: number;
   text: string;
   finishReason: FinishReason;
+  /** The stop string that ended the text, when one did. */
+  stopString?: string;
   completionTokens: number;
   tokens: GeneratedToken[];
   promptLogprobs?: TokenLogprob[];

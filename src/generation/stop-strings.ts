@@ -5,6 +5,8 @@ export interface StopScan {
   text: string;
   /** True once a stop string was found: `text` ends right before it and nothing follows. */
   stopped: boolean;
+  /** The stop string found (the first of the list that begins where the text stops). */
+  matched?: string;
 }
 
 /**
@@ -25,7 +27,8 @@ export class StopStringMatcher {
     if (cut !== -1) {
       this.done = true;
       this.pending = '';
-      return { text: buffer.slice(0, cut), stopped: true };
+      const matched = this.stops.find((stop) => buffer.startsWith(stop, cut));
+      return { text: buffer.slice(0, cut), stopped: true, ...(matched !== undefined && { matched }) };
     }
     const hold = heldPrefixLength(buffer, this.stops);
     this.pending = buffer.slice(buffer.length - hold);

@@ -38,6 +38,8 @@ export interface TextChunk {
 
 export interface TextResult {
   finishReason: FinishReason;
+  /** The stop string that ended the text, when one did. */
+  stopString?: string;
   completionTokens: number;
   /** Prompt tokens whose KV came from the prefix cache. */
   cachedTokens: number;
@@ -96,6 +98,7 @@ export async function* generateText(tokens: SequenceStream, tokenizer: SpellingT
   let completionTokens = 0;
   let cachedTokens = 0;
   let finishReason: FinishReason = 'length';
+  let stopString: string | undefined;
   /** Length of the text of every token so far, and of the part of it sent. */
   let spelled = 0;
   let sent = 0;
@@ -136,6 +139,7 @@ export async function* generateText(tokens: SequenceStream, tokenizer: SpellingT
       sent += scan.text.length;
       if (scan.stopped) {
         finishReason = 'stop';
+        stopString = scan.matched;
         tokens.cancel();
         yield chunk(scan.text, queue.cut(sent));
         break;
@@ -156,7 +160,7 @@ export async function* generateText(tokens: SequenceStream, tokenizer: SpellingT
     // Whatever ends the text early (a stop string, a consumer that stops reading) ends the sequence.
     tokens.cancel();
   }
-  return { finishReason, completionTokens, cachedTokens };
+  return { finishReason, completionTokens, cachedTokens, ...(stopString !== undefined && { stopString }) };
 }
 
 /** A sampled token spelled in context, with its alternatives spelled where it stands. */

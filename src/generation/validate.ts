@@ -147,6 +147,7 @@ export async function validateGeneration(context: ServingContext, request: Gener
       maxTokens,
       temperature: sampling.temperature ?? model.samplingDefaults.temperature,
       topP: sampling.topP ?? model.samplingDefaults.topP,
+      ...((sampling.topK ?? model.samplingDefaults.topK) > 0 && { topK: sampling.topK ?? model.samplingDefaults.topK }),
       ...(sampling.seed !== undefined && { seed: sampling.seed }),
       stopTokenIds: model.config.eosTokenIds,
       presencePenalty: sampling.presencePenalty ?? SERVER_DEFAULTS.presencePenalty,

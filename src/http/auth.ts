@@ -8,14 +8,17 @@ const digest = (key: string) => createHash('sha256').update(key).digest();
 const unauthorized = (message: string) =>
   apiError('invalid_api_key', message, null, { 'www-authenticate': 'Bearer' });
 
-function bearerToken(request: FastifyRequest): string | undefined {
+/** The key of `Authorization: Bearer <key>`, else of `x-api-key: <key>` (as Anthropic's clients send it). */
+function requestKey(request: FastifyRequest): string | undefined {
   const header = request.headers.authorization;
   const match = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-  return match?.[1];
+  if (match) return match[1];
+  const apiKey = request.headers['x-api-key'];
+  return typeof apiKey === 'string' && apiKey.trim() !== '' ? apiKey.trim() : undefined;
 }
 
 /**
- * Requires `Authorization: Bearer <key>` on the routes of `api` (the scope of the /v1 routes) when
+ * Requires `Authorization: Bearer <key>` (or `x-api-key: <key>`) on the routes of `api` (the scope of the /v1 routes) when
  * keys are configured. The hook belongs to the routes the router matched, so no spelling of a
  * path (percent-escapes, absolute form) reaches a route without it. Keys are
  * compared as SHA-256 digests with a constant-time comparison, against every key, so neither the
@@ -33,7 +36,7 @@ function registerApiKeyCheck(api: FastifyInstance, apiKeys: readonly string[]): 
   if (apiKeys.length === 0) return;
   const allowed = apiKeys.map(digest);
   api.addHook('onRequest', async (request) => {
-    const token = bearerToken(request);
+    const token = requestKey(request);
     if (token === undefined) {
       throw unauthorized(
         "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",

@@ -39,10 +39,14 @@ export function logFailure(log: FastifyBaseLogger, err: unknown, apiError: OpenA
   }
 }
 
+/** Any error a route or hook raised, as the error the API answers with: ours as it is, Fastify's own (body parsing, content type, size) reworded. */
+export function toApiError(err: FastifyError, limits: Pick<RequestLimits, 'maxBodyBytes'>): OpenAIError {
+  return err instanceof OpenAIError || err instanceof PreprocessInputError ? toOpenAIError(err) : fromFastify(err, limits);
+}
+
 function registerErrorHandlers(app: FastifyInstance, limits: Pick<RequestLimits, 'maxBodyBytes'>): void {
   app.setErrorHandler((err: FastifyError, request, reply) => {
-    // What is not ours is Fastify's own (body parsing, content type, size).
-    const apiError = err instanceof OpenAIError || err instanceof PreprocessInputError ? toOpenAIError(err) : fromFastify(err, limits);
+    const apiError = toApiError(err, limits);
     logFailure(request.log, err, apiError, 'request failed');
     void reply.code(apiError.statusCode).headers(apiError.headers).send(apiError.toBody());
   });

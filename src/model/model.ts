@@ -12,6 +12,8 @@ import type { GraphLimits, ServedLimits } from '../engine/protocol.js';
 export interface SamplingDefaults {
   temperature: number;
   topP: number;
+  /** 0: no top-k, as vLLM takes it when generation_config.json names none. */
+  topK: number;
 }
 
 /** Everything the server needs from a model directory, except the ONNX session (the engine's). */
@@ -99,6 +101,7 @@ export function loadModel(dir: string, options: LoadModelOptions = {}): LoadedMo
     samplingDefaults: {
       temperature: samplingDefault(files.generationConfig, 'temperature', 2, 1),
       topP: samplingDefault(files.generationConfig, 'top_p', 1, 1),
+      topK: Math.trunc(samplingDefault(files.generationConfig, 'top_k', Number.MAX_SAFE_INTEGER, 0)),
     },
   };
 }

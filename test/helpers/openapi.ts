@@ -24,9 +24,11 @@ export function schemaErrors(schema: string, value: unknown): string[] {
 }
 
 /** The schemas of an endpoint's plain and streamed bodies. */
-function schemasFor(path: string): { body: string; chunk?: string; namedEvents?: true } | undefined {
+function schemasFor(path: string): { body: string; chunk?: string; namedEvents?: true; numbered?: false } | undefined {
   const route = path.split('?')[0]!;
   if (route === '/v1/responses') return { body: 'Response', chunk: 'ResponseStreamEvent', namedEvents: true };
+  if (route === '/v1/messages') return { body: 'AnthropicMessage', chunk: 'AnthropicStreamEvent', namedEvents: true, numbered: false };
+  if (route === '/v1/messages/count_tokens') return { body: 'AnthropicTokenCount' };
   if (route === '/tokenize') return { body: 'TokenizeResponse' };
   if (route === '/detokenize') return { body: 'DetokenizeResponse' };
   if (route === '/v1/completions') return { body: 'Completion', chunk: 'CompletionChunk' };
@@ -46,7 +48,7 @@ export function responseErrors(path: string, status: number, contentType: string
   if (path.split('?')[0] === '/ready') return schemaErrors('Readiness', JSON.parse(text));
   if (status >= 400) {
     try {
-      return schemaErrors('Error', JSON.parse(text));
+      return schemaErrors(path.startsWith('/v1/messages') ? 'AnthropicError' : 'Error', JSON.parse(text));
     } catch {
       return [`${path}: ${status} without a JSON error body`];
     }
@@ -56,7 +58,7 @@ export function responseErrors(path: string, status: number, contentType: string
   if (!contentType.startsWith('text/event-stream')) return schemaErrors(schemas.body, JSON.parse(text));
   const events = text.split('\n\n').filter((event) => event.trim() !== '');
   const problems: string[] = [];
-  if (schemas.namedEvents) return namedEventErrors(path, events, schemas.chunk!);
+  if (schemas.namedEvents) return namedEventErrors(path, events, schemas.chunk!, schemas.numbered ?? true);
   events.forEach((event, i) => {
     if (!event.startsWith('data: ')) problems.push(`${path}: event ${i} is not a data event`);
     const data = event.slice('data: '.length);
@@ -70,15 +72,15 @@ export function responseErrors(path: string, status: number, contentType: string
   return problems;
 }
 
-/** A stream of named events (`event: type`, then `data:` with that type), numbered from 0, without `[DONE]`. */
-function namedEventErrors(path: string, events: string[], schema: string): string[] {
+/** A stream of named events (`event: type`, then `data:` with that type), numbered from 0 where `numbered` (the Responses API), without `[DONE]`. */
+function namedEventErrors(path: string, events: string[], schema: string, numbered: boolean): string[] {
   const problems: string[] = [];
   events.forEach((event, i) => {
     const match = /^event: ([^\n]+)\ndata: (.*)$/s.exec(event);
     if (!match) return problems.push(`${path}: event ${i} is not a named data event`);
     const data = JSON.parse(match[2]!) as { type?: unknown; sequence_number?: unknown };
     if (data.type !== match[1]) problems.push(`${path}: event ${i} is named ${match[1]} but has type ${String(data.type)}`);
-    if (data.sequence_number !== i) problems.push(`${path}: event ${i} has sequence_number ${String(data.sequence_number)}`);
+    if (numbered && data.sequence_number !== i) problems.push(`${path}: event ${i} has sequence_number ${String(data.sequence_number)}`);
     problems.push(...schemaErrors(schema, data));
   });
   return problems;

@@ -106,6 +106,26 @@ describe('a model that thinks aloud', () => {
     expect(done!.usage!.output_tokens_details.reasoning_tokens).toBe(12);
   });
 
+  it('the Messages API gives the thinking as a thinking block, whole and streamed', async () => {
+    const raw = await rawReply(12);
+    const message = await postJson(server, '/v1/messages', { model: MODEL, max_tokens: 12, temperature: 0, messages: question });
+    expect(message.status).toBe(200);
+    expect(message.body.content).toEqual([{ type: 'thinking', thinking: raw, signature: '' }]);
+    expect(message.body.stop_reason).toBe('max_tokens');
+    const response = await fetch(`${server.url}/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: MODEL, max_tokens: 12, temperature: 0, messages: question, stream: true }),
+    });
+    const events = (await response.text())
+      .split('\n\n')
+      .filter((event) => event.startsWith('event: '))
+      .map((event) => JSON.parse(event.slice(event.indexOf('data: ') + 'data: '.length)) as { type: string; delta?: { type: string; thinking?: string } });
+    const thinking = events.flatMap((event) => (event.delta?.type === 'thinking_delta' ? [event.delta.thinking] : [])).join('');
+    expect(thinking).toBe(raw);
+    expect(events.filter((event) => event.type === 'content_block_start')).toEqual([{ type: 'content_block_start', index: 0, content_block: { type: 'thinking', thinking: '', signature: '' } }]);
+  });
+
   it('structured output shapes the answer, not the thinking: cut short inside it, the reply thinks as it would without a grammar', async () => {
     const reply = await client.chat.completions.create({ model: MODEL, messages: question, max_tokens: 12, temperature: 0, response_format: { type: 'json_object' } });
     const message = reply.choices[0]!.message as { content: string | null; reasoning_content?: string | null };

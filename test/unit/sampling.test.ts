@@ -1,5 +1,5 @@
 import { Rng } from '../../src/engine/thread/rng.js';
-import { argmax, sampleToken } from '../../src/engine/thread/sampling.js';
+import { argmax, kthLargest, sampleToken } from '../../src/engine/thread/sampling.js';
 
 /** softmax(logits / temperature), computed independently of the code under test. */
 function softmax(logits: readonly number[], temperature: number): number[] {
@@ -211,5 +211,23 @@ describe('seeded nucleus sampling under float noise', () => {
       if (sampleToken(logits, params, new Rng(seed, 0)) !== sampleToken(noisy, params, new Rng(seed, 0))) moved++;
     }
     expect(moved).toBe(0);
+  });
+});
+
+describe('top-k', () => {
+  it('kthLargest finds the k-th largest value, ties counted', () => {
+    const values = [3, 9, 1, 9, 4, 7];
+    expect(kthLargest(values, 1)).toBe(9);
+    expect(kthLargest(values, 2)).toBe(9);
+    expect(kthLargest(values, 3)).toBe(7);
+    expect(kthLargest(values, 6)).toBe(1);
+  });
+
+  it('draws only from the k most likely tokens', () => {
+    const logits = Float32Array.from([0, 5, 1, 4.9, 2]);
+    const seen = new Set<number>();
+    const rng = new Rng(7);
+    for (let i = 0; i < 500; i++) seen.add(sampleToken(logits, { temperature: 5, topP: 1, topK: 2 }, rng));
+    expect([...seen].sort()).toEqual([1, 3]);
   });
 });

@@ -5,6 +5,44 @@ export interface SamplingParams {
   temperature: number;
   /** Nucleus sampling: draw only from the most likely tokens whose probabilities add up to top_p. */
   topP: number;
+  /** Draw only from the `topK` most likely tokens (with those tied with the last of them); absent or 0: all. */
+  topK?: number;
+}
+
+/** The k-th largest of `values` (k ≥ 1), through a min-heap of the k largest seen. */
+export function kthLargest(values: ArrayLike<number>, k: number): number {
+  const heap = new Float64Array(k);
+  let size = 0;
+  const siftDown = (from: number) => {
+    let i = from;
+    for (;;) {
+      const left = 2 * i + 1;
+      const right = left + 1;
+      let smallest = i;
+      if (left < size && heap[left]! < heap[smallest]!) smallest = left;
+      if (right < size && heap[right]! < heap[smallest]!) smallest = right;
+      if (smallest === i) return;
+      [heap[i], heap[smallest]] = [heap[smallest]!, heap[i]!];
+      i = smallest;
+    }
+  };
+  for (let n = 0; n < values.length; n++) {
+    const value = values[n]!;
+    if (size < k) {
+      let i = size++;
+      heap[i] = value;
+      while (i > 0) {
+        const parent = (i - 1) >> 1;
+        if (heap[parent]! <= heap[i]!) break;
+        [heap[i], heap[parent]] = [heap[parent]!, heap[i]!];
+        i = parent;
+      }
+    } else if (value > heap[0]!) {
+      heap[0] = value;
+      siftDown(0);
+    }
+  }
+  return heap[0]!;
 }
 
 /** Index of the largest value; the lowest index wins a tie. */
@@ -38,9 +76,12 @@ export function sampleToken(
   if (params.temperature === 0 || !Number.isFinite(invTemperature)) return argmax(logits);
   let max = -Infinity;
   for (let i = 0; i < logits.length; i++) if (logits[i]! > max) max = logits[i]!;
+  const topK = params.topK ?? 0;
+  // Top-k keeps the tokens whose logit reaches the k-th largest: the same tokens at any temperature.
+  const floor = topK > 0 && topK < logits.length ? kthLargest(logits, topK) : -Infinity;
   let total = 0;
   for (let i = 0; i < logits.length; i++) {
-    const w = Math.exp((logits[i]! - max) * invTemperature);
+    const w = logits[i]! >= floor ? Math.exp((logits[i]! - max) * invTemperature) : 0;
     weights[i] = w;
     total += w;
   }
