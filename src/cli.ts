@@ -70,8 +70,8 @@ async function main(): Promise<number> {
       return;
     }
     stoppingSince = performance.now();
-    running.app.log.info({ signal, graceSeconds: command.config.shutdownGraceMs / 1000 }, 'shutting down');
-    void running.shutdown(command.config.shutdownGraceMs).then(
+    running.app.log.info({ signal, graceSeconds: command.config.shutdownGraceMs / 1000, drainDelaySeconds: command.config.drainDelayMs / 1000 }, 'shutting down');
+    void running.shutdown(command.config.shutdownGraceMs, command.config.drainDelayMs).then(
       () => process.exit(forced ? 1 : 0),
       (err: unknown) => {
         running.app.log.error({ err }, 'shutdown failed');

@@ -187,6 +187,14 @@ const OPTIONS = {
     help: 'seconds in-flight requests get to finish after SIGTERM or SIGINT',
     doc: 'Seconds in-flight requests get to finish after SIGTERM or SIGINT.',
   },
+  'drain-delay': {
+    field: 'drainDelayMs',
+    scale: 1000,
+    env: 'ORTSERVE_DRAIN_DELAY',
+    schema: integer(0, 3_600).default(0),
+    help: 'seconds after SIGTERM or SIGINT during which /ready says 503 but requests are still served, so a load balancer takes the replica out first',
+    doc: 'Seconds after SIGTERM or SIGINT during which `/ready` answers 503 while requests are still served, so that a load balancer or Kubernetes takes the replica out before it refuses anything; then new requests get 503 and those in flight get `--shutdown-grace` to finish. See [deployment](deployment.md).',
+  },
   'grammar-compile-limit': {
     field: 'grammarCompileLimitMs',
     env: 'ORTSERVE_GRAMMAR_COMPILE_LIMIT',

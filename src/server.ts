@@ -132,7 +132,8 @@ export interface RunningServer {
    * Graceful stop: readiness turns 503 and new API requests are refused, in-flight requests get
    * `graceMs` to finish (then their connections are cut), and the engine stops.
    */
-  shutdown(graceMs: number): Promise<{ drained: boolean }>;
+  /** `/ready` says 503 at once; requests are still taken for `drainDelayMs`, then refused while those in flight get `graceMs` to finish. */
+  shutdown(graceMs: number, drainDelayMs?: number): Promise<{ drained: boolean }>;
   /** Stops at once. */
   close(): Promise<void>;
 }
@@ -213,8 +214,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     engine,
     lifecycle,
     url,
-    shutdown: async (graceMs) => {
-      const drained = await lifecycle.drain(graceMs);
+    shutdown: async (graceMs, drainDelayMs = 0) => {
+      const drained = await lifecycle.drain(graceMs, drainDelayMs);
       app.log.info({ drained, requestsInFlight: lifecycle.requestsInFlight }, drained ? 'in-flight requests finished' : 'shutdown grace period over');
       await close();
       return { drained };

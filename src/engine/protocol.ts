@@ -149,6 +149,8 @@ export interface EngineStats {
   kvTokens: number;
   /** Prompt positions held in the prefix cache. */
   prefixCacheTokens: number;
+  /** Tokens the running sequences may hold in the KV cache together (`--max-kv-tokens`, else max batch × context). */
+  kvCapacity: number;
 }
 
 export type FromWorker =

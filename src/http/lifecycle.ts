@@ -3,16 +3,20 @@ import fp from 'fastify-plugin';
 import { serverShuttingDown } from '../errors.js';
 
 /**
- * Readiness and draining. While draining, `/ready` answers 503 and new API requests get 503, and
- * the requests already in flight (streams included) are counted until they end.
+ * Readiness and draining. A draining server first only says so on `/ready` (503), for the drain
+ * delay, so that load balancers take it out while it still serves; then new API requests get 503,
+ * and the requests already in flight (streams included) are counted until they end.
  */
 export class Lifecycle {
+  /** `/ready` says 503. */
+  private leaving = false;
+  /** New requests are refused. */
   private draining = false;
   private inFlight = 0;
   private readonly idleWaiters = new Set<() => void>();
 
   get ready(): boolean {
-    return !this.draining;
+    return !this.leaving;
   }
 
   get requestsInFlight(): number {
@@ -31,13 +35,18 @@ export class Lifecycle {
 
   registerReadiness(app: FastifyInstance): void {
     app.get('/ready', async (_request, reply) => {
-      if (this.draining) return reply.code(503).send({ status: 'draining' });
+      if (this.leaving) return reply.code(503).send({ status: 'draining' });
       return { status: 'ready' };
     });
   }
 
-  /** Stops taking requests; resolves true when those in flight are done, false after `graceMs`. */
-  async drain(graceMs: number): Promise<boolean> {
+  /**
+   * Says it is not ready at once, stops taking requests after `delayMs`, and resolves true when
+   * those in flight are done, false after `graceMs` more.
+   */
+  async drain(graceMs: number, delayMs = 0): Promise<boolean> {
+    this.leaving = true;
+    if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
     this.draining = true;
     if (this.inFlight === 0) return true;
     return new Promise<boolean>((resolve) => {

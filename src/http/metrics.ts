@@ -64,6 +64,10 @@ export class ServerMetrics {
     gauge('ortserve_queue_length', 'Sequences waiting for a batch slot', () => engine.stats.waiting);
     gauge('ortserve_active_sequences', 'Sequences in the running batch', () => engine.stats.running);
     gauge('ortserve_kv_cache_tokens', 'Tokens held in the KV cache', () => engine.stats.kvTokens);
+    gauge('ortserve_kv_cache_usage_ratio', 'Fraction of the KV-cache token budget held by running sequences (0 to 1)', () => {
+      const { kvTokens, kvCapacity } = engine.stats;
+      return kvCapacity > 0 ? Math.min(1, kvTokens / kvCapacity) : 0;
+    });
     gauge('ortserve_prefix_cache_tokens', 'Prompt positions held in the prefix cache', () => engine.stats.prefixCacheTokens);
     gauge('ortserve_requests_in_flight', 'API requests being served', requestsInFlight);
     engine.onStep((size) => this.batchSize.observe(size));

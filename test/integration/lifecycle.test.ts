@@ -69,6 +69,19 @@ describe('readiness and graceful shutdown', () => {
     expect(await shutdown).toEqual({ drained: true });
   });
 
+  it('with a drain delay: /ready is 503 at once, but requests are served until the delay is over', async () => {
+    const server: RunningServer = await startTestServer();
+    const started = performance.now();
+    const shutdown = server.shutdown(30_000, 2_000);
+    expect((await request(server, 'GET', '/ready')).status).toBe(503);
+    const during = await postJson(server, '/v1/completions', { model: MODEL, prompt: 'Hi', max_tokens: 2 });
+    expect(during.status).toBe(200);
+    expect(performance.now() - started).toBeLessThan(2_000);
+    expect(await shutdown).toEqual({ drained: true });
+    // Then it refused and stopped (refusals while draining: the test above).
+    expect(performance.now() - started).toBeGreaterThanOrEqual(2_000);
+  });
+
   it('after the grace period, what is still running is cut off and the server stops', async () => {
     const server = await startTestServer();
     const stream = await openStream(server.url, { ...longStream, max_tokens: 500 });

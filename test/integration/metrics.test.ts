@@ -39,6 +39,7 @@ describe('GET /metrics', () => {
       'ortserve_active_sequences',
       'ortserve_batch_size',
       'ortserve_kv_cache_tokens',
+      'ortserve_kv_cache_usage_ratio',
       'process_resident_memory_bytes',
       'nodejs_heap_size_used_bytes',
     ]) {
@@ -92,6 +93,10 @@ describe('GET /metrics', () => {
     }
     expect(sample(during, 'ortserve_active_sequences')).toBe(1);
     expect(sample(during, 'ortserve_kv_cache_tokens')).toBeGreaterThan(4);
+    // The share of the KV budget (max batch × context by default) that the one stream holds.
+    const usage = sample(during, 'ortserve_kv_cache_usage_ratio');
+    expect(usage).toBeGreaterThan(0);
+    expect(usage).toBeLessThan(1);
     expect(sample(during, 'ortserve_requests_in_flight')).toBe(1);
     controller.abort();
     await reader.cancel().catch(() => undefined);
@@ -103,6 +108,7 @@ describe('GET /metrics', () => {
     }
     expect(sample(after, 'ortserve_active_sequences')).toBe(0);
     expect(sample(after, 'ortserve_kv_cache_tokens')).toBe(0);
+    expect(sample(after, 'ortserve_kv_cache_usage_ratio')).toBe(0);
     expect(sample(after, 'ortserve_queue_length')).toBe(0);
     expect((await request(server, 'GET', '/health')).status).toBe(200);
   });

@@ -62,8 +62,8 @@ describe('loadModel', () => {
   });
 
   it("takes sampling defaults from generation_config.json, or temperature 1 and top_p 1 without them", () => {
-    expect(loadModel(TINYSTORIES).samplingDefaults).toEqual({ temperature: 0.8, topP: 0.95 });
-    expect(loadModel(TINY_LLAMA).samplingDefaults).toEqual({ temperature: 1, topP: 1 });
+    expect(loadModel(TINYSTORIES).samplingDefaults).toEqual({ temperature: 0.8, topP: 0.95, topK: 0 });
+    expect(loadModel(TINY_LLAMA).samplingDefaults).toEqual({ temperature: 1, topP: 1, topK: 0 });
   });
 
   it('works without generation_config.json, taking EOS from config.json', () => {
@@ -72,7 +72,7 @@ describe('loadModel', () => {
     const model = loadModel(dir);
     expect(model.files.generationConfig).toEqual({});
     expect(model.config.eosTokenIds).toEqual([2]);
-    expect(model.samplingDefaults).toEqual({ temperature: 1, topP: 1 });
+    expect(model.samplingDefaults).toEqual({ temperature: 1, topP: 1, topK: 0 });
   });
 
   it('builds a tokenizer that adds the BOS for tiny-llama and not for the GPT-2 models', () => {
@@ -246,6 +246,7 @@ describe('sampling defaults from generation_config.json', () => {
     ['temperature', '0.7'],
     ['top_p', 7],
     ['top_p', -0.1],
+    ['top_k', -1],
   ])('refuses %s %p at start-up, naming the file and the field', (field, value) => {
     const message = loadError(() => loadModel(withGeneration({ [field]: value }))).message;
     expect(message).toContain('generation_config.json');
@@ -253,7 +254,7 @@ describe('sampling defaults from generation_config.json', () => {
   });
 
   it('takes values in range as they are', () => {
-    expect(loadModel(withGeneration({ temperature: 0.7, top_p: 0.9 })).samplingDefaults).toEqual({ temperature: 0.7, topP: 0.9 });
+    expect(loadModel(withGeneration({ temperature: 0.7, top_p: 0.9, top_k: 20 })).samplingDefaults).toEqual({ temperature: 0.7, topP: 0.9, topK: 20 });
   });
 });
 

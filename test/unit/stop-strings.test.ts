@@ -17,19 +17,19 @@ describe('StopStringMatcher', () => {
 
   it('cuts a delta right before a stop string inside it and reports the stop', () => {
     const matcher = new StopStringMatcher(['STOP']);
-    expect(matcher.push('say hi STOP and more')).toEqual({ text: 'say hi ', stopped: true });
+    expect(matcher.push('say hi STOP and more')).toEqual({ text: 'say hi ', stopped: true, matched: 'STOP' });
   });
 
   it('reports a stop with no text when the delta begins with the stop string', () => {
     const matcher = new StopStringMatcher(['###']);
     expect(matcher.push('abc')).toEqual({ text: 'abc', stopped: false });
-    expect(matcher.push('### tail')).toEqual({ text: '', stopped: true });
+    expect(matcher.push('### tail')).toEqual({ text: '', stopped: true, matched: '###' });
   });
 
   it('catches "\\n\\n" split over two deltas without emitting either newline', () => {
     const matcher = new StopStringMatcher(['\n\n']);
     expect(matcher.push('Hello\n')).toEqual({ text: 'Hello', stopped: false });
-    expect(matcher.push('\nWorld')).toEqual({ text: '', stopped: true });
+    expect(matcher.push('\nWorld')).toEqual({ text: '', stopped: true, matched: '\n\n' });
     expect(matcher.flush()).toBe('');
   });
 
@@ -37,7 +37,7 @@ describe('StopStringMatcher', () => {
     const matcher = new StopStringMatcher(['The End']);
     expect(matcher.push('And so. The')).toEqual({ text: 'And so. ', stopped: false });
     expect(matcher.push(' E')).toEqual({ text: '', stopped: false });
-    expect(matcher.push('nd.')).toEqual({ text: '', stopped: true });
+    expect(matcher.push('nd.')).toEqual({ text: '', stopped: true, matched: 'The End' });
   });
 
   it('holds back only the longest suffix that is a prefix of a stop string', () => {
@@ -56,7 +56,7 @@ describe('StopStringMatcher', () => {
     const matcher = new StopStringMatcher(['aab']);
     expect(matcher.push('aa')).toEqual({ text: '', stopped: false });
     expect(matcher.push('a')).toEqual({ text: 'a', stopped: false });
-    expect(matcher.push('b')).toEqual({ text: '', stopped: true });
+    expect(matcher.push('b')).toEqual({ text: '', stopped: true, matched: 'aab' });
   });
 
   it('releases held-back text through flush() when generation ends for another reason', () => {
@@ -69,18 +69,18 @@ describe('StopStringMatcher', () => {
   it('finds a stop that starts inside text it held back for an earlier false start', () => {
     const matcher = new StopStringMatcher(['abc']);
     expect(matcher.push('ab')).toEqual({ text: '', stopped: false });
-    expect(matcher.push('abc!')).toEqual({ text: 'ab', stopped: true });
+    expect(matcher.push('abc!')).toEqual({ text: 'ab', stopped: true, matched: 'abc' });
   });
 
   it('lets the earliest occurrence win among several stop strings', () => {
     const matcher = new StopStringMatcher(['world', 'lo']);
-    expect(matcher.push('hello world')).toEqual({ text: 'hel', stopped: true });
+    expect(matcher.push('hello world')).toEqual({ text: 'hel', stopped: true, matched: 'lo' });
   });
 
   it('prefers a stop completed from held-back text over a later one in the same delta', () => {
     const matcher = new StopStringMatcher(['xyz', 'END']);
     expect(matcher.push('a EN')).toEqual({ text: 'a ', stopped: false });
-    expect(matcher.push('D xyz')).toEqual({ text: '', stopped: true });
+    expect(matcher.push('D xyz')).toEqual({ text: '', stopped: true, matched: 'END' });
   });
 
   it('holds back enough for the longest possible stop among several', () => {
@@ -89,12 +89,12 @@ describe('StopStringMatcher', () => {
     expect(matcher.push('xaba')).toEqual({ text: 'x', stopped: false });
     expect(matcher.push('c')).toEqual({ text: 'abac', stopped: false });
     expect(matcher.push('aba')).toEqual({ text: '', stopped: false });
-    expect(matcher.push('b')).toEqual({ text: '', stopped: true });
+    expect(matcher.push('b')).toEqual({ text: '', stopped: true, matched: 'abab' });
   });
 
   it('returns nothing after it stopped, and flush() gives nothing either', () => {
     const matcher = new StopStringMatcher(['.']);
-    expect(matcher.push('One. Two')).toEqual({ text: 'One', stopped: true });
+    expect(matcher.push('One. Two')).toEqual({ text: 'One', stopped: true, matched: '.' });
     expect(matcher.push('more text')).toEqual({ text: '', stopped: true });
     expect(matcher.flush()).toBe('');
   });

@@ -27,7 +27,7 @@ export class Engine {
   private closing: Promise<void> | undefined;
   /** Resolves when the engine thread has exited, for whatever reason. */
   private readonly exited: Promise<void>;
-  private latestStats: EngineStats = { waiting: 0, running: 0, kvTokens: 0, prefixCacheTokens: 0 };
+  private latestStats: EngineStats = { waiting: 0, running: 0, kvTokens: 0, prefixCacheTokens: 0, kvCapacity: 0 };
   private readonly stepListeners = new Set<(batchSize: number) => void>();
 
   private constructor(

@@ -353,7 +353,13 @@ export class ContinuousBatcher {
   private stats(): EngineStats {
     const prefilled = this.cohorts.reduce((sum, cohort) => sum + cohort.rows.length * cohort.done, 0);
     const kvTokens = this.active.reduce((sum, seq) => sum + seq.length, prefilled);
-    return { waiting: this.waiting.sequenceCount, running: this.active.length + this.prefilling().length, kvTokens, prefixCacheTokens: this.prefixCache.tokens };
+    return {
+      waiting: this.waiting.sequenceCount,
+      running: this.active.length + this.prefilling().length,
+      kvTokens,
+      prefixCacheTokens: this.prefixCache.tokens,
+      kvCapacity: this.options.maxKvTokens,
+    };
   }
 
   private accept(seq: Sequence, logits: Float32Array): TokenUpdate {
