@@ -1,6 +1,6 @@
 import { parentPort } from 'node:worker_threads';
-import { InvalidSchemaError, SchemaChecker } from '../grammar/schema-checker.js';
-import { GrammarError, GrammarProbe } from '../grammar/xgrammar.js';
+import type { SchemaChecker } from '../grammar/schema-checker.js';
+import type { GrammarProbe } from '../grammar/xgrammar.js';
 import { ChatTemplate, ChatTemplateError } from '../model/chat-template.js';
 import { TextTokenizer } from '../model/tokenizer.js';
 import { workerInput } from '../util/threads.js';
@@ -17,7 +17,11 @@ import type { FromPreprocessWorker, PreprocessResult, PreprocessTask, Preprocess
 const port = parentPort!;
 const send = (message: FromPreprocessWorker) => port.postMessage(message);
 
-async function checkGrammar(probe: GrammarProbe, checker: SchemaChecker, task: PreprocessTask): Promise<PreprocessResult> {
+/** The grammar and schema modules, loaded only by the workers that check them (ajv alone takes about half a second to load). */
+const grammarModules = async () => ({ ...(await import('../grammar/schema-checker.js')), ...(await import('../grammar/xgrammar.js')) });
+type GrammarModules = Awaited<ReturnType<typeof grammarModules>>;
+
+async function checkGrammar({ InvalidSchemaError, GrammarError }: GrammarModules, probe: GrammarProbe, checker: SchemaChecker, task: PreprocessTask): Promise<PreprocessResult> {
   if (task.kind === 'schema') {
     try {
       checker.validator(task.schema);
@@ -74,11 +78,13 @@ try {
     const template = new ChatTemplate(data.tokenizerConfig, tokenizer);
     work = async (id, task) => run(id, task, tokenizer, template);
   } else if (data.role === 'grammar') {
-    const probe = new GrammarProbe(data.grammarVocabulary);
-    const checker = new SchemaChecker();
-    work = (_, task) => checkGrammar(probe, checker, task);
+    const modules = await grammarModules();
+    const probe = new modules.GrammarProbe(data.grammarVocabulary);
+    const checker = new modules.SchemaChecker();
+    work = (_, task) => checkGrammar(modules, probe, checker, task);
   } else {
-    const checker = new SchemaChecker();
+    const { SchemaChecker: Checker } = await import('../grammar/schema-checker.js');
+    const checker = new Checker();
     work = async (_, task) => checkReply(checker, task);
   }
   // One task at a time: the client sends the next one when this one is done.
