@@ -224,6 +224,19 @@ export function tokenize(source: string, options: PreprocessOptions = {}): Token
 	/**
 	 * Consume the contents of a string literal (up to, but excluding, the closing quote), resolving escape sequences.
 	 */
+	/** A number's exponent (`e20`, `E-7`), as Python writes float literals; nothing when none follows. */
+	const consumeExponent = (): string => {
+		const marker = src[cursorPosition];
+		if (marker !== "e" && marker !== "E") {
+			return "";
+		}
+		const sign = src[cursorPosition + 1] === "+" || src[cursorPosition + 1] === "-" ? src[cursorPosition + 1] : "";
+		if (!isInteger(src.charCodeAt(cursorPosition + 1 + sign.length))) {
+			return "";
+		}
+		cursorPosition += 1 + sign.length;
+		return `e${sign}${consumeWhile(isInteger)}`;
+	};
 	const consumeString = (quote: string): string => {
 		let str = "";
 		let start = cursorPosition; // Start of the pending run of unescaped characters
@@ -435,6 +448,9 @@ export function tokenize(source: string, options: PreprocessOptions = {}): Token
 						const frac = consumeWhile(isInteger);
 						num = `${num}.${frac}`;
 					}
+					if (num.length > 0) {
+						num += consumeExponent();
+					}
 					tokens.push(
 						new Token(`${char}${num}`, num.length > 0 ? TOKEN_TYPES.NumericLiteral : TOKEN_TYPES.UnaryOperator),
 					);
@@ -490,6 +506,7 @@ export function tokenize(source: string, options: PreprocessOptions = {}): Token
 				const frac = consumeWhile(isInteger);
 				num = `${num}.${frac}`;
 			}
+			num += consumeExponent();
 			tokens.push(new Token(num, TOKEN_TYPES.NumericLiteral));
 			continue;
 		}

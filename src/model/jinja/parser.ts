@@ -290,6 +290,9 @@ export function parse(tokens: Token[]): Program {
 		const isTuple = is(TOKEN_TYPES.Comma);
 		while (isTuple) {
 			++current; // consume comma
+			if (is(TOKEN_TYPES.CloseParen)) {
+				break; // a trailing comma: `(1,)`
+			}
 			expressions.push(fn());
 			if (!is(TOKEN_TYPES.Comma)) {
 				break;
@@ -700,7 +703,7 @@ export function parse(tokens: Token[]): Program {
 		switch (token.type) {
 			case TOKEN_TYPES.NumericLiteral: {
 				const num = token.value;
-				return num.includes(".") ? new FloatLiteral(Number(num)) : new IntegerLiteral(Number(num));
+				return /[.eE]/.test(num) ? new FloatLiteral(Number(num)) : new IntegerLiteral(Number(num));
 			}
 			case TOKEN_TYPES.StringLiteral: {
 				let value = token.value;
@@ -712,6 +715,11 @@ export function parse(tokens: Token[]): Program {
 			case TOKEN_TYPES.Identifier:
 				return new Identifier(token.value);
 			case TOKEN_TYPES.OpenParen: {
+				if (is(TOKEN_TYPES.CloseParen)) {
+					// `()`: the empty tuple
+					++current;
+					return new TupleLiteral([]);
+				}
 				const expression = parseExpressionSequence();
 				expect(TOKEN_TYPES.CloseParen, "Expected closing parenthesis, got ${tokens[current].type} instead.");
 				return expression;
