@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { REASONING_PARSERS } from './reasoning/formats.js';
 import { TOOL_CALL_PARSERS } from './tool-calls/formats.js';
+import { DTYPES } from './model/files.js';
 
 export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../models/tinystories-gpt2', import.meta.url));
 
@@ -34,6 +35,14 @@ const OPTIONS = {
     schema: z.string().min(1).optional(),
     help: 'graph file inside the model directory (or its onnx/ folder), e.g. model_quantized.onnx',
     doc: 'Graph file inside the model directory or its `onnx/` folder, e.g. `model_quantized.onnx`. Without it, the graph is chosen as [Models](models.md) describes.',
+    shown: 'found in the folder (see docs/models.md)',
+  },
+  dtype: {
+    field: 'dtype',
+    env: 'ORTSERVE_DTYPE',
+    schema: z.enum(DTYPES).optional(),
+    help: `graph by its precision, in transformers.js' names: ${DTYPES.join(', ')} (q4 → model_q4.onnx)`,
+    doc: "The graph by its precision, in transformers.js' names: `fp32` (`model.onnx`), `fp16`, `q8` (`model_quantized.onnx`), `int8`, `uint8`, `q4`, `q4f16`, `bnb4` (`model_<dtype>.onnx`, or `decoder_model_merged_<dtype>.onnx`), in the folder or its `onnx/` folder. Not with `--model-file`. Without either, the graph is chosen as [Models](models.md) describes.",
     shown: 'found in the folder (see docs/models.md)',
   },
   'served-model-name': {

@@ -167,7 +167,7 @@ async function startWorkers(config: ServerConfig, model: LoadedModel): Promise<[
 /** Loads the model, starts the engine and listens. */
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
   await checkListenable(config.host, config.port);
-  const configured = loadModel(config.model, { modelFile: config.modelFile, servedModelNames: config.servedModelNames, reasoningParser: config.reasoningParser, toolCallParser: config.toolCallParser });
+  const configured = loadModel(config.model, { modelFile: config.modelFile, dtype: config.dtype, servedModelNames: config.servedModelNames, reasoningParser: config.reasoningParser, toolCallParser: config.toolCallParser });
   const [engine, preprocessor] = await startWorkers(config, configured);
   const stopWorkers = () => Promise.all([engine.close(), preprocessor.close()]);
   let started;

@@ -28,7 +28,13 @@ const GRAPH_FOLDERS = ['', 'onnx'];
  * Optimum's older `decoder_model_merged*`.
  */
 const GRAPH_VARIANTS = ['', '_fp16', '_quantized', '_int8', '_uint8', '_q4', '_q4f16', '_bnb4'];
-export const GRAPH_ORDER = GRAPH_VARIANTS.flatMap((variant) => [`model${variant}.onnx`, `decoder_model_merged${variant}.onnx`]);
+const graphFiles = (variant: string) => [`model${variant}.onnx`, `decoder_model_merged${variant}.onnx`];
+export const GRAPH_ORDER = GRAPH_VARIANTS.flatMap(graphFiles);
+
+/** transformers.js' names for a graph's precision (`dtype`) and the suffix of the file that holds it. */
+export const DTYPE_SUFFIXES = { fp32: '', fp16: '_fp16', q8: '_quantized', int8: '_int8', uint8: '_uint8', q4: '_q4', q4f16: '_q4f16', bnb4: '_bnb4' } as const;
+export type Dtype = keyof typeof DTYPE_SUFFIXES;
+export const DTYPES = Object.keys(DTYPE_SUFFIXES) as Dtype[];
 
 export function readJsonFile(path: string, what: string): Record<string, unknown> {
   let text: string;
@@ -63,9 +69,25 @@ function onnxFiles(dir: string): string[] {
   });
 }
 
-/** The graph to load: the one named (by `--model-file` or genai_config.json), else the first of GRAPH_ORDER there is. */
-function findGraph(dir: string, named: { file: string; by: string } | undefined): { path: string; note: string } {
+/** The dtypes a folder has graphs of, for an error that says what there is. */
+function folderDtypes(dir: string): Dtype[] {
+  const names = new Set(onnxFiles(dir).map((file) => basename(file)));
+  return DTYPES.filter((dtype) => graphFiles(DTYPE_SUFFIXES[dtype]).some((file) => names.has(file)));
+}
+
+/** The graph to load: the one named (by `--model-file` or genai_config.json), that of the dtype asked for, else the first of GRAPH_ORDER there is. */
+function findGraph(dir: string, named: { file: string; by: string } | undefined, dtype?: Dtype): { path: string; note: string } {
   const places = (file: string) => GRAPH_FOLDERS.map((sub) => join(dir, sub, file));
+  if (dtype !== undefined) {
+    for (const file of graphFiles(DTYPE_SUFFIXES[dtype])) {
+      const path = places(file).find(isFile);
+      if (path) return { path, note: `graph ${relative(dir, path)}: --dtype ${dtype}` };
+    }
+    const present = folderDtypes(dir);
+    throw new ModelLoadError(
+      `no ${dtype} graph in ${dir} or its onnx/ folder (looked for ${graphFiles(DTYPE_SUFFIXES[dtype]).join(', ')}); ${present.length > 0 ? `the folder has --dtype ${present.join(', ')}` : `its .onnx files are ${onnxFiles(dir).join(', ') || 'none'}: name one with --model-file`}`,
+    );
+  }
   if (named) {
     const path = places(named.file).find(isFile);
     if (path) return { path, note: `graph ${relative(dir, path)}: named by ${named.by}` };
@@ -161,15 +183,18 @@ function readChatTemplates(dir: string, tokenizerConfig: Record<string, unknown>
 /**
  * Locates and reads the files of a model folder: Optimum's export, a transformers.js repository
  * (graphs under `onnx/`), or an onnxruntime-genai folder (`genai_config.json` instead of
- * `config.json`). `modelFile` picks the graph; without it the folder's own is found (see
- * GRAPH_ORDER). `generation_config.json` is optional; config, tokenizer.json and
+ * `config.json`). `modelFile` picks the graph, or `dtype` by transformers.js' file names; without
+ * them the folder's own is found (see GRAPH_ORDER). `generation_config.json` is optional; config, tokenizer.json and
  * tokenizer_config.json are required.
  */
-export function readModelFiles(model: string, modelFile?: string): ModelFiles {
+export function readModelFiles(model: string, modelFile?: string, dtype?: Dtype): ModelFiles {
   const { dir, note } = resolveModelDir(model);
   const notes = note ? [note] : [];
   if (modelFile !== undefined && basename(modelFile) !== modelFile) {
     throw new ModelLoadError(`model file must be a file name inside the model directory, got ${modelFile}`);
+  }
+  if (modelFile !== undefined && dtype !== undefined) {
+    throw new ModelLoadError(`--model-file (${modelFile}) and --dtype (${dtype}) both pick the graph: give one of them`);
   }
   const path = (name: string) => join(dir, name);
   const required = (name: string) => {
@@ -178,7 +203,7 @@ export function readModelFiles(model: string, modelFile?: string): ModelFiles {
   };
   const genai = isFile(path('genai_config.json')) ? genaiModelConfig(readJsonFile(path('genai_config.json'), 'genai_config.json')) : undefined;
   const named = modelFile !== undefined ? { file: modelFile, by: '--model-file' } : genai?.filename ? { file: genai.filename, by: 'genai_config.json' } : undefined;
-  const graph = findGraph(dir, named);
+  const graph = findGraph(dir, named, dtype);
   notes.push(graph.note);
   let config: Record<string, unknown>;
   if (isFile(path('config.json'))) config = required('config.json');

@@ -4,7 +4,7 @@ import { readModelConfig, type ModelConfig } from './config.js';
 import { detectToolCallFormat, type ToolCallFormat, type ToolCallParserName } from '../tool-calls/formats.js';
 import { detectReasoningFormat, REASONING_FORMATS, type ReasoningFormat, type ReasoningParser } from '../reasoning/formats.js';
 import { ModelLoadError } from './errors.js';
-import { readModelFiles, type ModelFiles } from './files.js';
+import { readModelFiles, type Dtype, type ModelFiles } from './files.js';
 import { TextTokenizer } from './tokenizer.js';
 import type { GraphLimits, ServedLimits } from '../engine/protocol.js';
 
@@ -35,6 +35,8 @@ export interface LoadedModel {
 
 export interface LoadModelOptions {
   modelFile?: string;
+  /** The graph by transformers.js' dtype names (`q4` → `model_q4.onnx`). */
+  dtype?: Dtype;
   /** The id in the API, then aliases a request may also name; none: the directory's name. */
   servedModelNames?: readonly string[];
   /** `auto`: the markers the chat template writes, if any. */
@@ -85,7 +87,7 @@ export function servedModel(model: LoadedModel, served: ServedLimits, graph: Gra
 }
 
 export function loadModel(dir: string, options: LoadModelOptions = {}): LoadedModel {
-  const files = readModelFiles(dir, options.modelFile);
+  const files = readModelFiles(dir, options.modelFile, options.dtype);
   const tokenizer = new TextTokenizer(files);
   const chatTemplate = new ChatTemplate(files.tokenizerConfig, tokenizer);
   const reasoning = reasoningFormat(chatTemplate, options.reasoningParser);

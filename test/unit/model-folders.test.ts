@@ -65,6 +65,22 @@ describe('finding the graph', () => {
     expect(error.message).toContain('the folder has onnx/model_uint8.onnx');
   });
 
+  it("--dtype picks the graph by transformers.js' names; a dtype the folder lacks lists those it has", () => {
+    const dir = copy();
+    const graph = readFileSync(join(dir, 'model.onnx'));
+    mkdirSync(join(dir, 'onnx'), { recursive: true });
+    for (const name of ['onnx/model_q4.onnx', 'onnx/model_quantized.onnx', 'decoder_model_merged_fp16.onnx']) writeFileSync(join(dir, name), graph);
+    expect(readModelFiles(dir, undefined, 'q4').modelPath).toBe(join(dir, 'onnx', 'model_q4.onnx'));
+    expect(readModelFiles(dir, undefined, 'q8').modelPath).toBe(join(dir, 'onnx', 'model_quantized.onnx'));
+    expect(readModelFiles(dir, undefined, 'fp16').modelPath).toBe(join(dir, 'decoder_model_merged_fp16.onnx'));
+    expect(readModelFiles(dir, undefined, 'fp32').modelPath).toBe(join(dir, 'model.onnx'));
+    expect(readModelFiles(dir, undefined, 'q4').notes).toContain('graph onnx/model_q4.onnx: --dtype q4');
+    const missing = loadError(() => readModelFiles(dir, undefined, 'q4f16'));
+    expect(missing.message).toContain('no q4f16 graph');
+    expect(missing.message).toContain('the folder has --dtype fp32, fp16, q8, q4');
+    expect(loadError(() => readModelFiles(dir, 'model_q4.onnx', 'q4')).message).toContain('give one of them');
+  });
+
   it('a folder whose graphs have other names says which it saw', () => {
     const dir = copy();
     moveGraph(dir, 'onnx/my-export.onnx');
