@@ -135,6 +135,7 @@ export async function validateGeneration(context: ServingContext, request: Gener
   const { sampling, reporting } = request;
   // Ranking by mean log-probability needs each token's log-probability.
   const logprobs = reporting.logprobs ?? (bestOf > n ? 0 : undefined);
+  const topK = sampling.topK ?? model.samplingDefaults.topK;
   const reasoning = reasoningPlan(model, request, output, prompts[0]!.ids);
   return {
     prompts: prompts.map((prompt) => prompt.ids),
@@ -147,7 +148,7 @@ export async function validateGeneration(context: ServingContext, request: Gener
       maxTokens,
       temperature: sampling.temperature ?? model.samplingDefaults.temperature,
       topP: sampling.topP ?? model.samplingDefaults.topP,
-      ...((sampling.topK ?? model.samplingDefaults.topK) > 0 && { topK: sampling.topK ?? model.samplingDefaults.topK }),
+      ...(topK > 0 && { topK }),
       ...(sampling.seed !== undefined && { seed: sampling.seed }),
       stopTokenIds: model.config.eosTokenIds,
       presencePenalty: sampling.presencePenalty ?? SERVER_DEFAULTS.presencePenalty,

@@ -39,17 +39,21 @@ export function logFailure(log: FastifyBaseLogger, err: unknown, apiError: OpenA
   }
 }
 
-/** Any error a route or hook raised, as the error the API answers with: ours as it is, Fastify's own (body parsing, content type, size) reworded. */
-export function toApiError(err: FastifyError, limits: Pick<RequestLimits, 'maxBodyBytes'>): OpenAIError {
-  return err instanceof OpenAIError || err instanceof PreprocessInputError ? toOpenAIError(err) : fromFastify(err, limits);
+/**
+ * Fastify's error handler for a scope: any error a route or hook raised, as the error the API
+ * answers with (ours as it is, Fastify's own — body parsing, content type, size — reworded),
+ * logged, and sent in the protocol's shape (`body`: OpenAI's unless the scope speaks another).
+ */
+export function apiErrorHandler(limits: Pick<RequestLimits, 'maxBodyBytes'>, body: (error: OpenAIError) => unknown = (error) => error.toBody()) {
+  return (err: FastifyError, request: FastifyRequest, reply: FastifyReply): void => {
+    const apiError = err instanceof OpenAIError || err instanceof PreprocessInputError ? toOpenAIError(err) : fromFastify(err, limits);
+    logFailure(request.log, err, apiError, 'request failed');
+    void reply.code(apiError.statusCode).headers(apiError.headers).send(body(apiError));
+  };
 }
 
 function registerErrorHandlers(app: FastifyInstance, limits: Pick<RequestLimits, 'maxBodyBytes'>): void {
-  app.setErrorHandler((err: FastifyError, request, reply) => {
-    const apiError = toApiError(err, limits);
-    logFailure(request.log, err, apiError, 'request failed');
-    void reply.code(apiError.statusCode).headers(apiError.headers).send(apiError.toBody());
-  });
+  app.setErrorHandler(apiErrorHandler(limits));
   app.setNotFoundHandler((request, reply) => {
     const error = catalogueError('unknown_url', [request.method, request.url]);
     void reply.code(404).send(error.toBody());

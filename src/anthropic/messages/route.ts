@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { RequestLimits } from '../../options.js';
 import { toOpenAIError } from '../../errors.js';
 import type { FinishReason } from '../../engine/protocol.js';
@@ -10,7 +10,7 @@ import { ReplyStream, type ReplyEvent } from '../../generation/reply-stream.js';
 import { planSummary, runGeneration, type ChoiceOutcome, type GenerationCounts } from '../../generation/run.js';
 import type { ServedModels } from '../../generation/served-models.js';
 import { validateGeneration, type ValidatedRequest } from '../../generation/validate.js';
-import { logFailure, toApiError } from '../../http/error-handling.js';
+import { apiErrorHandler, logFailure } from '../../http/error-handling.js';
 import { requestScope } from '../../http/request-scope.js';
 import { SseStream } from '../../http/sse.js';
 import { parseBody } from '../../openai/parse-body.js';
@@ -46,11 +46,7 @@ function usage(plan: ValidatedRequest, counts: GenerationCounts) {
  * generation core as the OpenAI routes, with its errors in Anthropic's shape.
  */
 export const messagesRoutes: FastifyPluginAsync<{ models: ServedModels; limits: Pick<RequestLimits, 'maxBodyBytes'> }> = async (app, { models, limits }) => {
-  app.setErrorHandler((err: FastifyError, request, reply) => {
-    const apiError = toApiError(err, limits);
-    logFailure(request.log, err, apiError, 'request failed');
-    void reply.code(apiError.statusCode).headers(apiError.headers).send(anthropicErrorBody(apiError));
-  });
+  app.setErrorHandler(apiErrorHandler(limits, anthropicErrorBody));
 
   async function createMessage(request: FastifyRequest, reply: FastifyReply) {
     const body = parseBody(MessagesRequestSchema, request.body);
@@ -175,11 +171,7 @@ async function streamMessage(
     });
     const calls = replyStream.calls;
     check(calls.length > 0 ? null : text, calls, finished!.finishReason);
-    const counts = usage(plan, generation);
-    send('message_delta', {
-      delta: stopReason(finished!, calls.length),
-      usage: { output_tokens: counts.output_tokens, input_tokens: counts.input_tokens, cache_creation_input_tokens: 0, cache_read_input_tokens: counts.cache_read_input_tokens },
-    });
+    send('message_delta', { delta: stopReason(finished!, calls.length), usage: usage(plan, generation) });
     send('message_stop');
     sse.end();
   } catch (err) {
