@@ -1,5 +1,10 @@
-import { ConfigError, parseCli } from './config.js';
+import { pino } from 'pino';
+import { ConfigError, parseCli, type PullCommand } from './config.js';
 import { ModelLoadError } from './model/errors.js';
+import { hubAccess } from './model/hub/access.js';
+import { hubCacheDir } from './model/hub/cache.js';
+import { pullEvents, type PullLog } from './model/hub/progress.js';
+import { pullModel } from './model/hub/pull.js';
 import { startServer } from './server.js';
 
 // onnxruntime's native library records usage telemetry under ~/.cache unless told not to; a server
@@ -28,6 +33,38 @@ function startFailure(err: unknown, config: { host: string; port: number }): str
   }
 }
 
+/** Log lines as text for a person at a terminal: the message, then its fields. */
+function terminalLog(stream: NodeJS.WriteStream): PullLog {
+  const line = (fields: object, message: string) =>
+    stream.write(`${message}${Object.keys(fields).length > 0 ? ` (${Object.entries(fields).map(([key, value]) => `${key} ${String(value)}`).join(', ')})` : ''}\n`);
+  return { info: line, warn: (fields, message) => line(fields, `warning: ${message}`) };
+}
+
+/** `ortserve pull`: the model's files into the Hugging Face cache, with a progress bar on a terminal and log lines otherwise. */
+async function pull(command: PullCommand): Promise<number> {
+  const terminal = process.stderr.isTTY ? process.stderr : undefined;
+  const log: PullLog = terminal ? terminalLog(terminal) : pino({ level: command.logLevel });
+  try {
+    const result = await pullModel({
+      id: command.id,
+      revision: command.revision,
+      dtype: command.dtype,
+      modelFile: command.modelFile,
+      cacheDir: hubCacheDir(),
+      access: hubAccess(),
+      events: pullEvents(log, terminal),
+    });
+    if (terminal) process.stdout.write(`${result.dir}\n`);
+    return 0;
+  } catch (err) {
+    if (err instanceof ModelLoadError) {
+      process.stderr.write(`ortserve pull: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
 async function main(): Promise<number> {
   let command;
   try {
@@ -43,6 +80,7 @@ async function main(): Promise<number> {
     process.stdout.write(`${command.text}\n`);
     return 0;
   }
+  if (command.kind === 'pull') return pull(command);
   let server;
   try {
     server = await startServer(command.config);

@@ -19,14 +19,23 @@ const integer = (min: number, max = Number.MAX_SAFE_INTEGER) =>
  */
 const apiKey = z.string().regex(/^[\x21-\x7e]+$/, 'a key must be one or more visible ASCII characters, without spaces');
 
+/** A switch: given as a bare flag, or a variable saying 1/0, true/false, yes/no, on/off. */
+const onOff = z.union([z.boolean(), z.string()]).transform((value, context) => {
+  if (typeof value === 'boolean') return value;
+  if (/^(1|true|yes|on)$/i.test(value)) return true;
+  if (/^(0|false|no|off)$/i.test(value)) return false;
+  context.addIssue({ code: 'custom', message: 'must be 1 or 0 (true/false, yes/no, on/off)' });
+  return z.NEVER;
+});
+
 /** Every setting: its command-line flag, its environment variable, its default and what it does. */
 const OPTIONS = {
   model: {
     field: 'model',
     env: 'ORTSERVE_MODEL',
     schema: z.string().min(1).default(DEFAULT_MODEL_DIR),
-    help: 'model directory (Optimum, transformers.js or onnxruntime-genai layout), or a Hugging Face id (org/name) in the local cache',
-    doc: 'Model directory (Optimum, transformers.js or onnxruntime-genai layout, see [Models](models.md)), or a Hugging Face id (`org/name`) already in the local Hugging Face cache.',
+    help: 'model directory (Optimum, transformers.js or onnxruntime-genai layout), or a Hugging Face id (org/name), fetched into the Hugging Face cache if it is not there',
+    doc: 'Model directory (Optimum, transformers.js or onnxruntime-genai layout, see [Models](models.md)), or a Hugging Face id (`org/name`): the files its graph needs are fetched into the Hugging Face cache, those already there are not fetched again (see [Models](models.md#from-the-hugging-face-hub)).',
     shown: 'models/tinystories-gpt2',
   },
   'model-file': {
@@ -44,6 +53,22 @@ const OPTIONS = {
     help: `graph by its precision, in transformers.js' names: ${DTYPES.join(', ')} (q4 → model_q4.onnx)`,
     doc: "The graph by its precision, in transformers.js' names: `fp32` (`model.onnx`), `fp16`, `q8` (`model_quantized.onnx`), `int8`, `uint8`, `q4`, `q4f16`, `bnb4` (`model_<dtype>.onnx`, or `decoder_model_merged_<dtype>.onnx`), in the folder or its `onnx/` folder. Not with `--model-file`. Without either, the graph is chosen as [Models](models.md) describes.",
     shown: 'found in the folder (see docs/models.md)',
+  },
+  revision: {
+    field: 'revision',
+    env: 'ORTSERVE_REVISION',
+    schema: z.string().regex(/^[\w.\/-]+$/, 'must be a branch, a tag or a commit of the repository').default('main'),
+    help: 'branch, tag or commit of a Hugging Face model to serve or pull',
+    doc: 'Branch, tag or commit of a Hugging Face model (`--model ORG/NAME`) to serve or pull; see [Models](models.md#from-the-hugging-face-hub).',
+  },
+  offline: {
+    field: 'offline',
+    env: 'ORTSERVE_OFFLINE',
+    alias: 'HF_HUB_OFFLINE',
+    schema: onOff.default(false),
+    help: "never touch the network: a Hugging Face model is served from the local cache, or refused if it is not there",
+    doc: "Never touch the network: a Hugging Face model (`--model ORG/NAME`) is served from the local Hugging Face cache, and refused with an error if it is not there. Without it, the hub is asked for the revision's files (those already cached are not fetched again), and the cache's copy is served if the hub cannot be reached. `HF_HUB_OFFLINE`, as huggingface_hub reads it, is honoured too.",
+    switch: true,
   },
   'served-model-name': {
     field: 'servedModelNames',
@@ -345,6 +370,8 @@ export interface OptionSpec {
   shown?: string;
   /** Repeatable flag; a comma-separated variable. */
   list?: true;
+  /** A flag without a value (`--offline`); its variable says 1 or 0. */
+  switch?: true;
   /** Part of RequestLimits. */
   limit?: true;
   /** Part of EngineSettings: the engine thread reads it. */

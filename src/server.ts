@@ -22,7 +22,9 @@ import type { ServingContext } from './generation/context.js';
 import { ServedModels } from './generation/served-models.js';
 import { engineSettings, type ServerConfig } from './options.js';
 import { Engine } from './engine/client/engine.js';
+import { pino } from 'pino';
 import { loadModel, servedModel, type LoadedModel } from './model/model.js';
+import { locateModel } from './model/hub/locate.js';
 import { grammarVocabulary as buildGrammarVocabulary } from './grammar/vocabulary.js';
 import { DEFAULT_PREPROCESSOR_OPTIONS, Preprocessor } from './preprocess/preprocessor.js';
 
@@ -167,7 +169,14 @@ async function startWorkers(config: ServerConfig, model: LoadedModel): Promise<[
 /** Loads the model, starts the engine and listens. */
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
   await checkListenable(config.host, config.port);
-  const configured = loadModel(config.model, { modelFile: config.modelFile, dtype: config.dtype, servedModelNames: config.servedModelNames, reasoningParser: config.reasoningParser, toolCallParser: config.toolCallParser });
+  const located = await locateModel(
+    { model: config.model, revision: config.revision, dtype: config.dtype, modelFile: config.modelFile, offline: config.offline },
+    pino({ level: config.logLevel }),
+    { terminal: process.stderr.isTTY ? process.stderr : undefined },
+  );
+  const servedModelNames = config.servedModelNames.length > 0 || !located.hubId ? config.servedModelNames : [located.hubId];
+  const loaded = loadModel(located.dir, { modelFile: config.modelFile, dtype: config.dtype, servedModelNames, reasoningParser: config.reasoningParser, toolCallParser: config.toolCallParser });
+  const configured = { ...loaded, files: { ...loaded.files, notes: [...located.notes, ...loaded.files.notes] } };
   const [engine, preprocessor] = await startWorkers(config, configured);
   const stopWorkers = () => Promise.all([engine.close(), preprocessor.close()]);
   let started;

@@ -1,6 +1,5 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { basename, join, relative, resolve } from 'node:path';
+import { basename, join } from 'node:path';
 import { genaiModelConfig } from './genai-config.js';
 import { namedTemplates } from './chat-template.js';
 import { ModelLoadError } from './errors.js';
@@ -58,96 +57,71 @@ export function readJsonFile(path: string, what: string): Record<string, unknown
 const isFile = (path: string) => existsSync(path) && statSync(path).isFile();
 const isDirectory = (path: string) => existsSync(path) && statSync(path).isDirectory();
 
-/** Every `.onnx` file in the graph folders, for an error that says what is there. */
+/** Every `.onnx` file in the graph folders, relative to the model folder. */
 function onnxFiles(dir: string): string[] {
   return GRAPH_FOLDERS.flatMap((sub) => {
     const folder = join(dir, sub);
     if (!isDirectory(folder)) return [];
     return readdirSync(folder)
-      .filter((name) => name.endsWith('.onnx'))
+      .filter((name) => name.endsWith('.onnx') && isFile(join(folder, name)))
       .map((name) => join(sub, name));
   });
 }
 
-/** The dtypes a folder has graphs of, for an error that says what there is. */
-function folderDtypes(dir: string): Dtype[] {
-  const names = new Set(onnxFiles(dir).map((file) => basename(file)));
+/** The dtypes a listing has graphs of, for an error that says what there is. */
+function listedDtypes(graphs: readonly string[]): Dtype[] {
+  const names = new Set(graphs.map((file) => basename(file)));
   return DTYPES.filter((dtype) => graphFiles(DTYPE_SUFFIXES[dtype]).some((file) => names.has(file)));
 }
 
-/** The graph to load: the one named (by `--model-file` or genai_config.json), that of the dtype asked for, else the first of GRAPH_ORDER there is. */
-function findGraph(dir: string, named: { file: string; by: string } | undefined, dtype?: Dtype): { path: string; note: string } {
-  const places = (file: string) => GRAPH_FOLDERS.map((sub) => join(dir, sub, file));
-  if (dtype !== undefined) {
-    for (const file of graphFiles(DTYPE_SUFFIXES[dtype])) {
-      const path = places(file).find(isFile);
-      if (path) return { path, note: `graph ${relative(dir, path)}: --dtype ${dtype}` };
-    }
-    const present = folderDtypes(dir);
-    throw new ModelLoadError(
-      `no ${dtype} graph in ${dir} or its onnx/ folder (looked for ${graphFiles(DTYPE_SUFFIXES[dtype]).join(', ')}); ${present.length > 0 ? `the folder has --dtype ${present.join(', ')}` : `its .onnx files are ${onnxFiles(dir).join(', ') || 'none'}: name one with --model-file`}`,
-    );
-  }
-  if (named) {
-    const path = places(named.file).find(isFile);
-    if (path) return { path, note: `graph ${relative(dir, path)}: named by ${named.by}` };
-    const seen = onnxFiles(dir);
-    throw new ModelLoadError(
-      `model graph not found: ${named.by} names ${named.file}, looked for ${places(named.file).join(' and ')}; the folder has ${seen.length > 0 ? seen.join(', ') : 'no .onnx files'}`,
-    );
-  }
-  for (const file of GRAPH_ORDER) {
-    const path = places(file).find(isFile);
-    if (path) {
-      const others = onnxFiles(dir).filter((name) => name !== relative(dir, path));
-      const choice = others.length > 0 ? `the first of the documented order (the folder also has ${others.join(', ')}; --model-file picks another)` : 'the only graph there';
-      return { path, note: `graph ${relative(dir, path)}: ${choice}` };
-    }
-  }
-  const seen = onnxFiles(dir);
-  throw new ModelLoadError(
-    `model graph not found in ${dir} or its onnx/ folder: none of ${GRAPH_ORDER.join(', ')}; ${seen.length > 0 ? `the folder has ${seen.join(', ')}: name one with --model-file` : 'the folder has no .onnx files'}`,
-  );
-}
-
-/** Where the local Hugging Face cache keeps downloaded repositories, in the order the hub library looks. */
-export function hubCacheDirs(env: NodeJS.ProcessEnv = process.env): string[] {
-  const dirs = [env.HF_HUB_CACHE, env.HF_HOME && join(env.HF_HOME, 'hub'), join(homedir(), '.cache', 'huggingface', 'hub')];
-  return [...new Set(dirs.filter((dir): dir is string => !!dir))];
-}
-
-const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
-
-/** A hub id's snapshot in a cache folder: `refs/main`'s revision, else the only snapshot there is. */
-function cachedSnapshot(cache: string, id: string): string | undefined {
-  const repo = join(cache, `models--${id.replace('/', '--')}`);
-  const snapshots = join(repo, 'snapshots');
-  if (!isDirectory(snapshots)) return undefined;
-  const ref = join(repo, 'refs', 'main');
-  if (isFile(ref)) {
-    const revision = readFileSync(ref, 'utf8').trim();
-    if (isDirectory(join(snapshots, revision))) return join(snapshots, revision);
-  }
-  const revisions = readdirSync(snapshots).filter((name) => isDirectory(join(snapshots, name)));
-  return revisions.length === 1 ? join(snapshots, revisions[0]!) : undefined;
+/** Who names the graph, when one is named: `--model-file`, or genai_config.json. */
+export interface NamedGraph {
+  file: string;
+  by: string;
 }
 
 /**
- * The folder `model` names: a directory, or a Hugging Face hub id (`org/name`) found in the local
- * cache. Nothing is downloaded.
+ * The graph to load among a folder's `.onnx` files (paths relative to the folder, as `onnxFiles`
+ * lists them on disk and the hub's tree lists them remotely): the one named, that of the dtype asked
+ * for, else the first of GRAPH_ORDER there is. `where` names the folder in errors.
  */
-export function resolveModelDir(model: string, env: NodeJS.ProcessEnv = process.env): { dir: string; note?: string } {
-  const dir = resolve(model);
-  if (isDirectory(dir)) return { dir };
-  if (!HUB_ID.test(model)) throw new ModelLoadError(`model directory not found: ${dir}`);
-  const caches = hubCacheDirs(env);
-  for (const cache of caches) {
-    const snapshot = cachedSnapshot(cache, model);
-    if (snapshot) return { dir: snapshot, note: `model ${model}: the Hugging Face cache's snapshot ${snapshot}` };
+export function chooseGraph(graphs: readonly string[], where: string, named: NamedGraph | undefined, dtype?: Dtype): { path: string; note: string } {
+  const listed = new Set(graphs);
+  const places = (file: string) => GRAPH_FOLDERS.map((sub) => join(sub, file));
+  const first = (file: string) => places(file).find((path) => listed.has(path));
+  if (dtype !== undefined) {
+    for (const file of graphFiles(DTYPE_SUFFIXES[dtype])) {
+      const path = first(file);
+      if (path) return { path, note: `graph ${path}: --dtype ${dtype}` };
+    }
+    const present = listedDtypes(graphs);
+    throw new ModelLoadError(
+      `no ${dtype} graph in ${where} or its onnx/ folder (looked for ${graphFiles(DTYPE_SUFFIXES[dtype]).join(', ')}); ${present.length > 0 ? `the folder has --dtype ${present.join(', ')}` : `its .onnx files are ${graphs.join(', ') || 'none'}: name one with --model-file`}`,
+    );
+  }
+  if (named) {
+    const path = first(named.file);
+    if (path) return { path, note: `graph ${path}: named by ${named.by}` };
+    throw new ModelLoadError(
+      `model graph not found: ${named.by} names ${named.file}, looked for ${places(named.file).join(' and ')} in ${where}; the folder has ${graphs.length > 0 ? graphs.join(', ') : 'no .onnx files'}`,
+    );
+  }
+  for (const file of GRAPH_ORDER) {
+    const path = first(file);
+    if (path) {
+      const others = graphs.filter((name) => name !== path);
+      const choice = others.length > 0 ? `the first of the documented order (the folder also has ${others.join(', ')}; --model-file picks another)` : 'the only graph there';
+      return { path, note: `graph ${path}: ${choice}` };
+    }
   }
   throw new ModelLoadError(
-    `model not found: ${model} is no directory, and as a Hugging Face id it is not in the local cache (looked in ${caches.join(', ')}); ortserve downloads nothing: fetch it first (huggingface-cli download ${model}) or give its folder`,
+    `model graph not found in ${where} or its onnx/ folder: none of ${GRAPH_ORDER.join(', ')}; ${graphs.length > 0 ? `the folder has ${graphs.join(', ')}: name one with --model-file` : 'the folder has no .onnx files'}`,
   );
+}
+
+function findGraph(dir: string, named: NamedGraph | undefined, dtype?: Dtype): { path: string; note: string } {
+  const graph = chooseGraph(onnxFiles(dir), dir, named, dtype);
+  return { path: join(dir, graph.path), note: graph.note };
 }
 
 /**
@@ -187,9 +161,9 @@ function readChatTemplates(dir: string, tokenizerConfig: Record<string, unknown>
  * them the folder's own is found (see GRAPH_ORDER). `generation_config.json` is optional; config, tokenizer.json and
  * tokenizer_config.json are required.
  */
-export function readModelFiles(model: string, modelFile?: string, dtype?: Dtype): ModelFiles {
-  const { dir, note } = resolveModelDir(model);
-  const notes = note ? [note] : [];
+export function readModelFiles(dir: string, modelFile?: string, dtype?: Dtype): ModelFiles {
+  if (!isDirectory(dir)) throw new ModelLoadError(`model directory not found: ${dir}`);
+  const notes: string[] = [];
   if (modelFile !== undefined && basename(modelFile) !== modelFile) {
     throw new ModelLoadError(`model file must be a file name inside the model directory, got ${modelFile}`);
   }

@@ -336,3 +336,44 @@ describe('the configuration table in docs/configuration.md', () => {
   });
 });
 
+
+describe('switches', () => {
+  it('--offline is a bare flag; its variables say 1/0, true/false, yes/no or on/off', () => {
+    expect(serve([]).offline).toBe(false);
+    expect(serve(['--offline']).offline).toBe(true);
+    expect(serve([], { ORTSERVE_OFFLINE: 'yes' }).offline).toBe(true);
+    expect(serve([], { HF_HUB_OFFLINE: '1' }).offline).toBe(true);
+    expect(serve([], { HF_HUB_OFFLINE: '1', ORTSERVE_OFFLINE: 'off' }).offline).toBe(false);
+    expect(configError([], { HF_HUB_OFFLINE: 'maybe' }).message).toBe('invalid --offline (env ORTSERVE_OFFLINE): must be 1 or 0 (true/false, yes/no, on/off)');
+    expect(configError(['--offline=1']).message).toMatch(/--offline/);
+  });
+});
+
+describe('ortserve pull', () => {
+  it('takes one hub id and the options that choose its files', () => {
+    expect(parseCli(['pull', 'onnx-community/Qwen2.5-0.5B-Instruct', '--dtype', 'q4', '--revision', 'v1.0'])).toEqual({
+      kind: 'pull',
+      id: 'onnx-community/Qwen2.5-0.5B-Instruct',
+      revision: 'v1.0',
+      dtype: 'q4',
+      modelFile: undefined,
+      logLevel: 'info',
+    });
+    expect(parseCli(['pull', 'org/name'], { ORTSERVE_DTYPE: 'fp16' })).toMatchObject({ kind: 'pull', dtype: 'fp16', revision: 'main' });
+  });
+
+  it('refuses what is not one hub id, and options that are not its own', () => {
+    expect(configError(['pull']).message).toMatch(/^ortserve pull takes one Hugging Face model id \(org\/name\), got none/);
+    expect(configError(['pull', 'a/b', 'c/d']).message).toMatch(/got a\/b c\/d/);
+    expect(configError(['pull', './models/tinystories-gpt2']).message).toBe('ortserve pull: ./models/tinystories-gpt2 is not a Hugging Face model id (org/name)');
+    expect(configError(['pull', 'a/b', '--port', '9000']).message).toMatch(/Unknown option '--port'[\s\S]*ortserve pull --help/);
+    expect(configError(['pull', 'a/b', '--dtype', 'q4', '--model-file', 'model.onnx']).message).toBe('--model-file and --dtype both pick the graph: give one of them');
+  });
+
+  it('has its own help, and the server help names it', () => {
+    const help = parseCli(['pull', '--help']);
+    expect(help.kind).toBe('help');
+    expect(help.kind === 'help' && help.text).toMatch(/^Usage: ortserve pull ORG\/NAME[\s\S]*HF_TOKEN[\s\S]*--revision[\s\S]*--dtype/);
+    expect(helpText()).toContain('pull ORG/NAME');
+  });
+});

@@ -1,7 +1,8 @@
 import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ModelLoadError } from '../../src/model/errors.js';
-import { readModelFiles, resolveModelDir } from '../../src/model/files.js';
+import { readModelFiles } from '../../src/model/files.js';
+import { locateModel } from '../../src/model/hub/locate.js';
 import { loadModel } from '../../src/model/model.js';
 import { readModelConfig } from '../../src/model/config.js';
 import { copyModel } from '../helpers/model-copy.js';
@@ -136,37 +137,50 @@ describe('onnxruntime-genai folders', () => {
   });
 });
 
-describe('a Hugging Face hub id', () => {
-  /** A cache with `org/name` at revision `abc123`, as huggingface_hub lays it out. */
+describe('a Hugging Face hub id, offline', () => {
+  const silent = { info: () => {}, warn: () => {} };
+  const offline = (model: string, env: NodeJS.ProcessEnv, revision = 'main') => locateModel({ model, revision, offline: true }, silent, { env });
+
+  /** A cache with `org/name` at commit `abc123…` (refs/main) and an older one, as huggingface_hub lays it out. */
+  const COMMIT = 'abc123'.padEnd(40, '0');
   function hubCache(): string {
     const cache = copy();
     const repo = join(cache, 'models--tiny-org--tiny-llama');
-    mkdirSync(join(repo, 'snapshots', 'abc123'), { recursive: true });
-    mkdirSync(join(repo, 'snapshots', 'old456'), { recursive: true });
+    mkdirSync(join(repo, 'snapshots', COMMIT), { recursive: true });
+    mkdirSync(join(repo, 'snapshots', 'dead45'.padEnd(40, '0')), { recursive: true });
     mkdirSync(join(repo, 'refs'), { recursive: true });
-    writeFileSync(join(repo, 'refs', 'main'), 'abc123\n');
-    for (const name of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.onnx']) copyFileSync(join(TINY_LLAMA, name), join(repo, 'snapshots', 'abc123', name));
+    writeFileSync(join(repo, 'refs', 'main'), `${COMMIT}\n`);
+    for (const name of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.onnx']) copyFileSync(join(TINY_LLAMA, name), join(repo, 'snapshots', COMMIT, name));
     return cache;
   }
 
-  it('is found in $HF_HUB_CACHE at the revision refs/main names', () => {
+  it('is found in $HF_HUB_CACHE at the commit refs/main names', async () => {
     const cache = hubCache();
-    const resolved = resolveModelDir('tiny-org/tiny-llama', { HF_HUB_CACHE: cache });
-    expect(resolved.dir).toBe(join(cache, 'models--tiny-org--tiny-llama', 'snapshots', 'abc123'));
-    expect(loadModel(resolved.dir).config.vocabSize).toBe(loadModel(TINY_LLAMA).config.vocabSize);
+    const located = await offline('tiny-org/tiny-llama', { HF_HUB_CACHE: cache });
+    expect(located.dir).toBe(join(cache, 'models--tiny-org--tiny-llama', 'snapshots', COMMIT));
+    expect(located.hubId).toBe('tiny-org/tiny-llama');
+    expect(loadModel(located.dir).config.vocabSize).toBe(loadModel(TINY_LLAMA).config.vocabSize);
   });
 
-  it('also under $HF_HOME/hub', () => {
+  it('also under $HF_HOME/hub, and at a commit named as the revision', async () => {
     const home = copy();
     const cache = hubCache();
     renameSync(cache, join(home, 'hub'));
-    expect(resolveModelDir('tiny-org/tiny-llama', { HF_HOME: home }).dir).toBe(join(home, 'hub', 'models--tiny-org--tiny-llama', 'snapshots', 'abc123'));
+    const old = 'dead45'.padEnd(40, '0');
+    expect((await offline('tiny-org/tiny-llama', { HF_HOME: home })).dir).toBe(join(home, 'hub', 'models--tiny-org--tiny-llama', 'snapshots', COMMIT));
+    expect((await offline('tiny-org/tiny-llama', { HF_HOME: home }, old)).dir).toBe(join(home, 'hub', 'models--tiny-org--tiny-llama', 'snapshots', old));
   });
 
-  it('that is not cached is an error naming the caches, and nothing is downloaded', () => {
-    const error = loadError(() => resolveModelDir('nobody/nothing', { HF_HUB_CACHE: '/nonexistent-cache' }));
-    expect(error.message).toContain('/nonexistent-cache');
-    expect(error.message).toContain('downloads nothing');
+  it('that is not cached is an error naming the cache and what to do', async () => {
+    const error = await offline('nobody/nothing', { HF_HUB_CACHE: '/nonexistent-cache' }).catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(ModelLoadError);
+    expect((error as Error).message).toContain('/nonexistent-cache');
+    expect((error as Error).message).toContain('ortserve pull nobody/nothing');
+  });
+
+  it('a path that is neither a folder nor an id is named as a missing folder', async () => {
+    const error = await offline('./no/such/folder', {}).catch((err: unknown) => err);
+    expect((error as Error).message).toMatch(/model directory not found: .*no\/such\/folder/);
   });
 });
 
