@@ -12,8 +12,8 @@
 import { defaultConfig } from '../src/config.js';
 import { startServer } from '../src/server.js';
 
-const model = process.argv[2] ?? defaultConfig().model;
-const server = await startServer({ ...defaultConfig(), model, host: '127.0.0.1', port: 0, logLevel: 'silent' });
+const models = process.argv[2] ? [process.argv[2]] : [];
+const server = await startServer({ ...defaultConfig(), models, host: '127.0.0.1', port: 0, logLevel: 'silent' });
 const id = server.model.id;
 const MAX_TOKENS = 96;
 const STORY = {

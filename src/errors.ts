@@ -32,6 +32,7 @@ const CATALOGUE = {
   invalid_api_key: { status: 401 },
   model_not_found: { status: 404, message: (model: string) => `The model \`${model}\` does not exist.` },
   unknown_url: { status: 404, message: (method: string, url: string) => `Unknown request URL: ${method} ${url}.` },
+  model_in_use: { status: 409, message: (model: string, requests: number) => `The model \`${model}\` is serving ${requests} request${requests === 1 ? '' : 's'}; unload it once ${requests === 1 ? 'it is' : 'they are'} done.` },
   request_timeout: { status: 408, message: () => 'The request was not received in time.' },
   request_too_large: { status: 413, message: (reason: string, limit: number) => `${reason}: the limit is ${limit} bytes (this server's limit, set by --max-body-bytes).` },
   unsupported_media_type: { status: 415, message: (reason: string) => `${reason}; send the body as application/json.` },
@@ -40,6 +41,8 @@ const CATALOGUE = {
   headers_too_large: { status: 431, message: () => 'The request headers are too large.' },
   /** nginx's code for a client that left before its answer (nobody reads it; logs and metrics count it). */
   client_closed_request: { status: 499, message: () => 'The client closed the request before it was answered.' },
+  model_load_failed: { status: 503, message: (model: string, reason: string) => `The model \`${model}\` could not be loaded: ${reason}` },
+  models_busy: { status: 503, message: (model: string, reason: string) => `The model \`${model}\` cannot be loaded now: ${reason}. Retry shortly.` },
   server_shutting_down: { status: 503, message: () => 'The server is shutting down and takes no new requests. Retry on another replica.' },
   timeout: { status: 504, message: (seconds: number) => `The request did not complete within this server's limit of ${seconds} seconds and was cancelled.` },
 } as const satisfies Record<string, { status: number; message?: (...args: never[]) => string }>;
@@ -110,6 +113,11 @@ export const clientClosedRequest = () => catalogueError('client_closed_request',
 export const limitExceeded = (param: string, message: string, flag: string) => catalogueError('limit_exceeded', [message, flag], param);
 
 export const modelNotFound = (model: string) => catalogueError('model_not_found', [model], 'model');
+/** A model that failed to load fails again until it is loaded anew (`POST /models/load`): clients are told not to retry. */
+export const modelLoadFailed = (model: string, reason: string) => catalogueError('model_load_failed', [model, reason], 'model', { 'x-should-retry': 'false' });
+/** No room for a model while the others are in use: a retry may find it. */
+export const modelsBusy = (model: string, reason: string) => catalogueError('models_busy', [model, reason], 'model', { 'retry-after': String(RETRY_AFTER_SECONDS) });
+export const modelInUse = (model: string, requests: number) => catalogueError('model_in_use', [model, requests], 'model');
 
 /** Any failure as the error the API answers with: one of ours as it is, a request that could not be prepared as a 400, anything else as a 500. */
 export function toOpenAIError(err: unknown): OpenAIError {

@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import cors from '@fastify/cors';
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import { chatRoutes } from './openai/chat/route.js';
 import { docsRoutes } from './http/docs.js';
 import { checkListenable } from './http/address-check.js';
@@ -19,12 +19,16 @@ import { healthRoutes, modelRoutes } from './openai/models/route.js';
 import { checkJsonDepth } from './openai/parse-body.js';
 import { capConnections, connectionCap } from './http/connections.js';
 import type { ServingContext } from './generation/context.js';
-import { ServedModels } from './generation/served-models.js';
-import { engineSettings, type ServerConfig } from './options.js';
+import { ServedModels, type PreparedModel } from './generation/served-models.js';
+import { DEFAULT_MODEL_DIR, engineSettings, type ServerConfig } from './options.js';
 import { Engine } from './engine/client/engine.js';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
+import { totalmem } from 'node:os';
 import { loadModel, servedModel, type LoadedModel } from './model/model.js';
 import { locateModel } from './model/hub/locate.js';
+import { modelCatalogue, type CatalogueEntry } from './model/catalogue.js';
+import { modelFootprint } from './model/footprint.js';
+import { ModelLoadError } from './model/errors.js';
 import { grammarVocabulary as buildGrammarVocabulary } from './grammar/vocabulary.js';
 import { DEFAULT_PREPROCESSOR_OPTIONS, Preprocessor } from './preprocess/preprocessor.js';
 
@@ -53,10 +57,13 @@ export interface App {
   lifecycle: Lifecycle;
 }
 
-/** The HTTP application over a loaded model and a running engine. */
-export function buildApp(model: LoadedModel, preprocessor: Preprocessor, engine: Engine, config: AppConfig): App {
+/** The server's log: pino JSON lines, the request lines without query strings or keys. */
+export const serverLog = (level: ServerConfig['logLevel']) => pino({ level, redact: ['req.headers.authorization'], serializers: { req: requestLogFields } });
+
+/** The HTTP application over the served models. */
+export function buildApp(models: ServedModels, metrics: ServerMetrics, log: Logger, config: AppConfig): App {
   const app = Fastify({
-    logger: { level: config.logLevel, redact: ['req.headers.authorization'], serializers: { req: requestLogFields } },
+    loggerInstance: log as FastifyBaseLogger,
     bodyLimit: config.limits.maxBodyBytes,
     // A trickled request is cut off (408) once it has taken longer than this to arrive.
     requestTimeout: config.receiveTimeoutMs,
@@ -76,7 +83,7 @@ export function buildApp(model: LoadedModel, preprocessor: Preprocessor, engine:
   // Fastify reads text/plain bodies as strings; the API takes JSON only, and says so with a 415.
   app.removeContentTypeParser('text/plain');
   const lifecycle = new Lifecycle();
-  const metrics = new ServerMetrics(engine, () => lifecycle.requestsInFlight);
+  metrics.countRequestsInFlight(() => lifecycle.requestsInFlight);
   void app.register(errorHandling, { limits: config.limits });
   void app.register(metricsPlugin, { metrics });
   void app.register(readiness, { lifecycle });
@@ -94,18 +101,6 @@ export function buildApp(model: LoadedModel, preprocessor: Preprocessor, engine:
       maxAge: 600,
     });
   }
-  const context: ServingContext = {
-    model,
-    preprocessor,
-    engine,
-    systemFingerprint: systemFingerprint(model),
-    limits: config.limits,
-    requestTimeoutMs: config.requestTimeoutMs,
-    ...(config.prefixCachePartitionHeader !== undefined && { prefixCachePartitionHeader: config.prefixCachePartitionHeader }),
-    observer: metrics.observer,
-  };
-  // One model today; each one served will be a context of its own here.
-  const models = new ServedModels([context]);
   // The API in a scope of its own: its hooks run for every request the router matched to one of
   // its routes, however the path was spelled.
   void app.register(async (api) => {
@@ -125,8 +120,10 @@ export function buildApp(model: LoadedModel, preprocessor: Preprocessor, engine:
 
 export interface RunningServer {
   app: FastifyInstance;
-  model: LoadedModel;
-  engine: Engine;
+  models: ServedModels;
+  /** The first model given with --model (an error to read on a server that loads every model on request). */
+  readonly model: LoadedModel;
+  readonly engine: Engine;
   lifecycle: Lifecycle;
   /** The address the server listens on, e.g. http://127.0.0.1:8000. */
   url: string;
@@ -166,61 +163,147 @@ async function startWorkers(config: ServerConfig, model: LoadedModel): Promise<[
   throw engine.status === 'rejected' ? engine.reason : (preprocessor as PromiseRejectedResult).reason;
 }
 
-/** Loads the model, starts the engine and listens. */
-export async function startServer(config: ServerConfig): Promise<RunningServer> {
-  await checkListenable(config.host, config.port);
+/**
+ * Reads a catalogue entry's folder (fetching a hub model given with --model), sizes it for the
+ * memory budget, and returns how to start its engine and workers.
+ */
+async function prepareModel(entry: CatalogueEntry, config: ServerConfig, metrics: ServerMetrics, log: Logger): Promise<PreparedModel> {
   const located = await locateModel(
-    { model: config.model, revision: config.revision, dtype: config.dtype, modelFile: config.modelFile, offline: config.offline },
-    pino({ level: config.logLevel }),
+    { model: entry.source, revision: config.revision, dtype: config.dtype, modelFile: config.modelFile, offline: config.offline || entry.cachedOnly },
+    log,
     { terminal: process.stderr.isTTY ? process.stderr : undefined },
   );
-  const servedModelNames = config.servedModelNames.length > 0 || !located.hubId ? config.servedModelNames : [located.hubId];
-  const loaded = loadModel(located.dir, { modelFile: config.modelFile, dtype: config.dtype, servedModelNames, reasoningParser: config.reasoningParser, toolCallParser: config.toolCallParser });
+  const loaded = loadModel(located.dir, { modelFile: config.modelFile, dtype: config.dtype, servedModelNames: [entry.id, ...entry.aliases], reasoningParser: config.reasoningParser, toolCallParser: config.toolCallParser });
   const configured = { ...loaded, files: { ...loaded.files, notes: [...located.notes, ...loaded.files.notes] } };
-  const [engine, preprocessor] = await startWorkers(config, configured);
-  const stopWorkers = () => Promise.all([engine.close(), preprocessor.close()]);
-  let started;
+  const kvTokens = config.maxKvTokens || config.maxBatch * configured.config.contextLength;
+  const footprint = modelFootprint(configured.files.modelPath, configured.config, kvTokens, config.prefixCacheTokens);
+  return {
+    bytes: footprint.weightBytes + footprint.kvBytes,
+    start: async () => {
+      const startedAt = performance.now();
+      const [engine, preprocessor] = await startWorkers(config, configured);
+      const stopWorkers = async () => void (await Promise.all([engine.close(), preprocessor.close()]));
+      let model: LoadedModel;
+      try {
+        const served = servedModel(configured, engine.served, engine.graphLimits);
+        model = served.model;
+        for (const note of model.files.notes) log.info({ model: model.id }, note);
+        log.info({ model: model.id, rewrites: engine.graphRewrites }, 'graph edits at load');
+        if (model.chatTemplate.isFallback) {
+          served.warnings.push("no chat template in the folder (chat_template.jinja, chat_template.json, tokenizer_config.json): chat requests use the plain 'role: content' fallback template");
+        }
+        for (const warning of served.warnings) log.warn({ model: model.id }, warning);
+      } catch (err) {
+        await stopWorkers();
+        throw err;
+      }
+      const seconds = (performance.now() - startedAt) / 1000;
+      metrics.attach(model.id, engine, seconds);
+      log.info(
+        {
+          model: model.id,
+          modelPath: model.files.modelPath,
+          contextLength: model.config.contextLength,
+          device: config.device,
+          toolCallFormat: model.toolCallFormat.name,
+          reasoningFormat: model.reasoningFormat?.name ?? null,
+          weightMiB: Math.round(footprint.weightBytes / 2 ** 20),
+          kvMiB: Math.round(footprint.kvBytes / 2 ** 20),
+          loadSeconds: Number(seconds.toFixed(2)),
+        },
+        'model loaded',
+      );
+      const context: ServingContext = {
+        model,
+        preprocessor,
+        engine,
+        systemFingerprint: systemFingerprint(model),
+        limits: config.limits,
+        requestTimeoutMs: config.requestTimeoutMs,
+        ...(config.prefixCachePartitionHeader !== undefined && { prefixCachePartitionHeader: config.prefixCachePartitionHeader }),
+        observer: metrics.observerFor(model.id),
+      };
+      return {
+        context,
+        close: async () => {
+          metrics.detach(model.id);
+          await stopWorkers();
+          log.info({ model: model.id }, 'model unloaded');
+        },
+      };
+    },
+  };
+}
+
+/** The memory budget in bytes: the setting, else 80% of the machine's memory. */
+const memoryBudgetBytes = (config: ServerConfig) => (config.memoryBudgetMb > 0 ? config.memoryBudgetMb * 2 ** 20 : Math.floor(totalmem() * 0.8));
+
+/** Loads the models given with --model, starts their engines and listens; other models load on request. */
+export async function startServer(config: ServerConfig): Promise<RunningServer> {
+  await checkListenable(config.host, config.port);
+  const log = serverLog(config.logLevel);
+  const metrics = new ServerMetrics();
+  const catalogue = modelCatalogue({
+    models: config.models,
+    servedModelNames: config.servedModelNames,
+    ...(config.modelsDir !== undefined && { modelsDir: config.modelsDir }),
+    hubCacheModels: config.hubCacheModels,
+    revision: config.revision,
+    defaultModel: DEFAULT_MODEL_DIR,
+  });
+  const entryOf = (id: string) => catalogue().find((entry) => entry.id === id)!;
+  const models = new ServedModels(catalogue, (entry) => prepareModel(entryOf(entry.id), config, metrics, log), {
+    keepAliveMs: config.keepAliveMs,
+    maxLoaded: config.maxLoadedModels,
+    budgetBytes: memoryBudgetBytes(config),
+    loadWaitMs: config.requestTimeoutMs,
+  });
+  const pinned = catalogue().filter((entry) => entry.pinned);
+  const first: ServingContext[] = [];
   try {
-    const { model, warnings } = servedModel(configured, engine.served, engine.graphLimits);
-    const { app, lifecycle } = buildApp(model, preprocessor, engine, config);
-    for (const note of model.files.notes) app.log.info({ model: model.id }, note);
-    app.log.info({ model: model.id, rewrites: engine.graphRewrites }, 'graph edits at load');
-    if (model.chatTemplate.isFallback) {
-      warnings.push("no chat template in the folder (chat_template.jinja, chat_template.json, tokenizer_config.json): chat requests use the plain 'role: content' fallback template");
+    for (const entry of pinned) {
+      const status = await models.load(entry.id).catch((err: unknown) => {
+        throw err instanceof Error && 'code' in err && err.code === 'model_load_failed' ? new ModelLoadError(models.find(entry.id).failure ?? err.message) : err;
+      });
+      if (first.length === 0 && status.state === 'loaded') first.push(...models.loaded);
     }
-    for (const warning of warnings) app.log.warn({ model: model.id }, warning);
-    await app.listen({ host: config.host, port: config.port });
-    started = { model, app, lifecycle };
   } catch (err) {
-    await stopWorkers();
+    await models.closeAll();
     throw err;
   }
-  const { model, app, lifecycle } = started;
+  let app: FastifyInstance;
+  let lifecycle: Lifecycle;
+  try {
+    ({ app, lifecycle } = buildApp(models, metrics, log, config));
+    await app.listen({ host: config.host, port: config.port });
+  } catch (err) {
+    await models.closeAll();
+    throw err;
+  }
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  app.log.info(
-    {
-      url,
-      model: model.id,
-      modelPath: model.files.modelPath,
-      contextLength: model.config.contextLength,
-      device: config.device,
-      toolCallFormat: model.toolCallFormat.name,
-      reasoningFormat: model.reasoningFormat?.name ?? null,
-    },
-    'model ready',
-  );
+  const listed = models.list();
+  app.log.info({ url, model: first[0]?.model.id ?? null, models: listed.map(({ id, state }) => ({ id, state })) }, first[0] ? 'model ready' : 'ready to load models on request');
   const close = async () => {
     app.server.closeAllConnections();
     await app.close();
-    await stopWorkers();
+    await models.closeAll();
+  };
+  const firstContext = () => {
+    if (!first[0]) throw new Error('this server was given no --model: its models load on request (see RunningServer.models)');
+    return first[0];
   };
   return {
     app,
-    model,
-    engine,
+    models,
+    get model() {
+      return firstContext().model;
+    },
+    get engine() {
+      return firstContext().engine;
+    },
     lifecycle,
     url,
     shutdown: async (graceMs, drainDelayMs = 0) => {

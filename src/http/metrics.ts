@@ -13,64 +13,118 @@ const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
  */
 export class ServerMetrics {
   readonly registry = new Registry();
+  private readonly engines = new Map<string, Engine>();
   private readonly requests = new Counter({
     name: 'ortserve_requests_total',
     help: 'HTTP requests answered, by route and status code',
     labelNames: ['method', 'route', 'status'] as const,
     registers: [this.registry],
   });
-  private readonly promptTokens = new Counter({ name: 'ortserve_prompt_tokens_total', help: 'Prompt tokens of the requests served', registers: [this.registry] });
-  private readonly completionTokens = new Counter({ name: 'ortserve_completion_tokens_total', help: 'Tokens generated', registers: [this.registry] });
+  private readonly promptTokens = new Counter({ name: 'ortserve_prompt_tokens_total', help: 'Prompt tokens of the requests served', labelNames: ['model'] as const, registers: [this.registry] });
+  private readonly completionTokens = new Counter({ name: 'ortserve_completion_tokens_total', help: 'Tokens generated', labelNames: ['model'] as const, registers: [this.registry] });
   private readonly cachedPromptTokens = new Counter({
     name: 'ortserve_prefix_cache_hit_tokens_total',
     help: 'Prompt tokens whose KV came from the prefix cache instead of a prefill',
+    labelNames: ['model'] as const,
     registers: [this.registry],
   });
   private readonly timeToFirstToken = new Histogram({
     name: 'ortserve_time_to_first_token_seconds',
     help: "Seconds from a choice's start to its first text",
     buckets: LATENCY_BUCKETS,
+    labelNames: ['model'] as const,
     registers: [this.registry],
   });
   private readonly interTokenLatency = new Histogram({
     name: 'ortserve_inter_token_latency_seconds',
     help: "Seconds between consecutive pieces of a choice's text",
     buckets: LATENCY_BUCKETS,
+    labelNames: ['model'] as const,
     registers: [this.registry],
   });
-  private readonly batchSize = new Histogram({ name: 'ortserve_batch_size', help: 'Sequences in each decode step', buckets: BATCH_BUCKETS, registers: [this.registry] });
+  private readonly batchSize = new Histogram({ name: 'ortserve_batch_size', help: 'Sequences in each decode step', buckets: BATCH_BUCKETS, labelNames: ['model'] as const, registers: [this.registry] });
+  private readonly loadSeconds = new Histogram({
+    name: 'ortserve_model_load_seconds',
+    help: 'Seconds from the start of a model load to its engine and workers being ready',
+    buckets: [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600],
+    labelNames: ['model'] as const,
+    registers: [this.registry],
+  });
 
-  readonly observer: GenerationObserver = {
-    firstToken: (seconds) => this.timeToFirstToken.observe(seconds),
-    interToken: (seconds) => this.interTokenLatency.observe(seconds),
-    finished: (promptTokens, completionTokens, cachedTokens) => {
-      this.promptTokens.inc(promptTokens);
-      this.completionTokens.inc(completionTokens);
-      this.cachedPromptTokens.inc(cachedTokens);
-    },
-  };
+  /** Watches one model's generations. */
+  observerFor(model: string): GenerationObserver {
+    const labels = { model };
+    return {
+      firstToken: (seconds) => this.timeToFirstToken.observe(labels, seconds),
+      interToken: (seconds) => this.interTokenLatency.observe(labels, seconds),
+      finished: (promptTokens, completionTokens, cachedTokens) => {
+        this.promptTokens.inc(labels, promptTokens);
+        this.completionTokens.inc(labels, completionTokens);
+        this.cachedPromptTokens.inc(labels, cachedTokens);
+      },
+    };
+  }
 
-  constructor(engine: Engine, requestsInFlight: () => number) {
+  private requestsInFlight: () => number = () => 0;
+
+  /** Where the requests in flight are counted (the HTTP application's lifecycle). */
+  countRequestsInFlight(read: () => number): void {
+    this.requestsInFlight = read;
+  }
+
+  constructor() {
     collectDefaultMetrics({ register: this.registry });
-    const gauge = (name: string, help: string, read: () => number) =>
+    const engines = this.engines;
+    /** A gauge with a sample for each loaded model, read from its engine when scraped. */
+    const modelGauge = (name: string, help: string, read: (engine: Engine) => number) =>
       new Gauge({
         name,
         help,
+        labelNames: ['model'] as const,
         registers: [this.registry],
         collect() {
-          this.set(read());
+          this.reset();
+          for (const [model, engine] of engines) this.set({ model }, read(engine));
         },
       });
-    gauge('ortserve_queue_length', 'Sequences waiting for a batch slot', () => engine.stats.waiting);
-    gauge('ortserve_active_sequences', 'Sequences in the running batch', () => engine.stats.running);
-    gauge('ortserve_kv_cache_tokens', 'Tokens held in the KV cache', () => engine.stats.kvTokens);
-    gauge('ortserve_kv_cache_usage_ratio', 'Fraction of the KV-cache token budget held by running sequences (0 to 1)', () => {
+    modelGauge('ortserve_queue_length', 'Sequences waiting for a batch slot', (engine) => engine.stats.waiting);
+    modelGauge('ortserve_active_sequences', 'Sequences in the running batch', (engine) => engine.stats.running);
+    modelGauge('ortserve_kv_cache_tokens', 'Tokens held in the KV cache', (engine) => engine.stats.kvTokens);
+    modelGauge('ortserve_kv_cache_usage_ratio', 'Fraction of the KV-cache token budget held by running sequences (0 to 1)', (engine) => {
       const { kvTokens, kvCapacity } = engine.stats;
       return kvCapacity > 0 ? Math.min(1, kvTokens / kvCapacity) : 0;
     });
-    gauge('ortserve_prefix_cache_tokens', 'Prompt positions held in the prefix cache', () => engine.stats.prefixCacheTokens);
-    gauge('ortserve_requests_in_flight', 'API requests being served', requestsInFlight);
-    engine.onStep((size) => this.batchSize.observe(size));
+    modelGauge('ortserve_prefix_cache_tokens', 'Prompt positions held in the prefix cache', (engine) => engine.stats.prefixCacheTokens);
+    new Gauge({
+      name: 'ortserve_models_loaded',
+      help: 'Models loaded, each in its own engine',
+      registers: [this.registry],
+      collect() {
+        this.set(engines.size);
+      },
+    });
+    const inFlight = () => this.requestsInFlight();
+    new Gauge({
+      name: 'ortserve_requests_in_flight',
+      help: 'API requests being served',
+      registers: [this.registry],
+      collect() {
+        this.set(inFlight());
+      },
+    });
+  }
+
+  /** A model's engine, loaded in `seconds`, reported on from now until it is detached. */
+  attach(model: string, engine: Engine, seconds: number): void {
+    this.engines.set(model, engine);
+    this.loadSeconds.observe({ model }, seconds);
+    engine.onStep((size) => {
+      if (this.engines.get(model) === engine) this.batchSize.observe({ model }, size);
+    });
+  }
+
+  detach(model: string): void {
+    this.engines.delete(model);
   }
 
   register(app: FastifyInstance): void {

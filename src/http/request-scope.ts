@@ -1,8 +1,10 @@
 import { setMaxListeners } from 'node:events';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { RequestScope } from '../generation/scope.js';
+import type { ServingContext } from '../generation/context.js';
+import type { ServedModels } from '../generation/served-models.js';
 import { apiKeyIndex } from './auth.js';
-import { clientClosedRequest, requestTimedOut } from '../errors.js';
+import { clientClosedRequest, modelNotFound, requestTimedOut } from '../errors.js';
 
 export interface ScopeSettings {
   /** 0: no deadline. */
@@ -44,4 +46,20 @@ export function requestScope(request: FastifyRequest, reply: FastifyReply, setti
     cachePartition,
     signal: requestSignal(reply, settings.requestTimeoutMs),
   };
+}
+
+/**
+ * The served model a request names (the first one when it may name none), loaded if it is not, and
+ * held until the response is done or the client is gone, so that it is not unloaded under the request.
+ */
+export async function servedContext(models: ServedModels, name: string | null | undefined, reply: FastifyReply): Promise<ServingContext> {
+  const id = name ?? models.firstId;
+  if (id === undefined) throw modelNotFound('');
+  const lease = await models.acquire(id);
+  if (reply.raw.destroyed) {
+    lease.release();
+    throw clientClosedRequest();
+  }
+  reply.raw.once('close', lease.release);
+  return lease.context;
 }

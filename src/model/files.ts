@@ -119,6 +119,9 @@ export function chooseGraph(graphs: readonly string[], where: string, named: Nam
   );
 }
 
+/** Whether a folder holds an ONNX graph, at its top or under `onnx/`. */
+export const hasGraph = (dir: string) => onnxFiles(dir).length > 0;
+
 function findGraph(dir: string, named: NamedGraph | undefined, dtype?: Dtype): { path: string; note: string } {
   const graph = chooseGraph(onnxFiles(dir), dir, named, dtype);
   return { path: join(dir, graph.path), note: graph.note };

@@ -25,7 +25,7 @@ export function startCli(args: string[], env: Record<string, string> = {}, optio
       logs.push(line);
       try {
         const entry = JSON.parse(line) as { msg?: string; url?: string };
-        if (entry.msg === 'model ready' && entry.url) {
+        if ((entry.msg === 'model ready' || entry.msg === 'ready to load models on request') && entry.url) {
           clearTimeout(timer);
           resolve({ child, url: entry.url, logs });
         }

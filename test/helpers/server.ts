@@ -15,11 +15,11 @@ export const MODEL_DIRS: Record<string, string> = {
   'tiny-llama': fixture('models/tiny-llama'),
 };
 
-/** A live server on an ephemeral loopback port. */
-export function startTestServer(overrides: Partial<ServerConfig> = {}): Promise<RunningServer> {
+/** A live server on an ephemeral loopback port; `model` is one `--model`. */
+export function startTestServer({ model, ...overrides }: Partial<ServerConfig> & { model?: string } = {}): Promise<RunningServer> {
   return startServer({
     ...defaultConfig(),
-    model: DEFAULT_MODEL,
+    models: [model ?? DEFAULT_MODEL],
     host: '127.0.0.1',
     port: 0,
     threads: 1,

@@ -56,7 +56,8 @@ describe('parseCli', () => {
       expect(config.port).toBe(8000);
       expect(config.host).toBe('0.0.0.0');
       expect(config.device).toBe('cpu');
-      expect(config.model.endsWith(join('models', 'tinystories-gpt2'))).toBe(true);
+      // No --model: the embedded model is served (src/model/catalogue.ts).
+      expect(config.models).toEqual([]);
       expect(config.modelFile).toBeUndefined();
       expect(config.servedModelNames).toEqual([]);
       expect(config.threads).toBe(0);
@@ -107,7 +108,7 @@ describe('parseCli', () => {
         ORTSERVE_LOG_LEVEL: 'debug',
       });
       expect(config).toMatchObject({
-        model: '/models/x',
+        models: ['/models/x'],
         modelFile: 'model_quantized.onnx',
         servedModelNames: ['story-teller'],
         host: '127.0.0.1',
@@ -172,7 +173,7 @@ describe('parseCli', () => {
         '--log-level', 'silent',
       ]);
       expect(config).toMatchObject({
-        model: 'some/dir',
+        models: ['some/dir'],
         modelFile: 'model_quantized.onnx',
         servedModelNames: ['m'],
         host: '::1',

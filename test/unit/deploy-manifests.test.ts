@@ -33,7 +33,9 @@ function inferencePoolValidator() {
 async function serverMetricNames(): Promise<Set<string>> {
   const engine = { stats: { waiting: 0, running: 0, kvTokens: 0, prefixCacheTokens: 0, kvCapacity: 0 }, onStep: () => undefined } as unknown as Engine;
   const app = Fastify();
-  new ServerMetrics(engine, () => 0).register(app);
+  const metrics = new ServerMetrics();
+  metrics.attach('model', engine, 1);
+  metrics.register(app);
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
   const text = await (await fetch(`${url}/metrics`)).text();
   await app.close();

@@ -38,14 +38,18 @@ beforeAll(async () => {
 afterAll(() => context.preprocessor.close());
 
 const scope: RequestScope = { client: 'test', cachePartition: '', signal: new AbortController().signal };
+/** The one model, served as the routes find it: by the name a request gives. */
+const models = () =>
+  new ServedModels(() => [{ id: MODEL, aliases: [], pinned: true }], async () => ({ bytes: 0, start: async () => ({ context, close: async () => {} }) }), { keepAliveMs: -1, maxLoaded: 0, budgetBytes: Infinity, loadWaitMs: 0 });
+const contextOf = async (name: string) => (await models().acquire(name)).context;
 /** What the completions route does with a parsed body: its model found, the body as a generation request, validated. */
 async function completion(fields: Record<string, unknown>) {
   const body = CompletionRequestSchema.parse({ model: MODEL, prompt: 'Once upon a time', ...fields });
-  return validateGeneration(new ServedModels([context]).resolve(body.model), completionRequest(body), scope);
+  return validateGeneration(await contextOf(body.model), completionRequest(body), scope);
 }
 async function chat(fields: Record<string, unknown>) {
   const body = ChatCompletionRequestSchema.parse({ model: MODEL, messages: [{ role: 'user', content: 'Hi' }], ...fields });
-  return validateGeneration(new ServedModels([context]).resolve(body.model), chatRequest(body, context.limits), scope);
+  return validateGeneration(await contextOf(body.model), chatRequest(body, context.limits), scope);
 }
 
 async function refusal(validation: Promise<unknown>): Promise<OpenAIError> {

@@ -11,7 +11,7 @@ import { planSummary, runGeneration, type ChoiceOutcome, type GenerationCounts }
 import type { ServedModels } from '../../generation/served-models.js';
 import { validateGeneration, type ValidatedRequest } from '../../generation/validate.js';
 import { apiErrorHandler, logFailure } from '../../http/error-handling.js';
-import { requestScope } from '../../http/request-scope.js';
+import { requestScope, servedContext } from '../../http/request-scope.js';
 import { SseStream } from '../../http/sse.js';
 import { parseBody } from '../../openai/parse-body.js';
 import { splitReasoning } from '../../reasoning/splitter.js';
@@ -50,7 +50,7 @@ export const messagesRoutes: FastifyPluginAsync<{ models: ServedModels; limits: 
 
   async function createMessage(request: FastifyRequest, reply: FastifyReply) {
     const body = parseBody(MessagesRequestSchema, request.body);
-    const context = models.resolve(body.model);
+    const context = await servedContext(models, body.model, reply);
     const { model } = context;
     const scope = requestScope(request, reply, context);
     const plan = await validateGeneration(context, messagesRequest(body), scope);
@@ -89,7 +89,7 @@ export const messagesRoutes: FastifyPluginAsync<{ models: ServedModels; limits: 
 
   app.post('/v1/messages/count_tokens', async (request, reply) => {
     const body = parseBody(CountTokensRequestSchema, request.body);
-    const context = models.resolve(body.model);
+    const context = await servedContext(models, body.model, reply);
     checkMessageCount(body.messages.length, context.limits);
     const tools = functionDefinitions(body);
     const kwargs = conversationKwargs(body);

@@ -14,7 +14,7 @@ import { checkReply, dropsUnfinished, type OutputPlan } from '../../generation/o
 import { validateGeneration } from '../../generation/validate.js';
 import { chatRequest } from './request.js';
 import { streamGeneration } from '../streaming.js';
-import { requestScope } from '../../http/request-scope.js';
+import { requestScope, servedContext } from '../../http/request-scope.js';
 import { bodyWithEngine, enginePath } from '../engines/route.js';
 import { parseBody } from '../parse-body.js';
 
@@ -33,7 +33,7 @@ export const chatRoutes: FastifyPluginAsync<{ models: ServedModels }> = async (a
   /** `POST /v1/chat/completions`: validate, run, and answer as one JSON body or as a stream of chunks. */
   async function createChatCompletion(request: FastifyRequest, reply: FastifyReply) {
     const body = parseBody(ChatCompletionRequestSchema, bodyWithEngine(request));
-    const context = models.resolve(body.model);
+    const context = await servedContext(models, body.model, reply);
     const { model, systemFingerprint } = context;
     const scope = requestScope(request, reply, context);
     const plan = await validateGeneration(context, chatRequest(body, context.limits), scope);

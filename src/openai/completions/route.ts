@@ -9,7 +9,7 @@ import type { ServedModels } from '../../generation/served-models.js';
 import { validateGeneration } from '../../generation/validate.js';
 import { completionRequest } from './request.js';
 import { streamGeneration } from '../streaming.js';
-import { requestScope } from '../../http/request-scope.js';
+import { requestScope, servedContext } from '../../http/request-scope.js';
 import { bodyWithEngine, enginePath } from '../engines/route.js';
 import { parseBody } from '../parse-body.js';
 
@@ -17,7 +17,7 @@ export const completionRoutes: FastifyPluginAsync<{ models: ServedModels }> = as
   /** `POST /v1/completions`: validate, run, and answer as one JSON body or as a stream of chunks. */
   async function createCompletion(request: FastifyRequest, reply: FastifyReply) {
     const body = parseBody(CompletionRequestSchema, bodyWithEngine(request));
-    const context = models.resolve(body.model);
+    const context = await servedContext(models, body.model, reply);
     const { model, systemFingerprint } = context;
     const { tokenizer } = model;
     const scope = requestScope(request, reply, context);

@@ -21,10 +21,10 @@ export function bodyWithEngine(request: FastifyRequest): unknown {
 
 export const engineRoutes: FastifyPluginAsync<{ models: ServedModels }> = async (app, { models }) => {
   const engine = (id: string) => ({ id, object: 'engine' as const, owner: 'ortserve', ready: true, created: null });
-  app.get('/v1/engines', async () => ({ object: 'list' as const, data: models.all.map(({ model }) => engine(model.id)) }));
+  app.get('/v1/engines', async () => ({ object: 'list' as const, data: models.list().map(({ id }) => engine(id)) }));
   app.get<{ Params: { '*': string } }>('/v1/engines/*', async (request) => {
     const id = request.params['*'];
-    models.resolve(id);
+    models.find(id);
     return engine(id);
   });
 };

@@ -12,7 +12,7 @@ import { ResponseRequestSchema } from '../schemas.js';
 import { createdNow, planSummary, runGeneration, usage, type GenerationCounts } from '../../generation/run.js';
 import { type ServingContext } from '../../generation/context.js';
 import { SseStream } from '../../http/sse.js';
-import { requestScope } from '../../http/request-scope.js';
+import { requestScope, servedContext } from '../../http/request-scope.js';
 import type { RequestScope } from '../../generation/scope.js';
 import { checkReply, dropsUnfinished } from '../../generation/output-plan.js';
 import { validateGeneration, type ValidatedRequest } from '../../generation/validate.js';
@@ -66,7 +66,7 @@ export const responseRoutes: FastifyPluginAsync<{ models: ServedModels }> = asyn
   async function createResponse(request: FastifyRequest, reply: FastifyReply) {
     const body = parseBody(ResponseRequestSchema, request.body);
     refuseUnsupported(body);
-    const context = models.resolve(body.model);
+    const context = await servedContext(models, body.model, reply);
     const { model } = context;
     const scope = requestScope(request, reply, context);
     const plan = await validateGeneration(context, responseRequest(body, context.limits), scope);

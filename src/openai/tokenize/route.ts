@@ -6,7 +6,7 @@ import type { ServedModels } from '../../generation/served-models.js';
 import { toTemplateTools } from '../../generation/output-plan.js';
 import { checkTokenIds, encodeChat, encodePrompts } from '../../generation/prompts.js';
 import { templateKwargs, templateMessage } from '../chat/messages.js';
-import { requestScope } from '../../http/request-scope.js';
+import { requestScope, servedContext } from '../../http/request-scope.js';
 import { parseBody } from '../parse-body.js';
 
 /**
@@ -14,12 +14,10 @@ import { parseBody } from '../parse-body.js';
  * template) as the completion routes use them, so that a client can count and check tokens.
  */
 export const tokenizeRoutes: FastifyPluginAsync<{ models: ServedModels }> = async (app, { models }) => {
-  /** The model a request names, or the first served one when it names none. */
-  const modelOf = (name: string | null | undefined) => (name === undefined || name === null ? models.first : models.resolve(name));
 
   app.post('/tokenize', async (request, reply) => {
     const body = parseBody(TokenizeRequestSchema, request.body);
-    const context = modelOf(body.model);
+    const context = await servedContext(models, body.model, reply);
     const { model, limits } = context;
     const scope = requestScope(request, reply, context);
     if ((body.prompt === undefined) === (body.messages === undefined)) {
@@ -49,7 +47,7 @@ export const tokenizeRoutes: FastifyPluginAsync<{ models: ServedModels }> = asyn
 
   app.post('/detokenize', async (request, reply) => {
     const body = parseBody(DetokenizeRequestSchema, request.body);
-    const context = modelOf(body.model);
+    const context = await servedContext(models, body.model, reply);
     const { model, preprocessor } = context;
     checkTokenIds(model, body.tokens, 'tokens');
     return { prompt: await preprocessor.decode(body.tokens, false, requestScope(request, reply, context)) };
