@@ -175,10 +175,12 @@ async function prepareModel(entry: CatalogueEntry, config: ServerConfig, metrics
   );
   const loaded = loadModel(located.dir, { modelFile: config.modelFile, dtype: config.dtype, servedModelNames: [entry.id, ...entry.aliases], reasoningParser: config.reasoningParser, toolCallParser: config.toolCallParser });
   const configured = { ...loaded, files: { ...loaded.files, notes: [...located.notes, ...loaded.files.notes] } };
-  const kvTokens = config.maxKvTokens || config.maxBatch * configured.config.contextLength;
-  const footprint = modelFootprint(configured.files.modelPath, configured.config, kvTokens, config.prefixCacheTokens);
+  /** Weights and KV cache at capacity: the engine admits --max-kv-tokens, else max-batch × the context it serves. */
+  const footprintOf = (model: LoadedModel) =>
+    modelFootprint(model.files.modelPath, model.config, config.maxKvTokens || config.maxBatch * model.config.contextLength, config.prefixCacheTokens);
+  const declared = footprintOf(configured);
   return {
-    bytes: footprint.weightBytes + footprint.kvBytes,
+    bytes: declared.weightBytes + declared.kvBytes,
     start: async () => {
       const startedAt = performance.now();
       const [engine, preprocessor] = await startWorkers(config, configured);
@@ -198,6 +200,7 @@ async function prepareModel(entry: CatalogueEntry, config: ServerConfig, metrics
         throw err;
       }
       const seconds = (performance.now() - startedAt) / 1000;
+      const footprint = footprintOf(model);
       metrics.attach(model.id, engine, seconds);
       log.info(
         {
@@ -225,6 +228,7 @@ async function prepareModel(entry: CatalogueEntry, config: ServerConfig, metrics
       };
       return {
         context,
+        bytes: footprint.weightBytes + footprint.kvBytes,
         close: async () => {
           metrics.detach(model.id);
           await stopWorkers();

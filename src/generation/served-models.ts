@@ -12,6 +12,8 @@ export interface ModelEntry {
 /** A model loaded in its own engine and workers. */
 export interface LoadedModelServing {
   context: ServingContext;
+  /** Memory it is counted by from now on, with what the engine found (the context it serves). */
+  bytes: number;
   close(): Promise<void>;
 }
 
@@ -109,8 +111,12 @@ export class ServedModels {
     return [...this.slots.values()].flatMap((slot) => (slot.loaded ? [slot.loaded.context] : []));
   }
 
-  /** The named model, loaded if it is not (the wait is part of the request), held until the lease is released. */
-  async acquire(name: string): Promise<ModelLease> {
+  /** The named model, loaded if it is not (waited for at most `loadWaitMs`), held until the lease is released. */
+  acquire(name: string): Promise<ModelLease> {
+    return this.hold(name, true);
+  }
+
+  private async hold(name: string, bounded: boolean): Promise<ModelLease> {
     const slot = this.slotOf(this.entryOf(name));
     slot.users++;
     clearTimeout(slot.idleTimer);
@@ -121,7 +127,8 @@ export class ServedModels {
       this.release(slot);
     };
     try {
-      const loaded = await this.withinWait(this.ensureLoaded(slot));
+      const loading = this.ensureLoaded(slot);
+      const loaded = await (bounded ? this.withinWait(loading) : loading);
       return { context: loaded.context, release };
     } catch (err) {
       release();
@@ -129,14 +136,14 @@ export class ServedModels {
     }
   }
 
-  /** `POST /models/load`: loads the model (a failed one is tried again); keep-alive starts at once. */
+  /** `POST /models/load` and the models loaded at start: loads the model however long it takes (a failed one is tried again); keep-alive starts at once. */
   async load(name: string): Promise<ModelStatus> {
-    const lease = await this.acquire(name).catch((err: unknown) => {
+    const lease = await this.hold(name, false).catch((err: unknown) => {
       const slot = this.slots.get(this.entryOf(name).id);
       if (slot?.state !== 'failed') throw err;
       slot.state = 'unloaded';
       slot.failure = undefined;
-      return this.acquire(name);
+      return this.hold(name, false);
     });
     lease.release();
     return this.find(name);
@@ -211,6 +218,7 @@ export class ServedModels {
       (loaded) => {
         slot.state = 'loaded';
         slot.loaded = loaded;
+        slot.bytes = loaded.bytes;
         slot.loading = undefined;
         if (slot.users === 0) this.scheduleIdleUnload(slot);
       },
@@ -232,9 +240,13 @@ export class ServedModels {
     });
   }
 
-  /** Unloads the least recently used idle models loaded on request until `slot` fits the limits. */
+  /**
+   * Unloads the least recently used idle models loaded on request until `slot` fits the limits. A
+   * model given with --model is loaded whatever the limits (it counts against them once loaded).
+   */
   private async makeRoom(slot: Slot): Promise<void> {
     const { budgetBytes, maxLoaded } = this.settings;
+    if (slot.entry.pinned) return;
     if (slot.bytes > budgetBytes) {
       throw modelLoadFailed(slot.entry.id, `it takes about ${mib(slot.bytes)} (weights and KV cache at capacity), more than the memory budget of ${mib(budgetBytes)} (--memory-budget-mb; --max-kv-tokens bounds the KV cache)`);
     }

@@ -67,9 +67,10 @@ async function complete(server: RunningServer, prompt: string): Promise<Completi
 /** Decode steps so far, and those that ran more than 8 rows, from the metrics. */
 async function batchSizes(server: RunningServer): Promise<{ steps: number; over8: number }> {
   const text = (await request(server, 'GET', '/metrics')).body as string;
-  const value = (pattern: string) => Number(new RegExp(`^${pattern} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+  // One model: its samples, whatever their labels (the model's, and the bucket's bound).
+  const value = (name: string, labels = '') => Number(new RegExp(`^${name}\\{[^}]*${labels}[^}]*\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
   const steps = value('ortserve_batch_size_count');
-  return { steps, over8: steps - value('ortserve_batch_size_bucket\\{le="8"\\}') };
+  return { steps, over8: steps - value('ortserve_batch_size_bucket', 'le="8"') };
 }
 
 /** All the prompts in one request, so that they reach the engine together: choice i is prompt i's. */

@@ -61,8 +61,9 @@ const lastAnswer = (page: Page) => page.$eval('.message.assistant:last-child .te
 
 async function metric(server: RunningServer, name: string): Promise<number> {
   const text = await (await fetch(`${server.url}/metrics`)).text();
-  const line = text.split('\n').find((row) => row.startsWith(`${name} `));
-  return Number(line?.split(' ')[1]);
+  // The server's one model: its sample, with or without labels.
+  const line = text.split('\n').find((row) => row.startsWith(`${name} `) || row.startsWith(`${name}{`));
+  return Number(line?.split(' ').at(-1));
 }
 
 describe('the playground on an open server', () => {

@@ -40,7 +40,7 @@ afterAll(() => context.preprocessor.close());
 const scope: RequestScope = { client: 'test', cachePartition: '', signal: new AbortController().signal };
 /** The one model, served as the routes find it: by the name a request gives. */
 const models = () =>
-  new ServedModels(() => [{ id: MODEL, aliases: [], pinned: true }], async () => ({ bytes: 0, start: async () => ({ context, close: async () => {} }) }), { keepAliveMs: -1, maxLoaded: 0, budgetBytes: Infinity, loadWaitMs: 0 });
+  new ServedModels(() => [{ id: MODEL, aliases: [], pinned: true }], async () => ({ bytes: 0, start: async () => ({ context, bytes: 0, close: async () => {} }) }), { keepAliveMs: -1, maxLoaded: 0, budgetBytes: Infinity, loadWaitMs: 0 });
 const contextOf = async (name: string) => (await models().acquire(name)).context;
 /** What the completions route does with a parsed body: its model found, the body as a generation request, validated. */
 async function completion(fields: Record<string, unknown>) {
