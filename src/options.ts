@@ -39,6 +39,14 @@ const OPTIONS = {
     shown: 'models/tinystories-gpt2, unless --models-dir or --hub-cache-models is given',
     list: true,
   },
+  'model-alias': {
+    field: 'modelAliases',
+    env: 'ORTSERVE_MODEL_ALIAS',
+    schema: z.array(z.string().regex(/^[^=\s]+=[^=\s]+$/, 'must be ALIAS=MODEL, e.g. gpt-4o-mini=tinystories-gpt2')).default([]),
+    help: 'another name requests may give a model: ALIAS=MODEL (a model of --model, --models-dir or the hub cache); repeat it for several (env: comma-separated)',
+    doc: 'Another name requests may give a model, as `ALIAS=MODEL`, where MODEL is the id of a model of `--model`, `--models-dir` or `--hub-cache-models` (`--model-alias gpt-4o-mini=tinystories-gpt2`). Repeat it for several. The first `--model` also takes `--served-model-name`\'s names.',
+    list: true,
+  },
   'models-dir': {
     field: 'modelsDir',
     env: 'ORTSERVE_MODELS_DIR',

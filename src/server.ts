@@ -250,13 +250,22 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const catalogue = modelCatalogue({
     models: config.models,
     servedModelNames: config.servedModelNames,
+    modelAliases: config.modelAliases,
     ...(config.modelsDir !== undefined && { modelsDir: config.modelsDir }),
     hubCacheModels: config.hubCacheModels,
     revision: config.revision,
     defaultModel: DEFAULT_MODEL_DIR,
   });
-  const entryOf = (id: string) => catalogue().find((entry) => entry.id === id)!;
-  const models = new ServedModels(catalogue, (entry) => prepareModel(entryOf(entry.id), config, metrics, log), {
+  for (const pair of config.modelAliases) {
+    const [alias, id] = pair.split('=') as [string, string];
+    if (!catalogue().some((entry) => entry.id === id)) log.warn({ alias, model: id }, `--model-alias ${pair}: there is no model ${id} (yet): the alias names nothing until there is`);
+  }
+  const prepare = async (id: string) => {
+    const entry = catalogue().find((listed) => listed.id === id);
+    if (!entry) throw new ModelLoadError(`${id} is no longer among the models (its folder is gone)`);
+    return prepareModel(entry, config, metrics, log);
+  };
+  const models = new ServedModels(catalogue, (entry) => prepare(entry.id), {
     keepAliveMs: config.keepAliveMs,
     maxLoaded: config.maxLoadedModels,
     budgetBytes: memoryBudgetBytes(config),

@@ -18,6 +18,8 @@ export interface CatalogueEntry {
 export interface CatalogueOptions {
   models: readonly string[];
   servedModelNames: readonly string[];
+  /** `ALIAS=MODEL` pairs: other names of models. */
+  modelAliases: readonly string[];
   modelsDir?: string;
   hubCacheModels: boolean;
   revision: string;
@@ -72,13 +74,22 @@ export function modelCatalogue(options: CatalogueOptions, env: NodeJS.ProcessEnv
     source,
     cachedOnly: false,
   }));
+  const aliased = (entries: CatalogueEntry[]) =>
+    entries.map((entry) => {
+      const more = options.modelAliases.flatMap((pair) => {
+        const [alias, id] = pair.split('=') as [string, string];
+        return id === entry.id && !entry.aliases.includes(alias) ? [alias] : [];
+      });
+      return more.length > 0 ? { ...entry, aliases: [...entry.aliases, ...more] } : entry;
+    });
+  const pinnedEntries = aliased(pinned);
   let scanned: { at: number; entries: CatalogueEntry[] } | undefined;
   return () => {
-    if (!onDemand) return pinned;
+    if (!onDemand) return pinnedEntries;
     const now = performance.now();
     if (!scanned || now - scanned.at > RESCAN_MS) {
       const found = [...(options.modelsDir !== undefined ? folderModels(options.modelsDir) : []), ...(options.hubCacheModels ? cachedHubModels(hubCacheDir(env), options.revision) : [])];
-      const all = [...pinned, ...found];
+      const all = aliased([...pinned, ...found]);
       scanned = { at: now, entries: all.filter((entry, index) => all.findIndex((other) => other.id === entry.id || other.aliases.includes(entry.id)) === index) };
     }
     return scanned.entries;

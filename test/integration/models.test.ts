@@ -70,7 +70,7 @@ function footprintBytes(dir: string): number {
 describe('a folder of models', () => {
   let server: RunningServer;
   beforeAll(async () => {
-    server = await serve();
+    server = await serve({ modelAliases: ['story-teller=tiny-gpt2'] });
   });
   afterAll(() => server.close());
 
@@ -89,6 +89,14 @@ describe('a folder of models', () => {
       expect(metrics).toMatch(new RegExp(`^ortserve_model_load_seconds_count\\{model="${model}"\\} 1$`, 'm'));
     }
     expect(metrics).toMatch(/^ortserve_models_loaded 2$/m);
+  });
+
+  it('--model-alias gives a model of the folder another name', async () => {
+    const { status, body } = await postJson(server, '/v1/completions', { model: 'story-teller', prompt: goldens[GPT2].prompts[0]!.prompt, max_tokens: 24, temperature: 0 });
+    expect(status).toBe(200);
+    expect(body).toMatchObject({ model: GPT2, choices: [{ text: goldens[GPT2].prompts[0]!.completion_text }] });
+    expect((await request(server, 'GET', '/v1/models/story-teller')).status).toBe(200);
+    expect((await postJson(server, '/v1/completions', { model: 'story', prompt: 'x', max_tokens: 1 })).status).toBe(404);
   });
 
   it('a folder that cannot be loaded answers with why, and the others keep serving', async () => {
