@@ -177,7 +177,16 @@ const OPTIONS = {
     env: 'ORTSERVE_WEIGHTS',
     schema: z.enum(['as-exported', 'int8', 'int4']).default('as-exported'),
     help: 'weights as the graph has them, or int8/int4: the MatMuls quantized to 8 or 4 bits as it loads (faster, smaller; outputs change a little)',
-    doc: "`as-exported`, `int8` or `int4`: as the graph loads, every MatMul by a float32 weight held in the graph becomes an 8-bit `DynamicQuantizeMatMul` (the output head too; weights a quarter of the memory) or a 4-bit `MatMulNBits` (blocks of 32, the output head kept; an eighth). Faster decoding; outputs change a little, a sequence's stay the same alone and batched (see [models/README.md](../models/README.md)).",
+    doc: "`as-exported`, `int8` or `int4`: as the graph loads, every MatMul by a float32 weight held in the graph becomes an 8-bit `DynamicQuantizeMatMul` (the output head too; weights a quarter of the memory) or a 4-bit `MatMulNBits` (blocks of 32, the output head kept; an eighth). Faster decoding; outputs change a little; with int8 a sequence's stay the same alone and batched, with int4 under `--batch-invariant` (see [models/README.md](../models/README.md)).",
+  },
+  'batch-invariant': {
+    field: 'batchInvariant',
+    engine: true,
+    env: 'ORTSERVE_BATCH_INVARIANT',
+    schema: onOff.default(false),
+    help: 'with --weights int4, a sequence gets the same numbers alone as batched (one-row steps padded to two rows, about 20% slower for a lone stream)',
+    doc: 'With `--weights int4`: a sequence gets the same numbers decoded alone as batched with others, because one-row steps are padded to two rows (MatMulNBits computes one row with another kernel, whose sums round differently). Off by default: padding cost a lone stream about 20% of its speed (see [models/README.md](../models/README.md#weights-in-8-or-4-bits---weights-int8---weights-int4)), and without it a sequence decoded alone may, rarely, take another token than batched. `--weights int8` is batch-invariant either way.',
+    switch: true,
   },
   attention: {
     field: 'attention',

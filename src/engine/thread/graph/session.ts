@@ -44,6 +44,8 @@ export interface SessionOptions {
   /** Threads per forward pass; 0: `defaultThreads()`. */
   threads: number;
   weights?: WeightFormat;
+  /** Quantized weights give a sequence the same numbers alone as batched, at a cost to a lone stream. */
+  batchInvariant?: boolean;
   attention?: AttentionFormat;
   /** config.json's, for graphs whose past leaves it symbolic. */
   headDim?: number;
@@ -208,12 +210,12 @@ const QUANTIZED: Record<QuantizedWeights, { unsuited: string; what: (matmuls: nu
 };
 
 /** `--weights int8|int4`: the weights quantized, external data read from `dir`. */
-const quantizedWeights = (format: QuantizedWeights, dir: string): GraphEdit => ({
+const quantizedWeights = (format: QuantizedWeights, dir: string, batchInvariant: boolean): GraphEdit => ({
   name: `${format} weights`,
   unsuited: QUANTIZED[format].unsuited,
   edit: (model) => {
-    const quantized = withExternalData(dir, (readExternal) => quantizeWeights(model, format, { readExternal }));
-    return quantized && { model: quantized.model, what: QUANTIZED[format].what(quantized.matmuls) };
+    const quantized = withExternalData(dir, (readExternal) => quantizeWeights(model, format, { readExternal, batchInvariant }));
+    return quantized && { model: quantized.model, what: `${QUANTIZED[format].what(quantized.matmuls)}${format === 'int4' && !batchInvariant ? ', one-row steps unpadded (not batch-invariant)' : ''}` };
   },
 });
 
@@ -226,7 +228,7 @@ interface GraphReading {
 }
 
 /** The graph with every edit made that suits it (undefined when none does), and what it fixes. */
-function readGraph(modelPath: string, weights: WeightFormat, attention: AttentionFormat, headDim: number): GraphReading {
+function readGraph(modelPath: string, weights: WeightFormat, attention: AttentionFormat, headDim: number, batchInvariant: boolean): GraphReading {
   let original: Uint8Array;
   try {
     original = readFileSync(modelPath);
@@ -243,7 +245,7 @@ function readGraph(modelPath: string, weights: WeightFormat, attention: Attentio
   const rewrites: string[] = [];
   let edited = original;
     // The weights are quantized last, so that the output head is quantized with logits_positions' Gather in front of it.
-  const edits = [...GRAPH_EDITS, ...(attention === 'slots' ? [slotAttention(headDim)] : []), ...(weights === 'as-exported' ? [] : [quantizedWeights(weights, dirname(modelPath))])];
+  const edits = [...GRAPH_EDITS, ...(attention === 'slots' ? [slotAttention(headDim)] : []), ...(weights === 'as-exported' ? [] : [quantizedWeights(weights, dirname(modelPath), batchInvariant)])];
   for (const { name, unsuited, edit } of edits) {
     try {
       const made = edit(edited);
@@ -287,7 +289,7 @@ export async function createDecoderSession(modelPath: string, options: SessionOp
   };
   try {
     // A graph the edit does not suit, or a file it cannot read, is left for the runtime to load or refuse.
-    const { edited, positions, unpaddedRows, rewrites } = readGraph(modelPath, options.weights ?? 'as-exported', options.attention ?? 'slots', options.headDim ?? 0);
+    const { edited, positions, unpaddedRows, rewrites } = readGraph(modelPath, options.weights ?? 'as-exported', options.attention ?? 'slots', options.headDim ?? 0, options.batchInvariant ?? true);
     let session: ort.InferenceSession | undefined;
     if (edited) {
       const externalData = { session: { model_external_initializers_file_folder_path: dirname(modelPath) } };

@@ -134,21 +134,41 @@ interface Quantizer {
   shared(): Uint8Array[];
 }
 
+/** MatMulNBits' attributes for a weight quantized by quantizeInt4. */
+const int4Attributes = (weight: FloatWeight) => [
+  intAttribute('K', weight.k),
+  intAttribute('N', weight.n),
+  intAttribute('bits', 4),
+  intAttribute('block_size', INT4_BLOCK),
+  intAttribute('accuracy_level', 4),
+];
+
 /**
  * MatMulNBits computes a single row (M = 1) with another kernel than several, whose sums round
- * differently, so a sequence decoded alone would not get the numbers it gets in a batch. The input
- * is flattened to rows and one row of zeros appended, so the kernel always sees at least two; the
- * product's last row is dropped and the rest reshaped back.
+ * differently, so a sequence decoded alone would not get the numbers it gets in a batch. With
+ * `batchInvariant`, the input is flattened to rows and one row of zeros appended, so the kernel
+ * always sees at least two; the product's last row is dropped and the rest reshaped back. That
+ * doubles a lone stream's work; without it, the input goes to MatMulNBits as it is.
  */
-function int4Quantizer(opset: number): Quantizer {
+function int4Quantizer(opset: number, batchInvariant: boolean): Quantizer {
   const zeroRows = new Set<number>();
   const widths = new Set<number>();
+  const initializers = (weight: FloatWeight, name: string) => {
+    const { packed, scales } = quantizeInt4(weight.values, weight.k, weight.n);
+    return [initializer(`${name}/B`, ELEM_UINT8, [weight.n, weight.k / INT4_BLOCK, INT4_BLOCK / 2], packed), initializer(`${name}/scales`, ELEM_FLOAT, [weight.n * (weight.k / INT4_BLOCK)], new Uint8Array(scales.buffer))];
+  };
+  const suits = (weight: FloatWeight) => opset >= 10 && weight.k % INT4_BLOCK === 0;
+  if (!batchInvariant) {
+    return {
+      suits,
+      initializers,
+      nodes: (input, output, weight, name) => [node('MatMulNBits', [input, `${name}/B`, `${name}/scales`], [output], `/int4/${output}`, int4Attributes(weight), CONTRIB_DOMAIN)],
+      shared: () => [],
+    };
+  }
   return {
-    suits: (weight) => opset >= 10 && weight.k % INT4_BLOCK === 0,
-    initializers: (weight, name) => {
-      const { packed, scales } = quantizeInt4(weight.values, weight.k, weight.n);
-      return [initializer(`${name}/B`, ELEM_UINT8, [weight.n, weight.k / INT4_BLOCK, INT4_BLOCK / 2], packed), initializer(`${name}/scales`, ELEM_FLOAT, [weight.n * (weight.k / INT4_BLOCK)], new Uint8Array(scales.buffer))];
-    },
+    suits,
+    initializers,
     prepare: (input, weight) => {
       zeroRows.add(weight.k);
       const at = (step: string) => `/int4/${input}/${step}`;
@@ -164,13 +184,7 @@ function int4Quantizer(opset: number): Quantizer {
       const prepared = (step: string) => `/int4/${input}/${step}`;
       const at = (step: string) => `/int4/${output}/${step}`;
       return [
-        node('MatMulNBits', [prepared('padded'), `${name}/B`, `${name}/scales`], [at('product')], at('product'), [
-          intAttribute('K', weight.k),
-          intAttribute('N', weight.n),
-          intAttribute('bits', 4),
-          intAttribute('block_size', INT4_BLOCK),
-          intAttribute('accuracy_level', 4),
-        ], CONTRIB_DOMAIN),
+        node('MatMulNBits', [prepared('padded'), `${name}/B`, `${name}/scales`], [at('product')], at('product'), int4Attributes(weight), CONTRIB_DOMAIN),
         node('Slice', [at('product'), ZERO, MINUS_ONE, ZERO], [at('rows')], at('rows')),
         node('Concat', [prepared('leading'), `/int4/width/${weight.n}`], [at('shape')], at('shape'), [intAttribute('axis', 0)]),
         node('Reshape', [at('rows'), at('shape')], [output], at('output')),
@@ -239,14 +253,15 @@ function int8Quantizer(opset: number): Quantizer {
  * `model` with its weights quantized to `format` (see above) and how many MatMuls changed;
  * undefined when none could. `keepHead` keeps the output head (the MatMul that makes `logits`) in
  * float32, so the logits keep their precision: int4 does unless told otherwise, int8 does not.
+ * `batchInvariant` (int4): a sequence gets the same numbers alone as batched (see int4Quantizer).
  */
 export function quantizeWeights(
   model: Uint8Array,
   format: QuantizedWeights,
-  { keepHead = format === 'int4', readExternal }: { keepHead?: boolean; readExternal?: ExternalDataReader } = {},
+  { keepHead = format === 'int4', readExternal, batchInvariant = true }: { keepHead?: boolean; readExternal?: ExternalDataReader; batchInvariant?: boolean } = {},
 ): { model: Uint8Array; matmuls: number } | undefined {
   const opset = opsetVersion(model) ?? 1;
-  const quantizer = format === 'int4' ? int4Quantizer(opset) : int8Quantizer(opset);
+  const quantizer = format === 'int4' ? int4Quantizer(opset, batchInvariant) : int8Quantizer(opset);
   let matmuls = 0;
   const edited = editGraph(model, (fields) => {
     const weights = new Map<string, FloatWeight>();
