@@ -177,7 +177,7 @@ const OPTIONS = {
     env: 'ORTSERVE_WEIGHTS',
     schema: z.enum(['as-exported', 'int8', 'int4']).default('as-exported'),
     help: 'weights as the graph has them, or int8/int4: the MatMuls quantized to 8 or 4 bits as it loads (faster, smaller; outputs change a little)',
-    doc: "`as-exported`, `int8` or `int4`: as the graph loads, every MatMul by a float32 weight held in the graph becomes an 8-bit `DynamicQuantizeMatMul` (the output head too; weights a quarter of the memory) or a 4-bit `MatMulNBits` (blocks of 32, the output head kept; an eighth). Faster decoding; outputs change a little; with int8 a sequence's stay the same alone and batched, with int4 under `--batch-invariant` (see [models/README.md](../models/README.md)).",
+    doc: "`as-exported`, `int8` or `int4`: as the graph loads, every MatMul by a float32 weight held in the graph becomes an 8-bit `DynamicQuantizeMatMul` (the output head too; weights a quarter of the memory) or a 4-bit `MatMulNBits` (blocks of 32, the output head too; an eighth). Faster decoding; outputs change a little; with int8 a sequence's stay the same alone and batched, with int4 under `--batch-invariant` (see [models/README.md](../models/README.md)).",
   },
   'batch-invariant': {
     field: 'batchInvariant',

@@ -205,7 +205,7 @@ const QUANTIZED: Record<QuantizedWeights, { unsuited: string; what: (matmuls: nu
   },
   int4: {
     unsuited: 'no MatMul by a float32 weight whose rows split into blocks of 32: the weights are quantized already, say',
-    what: (matmuls) => `${matmuls} MatMuls as 4-bit MatMulNBits (blocks of ${INT4_BLOCK}), the output head kept in float32`,
+    what: (matmuls) => `${matmuls} MatMuls as 4-bit MatMulNBits (blocks of ${INT4_BLOCK}), the output head too`,
   },
 };
 

@@ -252,13 +252,14 @@ function int8Quantizer(opset: number): Quantizer {
 /**
  * `model` with its weights quantized to `format` (see above) and how many MatMuls changed;
  * undefined when none could. `keepHead` keeps the output head (the MatMul that makes `logits`) in
- * float32, so the logits keep their precision: int4 does unless told otherwise, int8 does not.
+ * float32, so the logits keep their precision; by default it is quantized too (a lone stream's
+ * largest MatMul: see models/README.md).
  * `batchInvariant` (int4): a sequence gets the same numbers alone as batched (see int4Quantizer).
  */
 export function quantizeWeights(
   model: Uint8Array,
   format: QuantizedWeights,
-  { keepHead = format === 'int4', readExternal, batchInvariant = true }: { keepHead?: boolean; readExternal?: ExternalDataReader; batchInvariant?: boolean } = {},
+  { keepHead = false, readExternal, batchInvariant = true }: { keepHead?: boolean; readExternal?: ExternalDataReader; batchInvariant?: boolean } = {},
 ): { model: Uint8Array; matmuls: number } | undefined {
   const opset = opsetVersion(model) ?? 1;
   const quantizer = format === 'int4' ? int4Quantizer(opset, batchInvariant) : int8Quantizer(opset);
