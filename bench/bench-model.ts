@@ -124,6 +124,8 @@ function ratios(raw1: RawResult, raw16: RawResult, server: Summary<ServerResult>
     ortserve16ItlP95VsRawB16StepMs: sixteen.itlP95Ms / raw16.stepMs,
     ortserve1VsLlamaCppQ8B1: one.tokensPerSecond / llamaE2e('q8_0', 1),
     ortserve16VsLlamaCppQ8B16: sixteen.tokensPerSecond / llamaE2e('q8_0', 16),
+    ortserve1VsLlamaCppQ4B1: one.tokensPerSecond / llamaE2e('q4_0', 1),
+    ortserve16VsLlamaCppQ4B16: sixteen.tokensPerSecond / llamaE2e('q4_0', 16),
     ortserve16VsLlamaCppF32FlashB16: sixteen.tokensPerSecond / llamaE2e('f32-fa', 16),
   };
 }

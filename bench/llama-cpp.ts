@@ -33,7 +33,7 @@ export const LLAMA_CPP_DIR = join(ROOT, 'bench/.llama-cpp');
 
 /** One llama.cpp configuration the bench measures. */
 export interface LlamaCppVariant {
-  key: 'f32' | 'q8_0' | 'f32-fa';
+  key: 'f32' | 'q8_0' | 'q4_0' | 'f32-fa';
   label: string;
   type: GgufType;
   flashAttention: boolean;
@@ -43,6 +43,7 @@ export interface LlamaCppVariant {
 export const LLAMA_CPP_VARIANTS: readonly LlamaCppVariant[] = [
   { key: 'f32', label: 'llama.cpp f32', type: 'f32', flashAttention: false, batches: [1, 16] },
   { key: 'q8_0', label: 'llama.cpp q8_0', type: 'q8_0', flashAttention: false, batches: [1, 16] },
+  { key: 'q4_0', label: 'llama.cpp q4_0', type: 'q4_0', flashAttention: false, batches: [1, 16] },
   { key: 'f32-fa', label: 'llama.cpp f32 flash-attn', type: 'f32', flashAttention: true, batches: [16] },
 ];
 
@@ -275,8 +276,8 @@ export class LlamaCppRounds {
         batches,
       };
     });
-    // f32 should part from the raw loop only at near ties; q8_0 rounds its weights, so it parts anyway.
-    for (const a of agreement) if (a.variant !== 'q8_0') await rankDifferences(session, model, prompts, rawTokens.get(a.batch)!, a);
+    // f32 should part from the raw loop only at near ties; q8_0 and q4_0 round their weights, so they part anyway.
+    for (const a of agreement) if (a.variant === 'f32' || a.variant === 'f32-fa') await rankDifferences(session, model, prompts, rawTokens.get(a.batch)!, a);
     const first = this.info.get(measuredVariants[0]!.key)!;
     return {
       measured: true,

@@ -72,6 +72,8 @@ export function table(reports: ModelReport[]): string {
     ['ortserve 16-client ITL p95 / raw b16 step ms', 'ortserve16ItlP95VsRawB16StepMs'],
     ['ortserve 1 client / llama.cpp q8_0 batch 1', 'ortserve1VsLlamaCppQ8B1'],
     ['ortserve 16 clients / llama.cpp q8_0 batch 16', 'ortserve16VsLlamaCppQ8B16'],
+    ['ortserve 1 client / llama.cpp q4_0 batch 1', 'ortserve1VsLlamaCppQ4B1'],
+    ['ortserve 16 clients / llama.cpp q4_0 batch 16', 'ortserve16VsLlamaCppQ4B16'],
     ['ortserve 16 clients / llama.cpp f32 flash-attn batch 16', 'ortserve16VsLlamaCppF32FlashB16'],
   ];
   const labelWidth = Math.max(...ratioRows.map(([label]) => label.length)) + 2;

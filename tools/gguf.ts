@@ -2,7 +2,7 @@
  * Converts a bench model's ONNX graph (and its external data) into a GGUF v3 file for llama.cpp,
  * so that llama.cpp runs on the very weights the raw loop and the server run.
  *
- *   npx tsx tools/gguf.ts --model bench/models/bench-gpt2-124m --type f32|q8_0 [--out FILE]
+ *   npx tsx tools/gguf.ts --model bench/models/bench-gpt2-124m --type f32|q8_0|q4_0 [--out FILE]
  *
  * Architectures: `gpt2` (GPT-2 graphs) and `llama` (Hugging Face Llama graphs, see mapLlama).
  * Which initializer is which comes from the graph, not from names; for gpt2: the Gathers of
@@ -14,7 +14,8 @@
  *
  * q8_0: every 2-D tensor but the position embeddings (kept in f32, as llama.cpp's converter does)
  * in blocks of 32 along each row, a float16 scale max|x|/127 and 32 int8 per block; 1-D tensors
- * stay f32. Converted files are cached in bench/models/<model>-gguf/ (git-ignored).
+ * stay f32. q4_0: the same tensors in ggml's q4_0 blocks (see quantizeQ4_0), the embeddings and the
+ * output head too (as `llama-quantize --pure` writes them). Converted files are cached in bench/models/<model>-gguf/ (git-ignored).
  */
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -40,8 +41,8 @@ import {
 } from '../src/engine/thread/graph/onnx-proto.js';
 import { ensureWeights, ROOT } from '../bench/common.js';
 
-export type GgufType = 'f32' | 'q8_0';
-export const GGUF_TYPES: readonly GgufType[] = ['f32', 'q8_0'];
+export type GgufType = 'f32' | 'q8_0' | 'q4_0';
+export const GGUF_TYPES: readonly GgufType[] = ['f32', 'q8_0', 'q4_0'];
 
 // ---------- GGUF writing ----------
 
@@ -66,7 +67,10 @@ const Q8_0_BLOCK = 32;
 const Q8_0_BLOCK_BYTES = 2 + Q8_0_BLOCK;
 
 /** llama_ftype of the whole file. */
-const FILE_TYPE: Record<GgufType, number> = { f32: 0, q8_0: 7 };
+const GGML_Q4_0 = 2;
+const Q4_0_BLOCK = 32;
+const Q4_0_BLOCK_BYTES = 2 + Q4_0_BLOCK / 2;
+const FILE_TYPE: Record<GgufType, number> = { f32: 0, q8_0: 7, q4_0: 2 };
 
 type KvValue =
   | { type: Kv.Uint32 | Kv.Int32 | Kv.Float32; value: number }
@@ -165,7 +169,9 @@ interface GgufTensor {
 
 const tensorBytes = (tensor: Pick<GgufTensor, 'ne' | 'type'>): number => {
   const count = tensor.ne.reduce((a, b) => a * b, 1);
-  return tensor.type === GGML_Q8_0 ? (count / Q8_0_BLOCK) * Q8_0_BLOCK_BYTES : count * 4;
+  if (tensor.type === GGML_Q8_0) return (count / Q8_0_BLOCK) * Q8_0_BLOCK_BYTES;
+  if (tensor.type === GGML_Q4_0) return (count / Q4_0_BLOCK) * Q4_0_BLOCK_BYTES;
+  return count * 4;
 };
 
 /** Writes header, metadata, tensor infos and the aligned tensor data to `path` (through a temporary file). */
@@ -255,6 +261,39 @@ export function quantizeQ8_0(values: Float32Array, rowLength: number): Uint8Arra
     const at = block * Q8_0_BLOCK_BYTES;
     view.setUint16(at, toFloat16(d), true);
     for (let i = 0; i < Q8_0_BLOCK; i++) quants[at + 2 + i] = roundAway(Math.fround(values[start + i]! * id));
+  }
+  return out;
+}
+
+/**
+ * Rows of `rowLength` float32 values as q4_0 blocks, as ggml's reference quantizer
+ * (`quantize_row_q4_0_ref`) makes them: per block of 32, the value of largest magnitude over −8 as a
+ * float16 scale, then 16 bytes, value j in the low nibble of byte j and value j + 16 in its high
+ * nibble, each `min(15, trunc(x / d + 8.5))`.
+ */
+export function quantizeQ4_0(values: Float32Array, rowLength: number): Uint8Array {
+  if (rowLength % Q4_0_BLOCK !== 0) throw new Error(`q4_0 needs rows of a multiple of ${Q4_0_BLOCK} values, not ${rowLength}`);
+  const blocks = values.length / Q4_0_BLOCK;
+  const out = new Uint8Array(blocks * Q4_0_BLOCK_BYTES);
+  const view = new DataView(out.buffer);
+  const half = Q4_0_BLOCK / 2;
+  for (let block = 0; block < blocks; block++) {
+    const start = block * Q4_0_BLOCK;
+    let largest = 0;
+    let signed = 0;
+    for (let i = 0; i < Q4_0_BLOCK; i++) {
+      const value = values[start + i]!;
+      if (largest < Math.abs(value)) {
+        largest = Math.abs(value);
+        signed = value;
+      }
+    }
+    const d = Math.fround(signed / -8);
+    const id = d === 0 ? 0 : Math.fround(1 / d);
+    const at = block * Q4_0_BLOCK_BYTES;
+    view.setUint16(at, toFloat16(d), true);
+    const nibble = (value: number) => Math.min(15, Math.trunc(Math.fround(Math.fround(value * id) + 8.5)));
+    for (let j = 0; j < half; j++) out[at + 2 + j] = nibble(values[start + j]!) | (nibble(values[start + half + j]!) << 4);
   }
   return out;
 }
@@ -687,16 +726,17 @@ export function convertToGguf(modelDir: string, type: GgufType, out: string): Co
   const tensors: GgufTensor[] = mapped.tensors.map(({ name, source, transposed, ropeHeads }) => {
     const ne = [...source.dims].reverse();
     if (transposed) ne.reverse();
-    const quantized = type === 'q8_0' && ne.length === 2 && name !== 'position_embd.weight';
+    const quantized = type !== 'f32' && ne.length === 2 && name !== 'position_embd.weight';
     return {
       name,
       ne,
-      type: quantized ? GGML_Q8_0 : GGML_F32,
+      type: !quantized ? GGML_F32 : type === 'q4_0' ? GGML_Q4_0 : GGML_Q8_0,
       data: () => {
         let values = floatValues(graph, source);
         if (transposed) values = transpose(values, source.dims[0]!, source.dims[1]!);
         if (ropeHeads !== undefined) values = interleaveRopeRows(values, ropeHeads, ne[0]!);
-        return quantized ? quantizeQ8_0(values, ne[0]!) : asBytes(values);
+        if (!quantized) return asBytes(values);
+        return type === 'q4_0' ? quantizeQ4_0(values, ne[0]!) : quantizeQ8_0(values, ne[0]!);
       },
     };
   });
@@ -729,7 +769,7 @@ export async function ensureGguf(modelDir: string, type: GgufType): Promise<{ pa
 // ---------- command line ----------
 
 if (process.argv[1] && resolve(process.argv[1]) === CONVERTER) {
-  const usage = 'usage: npx tsx tools/gguf.ts --model DIR --type f32|q8_0 [--out FILE]\n';
+  const usage = 'usage: npx tsx tools/gguf.ts --model DIR --type f32|q8_0|q4_0 [--out FILE]\n';
   let values: { model?: string; type?: string; out?: string };
   try {
     ({ values } = parseArgs({ options: { model: { type: 'string' }, type: { type: 'string', default: 'f32' }, out: { type: 'string' } } }));
