@@ -106,7 +106,7 @@ function readOptions(values: Record<string, unknown>, env: NodeJS.ProcessEnv, na
       listFromEnv = fromEnv.split(',').map((item) => item.trim()).filter(Boolean);
       // Set, but to nothing but commas and spaces: refused, or the API would be open by mistake.
       if (listFromEnv.length === 0 && values[name] === undefined) {
-        throw new ConfigError(`invalid ${option.env}: it is set but holds no key (unset it to run without API keys)`);
+        throw new ConfigError(`invalid ${option.env}: it is set but holds no ${name === 'api-key' ? 'key (unset it to run without API keys)' : 'value (unset it for the default)'}`);
       }
     }
     const value = values[name] ?? listFromEnv;

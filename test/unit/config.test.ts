@@ -378,3 +378,9 @@ describe('ortserve pull', () => {
     expect(helpText()).toContain('pull ORG/NAME');
   });
 });
+
+describe('a list variable set to nothing', () => {
+  it('is refused, naming the variable, for models as for keys', () => {
+    expect(configError([], { ORTSERVE_MODEL: ' , ' }).message).toBe('invalid ORTSERVE_MODEL: it is set but holds no value (unset it for the default)');
+  });
+});
