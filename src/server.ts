@@ -272,13 +272,14 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     loadWaitMs: config.requestTimeoutMs,
   });
   const pinned = catalogue().filter((entry) => entry.pinned);
-  const first: ServingContext[] = [];
+  /** The first model given with --model, once loaded: RunningServer's `model` and `engine`. */
+  let first: ServingContext | undefined;
   try {
     for (const entry of pinned) {
-      const status = await models.load(entry.id).catch((err: unknown) => {
+      await models.load(entry.id).catch((err: unknown) => {
         throw err instanceof Error && 'code' in err && err.code === 'model_load_failed' ? new ModelLoadError(models.find(entry.id).failure ?? err.message) : err;
       });
-      if (first.length === 0 && status.state === 'loaded') first.push(...models.loaded);
+      first ??= models.loaded[0];
     }
   } catch (err) {
     await models.closeAll();
@@ -298,15 +299,15 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
   const listed = models.list();
-  app.log.info({ url, model: first[0]?.model.id ?? null, models: listed.map(({ id, state }) => ({ id, state })) }, first[0] ? 'model ready' : 'ready to load models on request');
+  app.log.info({ url, model: first?.model.id ?? null, models: listed.map(({ id, state }) => ({ id, state })) }, first ? 'model ready' : 'ready to load models on request');
   const close = async () => {
     app.server.closeAllConnections();
     await app.close();
     await models.closeAll();
   };
   const firstContext = () => {
-    if (!first[0]) throw new Error('this server was given no --model: its models load on request (see RunningServer.models)');
-    return first[0];
+    if (!first) throw new Error('this server was given no --model: its models load on request (see RunningServer.models)');
+    return first;
   };
   return {
     app,

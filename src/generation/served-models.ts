@@ -106,7 +106,7 @@ export class ServedModels {
     return this.catalogue()[0]?.id;
   }
 
-  /** The loaded contexts, for what reports on every model (metrics). */
+  /** The loaded models' contexts, in the order they were first asked for. */
   get loaded(): ServingContext[] {
     return [...this.slots.values()].flatMap((slot) => (slot.loaded ? [slot.loaded.context] : []));
   }

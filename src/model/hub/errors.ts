@@ -19,6 +19,7 @@ interface HubApiFailure {
   message: string;
 }
 
+/** The hub client's HubApiError, told by its shape: the client is imported only when a pull runs. */
 const isHubApiFailure = (err: unknown): err is HubApiFailure =>
   err instanceof Error && err.name !== 'HubError' && typeof (err as Partial<HubApiFailure>).statusCode === 'number';
 

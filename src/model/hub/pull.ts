@@ -53,7 +53,10 @@ export interface PullResult {
   files: string[];
 }
 
+type HubClient = typeof import('@huggingface/hub');
+
 interface PullContext {
+  hub: HubClient;
   request: PullRequest;
   repo: CachedRepo;
   commit: string;
@@ -88,7 +91,7 @@ export async function pullModel(request: PullRequest): Promise<PullResult> {
     if (err instanceof HubError) throw err;
     throw describeFailure(err, { id, revision, what: `the files of ${id} at ${revision}`, file: false, access });
   }
-  const context: PullContext = { request, repo, commit, fetch: fetcher, fetchedBytes: 0 };
+  const context: PullContext = { hub, request, repo, commit, fetch: fetcher, fetchedBytes: 0 };
   const byPath = new Map(entries.map((entry) => [entry.path, entry]));
 
   const metadata = entries.filter((entry) => isMetadata(entry.path));
@@ -153,7 +156,6 @@ async function fetchFile(context: PullContext, entry: ListFileEntry): Promise<vo
   }
   mkdirSync(dirname(blob), { recursive: true });
   const partial = `${blob}.incomplete`;
-  const hub = await import('@huggingface/hub');
   let failure = '';
   const delays = request.retryDelaysMs ?? RETRY_DELAYS_MS;
   for (let attempt = 1; attempt <= delays.length; attempt++) {
@@ -165,7 +167,7 @@ async function fetchFile(context: PullContext, entry: ListFileEntry): Promise<vo
     }
     try {
       if (offset < size) {
-        const remote = await hub.downloadFile({ repo: { type: 'model', name: id }, path: entry.path, revision: commit, hubUrl: request.access.endpoint, fetch: context.fetch });
+        const remote = await context.hub.downloadFile({ repo: { type: 'model', name: id }, path: entry.path, revision: commit, hubUrl: request.access.endpoint, fetch: context.fetch });
         if (!remote) throw new HubError(`the hub lists ${entry.path} in ${id} at ${commit}, but has no such file`);
         events.started(entry.path, size, offset);
         const counter = new Transform({
