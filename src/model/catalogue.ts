@@ -1,7 +1,8 @@
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { hasGraph } from './files.js';
 import { CachedRepo, hubCacheDir, isHubId } from './hub/cache.js';
+import { isDirectory } from '../util/fs.js';
 
 /** A model the server can serve: its names, and where its folder comes from. */
 export interface CatalogueEntry {
@@ -29,8 +30,6 @@ export interface CatalogueOptions {
 
 /** How long a scan of the folders is reused: lookups happen on every request. */
 const RESCAN_MS = 1000;
-
-const isDirectory = (path: string) => existsSync(path) && statSync(path).isDirectory();
 
 /** The id a `--model` value is served under: its hub id, or its folder's name. */
 const idOf = (source: string) => (!isDirectory(resolve(source)) && isHubId(source) ? source : basename(resolve(source)));

@@ -1,8 +1,9 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { genaiModelConfig } from './genai-config.js';
 import { namedTemplates } from './chat-template.js';
 import { ModelLoadError } from './errors.js';
+import { isDirectory, isFile } from '../util/fs.js';
 
 /** Where the parts of a model directory live on disk. */
 export interface ModelFiles {
@@ -54,8 +55,6 @@ export function readJsonFile(path: string, what: string): Record<string, unknown
   return value as Record<string, unknown>;
 }
 
-const isFile = (path: string) => existsSync(path) && statSync(path).isFile();
-const isDirectory = (path: string) => existsSync(path) && statSync(path).isDirectory();
 
 /** Every `.onnx` file in the graph folders, relative to the model folder. */
 function onnxFiles(dir: string): string[] {
@@ -118,6 +117,12 @@ export function chooseGraph(graphs: readonly string[], where: string, named: Nam
     `model graph not found in ${where} or its onnx/ folder: none of ${GRAPH_ORDER.join(', ')}; ${graphs.length > 0 ? `the folder has ${graphs.join(', ')}: name one with --model-file` : 'the folder has no .onnx files'}`,
   );
 }
+
+/**
+ * Whether `name` is one of the external data files of the graph file `graph` beside it, as the
+ * exporters name them: `model.onnx_data`, its `_data_1`, `_data_2`… chunks, or `model.onnx.data`.
+ */
+export const isExternalDataOf = (graph: string, name: string) => name.startsWith(`${graph}_data`) || name.startsWith(`${graph}.data`);
 
 /** Whether a folder holds an ONNX graph, at its top or under `onnx/`. */
 export const hasGraph = (dir: string) => onnxFiles(dir).length > 0;

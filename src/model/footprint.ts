@@ -1,6 +1,8 @@
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { ModelConfig } from './config.js';
+import { isExternalDataOf } from './files.js';
+import { isDirectory } from '../util/fs.js';
 
 /** What a model's memory is counted by against the server's budget. */
 export interface ModelFootprint {
@@ -14,7 +16,7 @@ export interface ModelFootprint {
 function weightFiles(modelPath: string): string[] {
   const folder = dirname(modelPath);
   const graph = basename(modelPath);
-  const data = existsSync(folder) ? readdirSync(folder).filter((name) => name.startsWith(`${graph}_data`) || name.startsWith(`${graph}.data`)) : [];
+  const data = isDirectory(folder) ? readdirSync(folder).filter((name) => isExternalDataOf(graph, name)) : [];
   return [modelPath, ...data.map((name) => join(folder, name))];
 }
 

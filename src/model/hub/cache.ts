@@ -1,4 +1,5 @@
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { isDirectory, isFile } from '../../util/fs.js';
 import { homedir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 
@@ -26,9 +27,6 @@ export const isHubId = (value: string) => HUB_ID.test(value) && !value.includes(
 const COMMIT = /^[0-9a-f]{40}$/;
 
 export const isCommit = (revision: string) => COMMIT.test(revision);
-
-const isFile = (path: string) => existsSync(path) && statSync(path).isFile();
-const isDirectory = (path: string) => existsSync(path) && statSync(path).isDirectory();
 
 /** One repository's folder in a cache. */
 export class CachedRepo {

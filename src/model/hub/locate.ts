@@ -1,4 +1,3 @@
-import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ModelLoadError } from '../errors.js';
 import type { Dtype } from '../files.js';
@@ -7,6 +6,7 @@ import { CachedRepo, hubCacheDir, isHubId } from './cache.js';
 import { HubError } from './errors.js';
 import { pullModel } from './pull.js';
 import { pullEvents, type PullLog } from './progress.js';
+import { isDirectory } from '../../util/fs.js';
 
 /** What `--model` and its companions name. */
 export interface ModelSource {
@@ -23,8 +23,6 @@ export interface LocatedModel {
   hubId?: string;
   notes: string[];
 }
-
-const isDirectory = (path: string) => existsSync(path) && statSync(path).isDirectory();
 
 /**
  * The folder a `--model` value names: a directory, or a Hugging Face id, pulled into the Hugging

@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, statSync, unlinkSync } from 'node:fs';
-import { basename, dirname, join, posix } from 'node:path';
+import { dirname, join, posix } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { ListFileEntry } from '@huggingface/hub';
-import { chooseGraph, readJsonFile, type Dtype, type NamedGraph } from '../files.js';
+import { chooseGraph, isExternalDataOf, readJsonFile, type Dtype, type NamedGraph } from '../files.js';
+import { isFile } from '../../util/fs.js';
 import { genaiModelConfig } from '../genai-config.js';
 import { CachedRepo } from './cache.js';
 import { HubError, describeFailure, isHubRefusal } from './errors.js';
@@ -26,9 +27,8 @@ const METADATA_FILES = [
 
 const isMetadata = (path: string) => METADATA_FILES.includes(path) || (path.startsWith('additional_chat_templates/') && path.endsWith('.jinja'));
 
-/** A graph's external data files beside it: `model.onnx_data`, its `_data_1`, `_data_2`… chunks, or `model.onnx.data`. */
-const isExternalDataOf = (graph: string) => (path: string) =>
-  posix.dirname(path) === posix.dirname(graph) && (basename(path).startsWith(`${basename(graph)}_data`) || basename(path).startsWith(`${basename(graph)}.data`));
+/** A graph's external data files: beside it in the repository, named as isExternalDataOf says. */
+const isDataBeside = (graph: string) => (path: string) => posix.dirname(path) === posix.dirname(graph) && isExternalDataOf(posix.basename(graph), posix.basename(path));
 
 /** Tries per file before a pull gives up, and the pause before each; each try resumes from the bytes already on disk. */
 const RETRY_DELAYS_MS = [0, 500, 2000, 5000];
@@ -109,7 +109,7 @@ export async function pullModel(request: PullRequest): Promise<PullResult> {
   const named: NamedGraph | undefined =
     request.modelFile !== undefined ? { file: request.modelFile, by: '--model-file' } : genai?.filename ? { file: genai.filename, by: 'genai_config.json' } : undefined;
   const graph = chooseGraph(graphs, `${id} at ${revision}`, named, request.dtype);
-  const graphEntries = [byPath.get(graph.path)!, ...entries.filter((entry) => isExternalDataOf(graph.path)(entry.path))];
+  const graphEntries = [byPath.get(graph.path)!, ...entries.filter((entry) => isDataBeside(graph.path)(entry.path))];
   request.events.planned({ graph: graph.path, files: graphEntries.map((entry) => ({ path: entry.path, size: fileSize(entry) })) });
   for (const entry of graphEntries) await fetchFile(context, entry);
 
@@ -128,8 +128,6 @@ function etagOf(entry: ListFileEntry, id: string): string {
   if (!etag || !/^[0-9a-f]{40,64}$/.test(etag)) throw new HubError(`the hub listed ${entry.path} of ${id} without a hash to check it against`);
   return etag;
 }
-
-const isFile = (path: string) => existsSync(path) && statSync(path).isFile();
 
 /** Hashes a downloaded file as the hub identifies it: sha256 of the bytes for LFS, sha1 of the git blob otherwise. */
 async function contentHash(path: string, entry: ListFileEntry): Promise<string> {
