@@ -33,6 +33,16 @@ afterAll(() => rmSync(folder, { recursive: true, force: true }));
 const serve = (settings: Parameters<typeof startTestServer>[0] = {}) =>
   startTestServer({ models: [], modelsDir: folder, keepAliveMs: -1, maxKvTokens: MAX_KV_TOKENS, ...settings });
 
+/** Runs `test` against a server of its own, closed afterwards whatever happens. */
+async function withServer(settings: Parameters<typeof serve>[0], test: (server: RunningServer) => Promise<void>): Promise<void> {
+  const server = await serve(settings);
+  try {
+    await test(server);
+  } finally {
+    await server.close();
+  }
+}
+
 type Card = { id: string; status: { value: string; failure?: string } };
 const states = async (server: RunningServer) =>
   Object.fromEntries(((await request(server, 'GET', '/v1/models')).body as { data: Card[] }).data.map((card) => [card.id, card.status.value]));
@@ -146,8 +156,7 @@ describe('a folder of models', () => {
 
 describe('keep-alive', () => {
   it('an idle model is unloaded after it, and loads again with the same tokens', async () => {
-    const server = await serve({ keepAliveMs: 500 });
-    try {
+    await withServer({ keepAliveMs: 500 }, async (server) => {
       const first = await golden(server, LLAMA, 1);
       expect(first.text).toBe(first.expected);
       await until(async () => (await states(server))[LLAMA] === 'unloaded', 'the idle model is unloaded');
@@ -155,36 +164,28 @@ describe('keep-alive', () => {
       expect(again.text).toBe(first.text);
       const metrics = await (await fetch(`${server.url}/metrics`)).text();
       expect(metrics).toMatch(/^ortserve_model_load_seconds_count\{model="tiny-llama"\} 2$/m);
-    } finally {
-      await server.close();
-    }
+    });
   });
 
   it('models given with --model stay loaded', async () => {
-    const server = await serve({ models: [MODEL_DIRS[GPT2]!], keepAliveMs: 0 });
-    try {
+    await withServer({ models: [MODEL_DIRS[GPT2]!], keepAliveMs: 0 }, async (server) => {
       expect((await states(server))[GPT2]).toBe('loaded');
       await golden(server, GPT2, 0);
       await golden(server, LLAMA, 0);
       await until(async () => (await states(server))[LLAMA] === 'unloaded', 'the model loaded on request is unloaded');
       expect((await states(server))[GPT2]).toBe('loaded');
-    } finally {
-      await server.close();
-    }
+    });
   });
 });
 
 describe('room for another model', () => {
   it('--max-loaded-models unloads the least recently used idle model first', async () => {
-    const server = await serve({ maxLoadedModels: 1 });
-    try {
+    await withServer({ maxLoadedModels: 1 }, async (server) => {
       await golden(server, LLAMA, 0);
       const { text, expected } = await golden(server, GPT2, 0);
       expect(text).toBe(expected);
       expect(await states(server)).toMatchObject({ [LLAMA]: 'unloaded', [GPT2]: 'loaded' });
-    } finally {
-      await server.close();
-    }
+    });
   });
 
   it('under the memory budget, loading one model unloads the idle one; while it is in use, the load is a 503 to retry', async () => {
@@ -192,8 +193,7 @@ describe('room for another model', () => {
     // Room for either alone, not for both.
     const budgetMb = Math.ceil((Math.max(llama, gpt2) + Math.min(llama, gpt2) / 2) / 2 ** 20);
     expect(budgetMb * 2 ** 20).toBeLessThan(llama + gpt2);
-    const server = await serve({ memoryBudgetMb: budgetMb });
-    try {
+    await withServer({ memoryBudgetMb: budgetMb }, async (server) => {
       await golden(server, LLAMA, 2);
       const { text, expected } = await golden(server, GPT2, 2);
       expect(text).toBe(expected);
@@ -208,28 +208,22 @@ describe('room for another model', () => {
         code: 'models_busy',
         message: expect.stringMatching(/^The model `tiny-llama` cannot be loaded now: it takes about \d+ MiB, and \d+ MiB of the memory budget of \d+ MiB is free, with the models that hold the rest in use or given with --model\. Retry shortly\.$/),
       });
-    } finally {
-      await server.close();
-    }
+    });
   });
 
   it('a model larger than the budget by itself is refused, saying both sizes', async () => {
     const llama = footprintBytes(MODEL_DIRS[LLAMA]!);
-    const server = await serve({ memoryBudgetMb: Math.max(1, Math.floor(llama / 2 ** 20 / 2)) });
-    try {
+    await withServer({ memoryBudgetMb: Math.max(1, Math.floor(llama / 2 ** 20 / 2)) }, async (server) => {
       const { status, body } = await postJson(server, '/v1/completions', { model: LLAMA, prompt: 'Once', max_tokens: 2 });
       expect(status).toBe(503);
       expect((body as { error: { message: string } }).error.message).toMatch(/^The model `tiny-llama` could not be loaded: it takes about \d+ MiB \(weights and KV cache at capacity\), more than the memory budget of \d+ MiB \(--memory-budget-mb/);
-    } finally {
-      await server.close();
-    }
+    });
   });
 });
 
 describe('loading on request', () => {
   it('a request waits for its model at most --request-timeout (a 504), and the load goes on for the next', async () => {
-    const server = await serve({ requestTimeoutMs: 300 });
-    try {
+    await withServer({ requestTimeoutMs: 300 }, async (server) => {
       const waited = await postJson(server, '/tokenize', { model: GPT2, prompt: 'Hello world' });
       expect(waited.status).toBe(504);
       expect((waited.body as { error: { code: string } }).error.code).toBe('timeout');
@@ -237,8 +231,6 @@ describe('loading on request', () => {
       const { status, body } = await postJson(server, '/tokenize', { model: GPT2, prompt: 'Hello world' });
       expect(status).toBe(200);
       expect((body as { tokens: number[] }).tokens).toEqual(goldens[GPT2].tokenizer.find((item) => item.text === 'Hello world')!.ids);
-    } finally {
-      await server.close();
-    }
+    });
   });
 });
