@@ -35,17 +35,18 @@ class CacheCheckingRunner extends DecoderRunner {
   /** Whether passes return the whole cache, as `present.*` does, or only the step's new positions. */
   kvOutput: 'present' | 'appended' = 'appended';
 
-  constructor() {
-    super({} as ort.InferenceSession, signature);
+  constructor(slots = false) {
+    super({} as ort.InferenceSession, { ...signature, ...(slots && { pastSlots: true }) });
   }
 
   override async run(step: DecoderStep): Promise<DecoderOutput> {
-    const { cache, stepLength, inputIds } = step;
+    const { cache, stepLength, inputIds, rowLengths } = step;
     if (inputIds.includes(BigInt(POISON))) throw new Error('the runtime failed');
     const rows = cache.batchSize;
     const past = cache.pastLength;
     const width = past + stepLength;
     this.passes.push({ rows, tokens: stepLength });
+    if (rowLengths && !this.signature.pastSlots) throw new Error('rows of different lengths in a padded cache');
     const mask = cache.attentionMask(stepLength);
     const previous = cache.pastTensors[0]!.data as Float32Array;
     const tokens = new Float32Array(rows * width);
@@ -66,7 +67,7 @@ class CacheCheckingRunner extends DecoderRunner {
     const present = () => new ort.Tensor('float32', tokens, [rows, 1, width, 1]);
     const appended = () => new ort.Tensor('float32', Float32Array.from(inputIds, Number), [rows, 1, stepLength, 1]);
     return {
-      logits: Array.from({ length: rows }, (_, row) => logitsAt(row, stepLength - 1)),
+      logits: Array.from({ length: rows }, (_, row) => logitsAt(row, (rowLengths?.[row] ?? stepLength) - 1)),
       logitsAt,
       kv: this.kvOutput === 'present' ? { present: [present(), present()] } : { appended: [appended(), appended()] },
     };
@@ -74,7 +75,10 @@ class CacheCheckingRunner extends DecoderRunner {
 }
 
 const CHUNK = 4;
+/** The decoder of a graph whose past is padded to one length. */
 const runner = new CacheCheckingRunner();
+/** The decoder of a graph that takes its past in slots (see slot-kv-cache.ts). */
+const slotRunner = new CacheCheckingRunner(true);
 
 let nextId = 1;
 /** A greedy sequence with a prompt of its own, of a request of its own unless `group` says otherwise. */
@@ -133,11 +137,11 @@ const unforked = (request: ForkedRequest): SequenceRequest[] => {
  */
 async function generate(
   waves: (SequenceRequest | ForkedRequest)[][],
-  options: Partial<BatcherOptions> = {},
+  { decoder = runner, ...options }: Partial<BatcherOptions> & { decoder?: CacheCheckingRunner } = {},
   afterTokens = 1,
   allowFailures = false,
 ): Promise<{ tokens: Map<number, number[]>; failed: number[]; passes: Pass[]; started: number[]; cached: Map<number, number> }> {
-  runner.passes.length = 0;
+  decoder.passes.length = 0;
   const tokens = new Map<number, number[]>();
   /** Prompt tokens each sequence had from the prefix cache. */
   const cached = new Map<number, number>();
@@ -154,7 +158,7 @@ async function generate(
     fail = reject;
   });
   const batcher: ContinuousBatcher = new ContinuousBatcher(
-    runner,
+    decoder,
     { maxBatch: 16, maxKvTokens: 16 * 128, prefillChunk: CHUNK, contextLength: 128, ...options },
     {
       tokens(updates: TokenUpdate[]) {
@@ -184,7 +188,7 @@ async function generate(
   for (const request of waves[0]!) submit(batcher, request);
   await finished;
   await batcher.stop();
-  return { tokens, failed, passes: [...runner.passes], started, cached };
+  return { tokens, failed, passes: [...decoder.passes], started, cached };
 }
 
 describe('ContinuousBatcher', () => {
@@ -366,6 +370,72 @@ describe('ContinuousBatcher', () => {
         { rows: 1, tokens: 1 },
       ]);
     });
+  });
+});
+
+describe('ContinuousBatcher for a graph that takes its past in slots', () => {
+  const slots = { decoder: slotRunner };
+
+  it('gives every sequence the tokens it gets alone, whatever it was batched with and whenever it arrived', async () => {
+    const lengths = [10, 3, 9, 14, 5, 10, 10, 3, 8];
+    const requests = lengths.map((length, i) => sequence(length, 3 + ((i * 5) % 7)));
+    const alone: (number[] | undefined)[] = [];
+    for (const request of requests) alone.push((await generate([[request]], slots)).tokens.get(request.id));
+    expect(new Set(alone.map((tokens) => tokens?.join())).size).toBe(requests.length);
+    expect(alone).toEqual(await Promise.all(requests.map(async (request) => (await generate([[request]])).tokens.get(request.id))));
+    const together = await generate([requests], slots);
+    expect(requests.map((request) => together.tokens.get(request.id))).toEqual(alone);
+    const staggered = await generate([requests.slice(0, 3), requests.slice(3, 5), requests.slice(5)], slots, 2);
+    expect(requests.map((request) => staggered.tokens.get(request.id))).toEqual(alone);
+  });
+
+  it('prefills prompts of different lengths in one pass per chunk, a shorter last chunk padded after its tokens', async () => {
+    // Chunks of 4: 10 tokens → 4, 4, 2; 9 → 4, 4, 1; 3 → 3.
+    const { passes } = await generate([[sequence(10, 1), sequence(9, 1), sequence(3, 1)]], slots);
+    expect(passes).toEqual([
+      { rows: 3, tokens: CHUNK },
+      { rows: 2, tokens: CHUNK },
+      { rows: 2, tokens: 2 },
+    ]);
+  });
+
+  it('takes every prompt that fits into the pass of those already prefilling, at its own offset, while others decode', async () => {
+    const running = sequence(2, 12);
+    const first = sequence(12, 2);
+    const second = sequence(8, 2);
+    // Each wave arrives after two tokens: the second prompt joins the first after two of its chunks.
+    const { passes, tokens } = await generate([[running], [first], [second]], slots, 2);
+    expect(passes.filter((pass) => pass.tokens > 1)).toEqual([
+      { rows: 1, tokens: 2 },
+      { rows: 1, tokens: CHUNK },
+      { rows: 1, tokens: CHUNK },
+      { rows: 2, tokens: CHUNK },
+      { rows: 1, tokens: CHUNK },
+    ]);
+    for (const request of [running, first, second]) expect(tokens.get(request.id)).toEqual((await generate([[request]], slots)).tokens.get(request.id));
+  });
+
+  it('prefills prompts with parts in the prefix cache and prompts without in one pass, each from its own offset', async () => {
+    const first = sequence(12, 1);
+    const repeated = { ...first, id: nextId++, group: nextId };
+    const other = sequence(8, 1);
+    const { passes, cached, tokens } = await generate([[first], [repeated, other]], { ...slots, prefixCacheTokens: 64 }, 1);
+    expect(cached.get(repeated.id)).toBe(2 * CHUNK);
+    expect(passes.slice(3)).toEqual([
+      { rows: 2, tokens: CHUNK },
+      { rows: 1, tokens: CHUNK },
+    ]);
+    expect(tokens.get(repeated.id)).toEqual(tokens.get(first.id));
+  });
+
+  it('fails the sequences of the pass the runtime fails, and the running ones carry on', async () => {
+    const running = sequence(4, 6);
+    const poisoned = sequence(8, 3);
+    poisoned.promptIds[5] = POISON;
+    const alone = (await generate([[{ ...running }]], slots)).tokens.get(running.id);
+    const { tokens, failed } = await generate([[running], [poisoned]], slots, 1, true);
+    expect(failed).toEqual([poisoned.id]);
+    expect(tokens.get(running.id)).toEqual(alone);
   });
 });
 

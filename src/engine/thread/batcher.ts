@@ -57,7 +57,10 @@ export class ContinuousBatcher {
   /** Running sequences, in the order of the cache's rows. */
   private active: Sequence[] = [];
   private cache: KvCache | undefined;
-  /** Prompts being prefilled, oldest first; each step runs a chunk of the first cohort. */
+  /**
+   * Prompts being prefilled, oldest first; each step runs a chunk of the first cohort. A cache in
+   * slots holds rows of any lengths, so there every prompt joins the one cohort.
+   */
   private cohorts: Cohort[] = [];
   private running = false;
   private stopped = false;
@@ -67,6 +70,8 @@ export class ContinuousBatcher {
   private readonly pool: KvBufferPool;
   private readonly caches: ReturnType<typeof kvCaches>;
   private readonly prefixCache: PrefixCache;
+  /** Prompts at different offsets prefill in one pass (a cache in slots, rows of their own lengths). */
+  private readonly mergedPrefill: boolean;
   private scratch = new Float64Array(0);
   /** For each request with sequences waiting: when it last had a turn at a batch slot (see nextWaiting). */
 
@@ -89,6 +94,7 @@ export class ContinuousBatcher {
     this.caches = kvCaches(this.layout, this.pool);
     // A graph that prefills whole prompts in one pass does not compute chunks alone.
     this.prefixCache = new PrefixCache(options.prefillChunk, options.unpaddedRows ? 0 : (options.prefixCacheTokens ?? 0));
+    this.mergedPrefill = this.layout.slots === true && !options.unpaddedRows;
   }
 
   /**
@@ -133,9 +139,13 @@ export class ContinuousBatcher {
     return [...this.waiting.sequences(), ...this.active, ...this.prefilling()];
   }
 
+  private prefillingEntries(): PromptEntry[] {
+    return this.cohorts.flatMap((cohort) => cohort.rows);
+  }
+
   /** The sequences whose prompts are being prefilled. */
   private prefilling(): Sequence[] {
-    return this.cohorts.flatMap((cohort) => cohort.rows.flatMap((entry) => entry.sequences));
+    return this.prefillingEntries().flatMap((entry) => entry.sequences);
   }
 
   /** Starts the loop on the next turn of the event loop, so that sequences submitted together start together. */
@@ -185,16 +195,18 @@ export class ContinuousBatcher {
   }
 
   /**
-   * Starts prefilling waiting sequences, as batch slots and the KV budget allow. A prefill stalls
-   * the running streams for a step, so while sequences decode, prompts are taken one at a time,
-   * unless at least as many wait as run: then all that fit are prefilled together, as when
-   * nothing runs.
+   * Starts prefilling waiting sequences, as batch slots and the KV budget allow. With a cache in
+   * slots, every prompt that fits joins the prompts being prefilled, whatever their offsets: one
+   * pass per step prefills a chunk of each. With a padded cache, a cohort's rows share their
+   * offsets, and a cohort stalls the running streams for a step, so while sequences decode,
+   * prompts are taken one at a time, unless at least as many wait as run: then all that fit are
+   * prefilled together, as when nothing runs.
    */
   private admit(): void {
     const { unpaddedRows } = this.options;
     if (unpaddedRows && (this.active.length > 0 || this.cohorts.length > 0)) return;
     const prefilling = this.prefilling();
-    const together = unpaddedRows || this.waiting.sequenceCount >= this.active.length;
+    const together = unpaddedRows || this.mergedPrefill || this.waiting.sequenceCount >= this.active.length;
     if (!together && prefilling.length > 0) return;
     /** With unpadded rows: the prompt length all the rows taken have. */
     let length: number | undefined;
@@ -234,6 +246,7 @@ export class ContinuousBatcher {
     for (const entry of rows) {
       entry.prefix = this.prefixCache.enabled && !entry.promptLogprobs ? this.prefixCache.lookup(entry.request.cachePartition, entry.request.promptIds) : [];
       entry.cachedTokens = entry.prefix.length * this.prefixCache.chunk;
+      entry.done = entry.cachedTokens;
       groups.set(entry.prefix.length, [...(groups.get(entry.prefix.length) ?? []), entry]);
     }
     for (const [blocks, entries] of groups) {
@@ -241,56 +254,75 @@ export class ContinuousBatcher {
         blocks === 0
           ? this.caches.empty(entries.length)
           : this.caches.fromBlocks(entries.map((entry) => entry.prefix.map((block) => block.data)), this.prefixCache.chunk);
-      this.cohorts.push({ rows: entries, cache, done: blocks * this.prefixCache.chunk });
+      const merged = this.mergedPrefill ? this.cohorts[0] : undefined;
+      if (!merged) {
+        this.cohorts.push({ rows: entries, cache });
+        continue;
+      }
+      merged.cache = merged.cache.join(cache, entries.map((_, row) => row));
+      merged.rows.push(...entries);
+      cache.release();
     }
   }
 
-  /** Keeps each whole chunk just prefilled in the prefix cache, for the rows whose earlier chunks it holds. */
-  private cachePrefixes(cohort: Cohort, length: number): void {
+  /**
+   * Keeps each whole chunk just prefilled (`lengths[row]` tokens of each row, after its `done`) in
+   * the prefix cache, for the rows whose earlier chunks it holds.
+   */
+  private cachePrefixes(cohort: Cohort, lengths: readonly number[]): void {
     const { chunk } = this.prefixCache;
-    if (!this.prefixCache.enabled || length !== chunk) return;
+    if (!this.prefixCache.enabled) return;
     cohort.rows.forEach((entry, row) => {
-      if (entry.prefix.length * chunk !== cohort.done) return;
-      const tokens = entry.request.promptIds.slice(cohort.done, cohort.done + length);
-      const block = this.prefixCache.insert(entry.request.cachePartition, entry.prefix.at(-1), tokens, () => cohort.cache.copyPositions(row, cohort.done, length));
+      if (lengths[row] !== chunk || entry.prefix.length * chunk !== entry.done) return;
+      const tokens = entry.request.promptIds.slice(entry.done, entry.done + chunk);
+      const block = this.prefixCache.insert(entry.request.cachePartition, entry.prefix.at(-1), tokens, () => cohort.cache.copyPositions(row, entry.done, chunk));
       if (block) entry.prefix.push(block);
     });
   }
 
   /**
    * Runs the next chunk of the first cohort's prompts. Prompts are cut into chunks at fixed
-   * offsets, so a sequence's numbers do not depend on what else runs; rows whose next chunk is
-   * shorter than the first row's go on in a cohort of their own. A row whose prompt is done
-   * samples its first token and joins the batch.
+   * offsets, so a sequence's numbers do not depend on what else runs. In slots, a row whose chunk
+   * is shorter than the others' is padded after its tokens; in a padded cache, rows whose next
+   * chunk is shorter than the first row's go on in a cohort of their own. A row whose prompt is
+   * done samples its first token and joins the batch.
    */
   private async prefillChunk(cohort: Cohort): Promise<void> {
     const chunk = this.options.unpaddedRows ? Infinity : this.options.prefillChunk;
-    const chunkLength = (entry: PromptEntry) => Math.min(chunk, entry.request.promptIds.length - cohort.done);
-    const length = chunkLength(cohort.rows[0]!);
-    const [same, other] = partitionRows(cohort.rows, (entry) => chunkLength(entry) === length);
-    if (other.length > 0) {
-      this.insertCohort({ rows: other.map((row) => cohort.rows[row]!), cache: cohort.cache.select(other), done: cohort.done });
-      keepRows(cohort, same);
+    const chunkLength = (entry: PromptEntry) => Math.min(chunk, entry.request.promptIds.length - entry.done);
+    if (!this.mergedPrefill) {
+      const first = chunkLength(cohort.rows[0]!);
+      const [same, other] = partitionRows(cohort.rows, (entry) => chunkLength(entry) === first);
+      if (other.length > 0) {
+        this.insertCohort({ rows: other.map((row) => cohort.rows[row]!), cache: cohort.cache.select(other) });
+        keepRows(cohort, same);
+      }
     }
+    const lengths = cohort.rows.map(chunkLength);
+    const length = Math.max(...lengths);
+    const padded = lengths.some((rowLength) => rowLength !== length);
     const inputIds = new BigInt64Array(cohort.rows.length * length);
     cohort.rows.forEach((entry, row) => {
-      for (let i = 0; i < length; i++) inputIds[row * length + i] = BigInt(entry.request.promptIds[cohort.done + i]!);
+      const { promptIds } = entry.request;
+      // Padding repeats the row's last token of the chunk.
+      for (let i = 0; i < length; i++) inputIds[row * length + i] = BigInt(promptIds[entry.done + Math.min(i, lengths[row]! - 1)]!);
     });
     const allPositions = cohort.rows.some((entry) => entry.promptLogprobs);
-    const output = await this.runner.run({ inputIds, stepLength: length, cache: cohort.cache, allPositions });
-    cohort.cache.advance(output.kv, length);
-    this.cachePrefixes(cohort, length);
+    const rowLengths = padded ? lengths : undefined;
+    const output = await this.runner.run({ inputIds, stepLength: length, rowLengths, cache: cohort.cache, allPositions });
+    cohort.cache.advance(output.kv, length, rowLengths);
+    this.cachePrefixes(cohort, lengths);
     cohort.rows.forEach((entry, row) => {
       if (!entry.promptLogprobs) return;
       const prompt = entry.request.promptIds;
-      for (let i = 0; i < length; i++) {
-        const next = prompt[cohort.done + i + 1];
+      for (let i = 0; i < lengths[row]!; i++) {
+        const next = prompt[entry.done + i + 1];
         if (next !== undefined) entry.promptLogprobs.push(tokenLogprob(output.logitsAt(row, i), next, entry.request.promptLogprobs!));
       }
     });
-    cohort.done += length;
+    cohort.rows.forEach((entry, row) => (entry.done += lengths[row]!));
 
-    const [complete, incomplete] = partitionRows(cohort.rows, (entry) => entry.request.promptIds.length === cohort.done);
+    const [complete, incomplete] = partitionRows(cohort.rows, (entry) => entry.request.promptIds.length === entry.done);
     if (complete.length === 0) return;
     // Each finished prompt's row is forked: every sequence of the prompt samples its first token
     // from the prompt's logits and gets a copy of the row.
@@ -351,7 +383,7 @@ export class ContinuousBatcher {
   }
 
   private stats(): EngineStats {
-    const prefilled = this.cohorts.reduce((sum, cohort) => sum + cohort.rows.length * cohort.done, 0);
+    const prefilled = this.prefillingEntries().reduce((sum, entry) => sum + entry.done, 0);
     const kvTokens = this.active.reduce((sum, seq) => sum + seq.length, prefilled);
     return {
       waiting: this.waiting.sequenceCount,

@@ -2,13 +2,13 @@ import type { KvCache } from './kv-cache.js';
 import type { PromptEntry } from './waiting-queue.js';
 
 /**
- * Prompts prefilled together, one chunk per step, before their sequences join the batch. Every
- * row (one per prompt) has the same `done` prompt tokens in `cache`.
+ * Prompts prefilled together, one chunk of each per step, before their sequences join the batch:
+ * one row of `cache` per prompt, holding its `done` tokens. In a padded cache every row holds the
+ * same number; in slots each row holds its own.
  */
 export interface Cohort {
   rows: PromptEntry[];
   cache: KvCache;
-  done: number;
 }
 
 /** The indexes of the rows that pass `test`, and of those that do not. */

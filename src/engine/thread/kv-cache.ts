@@ -33,8 +33,12 @@ export interface KvCache {
   realLength(row: number): number;
   /** Attention mask for a step of `stepLength` new tokens in every row. */
   attentionMask(stepLength: number): BigInt64Array;
-  /** Takes in what the decoder returned for a step of `stepLength` tokens in every row. */
-  advance(update: KvUpdate, stepLength: number): void;
+  /**
+   * Takes in what the decoder returned for a step of `stepLength` tokens in every row, of which
+   * the first `rowLengths[row]` are real and the rest padding (a cache in slots only; omitted: all
+   * are real).
+   */
+  advance(update: KvUpdate, stepLength: number, rowLengths?: readonly number[]): void;
   /** A new cache holding only `rows` (in that order); this one is left as it is. */
   select(rows: readonly number[]): KvCache;
   /** This cache narrowed to `rows` (ascending); this object must not be used after, only the one returned. */
@@ -165,7 +169,8 @@ export class BatchKvCache implements KvCache {
   }
 
   /** Takes in what the decoder returned for a step of `stepLength` tokens in every row. */
-  advance(update: KvUpdate, stepLength: number): void {
+  advance(update: KvUpdate, stepLength: number, rowLengths?: readonly number[]): void {
+    if (rowLengths?.some((length) => length !== stepLength)) throw new Error('a padded cache takes steps of one length in every row');
     if ('present' in update) {
       this.release();
       this.tensors = update.present;

@@ -80,22 +80,24 @@ export class SlotKvCache implements KvCache {
     return mask;
   }
 
-  advance(update: KvUpdate, stepLength: number): void {
+  advance(update: KvUpdate, stepLength: number, rowLengths?: readonly number[]): void {
     if (!('appended' in update)) throw new Error('a graph that takes its past in slots returns only the new keys and values');
-    const longest = Math.max(0, ...this.lengths);
-    if (longest + stepLength > this.stride) this.regrow(slotCapacity(longest + stepLength), this.rowRoom);
+    const added = (row: number) => rowLengths?.[row] ?? stepLength;
+    const longest = Math.max(0, ...this.lengths.map((length, row) => length + added(row)));
+    if (longest > this.stride) this.regrow(slotCapacity(longest), this.rowRoom);
     const { numKvHeads: heads, headDim: dim } = this.layout;
     update.appended.forEach((tensor, t) => {
       const data = this.buffers[t]!;
       const source = tensor.data as KvData;
       this.lengths.forEach((length, row) => {
+        const count = added(row);
         for (let head = 0; head < heads; head++) {
           const from = (row * heads + head) * stepLength * dim;
-          data.set(source.subarray(from, from + stepLength * dim), (this.block(row, head) + length) * dim);
+          data.set(source.subarray(from, from + count * dim), (this.block(row, head) + length) * dim);
         }
       });
     });
-    this.lengths = this.lengths.map((length) => length + stepLength);
+    this.lengths = this.lengths.map((length, row) => length + added(row));
   }
 
   select(rows: readonly number[]): SlotKvCache {

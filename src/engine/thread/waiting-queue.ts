@@ -13,6 +13,8 @@ export class PromptEntry {
   prefix: PrefixBlock[] = [];
   /** Prompt tokens whose KV came from the prefix cache. */
   cachedTokens = 0;
+  /** Prompt tokens in the cache so far: the prefix cache's, then those prefilled. */
+  done = 0;
 
   constructor(readonly sequences: Sequence[]) {
     this.promptLogprobs = this.request.promptLogprobs === undefined ? undefined : [];
