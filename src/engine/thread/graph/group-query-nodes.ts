@@ -1,6 +1,6 @@
 /**
  * The nodes that replace a GroupQueryAttention (see group-query-slots.ts): each layer's, and those
- * the layers share (the masks, the step's lengths, the rotary at position_ids), made once.
+ * the layers share (the masks, the step's lengths), made once.
  */
 import { ELEM_FLOAT, ELEM_FLOAT16, ELEM_INT64, floatAttribute, graphNode, initializer, int64Initializer, intAttribute, intsAttribute } from './onnx-proto.js';
 import { newKvName } from './new-kv-outputs.js';
@@ -143,50 +143,15 @@ export class SlotNodes {
     ]);
   }
 
-  /** cos and sin of the rotary at position_ids, [B, S, 1, R/2] (or [B, S, 1, R/2, 1] interleaved). */
-  private rotaryTables(rotary: NonNullable<Attention['rotary']>): { cos: string; sin: string } {
-    const shape = rotary.interleaved ? this.ints('rotary_interleaved_shape', [0, 0, 1, -1, 1]) : this.ints('rotary_shape', [0, 0, 1, -1]);
-    const table = (name: string) =>
-      this.once(`/gqa_slots/${name}_at_positions${rotary.interleaved ? '_interleaved' : ''}`, () => [
-        node('Gather', [name, 'position_ids'], [`/gqa_slots/${name}_gathered`]),
-        node('Cast', [`/gqa_slots/${name}_gathered`], [`/gqa_slots/${name}_cast`], [intAttribute('to', this.kvType)]),
-        node('Reshape', [`/gqa_slots/${name}_cast`, shape], [`/gqa_slots/${name}_at_positions${rotary.interleaved ? '_interleaved' : ''}`]),
-      ]);
-    return { cos: table(rotary.cos), sin: table(rotary.sin) };
-  }
-
-  /** `x` [B, S, N, D] rotated as the kernel's rotary would rotate it. */
-  private rotate(x: string, rotary: NonNullable<Attention['rotary']>, headDim: number, at: (step: string) => string, made: Uint8Array[]): string {
-    const { cos, sin } = this.rotaryTables(rotary);
-    const { dim } = rotary;
-    const half = dim / 2;
-    const axis = rotary.interleaved ? 4 : 3;
-    let part = x;
-    if (dim < headDim) made.push(node('Slice', [x, this.ints('zero', [0]), this.ints(`dim_${dim}`, [dim]), this.ints('last_axis', [3])], [(part = at('rotated_part'))]));
-    if (rotary.interleaved) made.push(node('Reshape', [part, this.ints('pairs_shape', [0, 0, 0, -1, 2])], [(part = at('pairs'))]));
-    const [start, middle, end] = rotary.interleaved ? [0, 1, 2] : [0, half, dim];
-    const axes = this.ints(`axis_${axis}`, [axis]);
-    made.push(
-      node('Slice', [part, this.ints(`at_${start}`, [start]), this.ints(`at_${middle}`, [middle]), axes], [at('x1')]),
-      node('Slice', [part, this.ints(`at_${middle}`, [middle]), this.ints(`at_${end}`, [end]), axes], [at('x2')]),
-      node('Mul', [at('x1'), cos], [at('x1_cos')]),
-      node('Mul', [at('x2'), sin], [at('x2_sin')]),
-      node('Mul', [at('x2'), cos], [at('x2_cos')]),
-      node('Mul', [at('x1'), sin], [at('x1_sin')]),
-      node('Sub', [at('x1_cos'), at('x2_sin')], [at('y1')]),
-      node('Add', [at('x2_cos'), at('x1_sin')], [at('y2')]),
-      node('Concat', [at('y1'), at('y2')], [at('rotated')], [intAttribute('axis', axis)]),
-    );
-    let rotated = at('rotated');
-    if (rotary.interleaved) made.push(node('Reshape', [rotated, this.ints(`rotary_shape_${dim}`, [0, 0, 0, dim])], [(rotated = at('rotated_4d'))]));
-    if (dim < headDim) {
-      made.push(
-        node('Slice', [x, this.ints(`dim_${dim}`, [dim]), this.ints('end', [2 ** 53]), this.ints('last_axis', [3])], [at('unrotated')]),
-        node('Concat', [rotated, at('unrotated')], [at('rotated_whole')], [intAttribute('axis', 3)]),
-      );
-      rotated = at('rotated_whole');
-    }
-    return rotated;
+  /**
+   * `x` [B, S, N·D] rotated at position_ids as the kernel's own rotary does it: by the runtime's
+   * RotaryEmbedding, which GroupQueryAttention's CPU kernel runs internally.
+   */
+  private rotate(x: string, heads: number, rotary: NonNullable<Attention['rotary']>, headDim: number, out: string, made: Uint8Array[]): string {
+    const attributes = [intAttribute('interleaved', rotary.interleaved ? 1 : 0), intAttribute('num_heads', heads)];
+    if (rotary.dim < headDim) attributes.push(intAttribute('rotary_embedding_dim', rotary.dim));
+    made.push(node('RotaryEmbedding', [x, 'position_ids', rotary.cos, rotary.sin], [out], attributes, MICROSOFT));
+    return out;
   }
 
   /** `scale · a·bᵀ` over the last two axes. */
@@ -219,21 +184,23 @@ export class SlotNodes {
         return at(part);
       }) as [string, string, string];
     }
+    if (rotary) {
+      query = this.rotate(query, heads, rotary, headDim, at('query_rotated'), made);
+      key = this.rotate(key, kvHeads, rotary, headDim, at('key_rotated'), made);
+    }
     made.push(
       node('Reshape', [query, this.ints(`heads_${heads}_${headDim}`, [0, 0, heads, headDim])], [at('query_bsnd')]),
       node('Reshape', [key, this.ints(`heads_${kvHeads}_${headDim}`, [0, 0, kvHeads, headDim])], [at('key_bsnd')]),
       node('Reshape', [value, this.ints(`heads_${kvHeads}_${headDim}`, [0, 0, kvHeads, headDim])], [at('value_bsnd')]),
     );
-    const queryRotated = rotary ? this.rotate(at('query_bsnd'), rotary, headDim, (step) => at(`query_${step}`), made) : at('query_bsnd');
-    const keyRotated = rotary ? this.rotate(at('key_bsnd'), rotary, headDim, (step) => at(`key_${step}`), made) : at('key_bsnd');
     const toHeadsFirst = [intsAttribute('perm', [0, 2, 1, 3])];
     const newKey = newKvName(presentKey);
     const newValue = newKvName(presentValue);
     made.push(
-      node('Transpose', [queryRotated], [at('query_heads')], toHeadsFirst),
+      node('Transpose', [at('query_bsnd')], [at('query_heads')], toHeadsFirst),
       // The G query heads of each KV head as G × S rows: [B, KV, G·S, D].
       node('Reshape', [at('query_heads'), this.ints(`grouped_${kvHeads}_${headDim}`, [0, kvHeads, -1, headDim])], [at('query_grouped')]),
-      node('Transpose', [keyRotated], [newKey], toHeadsFirst),
+      node('Transpose', [at('key_bsnd')], [newKey], toHeadsFirst),
       node('Transpose', [at('value_bsnd')], [newValue], toHeadsFirst),
     );
     this.scaledScores(at('query_grouped'), pastKey, scale, at('scores_past_raw'), made);
