@@ -203,6 +203,13 @@ export const busyCores = (from: CpuTimes, to: CpuTimes): number => (to.total > f
 
 // ---------- weights ----------
 
+/** The CPU's features that decide which kernels run fastest, as /proc/cpuinfo names them. */
+export function cpuFeatures(): string {
+  const flags = (existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1] ?? '' : '').split(' ');
+  const present = ['avx2', 'avx512f', 'avx512_vnni', 'avx_vnni', 'amx_tile'].filter((flag) => flags.includes(flag));
+  return present.join(', ') || 'no AVX2';
+}
+
 /** Writes a bench model's model.onnx.data from its weights-manifest.json (bench/make-weights.mjs) when it is missing. */
 export function ensureWeights(dir: string): Promise<void> {
   if (!existsSync(join(dir, 'weights-manifest.json'))) return Promise.resolve();

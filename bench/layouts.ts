@@ -28,7 +28,7 @@ import { parseArgs } from 'node:util';
 import { makeVariant } from '../tools/model-variants.js';
 import { readModelFiles } from '../src/model/files.js';
 import { TextTokenizer } from '../src/model/tokenizer.js';
-import { ensureWeights, percentile, ROOT, sseData, startServer, STORY, stopServer, type ServerHandle } from './common.js';
+import { cpuFeatures, ensureWeights, percentile, ROOT, sseData, startServer, STORY, stopServer, type ServerHandle } from './common.js';
 
 const NEW_TOKENS = 48;
 const SOURCE = join(ROOT, 'bench/models/bench-llama-135m');
@@ -181,9 +181,7 @@ for (let r = 1; r <= rounds; r++) {
   }
 }
 
-const flagsOf = readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1] ?? '';
-const features = ['avx2', 'avx512f', 'avx512_vnni', 'avx_vnni', 'amx_tile'].filter((flag) => flagsOf.split(' ').includes(flag));
-console.log(`bench-llama-135m layouts — ${new Date().toISOString()} — ${cpus().length} cores (${cpus()[0]?.model ?? '?'}; ${features.join(', ') || 'no AVX2'}), server from ${serverRoot}, ${rounds} rounds, medians`);
+console.log(`bench-llama-135m layouts — ${new Date().toISOString()} — ${cpus().length} cores (${cpus()[0]?.model ?? '?'}; ${cpuFeatures()}), server from ${serverRoot}, ${rounds} rounds, medians`);
 console.log('layout        1 client  16 same  16 mixed short  short/same  16 mixed 8-512  (prompt+completion)  16 same long  mixed/same long  quiet ITL p95 ms  with a 2,000-token prompt  ratio');
 const summary: Record<string, Record<string, number>> = {};
 for (const [layout, runs] of results) {
@@ -217,5 +215,5 @@ for (const [layout, runs] of results) {
 }
 mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
 const file = join(ROOT, `bench/results/layouts-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-writeFileSync(file, `${JSON.stringify({ serverRoot, rounds, cpu: cpus()[0]?.model, features, summary, results: Object.fromEntries(results) }, null, 2)}\n`);
+writeFileSync(file, `${JSON.stringify({ serverRoot, rounds, cpu: cpus()[0]?.model, features: cpuFeatures(), summary, results: Object.fromEntries(results) }, null, 2)}\n`);
 console.log(`wrote ${file}`);
