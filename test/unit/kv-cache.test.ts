@@ -434,4 +434,38 @@ describe('SlotKvCache', () => {
     expect([kept.batchSize, kept.realLength(0)]).toEqual([1, 3]);
     expect(at(kept, 0, 0, 1, 1, 0)).toBe(code(4, 0, 1, 1, 1, 0));
   });
+
+  it("keeps only each row's real tokens of a padded step, the next step landing right after them", () => {
+    const cache = empty(2);
+    // A step of 4 positions in which row 0 has 4 real tokens and row 1 only 2, then its padding.
+    cache.advance({ appended: appended(6, 2, 0, 4) }, 4, [4, 2]);
+    expect([cache.realLength(0), cache.realLength(1)]).toEqual([4, 2]);
+    expect(maskRows(cache.attentionMask(1), 2)[1]!.slice(0, 5)).toEqual([1, 1, 0, 0, 0]);
+    cache.advance({ appended: appended(7, 2, 0, 1) }, 1);
+    expect([cache.realLength(0), cache.realLength(1)]).toEqual([5, 3]);
+    for (const pos of [0, 1]) expect(at(cache, 1, 1, 1, pos, 2)).toBe(code(6, 1, 1, 1, pos, 2));
+    expect(at(cache, 1, 1, 1, 2, 2)).toBe(code(7, 1, 1, 1, 0, 2));
+    expect(at(cache, 1, 0, 1, 4, 2)).toBe(code(7, 1, 0, 1, 0, 2));
+  });
+
+  it('grows its slots for the longest real row of a padded step, not for the padding', () => {
+    const cache = empty(2);
+    cache.advance({ appended: appended(8, 2, 0, 31) }, 31, [31, 20]);
+    expect(cache.pastLength).toBe(32);
+    // 16 positions a row, of which 1 and 12 are real: 32 in each row, which the 32 slots hold.
+    cache.advance({ appended: appended(9, 2, 0, 16) }, 16, [1, 12]);
+    expect([cache.pastLength, cache.realLength(0), cache.realLength(1)]).toEqual([32, 32, 32]);
+    expect(at(cache, 0, 1, 0, 31, 0)).toBe(code(9, 0, 1, 0, 11, 0));
+    cache.advance({ appended: appended(10, 2, 0, 1) }, 1);
+    expect([cache.pastLength, cache.realLength(0), cache.realLength(1)]).toEqual([64, 33, 33]);
+    expect(at(cache, 0, 0, 0, 30, 0)).toBe(code(8, 0, 0, 0, 30, 0));
+    expect(at(cache, 0, 0, 0, 31, 0)).toBe(code(9, 0, 0, 0, 0, 0));
+  });
+});
+
+describe('BatchKvCache with a padded step', () => {
+  it('refuses rows of different lengths: a padded cache takes steps of one length in every row', () => {
+    const cache = BatchKvCache.empty(layout, 2);
+    expect(() => cache.advance({ present: present(9, 2, 3) }, 3, [3, 2])).toThrow('steps of one length');
+  });
 });
