@@ -21,7 +21,7 @@
  * rounds are printed with the CPU's features. `--root DIR` runs the server of another checkout (to
  * compare against an earlier commit on the same machine, in the same hour).
  */
-import { mkdirSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, existsSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';

@@ -8,6 +8,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { readModelConfig } from '../src/model/config.js';
+import { readModelFiles } from '../src/model/files.js';
 import type { ModelReport } from './bench-model.js';
 import { NEW_TOKENS, PROMPT_TOKENS } from './common.js';
 
@@ -35,21 +37,14 @@ export interface ModelShape {
 
 const EMBEDDING_TABLE = /embed_tokens|\bwte\b|\bwpe\b|embed_positions/;
 
-/** The shape of a bench model, from its weights-manifest.json and config.json. */
+/** The shape of a bench model: its product weights from weights-manifest.json, its attention as the server reads config.json. */
 export function modelShape(dir: string): ModelShape {
   const manifest = JSON.parse(readFileSync(join(dir, 'weights-manifest.json'), 'utf8')) as { tensors: { name: string; dims: number[] }[] };
-  const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, number | undefined>;
+  const { numLayers, numKvHeads, headDim } = readModelConfig(readModelFiles(dir));
   const productWeights = manifest.tensors
     .filter((tensor) => tensor.dims.length === 2 && !EMBEDDING_TABLE.test(tensor.name))
     .reduce((sum, tensor) => sum + tensor.dims[0]! * tensor.dims[1]!, 0);
-  const heads = Number(config.num_attention_heads ?? config.n_head);
-  const hidden = Number(config.hidden_size ?? config.n_embd);
-  return {
-    productWeights,
-    layers: Number(config.num_hidden_layers ?? config.n_layer),
-    kvHeads: Number(config.num_key_value_heads ?? heads),
-    headDim: Number(config.head_dim ?? hidden / heads),
-  };
+  return { productWeights, layers: numLayers, kvHeads: numKvHeads, headDim };
 }
 
 /** Bytes one decode step of `batch` rows reads: the weights once, and each row's `past` positions of keys and values. */
@@ -135,8 +130,8 @@ export function rooflineLines(model: string, shape: ModelShape, runners: readonl
 /** The roofline lines of a bench model's report: the raw loop, ortserve in the format its flags give, and each llama.cpp variant. */
 export function modelRoofline(report: ModelReport, bandwidth: number): string[] {
   if (!existsSync(join(report.dir, 'weights-manifest.json'))) return [`${report.model}: no weights-manifest.json to count its weights from`];
-  const flag = report.serverFlags.indexOf('--weights');
-  const served = flag === -1 ? 'f32' : report.serverFlags[flag + 1];
+  // The last --weights given wins, as `--weights int4` or `--weights=int4`.
+  const served = report.serverFlags.reduce<string | undefined>((value, flag, i, flags) => (flag === '--weights' ? flags[i + 1] : flag.startsWith('--weights=') ? flag.slice('--weights='.length) : value), undefined);
   const serverFormat: WeightFormat = served === 'int8' || served === 'int4' ? served : 'f32';
   const runners: RooflineRunner[] = [
     ...report.raw.map(({ median }) => ({ label: 'raw onnxruntime loop', format: 'f32' as const, batch: median.batch, decodeTokensPerSecond: median.decodeTokensPerSecond, kvBytesPerValue: 4 })),
