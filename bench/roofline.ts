@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { readModelConfig } from '../src/model/config.js';
 import { readModelFiles } from '../src/model/files.js';
+import { INT4_BLOCK } from '../src/engine/thread/graph/weight-quantization.js';
+import { Q4_0_BLOCK, Q4_0_BLOCK_BYTES, Q8_0_BLOCK, Q8_0_BLOCK_BYTES } from '../tools/gguf.js';
 import type { ModelReport } from './bench-model.js';
 import { NEW_TOKENS, PROMPT_TOKENS } from './common.js';
 
@@ -18,12 +20,12 @@ export const BYTES_PER_WEIGHT = {
   f32: 4,
   /** DynamicQuantizeMatMul: one byte, a scale per column (negligible). */
   int8: 1,
-  /** MatMulNBits: half a byte, a float32 scale per 32. */
-  int4: 0.5 + 4 / 32,
-  /** ggml q8_0: 32 bytes and a float16 scale per 32. */
-  q8_0: 34 / 32,
-  /** ggml q4_0: 16 bytes and a float16 scale per 32. */
-  q4_0: 18 / 32,
+  /** MatMulNBits: half a byte, a float32 scale per block. */
+  int4: 0.5 + 4 / INT4_BLOCK,
+  /** ggml q8_0: a byte a weight and a float16 scale per block. */
+  q8_0: Q8_0_BLOCK_BYTES / Q8_0_BLOCK,
+  /** ggml q4_0: half a byte a weight and a float16 scale per block. */
+  q4_0: Q4_0_BLOCK_BYTES / Q4_0_BLOCK,
 } as const;
 export type WeightFormat = keyof typeof BYTES_PER_WEIGHT;
 

@@ -63,13 +63,13 @@ const enum Kv {
 /** ggml tensor types. */
 const GGML_F32 = 0;
 const GGML_Q8_0 = 8;
-const Q8_0_BLOCK = 32;
-const Q8_0_BLOCK_BYTES = 2 + Q8_0_BLOCK;
+export const Q8_0_BLOCK = 32;
+export const Q8_0_BLOCK_BYTES = 2 + Q8_0_BLOCK;
 
 /** llama_ftype of the whole file. */
 const GGML_Q4_0 = 2;
-const Q4_0_BLOCK = 32;
-const Q4_0_BLOCK_BYTES = 2 + Q4_0_BLOCK / 2;
+export const Q4_0_BLOCK = 32;
+export const Q4_0_BLOCK_BYTES = 2 + Q4_0_BLOCK / 2;
 const FILE_TYPE: Record<GgufType, number> = { f32: 0, q8_0: 7, q4_0: 2 };
 
 type KvValue =
