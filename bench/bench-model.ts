@@ -5,9 +5,9 @@
  */
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { ensureWeights, PROMPT_TOKENS, ROOT, startServer, stopServer, THREADS, type Summary } from './common.js';
+import { PROMPT_TOKENS, ROOT, startServer, stopServer, THREADS, type Summary } from './common.js';
 import { LlamaCppRounds, type LlamaCppReport, type LlamaCppVariant } from './llama-cpp.js';
-import { loadModelInfo, makePrompts, MODELS, ROUNDS, type ModelSet } from './model-sets.js';
+import { ensureModel, ensureServedLayout, loadModelInfo, makePrompts, ROUNDS, type ModelSet, type ServedLayout } from './model-sets.js';
 import { OrtserveRounds, type ServerResult } from './ortserve.js';
 import { RawRounds, screenPrompts, type RawResult } from './raw.js';
 import { TransformersRounds, type TransformersReport } from './transformers.js';
@@ -16,11 +16,14 @@ export interface BenchOptions {
   skipTransformers: boolean;
   skipLlamaCpp: boolean;
   serverFlags: string[];
+  servedLayout: ServedLayout;
 }
 
 export interface ModelReport {
   model: ModelSet;
   dir: string;
+  /** The folder ortserve serves: `dir`, or a layout derived from it (see --served-layout). */
+  servedDir: string;
   serverFlags: string[];
   serverStartMs: number;
   prompts: string[];
@@ -38,11 +41,11 @@ export interface ModelReport {
 
 const log = (message: string) => process.stderr.write(`[bench] ${message}\n`);
 
-export async function benchModel(name: ModelSet, { skipTransformers, skipLlamaCpp, serverFlags }: BenchOptions): Promise<ModelReport> {
+export async function benchModel(name: ModelSet, { skipTransformers, skipLlamaCpp, serverFlags, servedLayout }: BenchOptions): Promise<ModelReport> {
   const modelStart = performance.now();
   const notes: string[] = [];
-  const dir = MODELS[name];
-  await ensureWeights(dir);
+  const dir = await ensureModel(name);
+  const servedDir = ensureServedLayout(dir, servedLayout);
   const model = loadModelInfo(name);
   const candidates = makePrompts(model.tokenizer);
   const rounds = ROUNDS[name];
@@ -59,7 +62,7 @@ export async function benchModel(name: ModelSet, { skipTransformers, skipLlamaCp
   const { prompts, rawText } = await screenPrompts(session, model, candidates, notes);
 
   log(`${name}: starting ortserve…`);
-  const server = await startServer(model.dir, serverFlags);
+  const server = await startServer(servedDir, serverFlags);
   const raw = new RawRounds(session, model, prompts);
   const ortserve = new OrtserveRounds(server.url, model, prompts, rawText, notes);
   const transformers = new TransformersRounds(skipTransformers, model, prompts, notes);
@@ -94,6 +97,7 @@ export async function benchModel(name: ModelSet, { skipTransformers, skipLlamaCp
   return {
     model: name,
     dir: dir.startsWith(ROOT) ? dir.slice(ROOT.length) : dir,
+    servedDir: servedDir.startsWith(ROOT) ? servedDir.slice(ROOT.length) : servedDir,
     serverFlags: ['--port', '0', '--host', '127.0.0.1', '--log-level', 'info', ...serverFlags],
     serverStartMs: server.startMs,
     prompts: prompts.map((p) => p.text),

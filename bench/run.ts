@@ -9,7 +9,7 @@
  * prints one table with the ratios (table.ts) and the roofline lines, and writes bench/results/<timestamp>.json and latest.json.
  * One model's rounds are in bench-model.ts.
  *
- *   npm run bench [-- --model-set default|124m|135m|all] [--skip-transformers] [--skip-llama-cpp] [--server-flags="--prefill-chunk 32"]
+ *   npm run bench [-- --model-set default|124m|135m|0.5b|1b|all] [--skip-transformers] [--skip-llama-cpp] [--server-flags="--prefill-chunk 32"]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -18,16 +18,17 @@ import { parseArgs } from 'node:util';
 import { benchModel, type BenchOptions, type ModelReport } from './bench-model.js';
 import { cpuFeatures, NEW_TOKENS, PROMPT_TOKENS, ROOT, THREADS } from './common.js';
 import { NODE_LLAMA_CPP_VERSION } from './llama-cpp.js';
-import { BENCH, MODELS, readJson, type ModelSet } from './model-sets.js';
+import { BENCH, isServedLayout, MODELS, readJson, type ModelSet } from './model-sets.js';
 import { modelRoofline, probeBandwidth } from './roofline.js';
 import { table } from './table.js';
 
-const USAGE = 'usage: npm run bench [-- --model-set default|124m|135m|all] [--skip-transformers] [--skip-llama-cpp] [--server-flags="--prefill-chunk 32 ..."]\n';
-let values: { 'model-set'?: string; 'skip-transformers'?: boolean; 'skip-llama-cpp'?: boolean; 'server-flags'?: string };
+const USAGE = 'usage: npm run bench [-- --model-set default|124m|135m|0.5b|1b|all] [--served-layout as-set|int4-export] [--skip-transformers] [--skip-llama-cpp] [--server-flags="--prefill-chunk 32 ..."]\n';
+let values: { 'model-set'?: string; 'served-layout'?: string; 'skip-transformers'?: boolean; 'skip-llama-cpp'?: boolean; 'server-flags'?: string };
 try {
   ({ values } = parseArgs({
     options: {
       'model-set': { type: 'string', default: 'all' },
+      'served-layout': { type: 'string', default: 'as-set' },
       'skip-transformers': { type: 'boolean', default: false },
       'skip-llama-cpp': { type: 'boolean', default: false },
       'server-flags': { type: 'string', default: '' },
@@ -43,11 +44,16 @@ if (set !== 'all' && !(set in MODELS)) {
   process.exit(2);
 }
 const names: ModelSet[] = set === 'all' ? ['default', '124m'] : [set as ModelSet];
+const servedLayout = values['served-layout'] ?? 'as-set';
+if (!isServedLayout(servedLayout)) {
+  process.stderr.write(USAGE);
+  process.exit(2);
+}
 const serverFlags = (values['server-flags'] ?? '').split(/\s+/).filter(Boolean);
 
 const runStart = performance.now();
 const reports: ModelReport[] = [];
-const options: BenchOptions = { skipTransformers: values['skip-transformers'] ?? false, skipLlamaCpp: values['skip-llama-cpp'] ?? false, serverFlags };
+const options: BenchOptions = { skipTransformers: values['skip-transformers'] ?? false, skipLlamaCpp: values['skip-llama-cpp'] ?? false, serverFlags, servedLayout };
 for (const name of names) reports.push(await benchModel(name, options));
 // After the runners, so that the probe's buffers and threads do not share the machine with them.
 const bandwidth = await probeBandwidth(THREADS);
@@ -65,7 +71,7 @@ const summary = [
   `ortserve bench — ${new Date().toISOString()} — ${THREADS} cores (${cpuModel}; ${cpuFeatures()}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${versions.node}, onnxruntime-node ${versions.onnxruntimeNode}, transformers.js ${versions.transformersJs}` +
     (versions.nodeLlamaCpp ? `, node-llama-cpp ${versions.nodeLlamaCpp} (${versions.llamaCpp ?? '?'})` : ''),
   `${PROMPT_TOKENS}-token prompts (different per row, same length), ${NEW_TOKENS} new tokens, greedy; raw/transformers.js intraOpNumThreads ${THREADS}, graphOptimizationLevel all; llama.cpp threads ${THREADS}`,
-  `ortserve flags: ${reports[0]?.serverFlags.join(' ')} (engine defaults otherwise: --max-batch 16, --prefill-chunk 16, --threads 0 = one per core)`,
+  `ortserve serves ${reports[0]?.servedDir ?? '?'} with flags: ${reports[0]?.serverFlags.join(' ')} (engine defaults otherwise: --max-batch 16, --prefill-chunk 16, --threads 0 = one per core)`,
   `rounds of raw → ortserve → transformers.js → llama.cpp: ${reports.map((r) => `${r.rounds} for ${r.model}`).join(', ')}; each row is the round with the median e2e tok/s (min-max over rounds shown); TTFT/ITL percentiles are over that round's streams`,
   '',
   table(reports),

@@ -4,7 +4,8 @@
  *
  *   npx tsx tools/gguf.ts --model bench/models/bench-gpt2-124m --type f32|q8_0|q4_0 [--out FILE]
  *
- * Architectures: `gpt2` (GPT-2 graphs) and `llama` (Hugging Face Llama graphs, see mapLlama).
+ * Architectures: `gpt2` (GPT-2 graphs), `llama` and `qwen2` (Hugging Face Llama and Qwen2 graphs, see
+ * mapLlama).
  * Which initializer is which comes from the graph, not from names; for gpt2: the Gathers of
  * `input_ids` and `position_ids`, the LayerNormalization nodes in order, the MatMuls by a 2-D weight
  * in order, each followed by the Add of its bias. Initializers an exporter deduplicated are reached through the
@@ -561,9 +562,11 @@ export function interleaveRopeRows(values: Float32Array, heads: number, columns:
  * A Hugging Face Llama graph as exported with its RMSNorms and RoPE spelled out: per layer the
  * norm's scale (a Mul by a 1-D weight), q, k, v (k and v told apart by the Neg of rotate-half that
  * follows k), o, the norm, gate (the one a Sigmoid reads: SiLU), up and down; then the final norm
- * and the head.
+ * and the head. Qwen2 is the same graph with biases on q, k and v; llama.cpp's `qwen2` rotates
+ * half of each head against the other half as the graph does (NEOX), so its q and k rows keep
+ * their order, where `llama` pairs adjacent dimensions and they are interleaved.
  */
-function mapLlama(graph: OnnxGraph, config: Config): Mapped {
+function mapLlama(graph: OnnxGraph, config: Config, architecture: 'llama' | 'qwen2'): Mapped {
   const layers = num(config, 'num_hidden_layers');
   const heads = num(config, 'num_attention_heads');
   const kvHeads = typeof config.num_key_value_heads === 'number' ? config.num_key_value_heads : heads;
@@ -591,10 +594,13 @@ function mapLlama(graph: OnnxGraph, config: Config): Mapped {
   const feedForward = matmuls[4]!.weight.dims[1]!;
 
   const tensors: Mapped['tensors'] = [{ name: 'token_embd.weight', source: tokenEmbedding!, transposed: false }];
-  const linear = (name: string, l: Linear, k: number, n: number, ropeHeads?: number) => {
+  const qkvBiases = architecture === 'qwen2';
+  const linear = (name: string, l: Linear, k: number, n: number, { ropeHeads, bias = false }: { ropeHeads?: number; bias?: boolean } = {}) => {
     need(l.weight.dims[0] === k && l.weight.dims[1] === n, `${name}: weight ${l.weight.dims.join('×')}, expected ${k}×${n}`);
-    need(l.bias === undefined, `${name}: a bias, which llama.cpp's llama does not load`);
-    tensors.push({ name: `${name}.weight`, source: l.weight, transposed: true, ropeHeads });
+    need(bias || l.bias === undefined, `${name}: a bias, which llama.cpp's ${architecture} does not load`);
+    need(!bias || l.bias !== undefined, `${name}: no bias, which llama.cpp's ${architecture} needs`);
+    tensors.push({ name: `${name}.weight`, source: l.weight, transposed: true, ...(architecture === 'llama' && { ropeHeads }) });
+    if (bias) tensors.push({ name: `${name}.bias`, source: l.bias!, transposed: false });
   };
   for (let layer = 0; layer < layers; layer++) {
     const [attnNorm, ffnNorm] = [norms[2 * layer]!, norms[2 * layer + 1]!];
@@ -614,9 +620,9 @@ function mapLlama(graph: OnnxGraph, config: Config): Mapped {
     const down = block.find((l) => ![...qkv, ...gateUp].includes(l) && l !== attnOut);
     need(attnOut !== undefined && down !== undefined, `layer ${layer}: no attention output or down projection`);
     tensors.push({ name: `blk.${layer}.attn_norm.weight`, source: attnNorm.weight, transposed: false });
-    linear(`blk.${layer}.attn_q`, q, hidden, heads * headDim, heads);
-    linear(`blk.${layer}.attn_k`, k, hidden, kvHeads * headDim, kvHeads);
-    linear(`blk.${layer}.attn_v`, v!, hidden, kvHeads * headDim);
+    linear(`blk.${layer}.attn_q`, q, hidden, heads * headDim, { ropeHeads: heads, bias: qkvBiases });
+    linear(`blk.${layer}.attn_k`, k, hidden, kvHeads * headDim, { ropeHeads: kvHeads, bias: qkvBiases });
+    linear(`blk.${layer}.attn_v`, v!, hidden, kvHeads * headDim, { bias: qkvBiases });
     linear(`blk.${layer}.attn_output`, attnOut!, heads * headDim, hidden);
     tensors.push({ name: `blk.${layer}.ffn_norm.weight`, source: ffnNorm.weight, transposed: false });
     linear(`blk.${layer}.ffn_gate`, gate!, hidden, feedForward);
@@ -627,25 +633,37 @@ function mapLlama(graph: OnnxGraph, config: Config): Mapped {
   const rope = (config.rope_parameters ?? {}) as Config;
   const theta = typeof rope.rope_theta === 'number' ? rope.rope_theta : typeof config.rope_theta === 'number' ? config.rope_theta : 10000;
   need((rope.rope_type ?? 'default') === 'default' && config.rope_scaling == null, 'a scaled RoPE');
+  const a = architecture;
   return {
-    architecture: 'llama',
+    architecture,
     metadata: [
-      ['llama.context_length', u32(num(config, 'max_position_embeddings'))],
-      ['llama.embedding_length', u32(hidden)],
-      ['llama.feed_forward_length', u32(feedForward)],
-      ['llama.block_count', u32(layers)],
-      ['llama.attention.head_count', u32(heads)],
-      ['llama.attention.head_count_kv', u32(kvHeads)],
-      ['llama.attention.key_length', u32(headDim)],
-      ['llama.attention.value_length', u32(headDim)],
-      ['llama.attention.layer_norm_rms_epsilon', f32(typeof config.rms_norm_eps === 'number' ? config.rms_norm_eps : 1e-5)],
-      ['llama.rope.dimension_count', u32(headDim)],
-      ['llama.rope.freq_base', f32(theta)],
-      ['llama.vocab_size', u32(vocab)],
+      [`${a}.context_length`, u32(num(config, 'max_position_embeddings'))],
+      [`${a}.embedding_length`, u32(hidden)],
+      [`${a}.feed_forward_length`, u32(feedForward)],
+      [`${a}.block_count`, u32(layers)],
+      [`${a}.attention.head_count`, u32(heads)],
+      [`${a}.attention.head_count_kv`, u32(kvHeads)],
+      [`${a}.attention.key_length`, u32(headDim)],
+      [`${a}.attention.value_length`, u32(headDim)],
+      [`${a}.attention.layer_norm_rms_epsilon`, f32(typeof config.rms_norm_eps === 'number' ? config.rms_norm_eps : 1e-5)],
+      [`${a}.rope.dimension_count`, u32(headDim)],
+      [`${a}.rope.freq_base`, f32(theta)],
+      [`${a}.vocab_size`, u32(vocab)],
     ],
     tensors,
     vocabRows: vocab,
   };
+}
+
+/**
+ * The weights of a Llama-family model folder's graph by their GGUF names, each as the graph holds it
+ * (a MatMul weight [K, N], not transposed, rows in the graph's order).
+ */
+export function llamaWeights(modelDir: string): Map<string, { dims: number[]; values: Float32Array }> {
+  const config = JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8')) as Config;
+  const graph = readGraph(modelDir);
+  const modelType = config.model_type === 'qwen2' ? 'qwen2' : 'llama';
+  return new Map(mapLlama(graph, config, modelType).tensors.map(({ name, source }) => [name, { dims: source.dims, values: floatValues(graph, source) }]));
 }
 
 // ---------- tokenizer ----------
@@ -712,8 +730,8 @@ export function convertToGguf(modelDir: string, type: GgufType, out: string): Co
   const config = JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8')) as Config;
   const graph = readGraph(modelDir);
   const modelType = String(config.model_type ?? '');
-  need(modelType === 'gpt2' || modelType === 'llama', `model_type ${modelType || '(none)'}; the converter knows gpt2 and llama`);
-  const mapped = modelType === 'gpt2' ? mapGpt2(graph, config) : mapLlama(graph, config);
+  need(modelType === 'gpt2' || modelType === 'llama' || modelType === 'qwen2', `model_type ${modelType || '(none)'}; the converter knows gpt2, llama and qwen2`);
+  const mapped = modelType === 'gpt2' ? mapGpt2(graph, config) : mapLlama(graph, config, modelType === 'qwen2' ? 'qwen2' : 'llama');
   const metadata: [string, KvValue][] = [
     ['general.architecture', str(mapped.architecture)],
     ['general.name', str(basename(resolve(modelDir)))],

@@ -73,7 +73,8 @@ import {
   withoutDeadNodes,
   type RawField,
 } from '../src/engine/thread/graph/onnx-proto.js';
-import { floatWeight, INT4_BLOCK, quantizeInt4, quantizeWeights, type FloatWeight } from '../src/engine/thread/graph/weight-quantization.js';
+import { withExternalData } from '../src/engine/thread/graph/external-data.js';
+import { floatWeight, INT4_BLOCK, quantizeInt4, quantizeWeights, type ExternalDataReader, type FloatWeight } from '../src/engine/thread/graph/weight-quantization.js';
 
 const DATA_LOCATION_EXTERNAL = 1;
 const ENTRY_KEY = 1;
@@ -286,7 +287,7 @@ function writeWithContribOps(path: string, edited: Uint8Array | undefined): void
 function int4(source: string, target: string): void {
   copyFolder(source, target);
   const path = join(target, 'model.onnx');
-  const quantized = quantizeWeights(readFileSync(path), 'int4', { keepHead: false });
+  const quantized = withExternalData(target, (readExternal) => quantizeWeights(readFileSync(path), 'int4', { keepHead: false, readExternal }));
   if (!quantized) throw new Error('no MatMul to quantize');
   writeFileSync(path, quantized.model);
 }
@@ -338,9 +339,9 @@ function blockQuantized(weight: Float32Array, k: number, n: number, { bits, zero
   return { data, scales, ...(points && { zeroPoints: points }) };
 }
 
-/** The float32 2-D initializers of a graph held in it, by name, as weights ([k, n]). */
-function floatMatrices(fields: readonly RawField[]): Map<string, FloatWeight> {
-  const weights = fields.flatMap((field) => (field.number === GRAPH_INITIALIZER ? [floatWeight(field.payload!)] : []));
+/** The float32 2-D initializers of a graph, by name, as weights ([k, n]); those in external data too with `readExternal`. */
+function floatMatrices(fields: readonly RawField[], readExternal?: ExternalDataReader): Map<string, FloatWeight> {
+  const weights = fields.flatMap((field) => (field.number === GRAPH_INITIALIZER ? [floatWeight(field.payload!, readExternal)] : []));
   return new Map(weights.flatMap((weight) => (weight ? [[weight.name, weight] as const] : [])));
 }
 
@@ -352,7 +353,7 @@ function exportedMatMulNBits(source: string, target: string, format: BlockFormat
   copyFolder(source, target);
   const path = join(target, 'model.onnx');
   editModel(path, (fields) => {
-    const matrices = floatMatrices(fields);
+    const matrices = withExternalData(target, (readExternal) => floatMatrices(fields, readExternal));
     const quantized = new Set<string>();
     const out = fields.flatMap((field) => {
       if (field.number !== GRAPH_NODE) return [field.bytes];

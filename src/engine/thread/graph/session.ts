@@ -1,6 +1,6 @@
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { addLogitsPositions, LOGITS_POSITIONS, LOGITS_TO_KEEP } from './logits-positions.js';
 import { addNewKvOutputs, newKvName } from './new-kv-outputs.js';
@@ -10,7 +10,8 @@ import { ModelLoadError } from '../../../model/errors.js';
 import type { ModelConfig } from '../../../model/config.js';
 import { positionTableSize, takesUnpaddedRows } from './graph-limits.js';
 import { runtimeRefusal } from './runtime-refusal.js';
-import { INT4_BLOCK, quantizeWeights, type ExternalDataReader } from './weight-quantization.js';
+import { withExternalData } from './external-data.js';
+import { INT4_BLOCK, quantizeWeights } from './weight-quantization.js';
 import type { AttentionFormat, Device, GraphLimits, QuantizedWeights, WeightFormat } from '../../protocol.js';
 
 export type KvDataType = 'float32' | 'float16';
@@ -140,24 +141,6 @@ export function defaultThreads(cores = availableParallelism()): number {
   return Math.max(1, cores);
 }
 
-/** Runs `read` with a reader of the external data files in `dir`, each opened once, and closes them. */
-function withExternalData<T>(dir: string, read: (reader: ExternalDataReader) => T): T {
-  const files = new Map<string, number>();
-  const reader: ExternalDataReader = (location, offset, length) => {
-    const path = join(dir, location);
-    if (relative(dir, path).startsWith('..')) throw new Error(`external data ${location} is outside the model's folder`);
-    let fd = files.get(location);
-    if (fd === undefined) files.set(location, (fd = openSync(path, 'r')));
-    const bytes = new Uint8Array(length);
-    if (readSync(fd, bytes, 0, length, offset) !== length) throw new Error(`external data ${location} ends before byte ${offset + length}`);
-    return bytes;
-  };
-  try {
-    return read(reader);
-  } finally {
-    for (const fd of files.values()) closeSync(fd);
-  }
-}
 
 /** An edit of the graph as it loads: what it made of the graph, or undefined where the graph's shape does not suit it. */
 interface GraphEdit {
