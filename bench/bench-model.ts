@@ -64,7 +64,9 @@ export async function benchModel(name: ModelSet, { skipTransformers, skipLlamaCp
   log(`${name}: starting ortserve…`);
   const server = await startServer(servedDir, serverFlags);
   const raw = new RawRounds(session, model, prompts);
-  const ortserve = new OrtserveRounds(server.url, model, prompts, rawText, notes);
+  // The server names its model after the folder it serves, which a served layout renames.
+  const served = typeof server.ready.model === 'string' ? { ...model, id: server.ready.model } : model;
+  const ortserve = new OrtserveRounds(server.url, served, prompts, rawText, notes);
   const transformers = new TransformersRounds(skipTransformers, model, prompts, notes);
   let promptTokensSeenByServer: number[] = [];
   try {

@@ -154,7 +154,8 @@ export class OrtserveRounds {
     const promptTokensSeenByServer = await checkPromptTokens(this.url, this.model, this.prompts);
     const bad = promptTokensSeenByServer.filter((n) => n !== PROMPT_TOKENS).length;
     if (bad > 0) this.notes.push(`${bad} prompt(s) were not ${PROMPT_TOKENS} tokens for the server: ${promptTokensSeenByServer.join(',')}`);
-    await streamCompletion(this.url, this.model.id, this.prompts[0]!.text, 16);
+    const warmUp = await streamCompletion(this.url, this.model.id, this.prompts[0]!.text, 16);
+    if (warmUp.error) throw new Error(`ortserve's warm-up completion failed: ${warmUp.error}`);
     return promptTokensSeenByServer;
   }
 
