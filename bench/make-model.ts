@@ -18,9 +18,6 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import {
-  ATTRIBUTE_NAME,
-  ATTRIBUTE_TENSOR,
-  ATTRIBUTE_TYPE,
   concat,
   DIM_PARAM,
   DIM_VALUE,
@@ -28,18 +25,21 @@ import {
   ELEM_INT64,
   GRAPH_INITIALIZER,
   GRAPH_INPUT,
+  GRAPH_NAME,
   GRAPH_OUTPUT,
   graphNode,
   intAttribute,
   intsAttribute,
   lengthField,
   MODEL_GRAPH,
+  MODEL_IR_VERSION,
+  MODEL_PRODUCER_NAME,
   MODEL_OPSET_IMPORT,
-  NODE_ATTRIBUTE,
   OPSET_DOMAIN,
   OPSET_VERSION,
   SHAPE_DIM,
   stringField,
+  tensorAttribute,
   TENSOR_DATA_LOCATION,
   TENSOR_DATA_TYPE,
   TENSOR_DIMS,
@@ -59,13 +59,8 @@ const DATA_FILE = 'model.onnx.data';
 const WEIGHT_STD = 0.02;
 const INT64_MAX = 9223372036854775807n;
 const FLOAT_LOWEST = -3.4028234663852886e38;
-const ATTRIBUTE_TYPE_TENSOR = 4;
 const ONNX_OPSET = 17;
 const IR_VERSION = 8;
-/** ModelProto fields the graph edits do not name. */
-const MODEL_IR_VERSION = 1;
-const MODEL_PRODUCER_NAME = 2;
-const GRAPH_NAME = 2;
 
 /** The shape a config gives a decoder. */
 export interface DecoderShape {
@@ -140,8 +135,6 @@ function tensorProto(elemType: number, dims: readonly number[], raw: Uint8Array)
   return concat([...dims.map((dim) => varintField(TENSOR_DIMS, dim)), varintField(TENSOR_DATA_TYPE, elemType), lengthField(TENSOR_RAW_DATA, raw)]);
 }
 
-const valueAttribute = (tensor: Uint8Array) =>
-  lengthField(NODE_ATTRIBUTE, concat([stringField(ATTRIBUTE_NAME, 'value'), lengthField(ATTRIBUTE_TENSOR, tensor), varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_TENSOR)]));
 
 // ---------- the graph ----------
 
@@ -186,13 +179,13 @@ class GraphWriter {
   int64(scope: string, values: readonly bigint[] | bigint): string {
     const list = typeof values === 'bigint' ? [values] : values;
     const raw = new Uint8Array(BigInt64Array.from(list).buffer);
-    return this.op(scope, 'Constant', [], [valueAttribute(tensorProto(ELEM_INT64, typeof values === 'bigint' ? [] : [list.length], raw))]);
+    return this.op(scope, 'Constant', [], [tensorAttribute('value', tensorProto(ELEM_INT64, typeof values === 'bigint' ? [] : [list.length], raw))]);
   }
 
   float(scope: string, values: readonly number[] | number): string {
     const list = typeof values === 'number' ? [values] : values;
     const raw = new Uint8Array(Float32Array.from(list).buffer);
-    return this.op(scope, 'Constant', [], [valueAttribute(tensorProto(ELEM_FLOAT, typeof values === 'number' ? [] : [list.length], raw))]);
+    return this.op(scope, 'Constant', [], [tensorAttribute('value', tensorProto(ELEM_FLOAT, typeof values === 'number' ? [] : [list.length], raw))]);
   }
 
   weight(name: string, dims: number[], kind: ManifestTensor['kind'] = 'normal'): string {

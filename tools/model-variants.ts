@@ -40,6 +40,7 @@ import {
   ELEM_UINT8,
   GRAPH_INITIALIZER,
   GRAPH_INPUT,
+  GRAPH_NAME,
   GRAPH_NODE,
   graphNode,
   GRAPH_OUTPUT,
@@ -56,6 +57,7 @@ import {
   parseFields,
   readNode,
   stringField,
+  tensorAttribute,
   TENSOR_DATA_LOCATION,
   TENSOR_DATA_TYPE,
   TENSOR_DIMS,
@@ -79,7 +81,6 @@ import { floatWeight, INT4_BLOCK, quantizeInt4, quantizeWeights, type ExternalDa
 const DATA_LOCATION_EXTERNAL = 1;
 const ENTRY_KEY = 1;
 const ENTRY_VALUE = 2;
-const ATTRIBUTE_TYPE_TENSOR = 4;
 
 type Json = Record<string, unknown>;
 const readJson = (path: string) => JSON.parse(readFileSync(path, 'utf8')) as Json;
@@ -99,9 +100,6 @@ function int64Tensor(values: readonly bigint[], dims: readonly number[]): Uint8A
   values.forEach((value, i) => view.setBigInt64(i * 8, value, true));
   return concat([...dims.map((dim) => varintField(TENSOR_DIMS, dim)), varintField(TENSOR_DATA_TYPE, ELEM_INT64), lengthField(TENSOR_RAW_DATA, raw)]);
 }
-
-const tensorAttribute = (name: string, tensor: Uint8Array) =>
-  lengthField(NODE_ATTRIBUTE, concat([stringField(ATTRIBUTE_NAME, name), lengthField(ATTRIBUTE_TENSOR, tensor), varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_TENSOR)]));
 
 const node = (opType: string, inputs: readonly string[], outputs: readonly string[], attributes: readonly Uint8Array[] = []) =>
   graphNode(opType, inputs, outputs, { name: `/variant/${opType}/${outputs[0]}`, attributes });
@@ -549,7 +547,6 @@ function groupQueryAttention(source: string, target: string, fusedRotary = false
   writeWithContribOps(path, edited);
 }
 
-const GRAPH_NAME = 2;
 const GRAPH_VALUE_INFO = 13;
 const ATTRIBUTE_G = 6;
 const ATTRIBUTE_TYPE_GRAPH = 5;

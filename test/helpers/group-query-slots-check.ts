@@ -13,6 +13,7 @@ import {
   intAttribute,
   lengthField,
   MODEL_GRAPH,
+  MODEL_IR_VERSION,
   MODEL_OPSET_IMPORT,
   OPSET_DOMAIN,
   OPSET_VERSION,
@@ -32,7 +33,6 @@ import { maxDifference } from './differences.js';
 const HEADS = 4;
 const KV_HEADS = 2;
 const HEAD_DIM = 32;
-const MODEL_IR_VERSION = 1;
 const ELEM_INT32 = 6;
 const POSITIONS = 64;
 

@@ -95,8 +95,11 @@ export const decodeText = (bytes: Uint8Array | undefined) => new TextDecoder().d
 export const stringField = (number: number, value: string) => lengthField(number, text(value));
 
 // Field numbers of onnx.proto.
+export const MODEL_IR_VERSION = 1;
+export const MODEL_PRODUCER_NAME = 2;
 export const MODEL_GRAPH = 7;
 export const GRAPH_NODE = 1;
+export const GRAPH_NAME = 2;
 export const GRAPH_INITIALIZER = 5;
 export const GRAPH_INPUT = 11;
 export const GRAPH_OUTPUT = 12;
@@ -115,6 +118,7 @@ export const ATTRIBUTE_INTS = 8;
 export const ATTRIBUTE_TYPE = 20;
 export const ATTRIBUTE_TYPE_FLOAT = 1;
 export const ATTRIBUTE_TYPE_INT = 2;
+export const ATTRIBUTE_TYPE_TENSOR = 4;
 export const ATTRIBUTE_TYPE_INTS = 7;
 export const TENSOR_DIMS = 1;
 export const TENSOR_DATA_TYPE = 2;
@@ -151,6 +155,10 @@ export function floatAttribute(name: string, value: number): Uint8Array {
   new DataView(bits.buffer).setFloat32(1, value, true);
   return lengthField(NODE_ATTRIBUTE, concat([stringField(ATTRIBUTE_NAME, name), bits, varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_FLOAT)]));
 }
+
+/** A node's tensor attribute (a Constant's `value`), as a NodeProto field; `tensor` is a TensorProto's bytes. */
+export const tensorAttribute = (name: string, tensor: Uint8Array) =>
+  lengthField(NODE_ATTRIBUTE, concat([stringField(ATTRIBUTE_NAME, name), lengthField(ATTRIBUTE_TENSOR, tensor), varintField(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_TENSOR)]));
 
 /** A node's attribute of a list of integers, as a NodeProto field. */
 export const intsAttribute = (name: string, values: readonly number[]) =>
