@@ -59,14 +59,14 @@ export async function benchModel(name: ModelSet, { skipTransformers, skipLlamaCp
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
   });
-  const { prompts, rawText } = await screenPrompts(session, model, candidates, notes);
+  const { prompts, rawIds } = await screenPrompts(session, model, candidates, notes);
 
   log(`${name}: starting ortserve…`);
   const server = await startServer(servedDir, serverFlags);
   const raw = new RawRounds(session, model, prompts);
   // The server names its model after the folder it serves, which a served layout renames.
   const served = typeof server.ready.model === 'string' ? { ...model, id: server.ready.model } : model;
-  const ortserve = new OrtserveRounds(server.url, served, prompts, rawText, notes);
+  const ortserve = new OrtserveRounds(server.url, served, prompts, rawIds, notes);
   const transformers = new TransformersRounds(skipTransformers, model, prompts, notes);
   let promptTokensSeenByServer: number[] = [];
   try {

@@ -72,6 +72,8 @@ export interface ServerResult {
   shortStreams: { client: number; tokens: number | undefined; finishReason: string | undefined; error: string | undefined }[];
   /** Streams whose text equals the decoded greedy tokens of the raw loop. */
   matchesRaw: number;
+  /** Over all streams, the raw loop's greedy tokens, from the first, whose text the stream's begins with. */
+  leadingTokensAsRaw: number;
   /** `GET /health` latency, probed one after another while the streams run. */
   healthP50Ms: number;
   healthMaxMs: number;
@@ -91,7 +93,14 @@ async function probeHealth(url: string, done: Promise<unknown>): Promise<number[
   return latencies;
 }
 
-async function runClients(url: string, model: ModelInfo, prompts: Prompt[], clients: number, rawText: string[] | undefined): Promise<ServerResult> {
+/** How many of the raw loop's tokens, from the first, `text` begins with; `prefixes[k]` is the text of its first k + 1. */
+function leadingTokens(text: string, prefixes: readonly string[]): number {
+  let count = 0;
+  while (count < prefixes.length && text.startsWith(prefixes[count]!)) count++;
+  return count;
+}
+
+async function runClients(url: string, model: ModelInfo, prompts: Prompt[], clients: number, rawPrefixes: string[][]): Promise<ServerResult> {
   const start = performance.now();
   const running = Promise.all(prompts.slice(0, clients).map((p) => streamCompletion(url, model.id, p.text, NEW_TOKENS)));
   const [streams, health] = await Promise.all([running, probeHealth(url, running)]);
@@ -115,7 +124,8 @@ async function runClients(url: string, model: ModelInfo, prompts: Prompt[], clie
     itlMaxMs: Math.max(...gaps),
     fullStreams: clients - shortStreams.length,
     shortStreams,
-    matchesRaw: rawText ? streams.filter((s, i) => s.text === rawText[i]).length : NaN,
+    matchesRaw: streams.filter((s, i) => s.text === rawPrefixes[i]!.at(-1)).length,
+    leadingTokensAsRaw: streams.reduce((sum, s, i) => sum + leadingTokens(s.text, rawPrefixes[i]!), 0),
     healthP50Ms: percentile(health, 50),
     healthMaxMs: Math.max(...health),
   };
@@ -140,14 +150,19 @@ async function checkPromptTokens(url: string, model: ModelInfo, prompts: Prompt[
 export class OrtserveRounds {
   private readonly runs = new Map<number, ServerResult[]>(CLIENT_COUNTS.map((clients) => [clients, []]));
 
-  /** `rawText`: the raw loop's greedy text of each prompt, which every stream should equal. */
+  /** The text of each prompt's first k + 1 greedy tokens from the raw loop, for every k: a stream's text should be the last. */
+  private readonly rawPrefixes: string[][];
+
+  /** `rawIds`: the raw loop's greedy ids of each prompt, whose text every stream should be. */
   constructor(
     private readonly url: string,
     private readonly model: ModelInfo,
     private readonly prompts: Prompt[],
-    private readonly rawText: string[],
+    rawIds: number[][],
     private readonly notes: string[],
-  ) {}
+  ) {
+    this.rawPrefixes = rawIds.map((ids) => ids.map((_, k) => model.tokenizer.decode(ids.slice(0, k + 1), { skip_special_tokens: true })));
+  }
 
   /** Checks that the server counts every prompt as PROMPT_TOKENS tokens, and warms it up; returns the counts. */
   async prepare(): Promise<number[]> {
@@ -161,12 +176,17 @@ export class OrtserveRounds {
 
   async round(round: number): Promise<void> {
     for (const clients of CLIENT_COUNTS) {
-      const result = await runClients(this.url, this.model, this.prompts, clients, this.rawText);
+      const result = await runClients(this.url, this.model, this.prompts, clients, this.rawPrefixes);
       this.runs.get(clients)!.push(result);
       for (const s of result.shortStreams) {
         this.notes.push(`round ${round}, ortserve ${clients} clients: stream ${s.client} got ${s.tokens ?? '?'} tokens, finish_reason ${s.finishReason ?? '?'}${s.error ? `, error: ${s.error}` : ''}`);
       }
-      if (result.matchesRaw !== clients) this.notes.push(`round ${round}, ortserve ${clients} clients: ${result.matchesRaw}/${clients} streams' text equals the raw loop's greedy text`);
+      if (result.matchesRaw !== clients) {
+        const tokens = this.rawPrefixes.slice(0, clients).reduce((sum, prefixes) => sum + prefixes.length, 0);
+        this.notes.push(
+          `round ${round}, ortserve ${clients} clients: ${result.matchesRaw}/${clients} streams' text equals the raw loop's greedy text; ${result.leadingTokensAsRaw}/${tokens} of its tokens, each stream's from the first, begin the streams`,
+        );
+      }
       if (result.textChunks !== result.completionTokens) {
         this.notes.push(`round ${round}, ortserve ${clients} clients: ${result.textChunks} text chunks for ${result.completionTokens} tokens (a chunk may carry several tokens, e.g. a multi-byte character)`);
       }

@@ -118,7 +118,8 @@ export async function lastLogits(session: ort.InferenceSession, model: RawModel,
  * and every stream runs the full NEW_TOKENS tokens. Returns the prompts used and the raw loop's
  * greedy text of each.
  */
-export async function screenPrompts(session: ort.InferenceSession, model: ModelInfo, candidates: Prompt[], notes: string[]): Promise<{ prompts: Prompt[]; rawText: string[] }> {
+/** The prompts whose greedy continuation has no EOS, and each one's greedy ids from the raw loop. */
+export async function screenPrompts(session: ort.InferenceSession, model: ModelInfo, candidates: Prompt[], notes: string[]): Promise<{ prompts: Prompt[]; rawIds: number[][] }> {
   let prompts = candidates.slice(0, MAX_ROWS);
   let screen = await runRaw(session, model, prompts.map((p) => p.ids));
   const excluded = new Set<Prompt>();
@@ -132,11 +133,11 @@ export async function screenPrompts(session: ort.InferenceSession, model: ModelI
     prompts = usable.slice(0, MAX_ROWS);
     screen = await runRaw(session, model, prompts.map((p) => p.ids));
   }
-  const rawText = screen.tokens.map((ids) => {
+  const rawIds = screen.tokens.map((ids) => {
     const eos = ids.findIndex((id) => model.eosIds.has(id));
-    return model.tokenizer.decode(eos === -1 ? ids : ids.slice(0, eos), { skip_special_tokens: true });
+    return eos === -1 ? ids : ids.slice(0, eos);
   });
-  return { prompts, rawText };
+  return { prompts, rawIds };
 }
 
 /** The raw loop's summaries, and the median runs at batch 1 and 16 with their greedy tokens. */
