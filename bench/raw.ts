@@ -116,9 +116,8 @@ export async function lastLogits(session: ort.InferenceSession, model: RawModel,
  * Screening (and the raw loop's warm-up): a raw batch-16 run; prompts whose greedy continuation
  * hits EOS within NEW_TOKENS (a trained model may end its story) are replaced, so that every row
  * and every stream runs the full NEW_TOKENS tokens. Returns the prompts used and the raw loop's
- * greedy text of each.
+ * greedy ids of each (up to an EOS, where one still came).
  */
-/** The prompts whose greedy continuation has no EOS, and each one's greedy ids from the raw loop. */
 export async function screenPrompts(session: ort.InferenceSession, model: ModelInfo, candidates: Prompt[], notes: string[]): Promise<{ prompts: Prompt[]; rawIds: number[][] }> {
   let prompts = candidates.slice(0, MAX_ROWS);
   let screen = await runRaw(session, model, prompts.map((p) => p.ids));

@@ -141,7 +141,6 @@ export function defaultThreads(cores = availableParallelism()): number {
   return Math.max(1, cores);
 }
 
-
 /** An edit of the graph as it loads: what it made of the graph, or undefined where the graph's shape does not suit it. */
 interface GraphEdit {
   name: string;
