@@ -22,7 +22,8 @@ export interface BenchOptions {
 export interface ModelReport {
   model: ModelSet;
   dir: string;
-  /** The folder ortserve serves: `dir`, or a layout derived from it (see --served-layout). */
+  /** What ortserve serves (see --served-layout), from the folder `servedDir`: `dir` or one derived from it. */
+  servedLayout: ServedLayout;
   servedDir: string;
   serverFlags: string[];
   serverStartMs: number;
@@ -99,6 +100,7 @@ export async function benchModel(name: ModelSet, { skipTransformers, skipLlamaCp
   return {
     model: name,
     dir: dir.startsWith(ROOT) ? dir.slice(ROOT.length) : dir,
+    servedLayout,
     servedDir: servedDir.startsWith(ROOT) ? servedDir.slice(ROOT.length) : servedDir,
     serverFlags: ['--port', '0', '--host', '127.0.0.1', '--log-level', 'info', ...serverFlags],
     serverStartMs: server.startMs,

@@ -134,7 +134,7 @@ export function modelRoofline(report: ModelReport, bandwidth: number): string[] 
   if (!existsSync(join(report.dir, 'weights-manifest.json'))) return [`${report.model}: no weights-manifest.json to count its weights from`];
   // The last --weights given wins, as `--weights int4` or `--weights=int4`.
   const served = report.serverFlags.reduce<string | undefined>((value, flag, i, flags) => (flag === '--weights' ? flags[i + 1] : flag.startsWith('--weights=') ? flag.slice('--weights='.length) : value), undefined);
-  const exportedInt4 = report.servedDir !== report.dir && report.servedDir.endsWith('-int4-export');
+  const exportedInt4 = report.servedLayout === 'int4-export';
   const serverFormat: WeightFormat = served === 'int8' || served === 'int4' ? served : exportedInt4 ? 'int4' : 'f32';
   const runners: RooflineRunner[] = [
     ...report.raw.map(({ median }) => ({ label: 'raw onnxruntime loop', format: 'f32' as const, batch: median.batch, decodeTokensPerSecond: median.decodeTokensPerSecond, kvBytesPerValue: 4 })),
