@@ -64,7 +64,6 @@ const IR_VERSION = 8;
 
 /** The shape a config gives a decoder. */
 export interface DecoderShape {
-  modelType: 'llama' | 'qwen2';
   layers: number;
   hidden: number;
   intermediate: number;
@@ -91,7 +90,6 @@ export function decoderShape(config: Record<string, unknown>): DecoderShape {
   const hidden = number('hidden_size');
   const rope = (config.rope_parameters ?? {}) as Record<string, unknown>;
   return {
-    modelType,
     layers: number('num_hidden_layers'),
     hidden,
     intermediate: number('intermediate_size'),
@@ -176,16 +174,18 @@ class GraphWriter {
     return output;
   }
 
+  /** A Constant of int64 values: a scalar, or a 1-D list. */
   int64(scope: string, values: readonly bigint[] | bigint): string {
-    const list = typeof values === 'bigint' ? [values] : values;
-    const raw = new Uint8Array(BigInt64Array.from(list).buffer);
-    return this.op(scope, 'Constant', [], [tensorAttribute('value', tensorProto(ELEM_INT64, typeof values === 'bigint' ? [] : [list.length], raw))]);
+    return typeof values === 'bigint' ? this.constant(scope, ELEM_INT64, [], BigInt64Array.of(values)) : this.constant(scope, ELEM_INT64, [values.length], BigInt64Array.from(values));
   }
 
+  /** A Constant of float32 values: a scalar, or a 1-D list. */
   float(scope: string, values: readonly number[] | number): string {
-    const list = typeof values === 'number' ? [values] : values;
-    const raw = new Uint8Array(Float32Array.from(list).buffer);
-    return this.op(scope, 'Constant', [], [tensorAttribute('value', tensorProto(ELEM_FLOAT, typeof values === 'number' ? [] : [list.length], raw))]);
+    return typeof values === 'number' ? this.constant(scope, ELEM_FLOAT, [], Float32Array.of(values)) : this.constant(scope, ELEM_FLOAT, [values.length], Float32Array.from(values));
+  }
+
+  private constant(scope: string, elemType: number, dims: readonly number[], values: BigInt64Array | Float32Array): string {
+    return this.op(scope, 'Constant', [], [tensorAttribute('value', tensorProto(elemType, dims, new Uint8Array(values.buffer)))]);
   }
 
   weight(name: string, dims: number[], kind: ManifestTensor['kind'] = 'normal'): string {
@@ -325,7 +325,7 @@ export function tokenizerForRows(source: TokenizerJson, rows: number): Tokenizer
   const byId: string[] = [];
   for (const [token, id] of Object.entries(vocab)) byId[id] = token;
   const taken = new Set(Object.keys(vocab));
-  // Ids past the special tokens; the joined pieces are ordinary byte-level tokens.
+  // The joined pieces are ordinary tokens: neither the 256 single bytes nor the special `<|…|>` ones.
   const pieces = byId.filter((token, id) => token !== undefined && id >= 256 && !token.startsWith('<|'));
   let next = byId.length;
   let step = 0;

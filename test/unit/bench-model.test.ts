@@ -26,7 +26,7 @@ describe('the bench graph written from a config', () => {
   it('as qwen2, adds q, k and v biases (zero here) and decodes the same tokens', async () => {
     const [llama, qwen2] = [await check(), await check('qwen2')];
     expect(qwen2.greedy).toEqual(tinyLlama.map((p) => p.greedy_ids));
-    // One Add and one bias per projection, three per layer of two.
+    // One Add of a bias after each of q, k and v, in each of the fixture's two layers.
     expect(qwen2.nodes - llama.nodes).toBe(3 * 2);
     expect(qwen2.takesSlots).toBe(true);
   });
